@@ -85,7 +85,18 @@ class DemandParams(_Section):
     peak_time_s: float = 1800.0
     """Sim time of the demand peak; demand ramps off-peak -> peak -> off-peak around it."""
     mean_trip_s: float = 600.0
-    """Mean trip duration used to turn a density into an insertion rate."""
+    """Mean trip duration at the off-peak density, used to turn a density into an insertion rate."""
+    peak_mean_trip_s: float | None = None
+    """Mean trip duration at the peak density (congestion lengthens trips); None: ``mean_trip_s``.
+    In between, the trip duration is interpolated linearly in density."""
+    segment_s: float = 120.0
+    """The insertion rate is constant over segments of this length."""
+    min_trip_m: float = 500.0
+    """Shortest straight-line trip generated (randomTrips ``--min-distance``)."""
+    downtown_gain: float = 0.0
+    """Trip ends are (1 + gain) times likelier per lane-metre downtown than far from it."""
+    downtown_sigma_m: float = 1000.0
+    """Width of the downtown bump (Gaussian around the network centre)."""
 
 
 class ChannelParams(_Section):
@@ -175,8 +186,10 @@ class OffloadParams(_Section):
     twin_sync_energy_j: float = 0.0
     twin_sync_delay_s: float = 0.0
     price_per_task: float = 1.0
-    energy_max_j: float = 1.0
+    energy_max_j: float = 1500.0
+    """E_max of Eq. 22 (paper: not given): the local energy of the largest task, kappa * 1.5 Gcycles."""
     price_max: float = 1.0
+    """P_max of Eq. 22 (paper: not given): the price of a fully offloaded task, so P / P_max = rho."""
 
 
 class ScenarioParams(_Section):

@@ -1,0 +1,164 @@
+"""The bridge against a real SUMO and a real Redis."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin_service.bridge.runner import BridgeError, RunOptions, open_bridge, run_loop, write_with_retry
+from twin_service.twins import UnknownTwinError, open_redis
+from twin_service.twins.server import RedisHandle
+
+HAMBURG = (
+    Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "tavf-hamburg" / "run_simulation.sumocfg"
+)
+
+
+def _run(engine, store, ticks: int) -> list:
+    frames = []
+    for _ in range(ticks):
+        frame, ctx = engine.tick()
+        store.write_tick(frame)
+        engine.apply(engine.decisions.decide(ctx))
+        frames.append(frame)
+    return frames
+
+
+def test_twins_are_exactly_sumos_running_vehicles(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        frames = _run(engine, store, 120)
+        running = set(engine.backend.api.vehicle.getIDList())
+        assert len(running) > 20, "the scenario should have traffic by now"
+        assert set(store.vehicle_ids()) == running
+        meta = store.latest_tick()
+        assert meta is not None and meta.tick == 120 and meta.sim_time_s == engine.backend.time_s
+        assert meta.n_servers == len(engine.server_ids)
+
+        # History: at most 10 entries, consecutive ticks in order, and the window mean of the frames.
+        vid = sorted(running)[0]
+        twin = store.vehicle(vid)
+        ticks = [h.tick for h in twin.history]
+        assert 1 <= len(ticks) <= 10 and ticks == sorted(ticks) and ticks[-1] == 120
+        expected = []
+        for frame in frames[-10:]:
+            if vid in frame.vehicle_ids:
+                expected.append(frame.vehicle_columns["speed_mps"][frame.vehicle_ids.index(vid)])
+        assert len(expected) == len(ticks)
+        assert twin.window_mean["speed_mps"] == pytest.approx(float(np.mean(expected)), rel=1e-12)
+        assert twin.state["lat"] == pytest.approx(53.55, abs=0.05)
+
+        # A vehicle that arrived is gone from the current set at once.
+        gone = set().union(*(set(f.vehicle_ids) for f in frames[:-1])) - running
+        assert gone, "some vehicles should have finished their trips in 120 s"
+        with pytest.raises(UnknownTwinError):
+            store.vehicle(next(iter(gone)))
+
+
+def test_every_vehicle_has_a_host_and_satellite_is_never_masked(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        frames = _run(engine, store, 60)
+    last = frames[-1]
+    host = last.vehicle_columns["host_index"].astype(int)
+    assert host.min() >= 0 and host.max() < len(engine.server_ids)
+    kpis = last.kpis
+    assert kpis["hosts_rsu"] + kpis["hosts_uav"] + kpis["hosts_satellite"] == len(last.vehicle_ids)
+    # Every vehicle pays a positive latency; paper B fields stay within Table IV's ranges.
+    assert np.all(last.vehicle_columns["latency_s"] > 0)
+    assert np.all((last.vehicle_columns["f_hz"] >= 1.5e9) & (last.vehicle_columns["f_hz"] <= 2.5e9))
+    assert np.all((last.vehicle_columns["deadline_s"] >= 0.1) & (last.vehicle_columns["deadline_s"] <= 1.0))
+    # Energy only falls.
+    first = {
+        v: e for v, e in zip(frames[10].vehicle_ids, frames[10].vehicle_columns["energy_j"], strict=True)
+    }
+    for v, e in zip(last.vehicle_ids, last.vehicle_columns["energy_j"], strict=True):
+        if v in first:
+            assert e < first[v]
+
+
+def test_libsumo_and_traci_give_identical_twins(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    results = {}
+    for backend in ("libsumo", "traci"):
+        options = RunOptions(
+            scenario=small_scenario, backend=backend, key_prefix=f"{key_prefix}-{backend}", seed=11
+        )
+        with open_bridge(options, redis=redis_server) as (engine, store, _):
+            frames = _run(engine, store, 40)
+            results[backend] = (frames[-1], store.vehicles_frame())
+            store.clear()
+    (fa, ba), (fb, bb) = results["libsumo"], results["traci"]
+    assert fa.vehicle_ids == fb.vehicle_ids and len(fa.vehicle_ids) > 5
+    assert ba.ids == bb.ids
+    for name, col in ba.columns.items():
+        np.testing.assert_array_equal(col, bb.columns[name], err_msg=name)
+    assert ba.text == bb.text
+
+
+def test_concurrent_reader_never_sees_a_torn_tick(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
+    seen, errors = [], []
+    stop = threading.Event()
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        _run(engine, store, 5)
+        from twin_service.twins import TwinStore
+
+        reader = TwinStore(redis_server.new_client(), key_prefix, window=store.window)
+
+        def read() -> None:
+            while not stop.is_set():
+                meta = reader.latest_tick()
+                block = reader.vehicles_frame(meta.tick)
+                # The tick is coherent: every column has one value per id, and the sim time in every row's
+                # tick matches the tick's own metadata.
+                if (
+                    any(len(c) != len(block.ids) for c in block.columns.values())
+                    or len(block.ids) != meta.n_vehicles
+                ):
+                    errors.append(meta.tick)
+                seen.append(meta.tick)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        try:
+            _run(engine, store, 60)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert not errors
+    assert len(set(seen)) > 5
+
+
+def test_redis_going_away_stops_the_bridge_with_a_clear_message(small_scenario: Path, key_prefix: str):
+    with open_redis(None) as handle:
+        options = RunOptions(scenario=small_scenario, key_prefix=key_prefix, redis_retry_s=1.0)
+        with open_bridge(options, redis=handle) as (engine, store, _):
+            _run(engine, store, 3)
+            handle.client.shutdown(nosave=True)
+            frame, _ = engine.tick()
+            with pytest.raises(BridgeError, match="unreachable for 1 s; stopped before tick 4"):
+                write_with_retry(store, frame, 1.0, handle.url)
+
+
+def test_run_loop_stops_at_ticks_and_summarises(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str, tmp_path
+):
+    csv_path = tmp_path / "kpis.csv"
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix, ticks=25, kpi_csv=csv_path)
+    with open_bridge(options, redis=redis_server) as (engine, store, handle):
+        summary = run_loop(engine, store, options, url=handle.url)
+    assert summary["ticks"] == 25
+    assert 0.0 <= summary["packet_loss_rate"] <= 1.0
+    lines = csv_path.read_text().splitlines()
+    assert len(lines) == 26 and lines[0].startswith("tick,sim_time_s,vehicles")

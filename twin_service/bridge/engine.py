@@ -1,0 +1,504 @@
+"""One co-simulation tick: step SUMO, read every vehicle, move the UAVs, compute the edge servers' state.
+
+Everything per vehicle is vectorised over the running vehicles; the physics comes from
+:mod:`twin_service.physics`. The order within a tick is the digital-twin loop:
+
+1. SUMO steps; vehicles that arrived release their state (their trip's packet loss, Eq. 15, is recorded).
+2. Vehicles are read; positions go to lon/lat; UAVs move along their patrols; distances (Eq. 1-2).
+3. Each vehicle's host for this tick is the target decided at the previous tick; a vehicle that just
+   departed is placed on the nearest feasible server (Eq. 23 mask).
+4. Host changes are migrations (Eq. 10-12); server loads (Eq. 8) with backlog; latencies (Eq. 6-9, 13);
+   failures (Eq. 14); backlogs drain C_m / e_v bits per second.
+5. Paper B: every vehicle gets a new task (D, C, T); the offloading fraction decided last tick is applied
+   to the twin's host and gives delay, energy, cost and deadline success (Eq. 5-22); energy E_n falls.
+6. The tick becomes a :class:`~twin_service.twins.frames.TickFrame`, then decisions for the next tick are
+   asked of the decision source.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from twin_service.bridge.backends import SumoBackend
+from twin_service.bridge.vehicles import TripRecord, VehicleTable, sample_tasks, vehicle_rng
+from twin_service.config import BITS_PER_MB, ScenarioParams
+from twin_service.observe import MigrationObservation, ServerTable, migration_observation
+from twin_service.physics import (
+    access_latency_s,
+    compute_latency_s,
+    distance_matrix_from_units_m,
+    drain_backlog_bits,
+    edge_cpu_share_hz,
+    free_space_rate_bps,
+    ground_distance_m,
+    load_variance,
+    migration_mask,
+    nearest_feasible_server,
+    offload_outcome,
+    offload_rate_bps,
+    satellite_propagation_delay_s,
+    server_load_bits,
+    service_failure,
+    slant_distance_m,
+    unit_vectors,
+)
+from twin_service.scenario.edge_servers import EdgeLayout
+from twin_service.scenario.geo import NetProjection
+from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
+from twin_service.twins.frames import TickFrame
+
+TIER_CODES = {"rsu": 0, "uav": 1, "satellite": 2}
+
+
+@dataclass(slots=True)
+class TickContext:
+    """What a decision source sees after a tick: the state the next tick's decisions are made from."""
+
+    tick: int
+    sim_time_s: float
+    vehicle_ids: list[str]
+    host: NDArray[np.int64]
+    observation: MigrationObservation
+    offload_now: dict[str, NDArray[np.float64]]
+    servers: ServerTable
+    frame: TickFrame
+
+
+@dataclass(slots=True)
+class Decisions:
+    """Next tick's host (server index) and offloading fraction per vehicle, aligned with the context ids."""
+
+    target: NDArray[np.int64]
+    rho: NDArray[np.float64]
+    source: str = "local"
+    fallback: bool = False
+
+
+class DecisionSource(Protocol):
+    def decide(self, ctx: TickContext) -> Decisions: ...
+
+
+class StickyNearest:
+    """The bridge's own rule before (or without) a decision service.
+
+    A twin stays on its ground or air host while that host stays feasible (in range and not overloaded,
+    Eq. 23), and otherwise moves to the nearest feasible server. The satellite is the last resort: it is
+    never masked, so a twin on it moves back to the nearest feasible RSU or UAV as soon as there is one.
+    Every task is computed locally (rho = 0).
+    """
+
+    name = "sticky-nearest"
+
+    def decide(self, ctx: TickContext) -> Decisions:
+        obs = ctx.observation
+        nearest = nearest_feasible_server(obs.distances_m, obs.mask, ctx.servers.satellite_index)
+        host = ctx.host
+        sat = ctx.servers.satellite_index
+        keep = (host >= 0) & (host != sat) & obs.mask[np.arange(len(host)), np.maximum(host, 0)]
+        return Decisions(np.where(keep, host, nearest).astype(np.int64), np.zeros(len(host)), self.name)
+
+
+@dataclass
+class RunTotals:
+    """KPIs accumulated over a run (per-tick KPIs are in the twin store)."""
+
+    ticks: int = 0
+    vehicle_ticks: int = 0
+    failures: int = 0
+    migrations: int = 0
+    latency_s: float = 0.0
+    offload_cost: float = 0.0
+    offload_delay_s: float = 0.0
+    offload_energy_j: float = 0.0
+    tasks_succeeded: int = 0
+    load_variance_sum: float = 0.0
+    fallback_ticks: int = 0
+    trips: list[TripRecord] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        vt = max(self.vehicle_ticks, 1)
+        finished = [t for t in self.trips if t.ticks > 0]
+        return {
+            "ticks": self.ticks,
+            "vehicle_ticks": self.vehicle_ticks,
+            "trips_completed": len(finished),
+            "latency_mean_s": self.latency_s / vt,
+            "latency_total_s": self.latency_s,
+            "packet_loss_rate": self.failures / vt,
+            "trip_packet_loss_mean": float(np.mean([t.packet_loss_rate for t in finished]))
+            if finished
+            else 0.0,
+            "load_variance_sum_mb2": self.load_variance_sum,
+            "migrations": self.migrations,
+            "offload_cost_mean": self.offload_cost / vt,
+            "task_success_rate": self.tasks_succeeded / vt,
+            "offload_delay_mean_s": self.offload_delay_s / vt,
+            "offload_energy_mean_j": self.offload_energy_j / vt,
+            "fallback_ticks": self.fallback_ticks,
+        }
+
+
+class Engine:
+    """The per-tick state machine of the bridge (no I/O besides the SUMO backend)."""
+
+    def __init__(
+        self,
+        params: ScenarioParams,
+        layout: EdgeLayout,
+        projection: NetProjection,
+        backend: SumoBackend,
+        decisions: DecisionSource | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.params = params
+        self.layout = layout
+        self.projection = projection
+        self.backend = backend
+        self.decisions: DecisionSource = decisions or StickyNearest()
+        self.seed = params.scenario.seed if seed is None else seed
+        self.tick_number = 0
+        self.totals = RunTotals()
+        self.vehicles = VehicleTable(params.offload, self.seed)
+        self._task_rng = np.random.default_rng([self.seed, 0x7A5C])
+        self._start_s = backend.time_s
+        self._governing_fallback = False
+        """Whether the decisions that govern the next tick came from the local fallback."""
+        self._slots = np.zeros(0, dtype=np.int64)
+
+        # Servers: static arrays, plus the UAV rows that move every tick.
+        m = len(layout)
+        self.server_ids = list(layout.ids)
+        self.tiers = [str(t) for t in layout.tiers]
+        self.tier_code = np.array([TIER_CODES[t] for t in self.tiers], dtype=np.int64)
+        self.is_sat = self.tier_code == TIER_CODES["satellite"]
+        self.sat_index = layout.satellite_index
+        self.uav_idx = layout.uav_indices
+        self.srv_x = layout.xy_m[:, 0].copy()
+        self.srv_y = layout.xy_m[:, 1].copy()
+        self.srv_lon = layout.lonlat[:, 0].copy()
+        self.srv_lat = layout.lonlat[:, 1].copy()
+        self.srv_alt = layout.altitude_m.copy()
+        self.srv_heading = np.zeros(m)
+        self.range_m = np.where(self.is_sat, np.inf, layout.range_m)
+        self.cache_bits = layout.cache_mb * BITS_PER_MB
+        self.load_max_bits = np.where(self.is_sat, np.inf, self.cache_bits)
+        self.cpu_hz = layout.cpu_hz.copy()
+        self.srv_units = unit_vectors(self.srv_lat, self.srv_lon)
+        self.patrols = patrol_table_from_layout(layout) if len(self.uav_idx) else None
+        self.backlog_bits = np.zeros(m)
+        self.load_bits = np.zeros(m)
+        self.servers = ServerTable(
+            ids=tuple(self.server_ids),
+            tiers=tuple(self.tiers),
+            range_m=self.range_m,
+            load_max_bits=self.load_max_bits,
+            cpu_hz=self.cpu_hz,
+            altitude_m=self.srv_alt,
+        )
+        # Paper B's RSU twin {f_m, r_m, E_m} (Eq. 4), drawn per server from Table IV's ranges.
+        o = params.offload
+        self.edge_f_hz = np.array(
+            [vehicle_rng(self.seed, s, "edge").uniform(*o.rsu_cpu_hz) for s in self.server_ids]
+        )
+        self.edge_r_bps = np.array(
+            [vehicle_rng(self.seed, s, "edge-rate").uniform(*o.rsu_rate_bps) for s in self.server_ids]
+        )
+        self.edge_energy_j = np.array(
+            [
+                vehicle_rng(self.seed, s, "edge-energy").uniform(*o.rsu_energy_wh) * 3600.0
+                for s in self.server_ids
+            ]
+        )
+        self.data_bits = params.task.data_size_mb * BITS_PER_MB
+
+    # ------------------------------------------------------------------------------------------
+    def layout_records(self) -> list[dict[str, object]]:
+        """Static description of the servers, stored once per run for readers (API, policies)."""
+        return [
+            {
+                "id": s.id,
+                "tier": s.tier,
+                "x_m": s.x_m,
+                "y_m": s.y_m,
+                "lon": s.lon,
+                "lat": s.lat,
+                "altitude_m": s.altitude_m,
+                "range_m": s.range_m if np.isfinite(s.range_m) else 1e12,
+                "cache_mb": s.cache_mb,
+                "cpu_hz": s.cpu_hz,
+                "patrol_xy": [list(p) for p in s.patrol_xy],
+            }
+            for s in self.layout.servers
+        ]
+
+    def _move_uavs(self, now_s: float) -> None:
+        if self.patrols is None:
+            return
+        xy, heading = uav_positions(self.patrols, now_s - self._start_s)
+        idx = self.uav_idx
+        self.srv_x[idx], self.srv_y[idx] = xy[:, 0], xy[:, 1]
+        self.srv_heading[idx] = heading
+        lon, lat = self.projection.to_lonlat(xy[:, 0], xy[:, 1])
+        self.srv_lon[idx], self.srv_lat[idx] = lon, lat
+        self.srv_units[idx] = unit_vectors(lat, lon)
+
+    def _migration_latency_s(self, prev: NDArray[np.int64], new: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Eq. 11-12 for the vehicles whose host changed: S_mig over the server-to-server link."""
+        c = self.params.channel
+        ground = ground_distance_m(
+            self.srv_lat[prev], self.srv_lon[prev], self.srv_lat[new], self.srv_lon[new]
+        )
+        dist = slant_distance_m(ground, self.srv_alt[prev] - self.srv_alt[new])
+        rate = free_space_rate_bps(
+            dist, c.bandwidth_mig_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        via_sat = self.is_sat[prev] | self.is_sat[new]
+        rate = np.where(via_sat, c.satellite_rate_bps, rate)
+        prop = np.where(via_sat, satellite_propagation_delay_s(self.params.satellite.altitude_m), 0.0)
+        return self.params.task.migration_size_mb * BITS_PER_MB / rate + prop
+
+    # ------------------------------------------------------------------------------------------
+    def tick(self) -> tuple[TickFrame, TickContext]:
+        """Advance SUMO one step and compute everything of the new tick."""
+        p = self.params
+        b = self.backend
+        b.step()
+        self.tick_number += 1
+        now = b.time_s
+        wall = time.time()
+        self.totals.trips.extend(self.vehicles.release(b.arrived_ids()))
+
+        batch = b.read_vehicles()
+        n = len(batch)
+        lon, lat = self.projection.to_lonlat(batch.x_m, batch.y_m)
+        self._move_uavs(now)
+        dist = distance_matrix_from_units_m(unit_vectors(lat, lon), self.srv_units, self.srv_alt)
+        rows = np.arange(n)
+
+        vt = self.vehicles
+        slots = vt.slots_for(batch.ids, now)
+        prev_host = vt.i["host"][slots]
+        host = vt.i["next_host"][slots].copy()
+        unplaced = host < 0
+        if unplaced.any():
+            # A new twin goes to the nearest server that can take it now (Eq. 23 on the current backlog).
+            mask = migration_mask(
+                dist[unplaced],
+                self.range_m,
+                self.backlog_bits,
+                self.data_bits,
+                self.load_max_bits,
+                self.is_sat,
+            )
+            host[unplaced] = nearest_feasible_server(dist[unplaced], mask, self.sat_index)
+
+        # Paper A: migrations, loads, latencies, failures.
+        migrated = (prev_host >= 0) & (host != prev_host)
+        migration_s = np.zeros(n)
+        if migrated.any():
+            migration_s[migrated] = self._migration_latency_s(prev_host[migrated], host[migrated])
+        load = server_load_bits(host, self.data_bits, self.backlog_bits)
+        d_host = dist[rows, host]
+        host_sat = self.is_sat[host]
+        c = p.channel
+        sat_prop = satellite_propagation_delay_s(p.satellite.altitude_m)
+        rate_up = free_space_rate_bps(
+            d_host, c.bandwidth_up_hz, c.vehicle_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        rate_down = free_space_rate_bps(
+            d_host, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        uplink_s = access_latency_s(self.data_bits, rate_up, host_sat, c.satellite_rate_bps, sat_prop)
+        downlink_s = access_latency_s(self.data_bits, rate_down, host_sat, c.satellite_rate_bps, sat_prop)
+        host_load = load[host]
+        compute_s = compute_latency_s(
+            host_load, p.task.cycles_per_bit, self.cpu_hz[host], self.load_max_bits[host], p.satellite.cpu_hz
+        )
+        latency_s = uplink_s + downlink_s + compute_s + migration_s
+        failed = service_failure(d_host, self.range_m[host], host_load, self.load_max_bits[host])
+        self.load_bits = load
+        # What a server cannot hold beyond its cache is dropped (the packet loss of Eq. 14), not queued.
+        self.backlog_bits = drain_backlog_bits(
+            load, self.cpu_hz, p.task.cycles_per_bit, p.simulation.tick_s, self.cache_bits
+        )
+        hosted = np.bincount(host, minlength=len(self.server_ids))
+        overloaded = load > self.load_max_bits
+
+        # Paper B: a new task per vehicle; the fraction decided last tick goes to the twin's host.
+        o = p.offload
+        data_bits, cycles, deadline_s = sample_tasks(self._task_rng, n, o)
+        rho = vt.f["rho"][slots]
+        r_bps = offload_rate_bps(
+            d_host,
+            o.bandwidth_hz,
+            o.tx_power_w,
+            o.path_loss_exponent,
+            o.channel_gain,
+            o.noise_dbm_per_hz,
+            o.interference_w,
+            o.max_rate_bps,
+        )
+        r_bps = np.where(host_sat, c.satellite_rate_bps, r_bps)
+        edge_share = edge_cpu_share_hz(host, rho, self.edge_f_hz)
+        f_hz = vt.f["f_hz"][slots]
+        out = offload_outcome(
+            rho,
+            data_bits,
+            cycles,
+            deadline_s,
+            f_hz,
+            r_bps,
+            edge_share,
+            kappa_local=o.kappa_local,
+            kappa_edge=o.kappa_edge,
+            tx_power_w=o.tx_power_w,
+            output_ratio=o.output_ratio,
+            twin_sync_energy_j=o.twin_sync_energy_j,
+            twin_sync_delay_s=o.twin_sync_delay_s,
+            price_per_task=o.price_per_task,
+            energy_max_j=o.energy_max_j,
+            price_max=o.price_max,
+        )
+        # The vehicle pays the radio energy and its local share; the edge's compute energy is the edge's.
+        vehicle_energy = out.tx_energy_j + out.download_energy_j + out.local_part_energy_j
+        energy = np.maximum(vt.f["energy_j"][slots] - vehicle_energy, 0.0)
+        vt.f["energy_j"][slots] = energy
+        offloaders = np.bincount(host, weights=(rho > 0).astype(np.float64), minlength=len(self.server_ids))
+
+        # Per-vehicle counters.
+        vt.i["host"][slots] = host
+        vt.i["ticks"][slots] += 1
+        vt.i["failures"][slots] += failed
+        vt.i["migrations"][slots] += migrated
+
+        # Run totals and this tick's KPIs.
+        var_mb2 = float(load_variance(load / BITS_PER_MB))
+        t = self.totals
+        t.ticks += 1
+        t.vehicle_ticks += n
+        t.failures += int(failed.sum())
+        t.migrations += int(migrated.sum())
+        t.latency_s += float(latency_s.sum())
+        t.offload_cost += float(out.cost.sum())
+        t.offload_delay_s += float(out.delay_s.sum())
+        t.offload_energy_j += float(out.energy_j.sum())
+        t.tasks_succeeded += int(out.success.sum())
+        t.load_variance_sum += var_mb2
+        rsu = self.tier_code == TIER_CODES["rsu"]
+        by_tier = np.bincount(self.tier_code[host], minlength=3) if n else np.zeros(3, dtype=np.int64)
+        safe_n = max(n, 1)
+        kpis = {
+            "vehicles": float(n),
+            "latency_total_s": float(latency_s.sum()),
+            "latency_mean_s": float(latency_s.sum() / safe_n),
+            "packet_loss": float(failed.sum() / safe_n),
+            "load_variance_mb2": var_mb2,
+            "migrations": float(migrated.sum()),
+            "overloaded_rsu_share": float(overloaded[rsu].mean()) if rsu.any() else 0.0,
+            "hosts_rsu": float(by_tier[0]),
+            "hosts_uav": float(by_tier[1]),
+            "hosts_satellite": float(by_tier[2]),
+            "offload_cost_total": float(out.cost.sum()),
+            "offload_cost_mean": float(out.cost.sum() / safe_n),
+            "task_success_rate": float(out.success.sum() / safe_n) if n else 1.0,
+            "offload_delay_mean_s": float(out.delay_s.sum() / safe_n),
+            "offload_energy_mean_j": float(out.energy_j.sum() / safe_n),
+            "fallback": 1.0 if self._governing_fallback else 0.0,
+        }
+        t.fallback_ticks += int(self._governing_fallback)
+
+        frame = TickFrame(
+            tick=self.tick_number,
+            sim_time_s=now,
+            wall_time=wall,
+            vehicle_ids=batch.ids,
+            vehicle_columns={
+                "x_m": batch.x_m,
+                "y_m": batch.y_m,
+                "lon": lon,
+                "lat": lat,
+                "speed_mps": batch.speed_mps,
+                "heading_deg": batch.heading_deg,
+                "host_index": host.astype(np.float64),
+                "host_distance_m": d_host,
+                "uplink_s": uplink_s,
+                "downlink_s": downlink_s,
+                "compute_s": compute_s,
+                "migration_s": migration_s,
+                "latency_s": latency_s,
+                "failed": failed.astype(np.float64),
+                "migrated": migrated.astype(np.float64),
+                "f_hz": f_hz,
+                "r_bps": r_bps,
+                "energy_j": energy,
+                "data_bits": data_bits,
+                "cycles": cycles,
+                "deadline_s": deadline_s,
+                "rho": rho,
+                "offload_delay_s": out.delay_s,
+                "offload_energy_j": out.energy_j,
+                "offload_cost": out.cost,
+                "task_success": out.success.astype(np.float64),
+            },
+            vehicle_text={"road_id": batch.road_ids},
+            server_ids=self.server_ids,
+            server_columns={
+                "x_m": self.srv_x.copy(),
+                "y_m": self.srv_y.copy(),
+                "lon": self.srv_lon.copy(),
+                "lat": self.srv_lat.copy(),
+                "altitude_m": self.srv_alt,
+                "heading_deg": self.srv_heading.copy(),
+                "load_bits": load,
+                "backlog_bits": self.backlog_bits,
+                "hosted": hosted.astype(np.float64),
+                "overloaded": overloaded.astype(np.float64),
+                "f_hz": self.edge_f_hz,
+                "r_bps": self.edge_r_bps,
+                "energy_j": self.edge_energy_j,
+                "offloaders": offloaders,
+            },
+            server_text={"tier": self.tiers},
+            kpis=kpis,
+        )
+        energy_frac = energy / np.maximum(vt.f["energy_capacity_j"][slots], 1e-9)
+        ctx = TickContext(
+            tick=self.tick_number,
+            sim_time_s=now,
+            vehicle_ids=batch.ids,
+            host=host,
+            observation=migration_observation(dist, load, self.data_bits, self.servers, host),
+            offload_now={
+                "f_hz": f_hz,
+                "r_bps": r_bps,
+                "energy_frac": energy_frac,
+                "speed_mps": batch.speed_mps,
+                "data_bits": data_bits,
+                "cycles": cycles,
+                "deadline_s": deadline_s,
+                "host_cpu_hz": self.edge_f_hz[host],
+                "host_offloaders": offloaders[host],
+                "host_is_satellite": host_sat.astype(np.float64),
+            },
+            servers=self.servers,
+            frame=frame,
+        )
+        self._slots = slots
+        return frame, ctx
+
+    def apply(self, decisions: Decisions) -> None:
+        """Store the decisions made after the last tick; they take effect at the next tick."""
+        slots = self._slots
+        if len(decisions.target) != len(slots) or len(decisions.rho) != len(slots):
+            raise ValueError("decisions are not aligned with the last tick's vehicles")
+        target = np.asarray(decisions.target, dtype=np.int64)
+        if len(target) and (target.min() < 0 or target.max() >= len(self.server_ids)):
+            raise ValueError("a decision names a server index outside the layout")
+        self.vehicles.i["next_host"][slots] = target
+        self.vehicles.f["rho"][slots] = np.clip(np.asarray(decisions.rho, dtype=np.float64), 0.0, 1.0)
+        self._governing_fallback = decisions.fallback

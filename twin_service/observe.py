@@ -1,0 +1,213 @@
+"""Twin state -> observations and action masks, shared by serving (API, bridge) and training (envs).
+
+One function per decision keeps the policy's input identical wherever it runs:
+
+* :func:`migration_observation` (paper A, Eq. 19 and 23): per vehicle, the distances to the M-1 ground and
+  air servers and the predicted workload of all M servers, plus the dynamic mask.
+* :func:`offload_observation` (paper B, Eq. 3-4 and 37): per vehicle, its twin now, the 10 s window mean,
+  and the host server's twin.
+
+Inputs are plain arrays so that the bridge (in memory), the API (from Redis) and an environment (from a
+recording) all call the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+
+from twin_service.config import BITS_PER_MB, ScenarioParams
+from twin_service.physics import distance_matrix_from_units_m, migration_mask, unit_vectors
+
+OBS_SPEC_VERSION = "1"
+"""Bump when the meaning or order of observation features changes; models record it."""
+
+
+@dataclass(frozen=True)
+class ServerTable:
+    """The candidate hosts, in layout order (RSUs, UAVs, then the satellite last or anywhere)."""
+
+    ids: tuple[str, ...]
+    tiers: tuple[str, ...]
+    range_m: NDArray[np.float64]
+    load_max_bits: NDArray[np.float64]
+    cpu_hz: NDArray[np.float64]
+    altitude_m: NDArray[np.float64]
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def is_satellite(self) -> NDArray[np.bool_]:
+        return np.array([t == "satellite" for t in self.tiers])
+
+    @property
+    def satellite_index(self) -> int:
+        hits = np.flatnonzero(self.is_satellite)
+        if len(hits) != 1:
+            raise ValueError(f"expected exactly one satellite among the servers, found {len(hits)}")
+        return int(hits[0])
+
+    @property
+    def ground_air_indices(self) -> NDArray[np.intp]:
+        return np.flatnonzero(~self.is_satellite)
+
+    @classmethod
+    def from_records(cls, servers: list[dict]) -> ServerTable:
+        """From the layout records the bridge stores (``id, tier, range_m, cache_mb, cpu_hz, altitude_m``)."""
+        return cls(
+            ids=tuple(str(s["id"]) for s in servers),
+            tiers=tuple(str(s["tier"]) for s in servers),
+            range_m=np.array([float(s["range_m"]) for s in servers]),
+            load_max_bits=np.array([float(s["cache_mb"]) * BITS_PER_MB for s in servers]),
+            cpu_hz=np.array([float(s["cpu_hz"]) for s in servers]),
+            altitude_m=np.array([float(s["altitude_m"]) for s in servers]),
+        )
+
+
+def vehicle_server_distances_m(
+    veh_lon: NDArray[np.float64],
+    veh_lat: NDArray[np.float64],
+    srv_lon: NDArray[np.float64],
+    srv_lat: NDArray[np.float64],
+    srv_alt_m: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Paper A Eq. 1-2 distances ``(V, M)`` in metres."""
+    return distance_matrix_from_units_m(
+        unit_vectors(veh_lat, veh_lon), unit_vectors(srv_lat, srv_lon), np.asarray(srv_alt_m, np.float64)
+    )
+
+
+@dataclass(frozen=True)
+class MigrationObservation:
+    """Paper A observation o_v (Eq. 19) and mask K_v (Eq. 23) for a batch of vehicles."""
+
+    mask: NDArray[np.bool_]
+    """``(V, M)``: True where the vehicle's twin may be hosted (Eq. 23); the satellite is always True."""
+    distances_m: NDArray[np.float64]
+    predicted_load_bits: NDArray[np.float64]
+    servers: ServerTable
+
+    @cached_property
+    def features(self) -> NDArray[np.float32]:
+        """``(V, (M-1) + M)``: distances to ground/air servers / their range, then predicted loads / L_max.
+
+        Built on first use: rule-based policies need only the mask and distances.
+        """
+        servers = self.servers
+        ga = servers.ground_air_indices
+        n = self.distances_m.shape[0]
+        features = np.empty((n, migration_feature_dim(servers.size)), dtype=np.float32)
+        features[:, : len(ga)] = self.distances_m[:, ga] / servers.range_m[ga]
+        features[:, len(ga) :] = self.predicted_load_bits / servers.load_max_bits
+        return features
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.features.shape[1])
+
+
+def migration_feature_dim(n_servers: int) -> int:
+    return 2 * n_servers - 1
+
+
+def migration_observation(
+    distances_m: NDArray[np.float64],
+    predicted_load_bits: NDArray[np.float64],
+    incoming_bits: NDArray[np.float64] | float,
+    servers: ServerTable,
+    host_index: NDArray[np.int64] | None = None,
+) -> MigrationObservation:
+    """Build paper A's observation and dynamic mask.
+
+    Parameters
+    ----------
+    distances_m:
+        ``(V, M)`` vehicle-to-server distances (Eq. 2).
+    predicted_load_bits:
+        ``(M,)`` each server's predicted load S'_m for the next slot, backlog included (Eq. 8 and the
+        workload predictor; the current load when no predictor is loaded).
+    incoming_bits:
+        What hosting the vehicle adds to a server (S_v), scalar or ``(V,)``.
+    host_index:
+        ``(V,)`` current hosts (-1 for none): staying on the current host adds nothing (see the mask).
+    """
+    dist = np.asarray(distances_m, dtype=np.float64)
+    loads = np.asarray(predicted_load_bits, dtype=np.float64)
+    if dist.ndim != 2 or dist.shape[1] != servers.size:
+        raise ValueError(f"distances must be (V, {servers.size}), got {dist.shape}")
+    if loads.shape != (servers.size,):
+        raise ValueError(f"predicted loads must be ({servers.size},), got {loads.shape}")
+    mask = migration_mask(
+        dist, servers.range_m, loads, incoming_bits, servers.load_max_bits, servers.is_satellite, host_index
+    )
+    return MigrationObservation(mask, dist, loads, servers)
+
+
+OFFLOAD_FEATURES = (
+    "f_hz",
+    "r_bps",
+    "energy_frac",
+    "speed_mps",
+    "data_bits",
+    "cycles",
+    "deadline_s",
+    "host_cpu_hz",
+    "host_offloaders",
+    "host_is_satellite",
+)
+"""Per-vehicle offload features, each given now and as its 10 s window mean (paper B Eq. 3, 4, 37)."""
+
+_OFFLOAD_SCALE = {
+    "f_hz": 1e9,
+    "r_bps": 1e8,
+    "energy_frac": 1.0,
+    "speed_mps": 20.0,
+    "data_bits": 1e7,
+    "cycles": 1e9,
+    "deadline_s": 1.0,
+    "host_cpu_hz": 1e9,
+    "host_offloaders": 10.0,
+    "host_is_satellite": 1.0,
+}
+
+
+def offload_feature_dim() -> int:
+    return 2 * len(OFFLOAD_FEATURES)
+
+
+def offload_observation(
+    now: dict[str, NDArray[np.float64]], window_mean: dict[str, NDArray[np.float64]] | None = None
+) -> NDArray[np.float32]:
+    """Paper B observation ``(V, 2 * len(OFFLOAD_FEATURES))``: the twin now, then its window mean (Eq. 37).
+
+    Missing window means (a vehicle's first tick) fall back to the current value.
+    """
+    missing = [k for k in OFFLOAD_FEATURES if k not in now]
+    if missing:
+        raise ValueError(f"offload observation lacks {missing}")
+    cols = []
+    for key in OFFLOAD_FEATURES:
+        cols.append(np.asarray(now[key], dtype=np.float64) / _OFFLOAD_SCALE[key])
+    for key in OFFLOAD_FEATURES:
+        current = np.asarray(now[key], dtype=np.float64)
+        mean = current if window_mean is None or key not in window_mean else np.asarray(window_mean[key])
+        mean = np.where(np.isfinite(mean), mean, current)
+        cols.append(mean / _OFFLOAD_SCALE[key])
+    return np.stack(cols, axis=1).astype(np.float32) if cols[0].size else np.zeros((0, len(cols)), np.float32)
+
+
+def observation_spec(params: ScenarioParams, n_servers: int) -> dict[str, object]:
+    """What a model trained on these observations must match (recorded in model manifests)."""
+    return {
+        "obs_spec_version": OBS_SPEC_VERSION,
+        "n_servers": n_servers,
+        "migration_feature_dim": migration_feature_dim(n_servers),
+        "offload_features": list(OFFLOAD_FEATURES),
+        "offload_feature_dim": offload_feature_dim(),
+        "history_window": params.simulation.history_window,
+    }
