@@ -30,7 +30,10 @@ ensure_venv() {
     local stamp_file="$VENV/.twin-installed"
     local want
     want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)-${extras}"
-    if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$want" ]; then
+    local have=""
+    [ -f "$stamp_file" ] && have="$(cat "$stamp_file")"
+    # An install with the dev extras also serves the plain install.
+    if [ "$have" != "$want" ] && [ "$have" != "${want}dev" ]; then
         echo "==> installing twin-service${extras:+[$extras]} into $VENV (first run takes a few minutes)"
         # torch is pinned to the CPU build that pip finds locally; see README.
         "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}"

@@ -217,7 +217,7 @@ def sumo_command(
     if end_s is not None:
         cmd += ["--end", repr(float(end_s))]
     if gui:
-        cmd += ["--start", "true", "--quit-on-end", "true"]
+        cmd += ["--start", "true", "--quit-on-end", "true", "--window-size", "1280,960", "--delay", "0"]
     return cmd + list(extra_args or [])
 
 

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from twin_service.bridge.backends import BackendName, SumoBackend, open_backend
 from twin_service.bridge.engine import DecisionSource, Engine
+from twin_service.bridge.gui import GuiOverlay
 from twin_service.config import ScenarioError, ScenarioParams, Settings, load_params, resolve_scenario
 from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
 from twin_service.scenario.geo import NetProjection, read_projection
@@ -85,6 +86,8 @@ class RunOptions:
     redis_retry_s: float = 30.0
     kpi_csv: Path | None = None
     key_prefix: str = field(default_factory=lambda: Settings().key_prefix)
+    overlay: bool = True
+    """With --gui: colour vehicles by host tier, draw vehicle-host lines, shade servers by load."""
 
 
 @contextmanager
@@ -158,6 +161,7 @@ def run_loop(
 ) -> dict[str, Any]:
     """Tick until the scenario ends, ``options.ticks`` is reached or ``should_stop()``; return the summary."""
     tick_s = engine.params.simulation.tick_s
+    overlay = GuiOverlay(engine) if engine.backend.has_gui and options.overlay else None
     started = time.monotonic()
     last_report = started
     last_report_tick = 0
@@ -178,6 +182,8 @@ def run_loop(
             tick_started = time.monotonic()
             frame, ctx = engine.tick()
             redis_retries += write_with_retry(store, frame, options.redis_retry_s, url)
+            if overlay is not None:
+                overlay.update(frame)
             engine.apply(engine.decisions.decide(ctx))
             if csv_file is not None:
                 row = {"tick": frame.tick, "sim_time_s": frame.sim_time_s, **frame.kpis}
