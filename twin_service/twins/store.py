@@ -1,0 +1,525 @@
+"""The twin store: one tick of all twins written per transaction, read as a consistent snapshot.
+
+Writer (the bridge) calls :meth:`TwinStore.write_tick` once per tick. Everything of the tick (packed
+tables, index hashes, KPIs, meta), the deletion of the ticks that left the window and the flip of
+the ``latest`` pointer go in one MULTI/EXEC, so a reader never sees two ticks mixed. Readers resolve
+the latest tick once, then read only keys of that tick number, which do not change until they
+leave the window (see :mod:`twin_service.twins.keys`).
+
+One writer per prefix. Readers may be many, in other processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import numpy as np
+import redis
+
+from twin_service.twins import codec
+from twin_service.twins.codec import BlockLayout, StoredTick
+from twin_service.twins.errors import TwinStoreUnavailable, UnknownTickError, UnknownTwinError
+from twin_service.twins.frames import (
+    Block,
+    KpiSample,
+    Page,
+    ServerTwin,
+    TickFrame,
+    TickMeta,
+    Twin,
+    TwinState,
+    Value,
+    VehicleTwin,
+    WindowMean,
+)
+from twin_service.twins.keys import Entity, TwinKeys
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_READ_ATTEMPTS = 5
+"""A reader that resolved the latest tick resolves again when that tick left the window before it
+was read (the reader fell ``window`` writes behind) or was rewritten meanwhile; at most this often."""
+
+_KIND = {"veh": "vehicle", "srv": "server"}
+
+
+def _unavailable_as_error(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn redis connection and timeout errors into :class:`TwinStoreUnavailable`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise TwinStoreUnavailable(f"Redis unavailable in {method.__name__}: {exc}") from exc
+
+    return wrapper
+
+
+class TwinStore:
+    """Twins of vehicles and edge servers in Redis, with a sliding window of ``window`` ticks.
+
+    Parameters
+    ----------
+    redis_client
+        A ``redis.Redis`` with ``decode_responses=False`` (tables are bytes); give it socket
+        timeouts (``open_redis`` / ``connect`` do) so that an unreachable server fails fast.
+    prefix
+        Key prefix (``Settings.key_prefix``); runs with different prefixes share a server.
+    window
+        Ticks of history kept per twin (paper B: 10 ticks of 1 s).
+    tick_ttl_s
+        Safety-net expiry of per-tick keys, for a writer that dies without clearing its keys.
+    log_maxlen
+        Approximate number of ticks kept in the tick log (KPI history).
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        prefix: str = "twin",
+        window: int = 10,
+        *,
+        tick_ttl_s: int = 86_400,
+        log_maxlen: int = 3_600,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if tick_ttl_s < 1:
+            raise ValueError(f"tick_ttl_s must be >= 1, got {tick_ttl_s}")
+        if redis_client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("TwinStore needs a Redis client with decode_responses=False")
+        self.redis = redis_client
+        self.keys = TwinKeys(prefix)
+        self.window = window
+        self.tick_ttl_s = tick_ttl_s
+        self.log_maxlen = log_maxlen
+        self._held_ticks: list[int] | None = None
+        """The writer's copy of ``P:ticks`` after its last successful write; None: ask Redis."""
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    # ------------------------------------------------------------------------------------------
+    # Run-wide data
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def ping(self) -> None:
+        """Raise :class:`TwinStoreUnavailable` unless Redis answers."""
+        self.redis.ping()
+
+    @_unavailable_as_error
+    def write_run_meta(self, scenario: str, param_hash: str, **extra: str | int | float) -> None:
+        """Record what this run simulates (and the writer's window) in ``P:run``."""
+        fields: dict[str, str] = {
+            "scenario": scenario,
+            "param_hash": param_hash,
+            "window": str(self.window),
+            "started_wall_time": repr(time.time()),
+        }
+        fields.update({k: str(v) for k, v in extra.items()})
+        self.redis.hset(self.keys.run, mapping=fields)
+
+    @_unavailable_as_error
+    def read_run_meta(self) -> dict[str, str]:
+        """``P:run`` as a dict (empty if never written)."""
+        raw = self.redis.hgetall(self.keys.run)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    @_unavailable_as_error
+    def write_layout(self, servers: list[dict[str, Any]]) -> None:
+        """Store the edge-server layout (JSON-serialisable dicts)."""
+        self.redis.set(self.keys.layout, json.dumps(servers, separators=(",", ":")))
+
+    @_unavailable_as_error
+    def read_layout(self) -> list[dict[str, Any]]:
+        """The edge-server layout, or an empty list if none was written."""
+        raw = self.redis.get(self.keys.layout)
+        return [] if raw is None else json.loads(raw)
+
+    @_unavailable_as_error
+    def clear(self) -> int:
+        """Delete every key under the prefix (SCAN + UNLINK, never KEYS); return how many."""
+        removed = 0
+        batch: list[bytes] = []
+        for key in self.redis.scan_iter(match=self.keys.pattern(), count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += self.redis.unlink(*batch)
+        self._held_ticks = None
+        return removed
+
+    # ------------------------------------------------------------------------------------------
+    # Writer
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def write_tick(self, frame: TickFrame) -> TickMeta:
+        """Write one tick in one transaction; return its meta.
+
+        Rewriting the latest tick replaces it whole (a retried write is safe); a tick older than
+        the latest stored one is refused with ``ValueError`` (``clear()`` first to start over).
+        Raises :class:`TwinStoreUnavailable` if Redis cannot be reached: then either nothing of
+        the tick is stored or all of it (the transaction ran and only its reply was lost).
+        """
+        veh = codec.encode_block(frame.vehicle_ids, frame.vehicle_columns, frame.vehicle_text, "vehicles")
+        srv = codec.encode_block(frame.server_ids, frame.server_columns, frame.server_text, "servers")
+        n = int(frame.tick)
+        sim_time_s, wall_time = float(frame.sim_time_s), float(frame.wall_time)
+        meta_raw = codec.encode_meta(n, sim_time_s, wall_time, secrets.token_hex(6), veh.layout, srv.layout)
+        kpis = {name: float(v) for name, v in frame.kpis.items()}
+        k, ttl = self.keys, self.tick_ttl_s
+
+        held = self._held_ticks
+        if held is None:
+            held = sorted(int(t) for t in self.redis.zrange(k.ticks, 0, -1))
+        if held and n < held[-1]:
+            raise ValueError(
+                f"tick {n} is older than the latest stored tick {held[-1]} under prefix "
+                f"{self.prefix!r}; ticks must not go back (clear() starts a new run)"
+            )
+        stale = [t for t in held if t <= n - self.window]
+
+        pipe = self.redis.pipeline(transaction=True)
+        # A rewritten tick goes first as a whole: it must not keep index entries of departed twins.
+        doomed = [*stale, n] if n in held else stale
+        if doomed:
+            pipe.unlink(*(key for t in doomed for key in k.tick_keys(t)))
+        if stale:
+            pipe.zrem(k.ticks, *stale)
+        pipe.set(k.tick_meta(n), meta_raw, ex=ttl)
+        for entity, enc in (("veh", veh), ("srv", srv)):
+            pipe.set(k.block(n, entity, "ids"), enc.ids, ex=ttl)
+            pipe.set(k.block(n, entity, "num"), enc.num, ex=ttl)
+            pipe.set(k.block(n, entity, "text"), enc.text, ex=ttl)
+            if enc.index:
+                pipe.hset(k.block(n, entity, "idx"), mapping=enc.index)
+                pipe.expire(k.block(n, entity, "idx"), ttl)
+        if kpis:
+            pipe.hset(k.tick_kpi(n), mapping={name: repr(v) for name, v in kpis.items()})
+            pipe.expire(k.tick_kpi(n), ttl)
+        pipe.zadd(k.ticks, {str(n): n})
+        pipe.expire(k.ticks, ttl)
+        pipe.set(k.latest, meta_raw, ex=ttl)
+        pipe.xadd(
+            k.log,
+            {
+                "tick": str(n),
+                "sim_time_s": repr(sim_time_s),
+                "wall_time": repr(wall_time),
+                "kpis": json.dumps(kpis, separators=(",", ":")),
+            },
+            maxlen=self.log_maxlen,
+            approximate=True,
+        )
+        pipe.expire(k.log, ttl)
+        try:
+            pipe.execute()
+        except BaseException:
+            self._held_ticks = None  # the transaction may or may not have run: ask Redis next time
+            raise
+        self._held_ticks = sorted({*held, n} - set(stale))
+        return codec.decode_meta(meta_raw).meta
+
+    # ------------------------------------------------------------------------------------------
+    # Readers: tick resolution
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def latest_tick(self) -> TickMeta | None:
+        """Meta of the latest tick, or None if no tick was written under this prefix."""
+        raw = self.redis.get(self.keys.latest)
+        return None if raw is None else codec.decode_meta(raw).meta
+
+    def _latest_number(self) -> int:
+        raw = self.redis.get(self.keys.latest)
+        if raw is None:
+            raise UnknownTickError(f"no tick written yet under prefix {self.prefix!r}")
+        return codec.decode_meta(raw).meta.tick
+
+    def _unknown_tick(self, tick: int) -> UnknownTickError:
+        return UnknownTickError(
+            f"tick {tick} is not held under prefix {self.prefix!r} "
+            f"(never written, or older than the window of {self.window} ticks)"
+        )
+
+    def _read_tick(self, tick: int | None, queue: Callable[[Any, int], None]) -> tuple[StoredTick, list[Any]]:
+        """Read the meta of one tick and what ``queue(pipe, n)`` asks for, in one MULTI.
+
+        With ``tick=None`` the latest tick is resolved first (one more round trip).
+        """
+        for _ in range(_READ_ATTEMPTS):
+            n = self._latest_number() if tick is None else int(tick)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(self.keys.tick_meta(n))
+            queue(pipe, n)
+            meta_raw, *results = pipe.execute()
+            if meta_raw is not None:
+                return codec.decode_meta(meta_raw), results
+            if tick is not None:
+                raise self._unknown_tick(n)
+        raise UnknownTickError(f"the latest tick kept leaving the window while being read ({self.prefix!r})")
+
+    def _read_window(
+        self, tick: int | None, queue: Callable[[Any, int], None], per_tick: int
+    ) -> list[tuple[StoredTick, list[Any]]]:
+        """Meta and ``per_tick`` results of each held tick of the window ending at ``tick``.
+
+        Oldest first; the last entry is the resolved tick itself. One MULTI (plus one round trip
+        to resolve the latest tick when ``tick`` is None).
+        """
+        for _ in range(_READ_ATTEMPTS):
+            n = self._latest_number() if tick is None else int(tick)
+            ticks = range(n - self.window + 1, n + 1)
+            pipe = self.redis.pipeline(transaction=True)
+            for t in ticks:
+                pipe.get(self.keys.tick_meta(t))
+                queue(pipe, t)
+            flat = pipe.execute()
+            step = 1 + per_tick
+            held = [
+                (codec.decode_meta(flat[i * step]), flat[i * step + 1 : (i + 1) * step])
+                for i in range(len(ticks))
+                if flat[i * step] is not None
+            ]
+            if held and held[-1][0].meta.tick == n:
+                return held
+            if tick is not None:
+                raise self._unknown_tick(n)
+        raise UnknownTickError(f"the latest tick kept leaving the window while being read ({self.prefix!r})")
+
+    # ------------------------------------------------------------------------------------------
+    # Readers: one twin
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def vehicle(self, vid: str, tick: int | None = None) -> VehicleTwin:
+        """One vehicle at ``tick`` (default latest), with its window history and window mean."""
+        return self._twin("veh", vid, tick, VehicleTwin)
+
+    @_unavailable_as_error
+    def server(self, sid: str, tick: int | None = None) -> ServerTwin:
+        """One edge server at ``tick`` (default latest), with its window history and window mean."""
+        return self._twin("srv", sid, tick, ServerTwin)
+
+    def _twin(self, entity: Entity, twin_id: str, tick: int | None, cls: type[Twin]) -> Any:
+        k = self.keys
+        try:
+            bucket = str(codec.index_bucket(twin_id))
+        except UnicodeEncodeError:  # a lone surrogate from a JSON path: no twin has such an id
+            raise UnknownTwinError(f"no {_KIND[entity]} {twin_id!r}") from None
+        for _ in range(_READ_ATTEMPTS):
+            # Round trip 1 (+1 to resolve the latest tick): meta and index bucket of each window tick.
+            held = self._read_window(tick, lambda pipe, t: pipe.hget(k.block(t, entity, "idx"), bucket), 1)
+            found: list[tuple[StoredTick, BlockLayout, int]] = []
+            for stored, (bucket_raw,) in held:
+                layout = stored.layouts[entity]
+                row = codec.find_row(bucket_raw, twin_id, layout.id_width)
+                if row is not None:
+                    found.append((stored, layout, row))
+            current = held[-1][0]
+            if not found or found[-1][0] is not current:
+                raise UnknownTwinError(f"no {_KIND[entity]} {twin_id!r} at tick {current.meta.tick}")
+            # Round trip 2: the twin's row of each tick's numeric and text tables, nothing more;
+            # and the current meta again, because the latest tick (only it) may be rewritten.
+            pipe = self.redis.pipeline(transaction=True)
+            for stored, layout, row in found:  # a table with no columns is b"": GETRANGE 0 -1 is fine
+                t = stored.meta.tick
+                pipe.getrange(k.block(t, entity, "num"), *codec.num_row_range(row, len(layout.columns)))
+                pipe.getrange(k.block(t, entity, "text"), *codec.text_row_range(row, layout.text_widths))
+            pipe.get(k.tick_meta(current.meta.tick))
+            *rows_raw, meta_now = pipe.execute()
+            if meta_now is None or codec.decode_meta(meta_now).meta.write_id != current.meta.write_id:
+                if tick is not None and meta_now is None:
+                    raise self._unknown_tick(tick)
+                continue
+            history: list[TwinState] = []
+            numeric: list[tuple[str, ...]] = []
+            for (stored, layout, _row), num_raw, text_raw in zip(found, rows_raw[0::2], rows_raw[1::2], strict=True):
+                state = _decode_row(stored.meta, layout, num_raw, text_raw)
+                if state is not None:  # None: this older tick left the window between the trips
+                    history.append(state)
+                    numeric.append(layout.columns)
+            return cls(
+                id=twin_id,
+                tick=current.meta.tick,
+                sim_time_s=current.meta.sim_time_s,
+                state=dict(history[-1].values),
+                history=history,
+                window_mean=_history_mean(history, numeric),
+            )
+        raise UnknownTickError(f"the tick kept changing while reading {_KIND[entity]} {twin_id!r}")
+
+    # ------------------------------------------------------------------------------------------
+    # Readers: whole blocks
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def vehicle_ids(self, tick: int | None = None) -> list[str]:
+        """Ids of the vehicles present at ``tick`` (default latest), in row order."""
+        return self._ids("veh", tick)
+
+    @_unavailable_as_error
+    def server_ids(self, tick: int | None = None) -> list[str]:
+        """Ids of the edge servers at ``tick`` (default latest), in row order."""
+        return self._ids("srv", tick)
+
+    def _ids(self, entity: Entity, tick: int | None) -> list[str]:
+        stored, (ids_raw,) = self._read_tick(tick, lambda pipe, n: pipe.get(self.keys.block(n, entity, "ids")))
+        return codec.decode_ids(ids_raw, stored.layouts[entity].n)
+
+    @_unavailable_as_error
+    def list_vehicles(self, tick: int | None = None, offset: int = 0, limit: int = 100) -> Page:
+        """A page of vehicle ids (row order) and the number of vehicles at ``tick``."""
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, got {offset}, {limit}")
+        ids = self._ids("veh", tick)
+        return Page(ids=ids[offset : offset + limit], total=len(ids))
+
+    @_unavailable_as_error
+    def vehicles_frame(self, tick: int | None = None) -> Block:
+        """All vehicles of one tick: ``(ids, numeric columns, text columns)``."""
+        return self._frame("veh", tick)
+
+    @_unavailable_as_error
+    def servers_frame(self, tick: int | None = None) -> Block:
+        """All edge servers of one tick: ``(ids, numeric columns, text columns)``."""
+        return self._frame("srv", tick)
+
+    def _frame(self, entity: Entity, tick: int | None) -> Block:
+        def queue(pipe: Any, n: int) -> None:
+            for part in ("ids", "num", "text"):
+                pipe.get(self.keys.block(n, entity, part))
+
+        stored, (ids_raw, num_raw, text_raw) = self._read_tick(tick, queue)
+        layout = stored.layouts[entity]
+        return Block(
+            ids=codec.decode_ids(ids_raw, layout.n),
+            columns=codec.decode_columns(num_raw, layout.n, layout.columns),
+            text=codec.decode_text(text_raw, layout),
+        )
+
+    @_unavailable_as_error
+    def vehicles_window_mean(self, tick: int | None = None) -> WindowMean:
+        """Paper B Eq. 37 for every vehicle present at ``tick``, aligned with its ids."""
+        return self._window_mean("veh", tick)
+
+    @_unavailable_as_error
+    def servers_window_mean(self, tick: int | None = None) -> WindowMean:
+        """Paper B Eq. 37 for every edge server present at ``tick``, aligned with its ids."""
+        return self._window_mean("srv", tick)
+
+    def _window_mean(self, entity: Entity, tick: int | None) -> WindowMean:
+        def queue(pipe: Any, t: int) -> None:
+            pipe.get(self.keys.block(t, entity, "ids"))
+            pipe.get(self.keys.block(t, entity, "num"))
+
+        held = self._read_window(tick, queue, per_tick=2)
+        blocks = []
+        for stored, (ids_raw, num_raw) in held:
+            layout = stored.layouts[entity]
+            ids = codec.decode_ids_bytes(ids_raw, layout.n)
+            blocks.append((ids, codec.decode_num(num_raw, layout.n, len(layout.columns)), layout.columns))
+        current_layout, (current_ids_raw, _) = held[-1][0].layouts[entity], held[-1][1]
+        columns, counts = window_mean_aligned(blocks[-1][0], blocks)
+        return WindowMean(ids=codec.decode_ids(current_ids_raw, current_layout.n), columns=columns, counts=counts)
+
+    # ------------------------------------------------------------------------------------------
+    # Readers: KPIs
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def kpis(self, tick: int | None = None) -> dict[str, float]:
+        """KPIs of ``tick`` (default latest)."""
+        _, (raw,) = self._read_tick(tick, lambda pipe, n: pipe.hgetall(self.keys.tick_kpi(n)))
+        return {name.decode(): float(v) for name, v in raw.items()}
+
+    @_unavailable_as_error
+    def kpi_history(self, last_n: int | None = None) -> list[KpiSample]:
+        """KPIs of the last ``last_n`` ticks written (all the log holds if None), oldest first.
+
+        Reads the tick log, which outlives the window (``log_maxlen`` ticks).
+        """
+        if last_n is not None and last_n <= 0:
+            return []
+        # A retried tick is in the log twice; over-fetch a little and keep its last write.
+        count = None if last_n is None else last_n + 8
+        by_tick: dict[int, KpiSample] = {}
+        for _id, fields in self.redis.xrevrange(self.keys.log, count=count):
+            t = int(fields[b"tick"])
+            if t not in by_tick:
+                by_tick[t] = KpiSample(
+                    tick=t,
+                    sim_time_s=float(fields[b"sim_time_s"]),
+                    wall_time=float(fields[b"wall_time"]),
+                    kpis={name: float(v) for name, v in json.loads(fields[b"kpis"]).items()},
+                )
+        samples = sorted(by_tick.values(), key=lambda s: s.tick)
+        return samples if last_n is None else samples[-last_n:]
+
+
+def _decode_row(meta: TickMeta, layout: BlockLayout, num_raw: bytes, text_raw: bytes) -> TwinState | None:
+    """One twin's state from its GETRANGE'd rows; None if they came back short (tick deleted)."""
+    if len(num_raw) != len(layout.columns) * codec.FLOAT.itemsize or len(text_raw) != sum(layout.text_widths):
+        return None
+    values: dict[str, Value] = dict(
+        zip(layout.columns, np.frombuffer(num_raw, dtype=codec.FLOAT).tolist(), strict=True)
+    )
+    values.update(zip(layout.text_columns, codec.decode_text_row(text_raw, layout.text_widths), strict=True))
+    return TwinState(tick=meta.tick, sim_time_s=meta.sim_time_s, values=values)
+
+
+def _history_mean(history: Sequence[TwinState], numeric: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Mean of each numeric column over the history entries holding it (paper B Eq. 37)."""
+    samples: dict[str, list[float]] = {}
+    for state, cols in zip(history, numeric, strict=True):
+        for col in cols:
+            samples.setdefault(col, []).append(float(state.values[col]))
+    return {col: float(np.mean(v)) for col, v in samples.items()}
+
+
+def window_mean_aligned(
+    current_ids: np.ndarray, blocks: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str]]]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Mean of each column over the blocks, per current id (paper B Eq. 37), vectorised.
+
+    ``blocks`` are ``(ids as a numpy bytes array, (rows x columns) float table, column names)``
+    for each tick of the window; ids absent from ``current_ids`` are ignored. Returns column ->
+    mean aligned with ``current_ids`` (NaN where an id never held the column) and, per id, the
+    number of blocks it appears in.
+    """
+    n = len(current_ids)
+    names = list(dict.fromkeys(col for _, _, cols in blocks for col in cols))
+    position = {col: j for j, col in enumerate(names)}
+    sums = np.zeros((n, len(names)))
+    seen = np.zeros((n, len(names)), dtype=np.int64)
+    counts = np.zeros(n, dtype=np.int64)
+    order = np.argsort(current_ids, kind="stable")
+    sorted_ids = current_ids[order]
+    for ids, table, cols in blocks:
+        if not n or not len(ids):
+            continue
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
+        hit = sorted_ids[pos] == ids
+        rows = order[pos[hit]]  # ids are unique per tick, so fancy-index += is exact
+        counts[rows] += 1
+        where = [position[col] for col in cols]
+        if where == list(range(len(names))):  # the usual case: every tick has the same columns
+            sums[rows] += table[hit]
+            seen[rows] += 1
+        else:
+            sums[np.ix_(rows, where)] += table[hit]
+            seen[np.ix_(rows, where)] += 1
+    means = np.divide(sums, seen, out=np.full(sums.shape, np.nan), where=seen > 0).T.copy()
+    return {col: means[j] for j, col in enumerate(names)}, counts
