@@ -61,9 +61,9 @@ class ScenarioMeta(_Section):
     name: str
     description: str = ""
     seed: int = 1
-    net_file: str = "net.net.xml"
-    """Paths are relative to the folder holding params.toml."""
-    route_files: list[str] = Field(default_factory=lambda: ["routes.rou.xml"])
+    net_file: str = "net.net.xml.gz"
+    """Paths are relative to the folder holding params.toml (imported scenarios: absolute)."""
+    route_files: list[str] = Field(default_factory=lambda: ["routes.rou.xml.gz"])
     edge_servers_file: str = "edge_servers.add.xml"
     sumocfg: str = "scenario.sumocfg"
     begin_s: float = 0.0

@@ -1,0 +1,1 @@
+"""Building and importing SUMO scenarios; the edge-server layout (RSUs, UAV patrols, satellite)."""

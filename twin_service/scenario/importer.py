@@ -1,0 +1,211 @@
+"""Put edge servers on a real, geo-referenced SUMO city without touching its files.
+
+:func:`import_scenario` reads a ``.sumocfg`` (net, route and additional files; gzipped files and
+comma-separated lists; paths relative to the config), places RSUs, UAV patrols and the satellite by
+the rule of :mod:`twin_service.scenario.layout` (counts scaled to the network's area), and writes into
+``out``:
+
+* ``edge_servers.add.xml``;
+* ``scenario.sumocfg``: a copy of the original configuration whose input files point back to the
+  original data (absolute paths) and whose additional files also load the edge servers; outputs
+  named in it (logs, detectors) land in ``out``;
+* ``params.toml``: ScenarioParams with the layout rule in ``[layout]``. e_v is the city's calibrated
+  value; ``twin_service.scenario.calibrate.calibrate_scenario`` measures (or searches) it here too.
+
+The original folder is only read, never written.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from twin_service.config import (
+    RsuParams,
+    SatelliteParams,
+    ScenarioError,
+    ScenarioMeta,
+    ScenarioParams,
+    TaskParams,
+    UavParams,
+)
+from twin_service.scenario.build import CITY_CYCLES_PER_BIT, EDGE_SERVERS_FILE, PARAMS_FILE, SUMOCFG_FILE
+from twin_service.scenario.edge_servers import write_edge_servers
+from twin_service.scenario.layout import LayoutRule, place_edge_servers
+from twin_service.scenario.params_file import (
+    SHARED_CYCLES_PER_BIT_COMMENT,
+    render_params,
+)
+
+IMPORT_RULE = LayoutRule(
+    rsu_count=0,
+    rsu_per_km2=3.04,
+    rsu_min=6,
+    rsu_max=84,
+    rsu_spacing_center_m=200.0,
+    rsu_spacing_edge_m=450.0,
+    spacing_ramp_m=2500.0,
+    downtown_gain=2.0,
+    downtown_sigma_m=1000.0,
+    uav_count=0,
+    uav_per_km2=0.4,
+    uav_min=2,
+    uav_max=10,
+    uav_spacing_m=900.0,
+    patrol_length_m=1500.0,
+)
+"""The city's placement knobs, with RSU and UAV counts scaled to the imported network's area."""
+
+# SUMO option names and their synonyms, as they may appear as elements of a .sumocfg.
+_NET = ("net-file", "n", "net")
+_ROUTES = ("route-files", "r", "routes")
+_ADDITIONAL = ("additional-files", "a", "additional")
+_OTHER_INPUTS = ("weight-files", "w", "weights", "load-state", "gui-settings-file", "g", "junction-taz")
+_FILE_OPTIONS = _NET + _ROUTES + _ADDITIONAL + _OTHER_INPUTS
+
+
+def _split_files(value: str) -> list[str]:
+    return [p for p in re.split(r"[,;\s]+", value.strip()) if p]
+
+
+def _option(root: ET.Element, names: tuple[str, ...]) -> ET.Element | None:
+    for elem in root.iter():
+        if elem.tag in names and ("value" in elem.attrib or "v" in elem.attrib):
+            return elem
+    return None
+
+
+def _value(elem: ET.Element) -> str:
+    return elem.get("value", elem.get("v", ""))
+
+
+def _set_value(elem: ET.Element, value: str) -> None:
+    elem.set("v" if "v" in elem.attrib and "value" not in elem.attrib else "value", value)
+
+
+def _resolve(base: Path, files: list[str], what: str) -> list[Path]:
+    resolved = []
+    for f in files:
+        p = Path(f).expanduser()
+        p = p if p.is_absolute() else (base / p)
+        p = p.resolve()
+        if not p.is_file():
+            raise ScenarioError(f"the {what} {f!r} named in the configuration does not exist ({p})")
+        resolved.append(p)
+    return resolved
+
+
+def _time(root: ET.Element, names: tuple[str, ...], default: float) -> float:
+    elem = _option(root, names)
+    if elem is None:
+        return default
+    text = _value(elem)
+    try:
+        return float(text)
+    except ValueError:  # SUMO also accepts h:m:s
+        parts = [float(x) for x in text.split(":")]
+        total = 0.0
+        for part in parts:
+            total = total * 60 + part
+        return total
+
+
+def import_scenario(sumocfg: str | Path, out: str | Path, seed: int = 1) -> Path:
+    """Place edge servers on the scenario of ``sumocfg``; write the result into ``out``."""
+    cfg = Path(sumocfg).expanduser().resolve()
+    if not cfg.is_file():
+        raise ScenarioError(f"no SUMO configuration at {cfg}")
+    out_dir = Path(out).expanduser().resolve()
+    if out_dir == cfg.parent:
+        raise ScenarioError(f"--out must not be the original folder {cfg.parent}: it is never modified")
+    try:
+        tree = ET.parse(cfg)
+    except ET.ParseError as exc:
+        raise ScenarioError(f"{cfg}: not a valid SUMO configuration: {exc}") from exc
+    root = tree.getroot()
+    base = cfg.parent
+
+    net_elem = _option(root, _NET)
+    if net_elem is None:
+        raise ScenarioError(f"{cfg} names no net-file")
+    (net_file,) = _resolve(base, _split_files(_value(net_elem)), "net-file")
+    route_elem = _option(root, _ROUTES)
+    route_files = []
+    if route_elem is not None:
+        route_files = _resolve(base, _split_files(_value(route_elem)), "route file")
+    add_elem = _option(root, _ADDITIONAL)
+    if add_elem is not None:
+        _resolve(base, _split_files(_value(add_elem)), "additional file")  # fail early on a missing one
+    begin_s = _time(root, ("begin", "b"), 0.0)
+    end_s = _time(root, ("end", "e"), 3600.0)
+    if end_s <= begin_s:
+        end_s = begin_s + 3600.0
+
+    name = out_dir.name or cfg.stem
+    layout, found = place_edge_servers(
+        net_file,
+        route_files,
+        IMPORT_RULE,
+        RsuParams(),
+        UavParams(),
+        SatelliteParams(),
+        seed=seed,
+        end_s=end_s,
+        description=(
+            f"Edge servers placed on {cfg} (seed {seed}): RSUs (blue), UAV patrols (orange), "
+            "LEO satellite (purple). Written by twin_service.scenario.importer; rule in params.toml [layout]."
+        ),
+    )
+    found = {**found, "source_sumocfg": str(cfg)}
+
+    # The copy of the configuration: every input file absolute, outputs relative to out_dir.
+    for elem in root.iter():
+        if elem.tag in _FILE_OPTIONS and ("value" in elem.attrib or "v" in elem.attrib):
+            absolute = [str(p) for p in _resolve(base, _split_files(_value(elem)), elem.tag)]
+            _set_value(elem, ",".join(absolute))
+    if add_elem is None:
+        inputs = root.find("input")
+        if inputs is None:
+            inputs = ET.SubElement(root, "input")
+        add_elem = ET.SubElement(inputs, "additional-files", value="")
+    existing = _split_files(_value(add_elem))
+    _set_value(add_elem, ",".join([*existing, EDGE_SERVERS_FILE]))
+
+    params = ScenarioParams(
+        scenario=ScenarioMeta(
+            name=name,
+            description=f"Imported from {cfg}; data files are read in place.",
+            seed=seed,
+            net_file=str(net_file),
+            route_files=[str(p) for p in route_files],
+            edge_servers_file=EDGE_SERVERS_FILE,
+            sumocfg=SUMOCFG_FILE,
+            begin_s=begin_s,
+            end_s=end_s,
+        ),
+        task=TaskParams(cycles_per_bit=CITY_CYCLES_PER_BIT),
+        uav=UavParams(count=int(found["uavs_placed"])),
+        layout=found,
+        calibration={
+            "method": "not calibrated here: e_v of the city calibration (shared physics); "
+            "twin_service.scenario.calibrate.calibrate_scenario measures the overload share",
+        },
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_edge_servers(layout, out_dir / EDGE_SERVERS_FILE)
+    ET.indent(root, space="    ")
+    (out_dir / SUMOCFG_FILE).write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    )
+    header = (
+        f"# Parameters of scenario '{name}', imported from {cfg} (seed {seed}).\n"
+        "# Written by 'twin-service scenario import': re-import rather than edit.\n"
+        "# SI units (m, s, Hz, W, bit/s) unless a name says otherwise "
+        "(_mb: 10^6 bytes, _wh: watt-hours).\n"
+        "# [demand] holds defaults: the imported demand is used as it is."
+    )
+    comments = {("task", "cycles_per_bit"): SHARED_CYCLES_PER_BIT_COMMENT}
+    (out_dir / PARAMS_FILE).write_text(render_params(params, header=header, comments=comments))
+    return out_dir
