@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin_service.bridge.runner import BridgeError, RunOptions, open_bridge, run_loop, write_with_retry
+from twin_service.bridge.runner import RunOptions, open_bridge, run_loop
+from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.twins import UnknownTwinError, open_redis
 from twin_service.twins.server import RedisHandle
 
@@ -162,3 +163,26 @@ def test_run_loop_stops_at_ticks_and_summarises(
     assert 0.0 <= summary["packet_loss_rate"] <= 1.0
     lines = csv_path.read_text().splitlines()
     assert len(lines) == 26 and lines[0].startswith("tick,sim_time_s,vehicles")
+
+
+def test_tick_writer_keeps_order_and_surfaces_a_failed_write():
+    written: list[int] = []
+
+    def write(frame) -> int:
+        if frame.tick == 3:
+            raise BridgeError("tick 3 could not be stored")
+        written.append(frame.tick)
+        return 0
+
+    from twin_service.twins.frames import TickFrame
+
+    writer = TickWriter(write)
+    writer.submit(TickFrame(tick=1, sim_time_s=1.0))
+    writer.submit(TickFrame(tick=2, sim_time_s=2.0))
+    writer.flush()
+    assert written == [1, 2]
+    writer.submit(TickFrame(tick=3, sim_time_s=3.0))
+    with pytest.raises(BridgeError, match="tick 3"):
+        writer.submit(TickFrame(tick=4, sim_time_s=4.0))
+    writer.close()
+    assert written == [1, 2]

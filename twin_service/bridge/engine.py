@@ -24,14 +24,13 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.bridge.backends import SumoBackend
+from twin_service.bridge.backends import SumoBackend, VehicleBatch
 from twin_service.bridge.vehicles import TripRecord, VehicleTable, sample_tasks, vehicle_rng
 from twin_service.config import BITS_PER_MB, ScenarioParams
 from twin_service.observe import MigrationObservation, ServerTable, migration_observation
 from twin_service.physics import (
     access_latency_s,
     compute_latency_s,
-    distance_matrix_from_units_m,
     drain_backlog_bits,
     edge_cpu_share_hz,
     free_space_rate_bps,
@@ -41,11 +40,11 @@ from twin_service.physics import (
     nearest_feasible_server,
     offload_outcome,
     offload_rate_bps,
+    projected_distance_matrix_m,
     satellite_propagation_delay_s,
     server_load_bits,
     service_failure,
     slant_distance_m,
-    unit_vectors,
 )
 from twin_service.scenario.edge_servers import EdgeLayout
 from twin_service.scenario.geo import NetProjection
@@ -53,6 +52,17 @@ from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
 from twin_service.twins.frames import TickFrame
 
 TIER_CODES = {"rsu": 0, "uav": 1, "satellite": 2}
+
+
+@dataclass(slots=True, frozen=True)
+class SumoTick:
+    """What the bridge reads from SUMO after one step."""
+
+    time_s: float
+    wall_time: float
+    arrived: tuple[str, ...]
+    vehicles: VehicleBatch
+    expected_remaining: int
 
 
 @dataclass(slots=True)
@@ -166,6 +176,8 @@ class Engine:
         self.vehicles = VehicleTable(params.offload, self.seed)
         self._task_rng = np.random.default_rng([self.seed, 0x7A5C])
         self._start_s = backend.time_s
+        self.last_sim_time_s = self._start_s
+        self.expected_remaining = backend.expected_remaining()
         self._governing_fallback = False
         """Whether the decisions that govern the next tick came from the local fallback."""
         self._slots = np.zeros(0, dtype=np.int64)
@@ -188,7 +200,6 @@ class Engine:
         self.cache_bits = layout.cache_mb * BITS_PER_MB
         self.load_max_bits = np.where(self.is_sat, np.inf, self.cache_bits)
         self.cpu_hz = layout.cpu_hz.copy()
-        self.srv_units = unit_vectors(self.srv_lat, self.srv_lon)
         self.patrols = patrol_table_from_layout(layout) if len(self.uav_idx) else None
         self.backlog_bits = np.zeros(m)
         self.load_bits = np.zeros(m)
@@ -245,7 +256,6 @@ class Engine:
         self.srv_heading[idx] = heading
         lon, lat = self.projection.to_lonlat(xy[:, 0], xy[:, 1])
         self.srv_lon[idx], self.srv_lat[idx] = lon, lat
-        self.srv_units[idx] = unit_vectors(lat, lon)
 
     def _migration_latency_s(self, prev: NDArray[np.int64], new: NDArray[np.int64]) -> NDArray[np.float64]:
         """Eq. 11-12 for the vehicles whose host changed: S_mig over the server-to-server link."""
@@ -265,19 +275,35 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     def tick(self) -> tuple[TickFrame, TickContext]:
         """Advance SUMO one step and compute everything of the new tick."""
-        p = self.params
-        b = self.backend
-        b.step()
-        self.tick_number += 1
-        now = b.time_s
-        wall = time.time()
-        self.totals.trips.extend(self.vehicles.release(b.arrived_ids()))
+        self.backend.step()
+        return self.compute(self.observe())
 
-        batch = b.read_vehicles()
+    def observe(self) -> SumoTick:
+        """Read what SUMO holds after a step (the only part of a tick that talks to SUMO)."""
+        b = self.backend
+        return SumoTick(
+            time_s=b.time_s,
+            wall_time=time.time(),
+            arrived=b.arrived_ids(),
+            vehicles=b.read_vehicles(),
+            expected_remaining=b.expected_remaining(),
+        )
+
+    def compute(self, sumo: SumoTick) -> tuple[TickFrame, TickContext]:
+        """Everything of a tick from what SUMO gave; touches no SUMO API, so SUMO may step meanwhile."""
+        p = self.params
+        self.tick_number += 1
+        now = sumo.time_s
+        wall = sumo.wall_time
+        self.last_sim_time_s = now
+        self.expected_remaining = sumo.expected_remaining
+        self.totals.trips.extend(self.vehicles.release(sumo.arrived))
+
+        batch = sumo.vehicles
         n = len(batch)
         lon, lat = self.projection.to_lonlat(batch.x_m, batch.y_m)
         self._move_uavs(now)
-        dist = distance_matrix_from_units_m(unit_vectors(lat, lon), self.srv_units, self.srv_alt)
+        dist = projected_distance_matrix_m(batch.x_m, batch.y_m, self.srv_x, self.srv_y, self.srv_alt)
         rows = np.arange(n)
 
         vt = self.vehicles
@@ -303,7 +329,7 @@ class Engine:
         if migrated.any():
             migration_s[migrated] = self._migration_latency_s(prev_host[migrated], host[migrated])
         load = server_load_bits(host, self.data_bits, self.backlog_bits)
-        d_host = dist[rows, host]
+        d_host = dist[rows, host].astype(np.float64)
         host_sat = self.is_sat[host]
         c = p.channel
         sat_prop = satellite_propagation_delay_s(p.satellite.altitude_m)

@@ -18,16 +18,13 @@ from typing import IO, Any
 from twin_service.bridge.backends import BackendName, SumoBackend, open_backend
 from twin_service.bridge.engine import DecisionSource, Engine
 from twin_service.bridge.gui import GuiOverlay
+from twin_service.bridge.pipeline import PipelinedTicks
+from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings, load_params, resolve_scenario
 from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
 from twin_service.scenario.geo import NetProjection, read_projection
 from twin_service.twins import TwinStore, TwinStoreUnavailable
-from twin_service.twins.frames import TickFrame
 from twin_service.twins.server import RedisHandle, open_redis
-
-
-class BridgeError(RuntimeError):
-    """The bridge had to stop; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +74,9 @@ class RunOptions:
     gui: bool = False
     ticks: int | None = None
     """Stop after this many ticks (default: when the scenario has no vehicles left)."""
-    realtime: bool = False
-    """Pace ticks to the wall clock (one tick per tick_s); default is as fast as possible."""
+    speed: float | None = None
+    """Pace ticks to the wall clock at this many sim seconds per wall second (1 = real time);
+    None runs as fast as possible."""
     redis_url: str | None = None
     seed: int | None = None
     begin_s: float | None = None
@@ -129,26 +127,6 @@ def open_bridge(
         yield engine, store, handle
 
 
-def write_with_retry(store: TwinStore, frame: TickFrame, retry_s: float, url: str = "") -> int:
-    """Store a tick, retrying with backoff while Redis is away; returns the number of retries."""
-    delay = 0.05
-    deadline = time.monotonic() + retry_s
-    retries = 0
-    while True:
-        try:
-            store.write_tick(frame)
-            return retries
-        except TwinStoreUnavailable as exc:
-            if time.monotonic() + delay > deadline:
-                raise BridgeError(
-                    f"Redis{' at ' + url if url else ''} unreachable for {retry_s:.0f} s; "
-                    f"stopped before tick {frame.tick} was stored ({exc})"
-                ) from exc
-            time.sleep(delay)
-            retries += 1
-            delay = min(delay * 2, 2.0)
-
-
 def run_loop(
     engine: Engine,
     store: TwinStore,
@@ -165,32 +143,53 @@ def run_loop(
     started = time.monotonic()
     last_report = started
     last_report_tick = 0
+    write = lambda frame: write_with_retry(store, frame, options.redis_retry_s, url)  # noqa: E731
+    end_s = options.end_s if options.end_s is not None else engine.params.scenario.end_s
+
+    def wants_another_tick(ahead: int = 0) -> bool:
+        """Whether the run goes on for ``ahead`` ticks beyond the next one."""
+        if options.ticks is not None and engine.tick_number + 1 + ahead > options.ticks:
+            return False
+        return engine.last_sim_time_s + (1 + ahead) * tick_s <= end_s + 1e-9
+
+    # Over TraCI, SUMO is another process: it steps the next tick while this one is computed and stored.
+    # libsumo holds the GIL while it steps, so there overlapping only adds thread switches (measured), and
+    # the GUI overlay talks to SUMO while a tick is computed: both tick sequentially.
+    overlap = engine.backend.name == "traci" and overlay is None
+    ticker = PipelinedTicks(engine, may_step=lambda: wants_another_tick(1)) if overlap else engine
+    writer = TickWriter(write) if overlap else None
     redis_retries = 0
+    reads_twins = bool(getattr(engine.decisions, "reads_twins", False))
     csv_file: IO[str] | None = None
-    writer: Any = None
+    csv_writer: Any = None
     if options.kpi_csv is not None:
         options.kpi_csv.parent.mkdir(parents=True, exist_ok=True)
         csv_file = options.kpi_csv.open("w", newline="")
     try:
         while True:
-            if options.ticks is not None and engine.tick_number >= options.ticks:
+            if not wants_another_tick():
                 break
             if should_stop is not None and should_stop():
                 break
-            if engine.tick_number > 0 and engine.backend.expected_remaining() == 0:
+            if engine.tick_number > 0 and engine.expected_remaining == 0:
                 break
             tick_started = time.monotonic()
-            frame, ctx = engine.tick()
-            redis_retries += write_with_retry(store, frame, options.redis_retry_s, url)
+            frame, ctx = ticker.tick()
+            if writer is not None:
+                writer.submit(frame)
+            else:
+                redis_retries += write(frame)
             if overlay is not None:
                 overlay.update(frame)
+            if reads_twins and writer is not None:
+                writer.flush()
             engine.apply(engine.decisions.decide(ctx))
             if csv_file is not None:
                 row = {"tick": frame.tick, "sim_time_s": frame.sim_time_s, **frame.kpis}
-                if writer is None:
-                    writer = csv.DictWriter(csv_file, fieldnames=list(row))
-                    writer.writeheader()
-                writer.writerow(row)
+                if csv_writer is None:
+                    csv_writer = csv.DictWriter(csv_file, fieldnames=list(row))
+                    csv_writer.writeheader()
+                csv_writer.writerow(row)
             now = time.monotonic()
             if on_progress is not None and (now - last_report >= progress_every_s):
                 rate = (engine.tick_number - last_report_tick) / max(now - last_report, 1e-9)
@@ -210,9 +209,15 @@ def run_loop(
                     )
                 )
                 last_report, last_report_tick = now, engine.tick_number
-            if options.realtime:
-                time.sleep(max(0.0, tick_s - (time.monotonic() - tick_started)))
+            if options.speed:
+                time.sleep(max(0.0, tick_s / options.speed - (time.monotonic() - tick_started)))
+        if writer is not None:
+            writer.flush()
     finally:
+        if isinstance(ticker, PipelinedTicks):
+            ticker.close()
+        if writer is not None:
+            writer.close()
         if csv_file is not None:
             csv_file.close()
     elapsed = time.monotonic() - started
@@ -220,9 +225,9 @@ def run_loop(
         "scenario": engine.params.scenario.name,
         "backend": engine.backend.name,
         **engine.totals.summary(),
-        "sim_time_s": engine.backend.time_s,
+        "sim_time_s": engine.last_sim_time_s,
         "wall_time_s": elapsed,
         "ticks_per_s": engine.tick_number / elapsed if elapsed > 0 else 0.0,
-        "redis_retries": redis_retries,
+        "redis_retries": redis_retries + (writer.retries if writer is not None else 0),
     }
     return summary

@@ -129,6 +129,42 @@ def distance_matrix_from_units_m(
     return np.sqrt(eta, out=eta)
 
 
+def projected_distance_matrix_m(
+    veh_x_m: ArrayLike,
+    veh_y_m: ArrayLike,
+    srv_x_m: ArrayLike,
+    srv_y_m: ArrayLike,
+    srv_alt_m: ArrayLike = 0.0,
+    dtype: type[np.floating] = np.float32,
+) -> NDArray[np.floating]:
+    """Eq. 1-2 distances ``(V, M)`` from positions in a conformal map projection (SUMO's net x/y), metres.
+
+    SUMO nets are projected with a conformal projection of the WGS84 ellipsoid (UTM, or a local transverse
+    Mercator), whose scale factor differs from 1 by at most 4e-4 (UTM) and about 1e-7 for a local tmerc
+    over a 5 km city. Plane distances therefore match true ground distances to 0.04 % or better, and
+    Eq. 1's great circle on a sphere of R = 6371.393 km to about 0.3 % at 53 N: the size of the sphere's
+    own error against the ellipsoid (tests/bridge/test_distances.py pins this). They cost a small fraction
+    of the haversine, which matters on the bridge's per-tick hot path; float32 keeps the matrix in cache,
+    and its resolution over a 10 km net is about a millimetre. The height term is as in Eq. 2.
+    """
+    vx = np.asarray(veh_x_m, dtype=np.float64).reshape(-1)
+    vy = np.asarray(veh_y_m, dtype=np.float64).reshape(-1)
+    sx = np.asarray(srv_x_m, dtype=np.float64).reshape(-1)
+    sy = np.asarray(srv_y_m, dtype=np.float64).reshape(-1)
+    # Coordinates relative to the servers' centre keep float32 precise.
+    ox, oy = (float(sx.mean()), float(sy.mean())) if sx.size else (0.0, 0.0)
+    vx32, vy32 = (vx - ox).astype(dtype), (vy - oy).astype(dtype)
+    sx32, sy32 = (sx - ox).astype(dtype), (sy - oy).astype(dtype)
+    alt = np.broadcast_to(np.asarray(srv_alt_m, dtype=np.float64), sx.shape)
+    dist = vx32[:, None] - sx32[None, :]
+    dist *= dist
+    dy = np.subtract(vy32[:, None], sy32[None, :])
+    dy *= dy
+    dist += dy
+    dist += (alt * alt).astype(dtype)[None, :]
+    return np.sqrt(dist, out=dist)
+
+
 def server_distance_matrix_m(
     srv_lat_deg: ArrayLike,
     srv_lon_deg: ArrayLike,

@@ -21,6 +21,12 @@ def _f64(x: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(x, dtype=np.float64)
 
 
+def _real(x: ArrayLike) -> NDArray[np.floating]:
+    """As a float array, keeping float32: the (V, M) matrices of the bridge are float32 for speed."""
+    arr = np.asarray(x)
+    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Transmission (Eq. 6-7, 11-13)
 # ---------------------------------------------------------------------------------------------
@@ -322,19 +328,27 @@ def migration_mask(
     ``host_index`` (V,), a vehicle staying on its current host adds nothing, because its S_v
     is already part of that host's load. The satellite column is never masked.
     """
-    dist = _f64(dist_m)
+    dist = _real(dist_m)
     if dist.ndim != 2:
         raise ValueError(f"dist_m must be (V, M), got shape {dist.shape}")
-    incoming = _f64(incoming_bits)
+    ftype = dist.dtype
+    incoming = np.asarray(incoming_bits, dtype=np.float64)
     if incoming.ndim == 1:
         incoming = incoming[:, None]
-    added = np.broadcast_to(incoming, dist.shape)
-    if host_index is not None:
-        hosts = np.asarray(host_index, dtype=np.intp).reshape(-1, 1)
-        added = np.where(np.arange(dist.shape[1])[None, :] == hosts, 0.0, added)
-    in_range = dist <= _f64(server_range_m)
-    fits = _f64(load_bits) + added <= _f64(load_max_bits)
-    return (in_range & fits) | np.asarray(is_satellite, dtype=bool)
+    # Room left on each server; a server whose load plus the vehicle's data exceeds L_max is masked.
+    room = np.asarray(load_max_bits, dtype=np.float64) - np.asarray(load_bits, dtype=np.float64)
+    if host_index is None and incoming.ndim == 0 and room.ndim == 1:
+        fits = np.broadcast_to(room >= incoming, dist.shape)  # the same for every vehicle: one row
+    else:
+        added = np.broadcast_to(incoming, dist.shape)
+        if host_index is not None:
+            hosts = np.asarray(host_index, dtype=np.intp).reshape(-1, 1)
+            added = np.where(np.arange(dist.shape[1])[None, :] == hosts, 0.0, added)
+        fits = added <= room
+    in_range = dist <= np.asarray(server_range_m, dtype=np.float64).astype(ftype)
+    allowed = in_range & fits
+    allowed |= np.asarray(is_satellite, dtype=bool)
+    return allowed
 
 
 def nearest_feasible_server(dist_m: ArrayLike, mask: ArrayLike, satellite_index: int) -> NDArray[np.intp]:
@@ -343,10 +357,10 @@ def nearest_feasible_server(dist_m: ArrayLike, mask: ArrayLike, satellite_index:
     The satellite is the fallback, never the "nearest": it is chosen only when no other server
     is feasible (the Greedy baseline of paper A and the service's safe default).
     """
-    dist = _f64(dist_m)
+    dist = _real(dist_m)
     allowed = np.asarray(mask, dtype=bool).copy()
     allowed[:, satellite_index] = False
-    candidates = np.where(allowed, dist, np.inf)
+    candidates = np.where(allowed, dist, np.inf).astype(dist.dtype, copy=False)
     best = np.argmin(candidates, axis=1)
     none_left = ~allowed.any(axis=1)
     return np.where(none_left, satellite_index, best).astype(np.intp)

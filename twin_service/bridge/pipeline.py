@@ -1,0 +1,84 @@
+"""Step SUMO for the next tick while this tick is computed.
+
+A bridge tick is: SUMO steps, the bridge reads the vehicles, then computes physics, twins and decisions.
+Only the first two touch SUMO, and SUMO never depends on the bridge's results (twins do not change the
+traffic). So once tick t is read, a worker thread can step SUMO to t+1 while the main thread computes
+tick t. Over TraCI, SUMO is another process and the worker just waits on the socket, so the two really run
+in parallel; the results are exactly those of sequential ticks, only the wall time per tick changes.
+
+Not for libsumo: it holds the GIL inside ``simulationStep`` (measured: a thread doing Python work beside it
+makes both slower than running them one after the other). Not for sumo-gui runs: the GUI overlay talks to
+SUMO while the tick is computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+
+from twin_service.bridge.engine import Engine, SumoTick
+from twin_service.twins.frames import TickFrame
+
+
+class PipelinedTicks:
+    """``tick()`` like :meth:`Engine.tick`, with the next SUMO step overlapping the computation."""
+
+    def __init__(self, engine: Engine, may_step: Callable[[], bool] | None = None) -> None:
+        self.engine = engine
+        self._may_step = may_step or (lambda: True)
+        self._ready: SumoTick | None = None
+        self._error: BaseException | None = None
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="sumo-step", daemon=True)
+        self._thread.start()
+        self._in_flight = False
+
+    def _loop(self) -> None:
+        while True:
+            self._go.wait()
+            self._go.clear()
+            if self._stop:
+                return
+            try:
+                self.engine.backend.step()
+                self._ready = self.engine.observe()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = exc
+            self._done.set()
+
+    def _collect(self) -> SumoTick:
+        self._done.wait()
+        self._done.clear()
+        self._in_flight = False
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        ready, self._ready = self._ready, None
+        assert ready is not None
+        return ready
+
+    def tick(self) -> tuple[TickFrame, object]:
+        engine = self.engine
+        if self._in_flight:
+            sumo = self._collect()
+        else:
+            engine.backend.step()
+            sumo = engine.observe()
+        # Start the next step now if the run will want it; it runs while this tick is computed.
+        if sumo.expected_remaining > 0 and self._may_step():
+            self._in_flight = True
+            self._go.set()
+        return engine.compute(sumo)
+
+    def close(self) -> None:
+        """Wait for a step in flight, then stop the worker; SUMO is idle afterwards."""
+        if self._in_flight:
+            # The run is ending: an error of the step it was taking does not matter any more.
+            with contextlib.suppress(BaseException):
+                self._collect()
+        self._stop = True
+        self._go.set()
+        self._thread.join(timeout=30)

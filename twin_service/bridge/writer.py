@@ -1,0 +1,105 @@
+"""Store ticks: with retries while Redis is away, and optionally on a background thread.
+
+Over TraCI the bridge waits on SUMO's socket for much of a tick, and a writer thread stores tick N
+meanwhile (with libsumo, which holds the GIL while stepping, the run loop writes synchronously). Order and atomicity are kept: one writer thread, at most one tick in flight
+(``submit`` waits for the previous write), each tick one transaction, and a failed write (after the
+retries of :func:`write_with_retry`) stops the bridge at the next ``submit`` or ``flush`` instead of
+being lost. Code that reads the twins it just produced (an HTTP decision source) calls ``flush`` first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from twin_service.twins import TwinStore, TwinStoreUnavailable
+from twin_service.twins.frames import TickFrame
+
+
+class BridgeError(RuntimeError):
+    """The bridge had to stop; the message says why and what to do."""
+
+
+def write_with_retry(store: TwinStore, frame: TickFrame, retry_s: float, url: str = "") -> int:
+    """Store a tick, retrying with backoff while Redis is away; returns the number of retries."""
+    delay = 0.05
+    deadline = time.monotonic() + retry_s
+    retries = 0
+    while True:
+        try:
+            store.write_tick(frame)
+            return retries
+        except TwinStoreUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise BridgeError(
+                    f"Redis{' at ' + url if url else ''} unreachable for {retry_s:.0f} s; "
+                    f"stopped before tick {frame.tick} was stored ({exc})"
+                ) from exc
+            time.sleep(delay)
+            retries += 1
+            delay = min(delay * 2, 2.0)
+
+
+class TickWriter:
+    """Writes ticks one at a time on a daemon thread; errors surface in the caller's thread."""
+
+    def __init__(self, write: Callable[[TickFrame], int], name: str = "twin-writer") -> None:
+        self._write = write
+        self._pending: TickFrame | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+        self.retries = 0
+        self.written = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:  # closed and drained
+                    return
+                frame = self._pending
+            try:
+                self.retries += self._write(frame)
+                self.written += 1
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                with self._cond:
+                    self._error = exc
+            with self._cond:
+                self._pending = None
+                self._cond.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, frame: TickFrame) -> None:
+        """Queue a tick; waits while the previous one is still being written."""
+        with self._cond:
+            while self._pending is not None:
+                self._cond.wait()
+            self._raise_error()
+            self._pending = frame
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every submitted tick is stored; raise the error of a failed write."""
+        with self._cond:
+            while self._pending is not None:
+                self._cond.wait()
+            self._raise_error()
+
+    def close(self) -> None:
+        """Flush, then stop the thread."""
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            self._thread.join(timeout=30)
