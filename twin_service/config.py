@@ -181,15 +181,18 @@ class OffloadParams(_Section):
     noise_dbm_per_hz: float = -174.0
     interference_w: float = 0.0
     kappa_local: float = 1e-6
-    kappa_edge: float = 1e-6
+    kappa_edge: float = 1e-7
+    """kappa'_m of Eq. 11 (paper B: not given): an MEC server spends a tenth of an OBU's energy per cycle."""
     output_ratio: float = 0.1
     twin_sync_energy_j: float = 0.0
     twin_sync_delay_s: float = 0.0
-    price_per_task: float = 1.0
+    price_per_task: float = 0.5
+    """p_n of Eq. 21 (paper B: not given): with P_max = 1 a full offload costs 0.5 in Eq. 22, so that
+    offloading is a real trade-off against local energy and delay (with p_n = P_max it never pays)."""
     energy_max_j: float = 1500.0
     """E_max of Eq. 22 (paper: not given): the local energy of the largest task, kappa * 1.5 Gcycles."""
     price_max: float = 1.0
-    """P_max of Eq. 22 (paper: not given): the price of a fully offloaded task, so P / P_max = rho."""
+    """P_max of Eq. 22 (paper: not given): the price budget of one task."""
 
 
 class ScenarioParams(_Section):

@@ -93,26 +93,6 @@ class DecisionSource(Protocol):
     def decide(self, ctx: TickContext) -> Decisions: ...
 
 
-class StickyNearest:
-    """The bridge's own rule before (or without) a decision service.
-
-    A twin stays on its ground or air host while that host stays feasible (in range and not overloaded,
-    Eq. 23), and otherwise moves to the nearest feasible server. The satellite is the last resort: it is
-    never masked, so a twin on it moves back to the nearest feasible RSU or UAV as soon as there is one.
-    Every task is computed locally (rho = 0).
-    """
-
-    name = "sticky-nearest"
-
-    def decide(self, ctx: TickContext) -> Decisions:
-        obs = ctx.observation
-        nearest = nearest_feasible_server(obs.distances_m, obs.mask, ctx.servers.satellite_index)
-        host = ctx.host
-        sat = ctx.servers.satellite_index
-        keep = (host >= 0) & (host != sat) & obs.mask[np.arange(len(host)), np.maximum(host, 0)]
-        return Decisions(np.where(keep, host, nearest).astype(np.int64), np.zeros(len(host)), self.name)
-
-
 @dataclass
 class RunTotals:
     """KPIs accumulated over a run (per-tick KPIs are in the twin store)."""
@@ -169,7 +149,6 @@ class Engine:
         self.layout = layout
         self.projection = projection
         self.backend = backend
-        self.decisions: DecisionSource = decisions or StickyNearest()
         self.seed = params.scenario.seed if seed is None else seed
         self.tick_number = 0
         self.totals = RunTotals()
@@ -226,6 +205,12 @@ class Engine:
             ]
         )
         self.data_bits = params.task.data_size_mb * BITS_PER_MB
+        if decisions is None:
+            # The default policies, in-process (imported here: decisions.py builds on this module).
+            from twin_service.bridge.decisions import PolicyDecisions
+
+            decisions = PolicyDecisions(params, len(self.server_ids), seed=self.seed)
+        self.decisions: DecisionSource = decisions
 
     # ------------------------------------------------------------------------------------------
     def layout_records(self) -> list[dict[str, object]]:
@@ -396,6 +381,8 @@ class Engine:
         vt.f["energy_j"][slots] = energy
         offloaders = np.bincount(host, weights=(rho > 0).astype(np.float64), minlength=len(self.server_ids))
 
+        energy_frac = energy / np.maximum(vt.f["energy_capacity_j"][slots], 1e-9)
+
         # Per-vehicle counters.
         vt.i["host"][slots] = host
         vt.i["ticks"][slots] += 1
@@ -462,6 +449,7 @@ class Engine:
                 "f_hz": f_hz,
                 "r_bps": r_bps,
                 "energy_j": energy,
+                "energy_frac": energy_frac,
                 "data_bits": data_bits,
                 "cycles": cycles,
                 "deadline_s": deadline_s,
@@ -492,7 +480,6 @@ class Engine:
             server_text={"tier": self.tiers},
             kpis=kpis,
         )
-        energy_frac = energy / np.maximum(vt.f["energy_capacity_j"][slots], 1e-9)
         ctx = TickContext(
             tick=self.tick_number,
             sim_time_s=now,

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from twin_service.bridge.backends import BackendName, SumoBackend, open_backend
+from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
 from twin_service.bridge.engine import DecisionSource, Engine
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings, load_params, resolve_scenario
+from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
 from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
 from twin_service.scenario.geo import NetProjection, read_projection
 from twin_service.twins import TwinStore, TwinStoreUnavailable
@@ -86,6 +88,12 @@ class RunOptions:
     key_prefix: str = field(default_factory=lambda: Settings().key_prefix)
     overlay: bool = True
     """With --gui: colour vehicles by host tier, draw vehicle-host lines, shade servers by load."""
+    migration_policy: str = DEFAULT_MIGRATION_POLICY
+    offload_policy: str = DEFAULT_OFFLOAD_POLICY
+    decision_url: str | None = None
+    """Ask this decision service each tick (``POST /v1/decisions/batch``); None decides in-process."""
+    api_key: str | None = None
+    models_dir: Path | None = None
 
 
 @contextmanager
@@ -110,7 +118,19 @@ def open_bridge(
             end_s=options.end_s,
         )
         stack.callback(backend.close)
-        engine = Engine(params, scenario.layout, scenario.projection, backend, decisions, seed=options.seed)
+        seed = params.scenario.seed if options.seed is None else options.seed
+        if decisions is None:
+            decisions = PolicyDecisions(
+                params,
+                len(scenario.layout),
+                options.migration_policy,
+                options.offload_policy,
+                seed=seed,
+                models_dir=options.models_dir,
+            )
+            if options.decision_url:
+                decisions = HttpDecisions(options.decision_url, decisions, api_key=options.api_key)
+        engine = Engine(params, scenario.layout, scenario.projection, backend, decisions, seed=seed)
         try:
             store.clear()
             store.write_run_meta(

@@ -1,10 +1,11 @@
 """Store ticks: with retries while Redis is away, and optionally on a background thread.
 
 Over TraCI the bridge waits on SUMO's socket for much of a tick, and a writer thread stores tick N
-meanwhile (with libsumo, which holds the GIL while stepping, the run loop writes synchronously). Order and atomicity are kept: one writer thread, at most one tick in flight
-(``submit`` waits for the previous write), each tick one transaction, and a failed write (after the
-retries of :func:`write_with_retry`) stops the bridge at the next ``submit`` or ``flush`` instead of
-being lost. Code that reads the twins it just produced (an HTTP decision source) calls ``flush`` first.
+meanwhile (with libsumo, which holds the GIL while stepping, the run loop writes synchronously).
+Order and atomicity are kept: one writer thread, at most one tick in flight (``submit`` waits for
+the previous write), each tick one transaction, and a failed write (after the retries of
+:func:`write_with_retry`) stops the bridge at the next ``submit`` or ``flush`` instead of being lost.
+Code that reads the twins it just produced (an HTTP decision source) calls ``flush`` first.
 """
 
 from __future__ import annotations

@@ -90,13 +90,13 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("offload", "noise_dbm_per_hz"): "paper B Table IV: -174 dBm/Hz",
     ("offload", "interference_w"): "paper B: I not given; 0",
     ("offload", "kappa_local"): "paper B Table IV: 1e-6",
-    ("offload", "kappa_edge"): "paper B: kappa' not given; as kappa",
+    ("offload", "kappa_edge"): "paper B: kappa' not given; an MEC server's cycle costs a tenth of an OBU's",
     ("offload", "output_ratio"): "paper B Table IV: delta 0.1",
     ("offload", "twin_sync_energy_j"): "paper B: E_DT not given; 0",
     ("offload", "twin_sync_delay_s"): "paper B: not given; 0",
-    ("offload", "price_per_task"): "paper B: p_n not given",
+    ("offload", "price_per_task"): "paper B: p_n not given; a full offload uses half the price budget",
     ("offload", "energy_max_j"): "paper B: E_max not given; local energy of the largest task",
-    ("offload", "price_max"): "paper B: P_max not given; price of a fully offloaded task",
+    ("offload", "price_max"): "paper B: P_max not given; the price budget per task",
 }
 
 

@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""Decision API throughput and batch latency, against a bare FastAPI endpoint on the same stack, in one run.
+
+Everything runs for real: an embedded Redis filled through ``TwinStore`` with a city-sized layout (81 RSUs,
+10 UAVs, the satellite) and 1,000 vehicles carrying the bridge's columns; the API in its own ``uvicorn``
+process (one worker, as ``twin-service api`` runs it); an ``httpx`` client over TCP with keep-alive.
+
+* baseline: requests/s of a bare FastAPI ``POST`` endpoint returning a constant (same uvicorn, same client);
+* single:   requests/s of ``POST /v1/decisions/migration`` for one vehicle of the latest tick (the tick's
+            decisions are computed on the first request and cached), and of a stateless single-vehicle
+            migration request (3 servers in the body, no Redis);
+* batch:    p50 / p99 latency of ``POST /v1/decisions/batch`` for a fresh 1,000-vehicle tick: before every
+            timed request the bench writes a new tick (untimed), as the bridge does, so every batch reads
+            Redis and decides from scratch.
+
+The last line is ``batch1000_p99_ms=<x>`` (target <= 25 ms on the 2-core dev machine).
+
+    .venv/bin/python scripts/bench_api.py [--vehicles 1000] [--batches 300] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from twin_service.config import BITS_PER_MB
+from twin_service.twins import TickFrame, TwinStore, open_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+LON0, LAT0 = 9.99, 53.55
+M_PER_DEG_LAT = 111_195.0
+M_PER_DEG_LON = M_PER_DEG_LAT * math.cos(math.radians(LAT0))
+AREA_M = 5000.0
+PREFIX = "bench"
+
+
+def bare_app():  # noqa: ANN201 - uvicorn factory for the baseline
+    """The baseline: the same framework and server with nothing behind the endpoint."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/bare")
+    def bare(body: dict) -> dict:
+        return {"target_index": 3, "rho": 0.0}
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# A city-sized run in Redis
+# --------------------------------------------------------------------------------------------
+
+
+def _lonlat(x, y):  # noqa: ANN001, ANN202
+    return LON0 + np.asarray(x) / M_PER_DEG_LON, LAT0 + np.asarray(y) / M_PER_DEG_LAT
+
+
+def city_layout() -> list[dict]:
+    """81 RSUs on a 600 m grid (1,200 m range), 10 UAVs (1,500 m), the satellite: ``layout_records()`` shape."""
+    servers = []
+    for i, x in enumerate(np.linspace(100, AREA_M - 100, 9)):
+        for j, y in enumerate(np.linspace(100, AREA_M - 100, 9)):
+            servers.append(("rsu", f"rsu_{i}{j}", x, y, 0.0, 1200.0, 300.0, 32e9))
+    rng = np.random.default_rng(2)
+    for k in range(10):
+        x, y = rng.uniform(0, AREA_M, 2)
+        servers.append(("uav", f"uav_{k}", x, y, 50.0, 1500.0, 300.0, 32e9))
+    servers.append(("satellite", "sat", AREA_M / 2, AREA_M / 2, 550e3, 1e12, 1e9, 80e9))
+    records = []
+    for tier, sid, x, y, alt, rng_m, cache, cpu in servers:
+        lon, lat = _lonlat(x, y)
+        records.append(
+            {"id": sid, "tier": tier, "x_m": float(x), "y_m": float(y), "lon": float(lon), "lat": float(lat),
+             "altitude_m": alt, "range_m": rng_m, "cache_mb": cache, "cpu_hz": cpu, "patrol_xy": []}
+        )  # fmt: skip
+    return records
+
+
+def city_tick(tick: int, n: int, layout: list[dict], rng: np.random.Generator) -> TickFrame:
+    """A tick with the bridge's columns: vehicles on their nearest server, 10-30 % of RSUs near overload."""
+    m = len(layout)
+    x, y = rng.uniform(0, AREA_M, n), rng.uniform(0, AREA_M, n)
+    lon, lat = _lonlat(x, y)
+    sx = np.array([s["x_m"] for s in layout])
+    sy = np.array([s["y_m"] for s in layout])
+    alt = np.array([s["altitude_m"] for s in layout])
+    dist = np.hypot(np.hypot(x[:, None] - sx, y[:, None] - sy), alt)
+    ground = np.where(dist <= np.array([s["range_m"] for s in layout]), dist, np.inf)
+    ground[:, -1] = np.inf
+    host = np.where(np.isfinite(ground).any(axis=1), np.argmin(ground, axis=1), m - 1)
+    backlog = np.where(rng.random(m) < 0.2, rng.uniform(250, 300, m), rng.uniform(0, 100, m)) * BITS_PER_MB
+    backlog[-1] = 0.0
+    load = backlog + np.bincount(host, minlength=m) * 2 * BITS_PER_MB
+    ones = np.ones(n)
+    return TickFrame(
+        tick=tick,
+        sim_time_s=float(tick),
+        vehicle_ids=[f"veh{k}" for k in range(n)],
+        vehicle_columns={
+            "x_m": x,
+            "y_m": y,
+            "lon": lon,
+            "lat": lat,
+            "speed_mps": rng.uniform(0, 14, n),
+            "heading_deg": rng.uniform(0, 360, n),
+            "host_index": host.astype(np.float64),
+            "host_distance_m": dist[np.arange(n), host],
+            "uplink_s": 0.004 * ones,
+            "downlink_s": 0.004 * ones,
+            "compute_s": 0.3 * ones,
+            "migration_s": 0 * ones,
+            "latency_s": 0.31 * ones,
+            "failed": 0 * ones,
+            "migrated": 0 * ones,
+            "f_hz": rng.uniform(1.5e9, 2.5e9, n),
+            "r_bps": rng.uniform(20e6, 50e6, n),
+            "energy_j": rng.uniform(7e5, 1e6, n),
+            "data_bits": rng.uniform(4e6, 16e6, n),
+            "cycles": rng.uniform(0.5e9, 1.5e9, n),
+            "deadline_s": rng.uniform(0.1, 1.0, n),
+            "rho": 0 * ones,
+            "offload_delay_s": 0.5 * ones,
+            "offload_energy_j": 1e3 * ones,
+            "offload_cost": 1.5 * ones,
+            "task_success": ones,
+        },
+        vehicle_text={"road_id": [f"E{k % 500}" for k in range(n)]},
+        server_ids=[s["id"] for s in layout],
+        server_columns={
+            "x_m": sx,
+            "y_m": sy,
+            "lon": np.array([s["lon"] for s in layout]),
+            "lat": np.array([s["lat"] for s in layout]),
+            "altitude_m": alt,
+            "heading_deg": np.zeros(m),
+            "load_bits": load,
+            "backlog_bits": backlog,
+            "hosted": np.bincount(host, minlength=m) * 1.0,
+            "overloaded": (load > 300 * BITS_PER_MB) * 1.0,
+            "f_hz": rng.uniform(2.5e9, 3.5e9, m),
+            "r_bps": rng.uniform(100e6, 150e6, m),
+            "energy_j": rng.uniform(3.6e6, 5.4e6, m),
+            "offloaders": np.zeros(m),
+        },  # fmt: skip
+        server_text={"tier": [s["tier"] for s in layout]},
+        kpis={"vehicles": float(n)},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Servers and measurements
+# --------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def uvicorn_process(target: str, env: dict[str, str]) -> Iterator[str]:
+    """``uvicorn --factory target`` in its own process; yields its base URL once it answers."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "uvicorn", target, "--factory", "--port", str(port), "--log-level", "warning",
+           "--no-access-log", "--app-dir", str(ROOT / "scripts")]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url + "/openapi.json", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{target} exited with {proc.returncode}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def requests_per_s(client: httpx.Client, path: str, body: dict, seconds: float) -> float:
+    for _ in range(50):  # warm-up
+        client.post(path, json=body).raise_for_status()
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        client.post(path, json=body).raise_for_status()
+        n += 1
+    return n / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vehicles", type=int, default=1000)
+    ap.add_argument("--batches", type=int, default=300)
+    ap.add_argument("--seconds", type=float, default=3.0, help="Duration of each requests/s measurement.")
+    args = ap.parse_args()
+
+    layout = city_layout()
+    rng = np.random.default_rng(1)
+    with open_redis(None) as redis_handle:
+        store = TwinStore(redis_handle.client, PREFIX, window=10)
+        store.write_run_meta("bench-city", "0" * 16)
+        store.write_layout(layout)
+        frames = [city_tick(t, args.vehicles, layout, rng) for t in range(1, 11)]
+        for frame in frames:
+            store.write_tick(frame)
+        env = {"TWIN_REDIS_URL": redis_handle.url, "TWIN_KEY_PREFIX": PREFIX, "TWIN_API_KEY": ""}
+        with (
+            uvicorn_process("bench_api:bare_app", {}) as bare_url,
+            uvicorn_process("twin_service.api:create_app", env) as api_url,
+            httpx.Client(base_url=bare_url, timeout=10) as bare,
+            httpx.Client(base_url=api_url, timeout=10) as api,
+        ):
+            one = {"vehicle_ids": ["veh17"]}
+            fields = ("id", "tier", "lon", "lat", "altitude_m", "range_m", "cache_mb")
+            servers = [{k: s[k] for k in fields} for s in (layout[0], layout[1], layout[-1])]
+            vehicle = {"id": "v", "lon": layout[0]["lon"], "lat": layout[0]["lat"], "host_index": 0}
+            stateless = {"observation": {"servers": servers, "vehicles": [vehicle]}}
+            rps_bare = requests_per_s(bare, "/bare", one, args.seconds)
+            rps_single = requests_per_s(api, "/v1/decisions/migration", one, args.seconds)
+            rps_stateless = requests_per_s(api, "/v1/decisions/migration", stateless, args.seconds)
+
+            latencies_ms, server_ms, sizes = [], [], []
+            for k in range(args.batches + 20):
+                tick = 11 + k
+                frame = city_tick(tick, args.vehicles, layout, rng)
+                store.write_tick(frame)
+                t0 = time.perf_counter()
+                r = api.post("/v1/decisions/batch", json={"tick": tick})
+                elapsed = (time.perf_counter() - t0) * 1e3
+                r.raise_for_status()
+                body = r.json()
+                assert body["tick"] == tick and len(body["target_index"]) == args.vehicles
+                if k >= 20:  # the first requests warm the server up (imports, caches)
+                    latencies_ms.append(elapsed)
+                    server_ms.append(float(r.headers["server-timing"].split("dur=")[1]))
+                    sizes.append(len(r.content))
+
+    q = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+    p50, p99 = statistics.median(latencies_ms), q[98]
+    print(f"layout: {len(layout)} servers; {args.vehicles} vehicles per tick; uvicorn, 1 worker, h11; httpx keep-alive")
+    print(f"single-vehicle requests/s: bare endpoint {rps_bare:8.0f}")
+    print(f"                           migration     {rps_single:8.0f}  ({rps_single / rps_bare:.2f} x bare)")
+    print(f"                           stateless     {rps_stateless:8.0f}  ({rps_stateless / rps_bare:.2f} x bare)")
+    print(
+        f"batch of {args.vehicles} (fresh tick each, {len(latencies_ms)} requests, "
+        f"{statistics.mean(sizes) / 1e3:.0f} kB): p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(latencies_ms):.2f} ms"
+    )
+    sq = statistics.quantiles(server_ms, n=100, method="inclusive")
+    print(f"  of which in the app (Server-Timing): p50 {statistics.median(server_ms):.2f} ms, p99 {sq[98]:.2f} ms")
+    print(f"batch1000_p99_ms={p99:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from twin_service import __version__
+from twin_service.api.errors import install_error_handlers
+from twin_service.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimitMiddleware
+from twin_service.api.metrics import ApiMetrics, MetricsMiddleware
+from twin_service.api.routes import decisions, health, metrics, ticks, twins
+from twin_service.api.state import ApiState, StoreFactory
+from twin_service.config import ScenarioParams, Settings
+from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
+
+DESCRIPTION = """\
+Digital twins of vehicles and edge servers (RSUs, UAVs, a LEO satellite), kept in Redis by the SUMO
+bridge, and the two decisions made on them:
+
+* **twin migration** (paper A, DM-MAPPO): which server hosts each vehicle's twin next, never an
+  infeasible one (dynamic mask, Eq. 23);
+* **task offloading** (paper B, AF-MARL): which fraction of each vehicle's task goes to its twin's host,
+  with the expected delay, energy, cost and deadline success.
+
+Decisions come from a stored tick (default the latest) or, in stateless mode, from twins in the request.
+When the service runs with an API key, the decision endpoints need the `X-API-Key` header.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    store_factory: StoreFactory | None = None,
+    *,
+    migration_policy: str = DEFAULT_MIGRATION_POLICY,
+    offload_policy: str = DEFAULT_OFFLOAD_POLICY,
+    scenario_params: ScenarioParams | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    seed: int = 0,
+) -> FastAPI:
+    """Build the app.
+
+    Parameters
+    ----------
+    settings
+        Runtime settings (default: from ``TWIN_*`` environment variables).
+    store_factory
+        Makes the :class:`~twin_service.twins.TwinStore` to read (default: one on ``settings.redis_url``
+        under ``settings.key_prefix``); called on first use, and again after a failure.
+    migration_policy, offload_policy
+        Policies used when a request names none: a heuristic or a model in ``settings.models_dir``
+        (an unknown name raises :class:`~twin_service.policies.UnknownPolicyError` here).
+    scenario_params
+        Scenario parameters to serve with; default: those of the scenario the bridge's run names in
+        Redis, or the defaults of :class:`~twin_service.config.ScenarioParams` when it cannot be found.
+    max_body_bytes
+        Larger request bodies get 413.
+    seed
+        Seed of the stochastic policies (greedy's exploration, random).
+    """
+    settings = settings or Settings()
+    if not settings.redis_url and settings.redis_url is not None:  # TWIN_REDIS_URL="" means none
+        settings = settings.model_copy(update={"redis_url": None})
+    app_metrics = ApiMetrics()
+    state = ApiState(
+        settings,
+        store_factory,
+        migration_policy_name=migration_policy,
+        offload_policy_name=offload_policy,
+        scenario_params=scenario_params,
+        metrics=app_metrics,
+        seed=seed,
+    )
+    app = FastAPI(
+        title="twin-service",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "health", "description": "Is the service ready."},
+            {"name": "ticks", "description": "The latest tick and KPI history."},
+            {"name": "twins", "description": "Vehicle and edge-server twins."},
+            {"name": "decisions", "description": "Twin migration and task offloading."},
+            {"name": "metrics", "description": "Prometheus metrics."},
+        ],
+    )
+    app.state.twin = state
+    for router in (health.router, ticks.router, twins.router, decisions.router, metrics.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    # Outermost first: time everything (413s included), then cap the body.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    return app

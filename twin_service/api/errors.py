@@ -1,0 +1,81 @@
+"""How errors become responses: 404 unknown tick or twin, 409 data or model that cannot serve, 503 Redis down.
+
+No handler lets a stack trace out: anything unexpected is logged with an id and answered with a JSON 500
+naming that id (a last resort; the tests check that none occurs).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from twin_service.api.schemas import ErrorBody
+from twin_service.policies import ModelError, UnknownPolicyError
+from twin_service.policies.inputs import MissingTwinData
+from twin_service.twins import TwinStoreUnavailable, UnknownTickError, UnknownTwinError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2
+"""Seconds a client should wait before retrying after a 503 (the bridge reconnects within that)."""
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown tick or twin id."},
+    503: {
+        "model": ErrorBody,
+        "description": "Redis is not configured or unreachable; retry after the `Retry-After` seconds.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+    },
+}
+DECISION_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key (when the service has a key)."},
+    409: {"model": ErrorBody, "description": "The stored twins or the named model cannot serve this decision."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+}
+
+
+def policy_not_found(field: str, exc: UnknownPolicyError, name: str | None) -> RequestValidationError:
+    """A 422 naming the request field that named an unknown policy."""
+    return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": name}])
+
+
+def _detail(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=code, headers=headers)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return _detail(status.HTTP_404_NOT_FOUND, str(exc))
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return _detail(status.HTTP_409_CONFLICT, str(exc))
+
+
+async def _unknown_policy(request: Request, exc: Exception) -> JSONResponse:
+    return _detail(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    error_id = secrets.token_hex(6)
+    log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    return _detail(status.HTTP_500_INTERNAL_SERVER_ERROR, f"internal error {error_id}; see the service log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TwinStoreUnavailable, _unavailable)
+    app.add_exception_handler(UnknownTickError, _not_found)
+    app.add_exception_handler(UnknownTwinError, _not_found)
+    app.add_exception_handler(ModelError, _conflict)
+    app.add_exception_handler(MissingTwinData, _conflict)
+    app.add_exception_handler(UnknownPolicyError, _unknown_policy)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,83 @@
+"""Prometheus metrics of one app, in its own registry (two apps in one process do not clash)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ApiMetrics:
+    """Request latency per route, decisions served, and the age of the latest tick."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_seconds = Histogram(
+            "twin_api_request_seconds",
+            "Time to answer a request, by route template, method and status code.",
+            ("route", "method", "status"),
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "twin_api_decisions",
+            "Per-vehicle decisions served, by kind (migration, offload) and policy.",
+            ("kind", "policy"),
+            registry=self.registry,
+        )
+        self.latest_tick_age = Gauge(
+            "twin_api_latest_tick_age_seconds",
+            "Wall-clock age of the latest tick in Redis when last seen (NaN: none seen).",
+            registry=self.registry,
+        )
+        self.latest_tick_age.set(float("nan"))
+        self.latest_tick = Gauge(
+            "twin_api_latest_tick", "Number of the latest tick in Redis when last seen.", registry=self.registry
+        )
+
+    def saw_tick(self, tick: int, wall_time: float) -> float:
+        """Record the latest tick; return its age in seconds."""
+        age = max(time.time() - wall_time, 0.0)
+        self.latest_tick_age.set(age)
+        self.latest_tick.set(tick)
+        return age
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request by its route template (not its raw path).
+
+    It also adds a ``Server-Timing: app;dur=<ms>`` header: the time until the response started.
+    """
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                # Server-Timing (W3C): lets a client tell server time from network and client overhead.
+                took_ms = (time.perf_counter() - start) * 1e3
+                headers = list(message.get("headers", ()))
+                headers.append((b"server-timing", f"app;dur={took_ms:.3f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_seconds.labels(template, scope.get("method", ""), str(status["code"])).observe(
+                time.perf_counter() - start
+            )

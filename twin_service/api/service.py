@@ -1,0 +1,343 @@
+"""Decisions served from Redis or from a request: twins -> inputs -> policies -> JSON-ready dicts.
+
+The hot path (a 1,000-vehicle batch every tick) stays in numpy: one read of each entity block, the
+observation and mask of :mod:`twin_service.observe`, vectorised policies, then ``tolist()`` of whole
+arrays; no per-vehicle objects are built for the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from twin_service.api.schemas import MigrationObservationIn, OffloadObservationIn
+from twin_service.api.state import ApiState, RunContext
+from twin_service.config import BITS_PER_MB, OffloadParams, TaskParams
+from twin_service.observe import ServerTable
+from twin_service.policies import MigrationDecision, OffloadDecision, OffloadInputs
+from twin_service.policies.decide import decide_migration, decide_offload
+from twin_service.policies.inputs import MissingTwinData, TickInputs, offload_features, tick_inputs
+from twin_service.twins import Block, TwinStore, UnknownTickError, UnknownTwinError
+
+LOAD_SOURCE = "current load_bits of each server (no workload predictor loaded)"
+_WINDOW_FEATURES = ("f_hz", "r_bps", "speed_mps", "data_bits", "cycles", "deadline_s")
+
+
+@dataclass
+class Snapshot:
+    """One tick's twins as decision inputs, with the decisions already computed on them."""
+
+    tick: int | None
+    sim_time_s: float | None
+    inputs: TickInputs
+    run: RunContext
+    vehicle_columns: dict[str, NDArray[np.float64]]
+    server_columns: dict[str, NDArray[np.float64]]
+    store: TwinStore | None = None
+    results: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    _offload_now: dict[str, NDArray[np.float64]] | None = None
+    _window_mean: dict[str, NDArray[np.float64]] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _row_of: dict[str, int] | None = None
+
+    @property
+    def vehicle_ids(self) -> list[str]:
+        return self.inputs.vehicle_ids
+
+    @property
+    def servers(self) -> ServerTable:
+        return self.inputs.servers
+
+    def rows(self, vehicle_ids: Sequence[str] | None) -> NDArray[np.intp]:
+        """Rows of the requested vehicles (all when None); :class:`UnknownTwinError` names unknown ones."""
+        if vehicle_ids is None:
+            return np.arange(len(self.vehicle_ids))
+        if self._row_of is None:
+            self._row_of = {vid: i for i, vid in enumerate(self.vehicle_ids)}
+        row_of = self._row_of
+        unknown = [v for v in vehicle_ids if v not in row_of]
+        if unknown:
+            where = f"at tick {self.tick}" if self.tick is not None else "in the observation"
+            shown = ", ".join(repr(v) for v in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise UnknownTwinError(f"no vehicle {shown} {where}")
+        return np.fromiter((row_of[v] for v in vehicle_ids), np.intp, len(vehicle_ids))
+
+    def offload_inputs(self, with_window: bool) -> OffloadInputs:
+        if self._offload_now is None:
+            self._offload_now = self.inputs.offload_now or offload_features(
+                self.vehicle_columns,
+                len(self.vehicle_ids),
+                self.servers,
+                self.server_columns,
+                self.inputs.host,
+                self.run.energy_capacity_j,
+            )
+        window = self._read_window_mean() if with_window else None
+        return OffloadInputs(self._offload_now, window, self.inputs.host)
+
+    def _read_window_mean(self) -> dict[str, NDArray[np.float64]] | None:
+        if self.store is None or self.tick is None:
+            return None
+        if self._window_mean is None:
+            mean = self.store.vehicles_window_mean(self.tick)
+            if mean.ids != self.vehicle_ids:  # the tick was rewritten meanwhile: use current values
+                return None
+            cols = {k: mean.columns[k] for k in _WINDOW_FEATURES if k in mean.columns}
+            if "energy_j" in mean.columns:
+                cols["energy_frac"] = mean.columns["energy_j"] / self.run.energy_capacity_j
+            self._window_mean = cols
+        return self._window_mean
+
+
+# --------------------------------------------------------------------------------------------
+# Loading inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _sim_time_of(store: TwinStore, tick: int) -> float | None:
+    for sample in store.kpi_history(last_n=store.window + 8):
+        if sample.tick == tick:
+            return sample.sim_time_s
+    return None
+
+
+def snapshot_from_store(state: ApiState, tick: int | None) -> Snapshot:
+    """The twins of ``tick`` (default the latest) as decision inputs; the latest tick's are cached."""
+    store = state.store()
+    meta = store.latest_tick()
+    if meta is None:
+        raise UnknownTickError("no tick written yet: is the bridge running and writing to this Redis and prefix?")
+    state.metrics.saw_tick(meta.tick, meta.wall_time)
+    latest = tick is None or tick == meta.tick
+    key = ("snapshot", store.prefix, meta.tick, meta.write_id)
+    if latest:
+        cached = state.cache.get(key)
+        if cached is not None:
+            return cached
+    n = meta.tick if tick is None else tick
+    veh = store.vehicles_frame(n)
+    srv = store.servers_frame(n)
+    sim_time = meta.sim_time_s if latest else _sim_time_of(store, n)
+    snap = _snapshot(state, store, n, sim_time, veh, srv)
+    if latest:
+        state.cache.put(key, snap)
+    return snap
+
+
+def _snapshot(state: ApiState, store: TwinStore, n: int, sim_time: float | None, veh: Block, srv: Block) -> Snapshot:
+    run = state.run_context(store)
+    ids = tuple(srv.ids)
+    try:
+        servers = run.servers(ids)
+    except MissingTwinData:
+        run = state.run_context(store, refresh=True)  # a new run may have started since the last read
+        servers = run.servers(ids)
+    inputs = tick_inputs(veh.ids, veh.columns, servers, srv.columns, run.incoming_bits, offload=False)
+    return Snapshot(n, sim_time, inputs, run, veh.columns, srv.columns, store)
+
+
+def _stateless_run(state: ApiState) -> RunContext:
+    """Scenario parameters for a request that carries its own twins (the run's when Redis is reachable)."""
+    if state.scenario_params is not None:
+        p = state.scenario_params
+        return RunContext(None, p.param_hash, "configured", p.task, p.offload, (), 0.0)
+    return RunContext(None, None, "defaults", TaskParams(), OffloadParams(), (), 0.0)
+
+
+def snapshot_from_observation(state: ApiState, obs: MigrationObservationIn | OffloadObservationIn) -> Snapshot:
+    """Decision inputs from the twins a request carries (stateless mode)."""
+    run = _stateless_run(state)
+    servers = ServerTable(
+        ids=tuple(s.id for s in obs.servers),
+        tiers=tuple(s.tier for s in obs.servers),
+        range_m=np.array([s.range_m for s in obs.servers]),
+        load_max_bits=np.array([s.cache_mb * BITS_PER_MB for s in obs.servers]),
+        cpu_hz=np.array([s.cpu_hz for s in obs.servers]),
+        altitude_m=np.array([s.altitude_m for s in obs.servers]),
+    )
+    srv_cols = {
+        name: np.array([getattr(s, name) for s in obs.servers], dtype=np.float64)
+        for name in ("lon", "lat", "altitude_m", "load_bits", "f_hz", "offloaders")
+    }
+    vehicle_fields = ("lon", "lat", "host_index")
+    if isinstance(obs, OffloadObservationIn):
+        vehicle_fields += ("f_hz", "r_bps", "data_bits", "cycles", "deadline_s", "speed_mps", "energy_frac")
+    veh_cols = {name: np.array([getattr(v, name) for v in obs.vehicles], dtype=np.float64) for name in vehicle_fields}
+    incoming = getattr(obs, "incoming_bits", None)
+    inputs = tick_inputs(
+        [v.id for v in obs.vehicles],
+        veh_cols,
+        servers,
+        srv_cols,
+        run.incoming_bits if incoming is None else incoming,
+        offload=False,
+    )
+    return Snapshot(None, None, inputs, run, veh_cols, srv_cols)
+
+
+# --------------------------------------------------------------------------------------------
+# Deciding
+# --------------------------------------------------------------------------------------------
+
+
+def migration_for(state: ApiState, snap: Snapshot, policy_name: str | None) -> tuple[MigrationDecision, Any]:
+    """The migration decision for every vehicle of the snapshot (computed once per policy)."""
+    policy = state.migration_policy(policy_name, snap.run, snap.servers.size)
+    key = ("migration", policy.name, policy.version)
+    found = snap.results.get(key)
+    if found is None:
+        with snap._lock:
+            found = snap.results.get(key)
+            if found is None:
+                found = decide_migration(policy, snap.inputs.observation, snap.servers, snap.inputs.host)
+                snap.results[key] = found
+    return found, policy
+
+
+def offload_for(state: ApiState, snap: Snapshot, policy_name: str | None) -> tuple[OffloadDecision, Any]:
+    """The offloading decision for every vehicle of the snapshot (computed once per policy)."""
+    policy = state.offload_policy(policy_name, snap.run)
+    key = ("offload", policy.name, policy.version)
+    found = snap.results.get(key)
+    if found is None:
+        with snap._lock:
+            found = snap.results.get(key)
+            if found is None:
+                found = decide_offload(policy, snap.offload_inputs(policy.needs_window_mean))
+                snap.results[key] = found
+    return found, policy
+
+
+# --------------------------------------------------------------------------------------------
+# JSON-ready results
+# --------------------------------------------------------------------------------------------
+
+
+def floats(values: NDArray[np.float64]) -> list[float | None]:
+    """``values.tolist()`` with non-finite entries as None (JSON has no NaN or infinity)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if np.isfinite(arr).all():
+        return arr.tolist()
+    return [v if math.isfinite(v) else None for v in arr.tolist()]
+
+
+def clean_floats(values: dict[str, Any]) -> dict[str, Any]:
+    """A dict of column values with non-finite floats as None (text values pass through)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+
+
+def migration_body(snap: Snapshot, decision: MigrationDecision, policy: Any, rows: NDArray[np.intp]) -> dict:
+    server_ids = list(snap.servers.ids)
+    mask = snap.inputs.observation.mask[rows]
+    probs = decision.probabilities[rows]
+    target = decision.target[rows].tolist()
+    host = snap.inputs.host[rows].tolist()
+    vids = snap.vehicle_ids
+    out = []
+    for k, row in enumerate(rows.tolist()):
+        feasible = np.flatnonzero(mask[k])
+        p = probs[k, feasible].tolist()
+        names = [server_ids[j] for j in feasible.tolist()]
+        out.append(
+            {
+                "vehicle_id": vids[row],
+                "host_index": host[k],
+                "target_index": target[k],
+                "target_server_id": server_ids[target[k]],
+                "feasible_server_ids": names,
+                "probabilities": dict(zip(names, p, strict=True)),
+            }
+        )
+    return {
+        "tick": snap.tick,
+        "sim_time_s": snap.sim_time_s,
+        "policy": {"name": policy.name, "version": policy.version},
+        "server_ids": server_ids,
+        "predicted_load_bits": floats(snap.inputs.observation.predicted_load_bits),
+        "load_source": LOAD_SOURCE,
+        "decisions": out,
+    }
+
+
+def offload_body(snap: Snapshot, decision: OffloadDecision, policy: Any, rows: NDArray[np.intp]) -> dict:
+    server_ids = snap.servers.ids
+    host = snap.inputs.host[rows].tolist()
+    rho = decision.rho[rows].tolist()
+    delay = floats(decision.delay_s[rows])
+    energy = floats(decision.energy_j[rows])
+    cost = floats(decision.cost[rows])
+    met = decision.success[rows].tolist()
+    deadline = snap.offload_inputs(False).now["deadline_s"][rows].tolist()
+    vids = snap.vehicle_ids
+    out = [
+        {
+            "vehicle_id": vids[row],
+            "host_index": host[k],
+            "host_server_id": server_ids[host[k]] if host[k] >= 0 else None,
+            "rho": rho[k],
+            "expected_delay_s": delay[k],
+            "expected_energy_j": energy[k],
+            "expected_cost": cost[k],
+            "deadline_s": deadline[k],
+            "deadline_met": met[k],
+        }
+        for k, row in enumerate(rows.tolist())
+    ]
+    return {
+        "tick": snap.tick,
+        "sim_time_s": snap.sim_time_s,
+        "policy": {"name": policy.name, "version": policy.version},
+        "decisions": out,
+    }
+
+
+def batch_body(
+    snap: Snapshot,
+    migration: MigrationDecision,
+    m_policy: Any,
+    offload: OffloadDecision,
+    o_policy: Any,
+    include_expected: bool = False,
+) -> dict:
+    m_ref = {"name": m_policy.name, "version": m_policy.version}
+    o_ref = {"name": o_policy.name, "version": o_policy.version}
+    return {
+        "tick": snap.tick,
+        "sim_time_s": snap.sim_time_s,
+        "vehicle_ids": snap.vehicle_ids,
+        "server_ids": list(snap.servers.ids),
+        "host_index": snap.inputs.host.tolist(),
+        "target_index": migration.target.tolist(),
+        "rho": offload.rho.tolist(),
+        # Formatting 3,000 floats costs about 1.7 ms, more than deciding; the bridge does not need them.
+        "expected": {
+            "delay_s": floats(offload.delay_s),
+            "energy_j": floats(offload.energy_j),
+            "cost": floats(offload.cost),
+            "deadline_met": offload.success.tolist(),
+        }
+        if include_expected
+        else None,
+        "migration_policy": m_ref,
+        "offload_policy": o_ref,
+        "source": f"{m_policy.name}@{m_policy.version}+{o_policy.name}@{o_policy.version}",
+    }
+
+
+__all__ = [
+    "Snapshot",
+    "batch_body",
+    "clean_floats",
+    "migration_body",
+    "migration_for",
+    "offload_body",
+    "offload_for",
+    "snapshot_from_observation",
+    "snapshot_from_store",
+]

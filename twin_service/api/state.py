@@ -1,0 +1,284 @@
+"""What one app instance holds: settings, the twin store, the run's scenario, policies and a decision cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twin_service.api.metrics import ApiMetrics
+from twin_service.config import (
+    BITS_PER_MB,
+    OffloadParams,
+    ScenarioError,
+    ScenarioParams,
+    Settings,
+    TaskParams,
+    load_params,
+    resolve_scenario,
+)
+from twin_service.observe import ServerTable
+from twin_service.policies import (
+    MIGRATION_HEURISTICS,
+    OFFLOAD_HEURISTICS,
+    MigrationPolicy,
+    ModelRegistry,
+    OffloadPolicy,
+    UnknownPolicyError,
+    migration_policy,
+    offload_policy,
+)
+from twin_service.policies.inputs import server_table
+from twin_service.policies.migration import HEURISTIC_VERSION
+from twin_service.policies.registry import policy_catalogue
+from twin_service.twins import TwinStore, TwinStoreUnavailable, connect
+
+log = logging.getLogger(__name__)
+
+StoreFactory = Callable[[], TwinStore]
+
+RUN_CONTEXT_TTL_S = 2.0
+"""How long the run's layout and parameters are reused before Redis is asked again (a new run may start)."""
+API_SOCKET_TIMEOUT_S = 2.0
+API_CONNECT_TIMEOUT_S = 1.0
+
+NO_REDIS_HINT = (
+    "no Redis configured: set TWIN_REDIS_URL (or 'twin-service api --redis-url') "
+    "to the URL the bridge prints when it starts"
+)
+
+
+def default_store_factory(settings: Settings) -> StoreFactory:
+    """A factory of stores reading the Redis at ``settings.redis_url`` under ``settings.key_prefix``.
+
+    The URL is parsed here (no connection is made yet), so a malformed one fails at start-up with
+    ``ValueError`` rather than on every request.
+    """
+    url = settings.redis_url
+    client = None
+    if url is not None:
+        try:
+            client = connect(url, socket_timeout_s=API_SOCKET_TIMEOUT_S, connect_timeout_s=API_CONNECT_TIMEOUT_S)
+        except ValueError as exc:
+            raise ValueError(f"{url!r} is not a Redis URL (redis://, rediss:// or unix://): {exc}") from exc
+
+    def make() -> TwinStore:
+        if client is None:
+            raise TwinStoreUnavailable(NO_REDIS_HINT)
+        return TwinStore(client, settings.key_prefix)
+
+    return make
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run being served: its scenario parameters and edge-server layout."""
+
+    scenario: str | None
+    param_hash: str | None
+    params_source: str
+    """``configured``, ``scenario <folder>`` or ``defaults (...)``."""
+    task: TaskParams
+    offload: OffloadParams
+    layout: tuple[dict[str, Any], ...]
+    fetched_at: float
+    _tables: dict[tuple[str, ...], ServerTable] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def incoming_bits(self) -> float:
+        """S_v: what hosting one twin adds to a server (paper A, Eq. 8)."""
+        return self.task.data_size_mb * BITS_PER_MB
+
+    @property
+    def energy_capacity_j(self) -> float:
+        """Largest vehicle battery of the scenario: turns ``energy_j`` into a fraction when nothing better is stored."""
+        return self.offload.vehicle_energy_wh[1] * 3600.0
+
+    def servers(self, server_ids: tuple[str, ...]) -> ServerTable:
+        """The layout as a :class:`ServerTable` in the tick's server order (cached per order)."""
+        table = self._tables.get(server_ids)
+        if table is None:
+            table = server_table(self.layout, server_ids)
+            self._tables[server_ids] = table
+        return table
+
+
+class DecisionCache:
+    """Decisions of the latest ticks, so that asking for one vehicle costs no more than one lookup.
+
+    Keys hold the tick and its ``write_id`` (a rewritten tick gets a new one), so a stale entry is never
+    served. A decision depends on every vehicle of the tick (capacity-aware hosting, shared host CPU), so
+    it is computed for all of them once and then sliced per request.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class ApiState:
+    """Everything the routes share; one per app (``app.state.twin``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store_factory: StoreFactory | None,
+        *,
+        migration_policy_name: str,
+        offload_policy_name: str,
+        scenario_params: ScenarioParams | None,
+        metrics: ApiMetrics,
+        seed: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.store_factory = store_factory or default_store_factory(settings)
+        self.redis_configured = store_factory is not None or settings.redis_url is not None
+        self.registry = ModelRegistry(settings.models_dir)
+        self.scenario_params = scenario_params
+        self.metrics = metrics
+        self.seed = seed
+        self.cache = DecisionCache()
+        self.default_migration = migration_policy_name
+        self.default_offload = offload_policy_name
+        self.check_policy_name("migration", migration_policy_name)
+        self.check_policy_name("offload", offload_policy_name)
+        self._store: TwinStore | None = None
+        self._lock = threading.Lock()
+        self._run: RunContext | None = None
+        self._params_by_hash: dict[tuple[str, str], ScenarioParams | None] = {}
+        self._policies: dict[tuple[Any, ...], Any] = {}
+
+    # ---- store -----------------------------------------------------------------------------
+    def store(self) -> TwinStore:
+        """The twin store, connected on first use (a failed connection is retried on the next request)."""
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self.store_factory()
+                store = self._store
+        return store
+
+    # ---- run context -----------------------------------------------------------------------
+    def run_context(self, store: TwinStore, *, refresh: bool = False) -> RunContext:
+        """Layout and scenario parameters of the run in Redis, reread every few seconds."""
+        run = self._run
+        if run is not None and not refresh and time.monotonic() - run.fetched_at < RUN_CONTEXT_TTL_S:
+            return run
+        meta = store.read_run_meta()
+        layout = tuple(store.read_layout())
+        if meta.get("window", "").isdigit() and int(meta["window"]) >= 1:
+            store.window = int(meta["window"])  # read as much history as the writer keeps
+        params, source = self._scenario_params(meta)
+        run = RunContext(
+            scenario=meta.get("scenario"),
+            param_hash=meta.get("param_hash") or (params.param_hash if params else None),
+            params_source=source,
+            task=params.task if params else TaskParams(),
+            offload=params.offload if params else OffloadParams(),
+            layout=layout,
+            fetched_at=time.monotonic(),
+        )
+        self._run = run
+        return run
+
+    def _scenario_params(self, meta: dict[str, str]) -> tuple[ScenarioParams | None, str]:
+        if self.scenario_params is not None:
+            return self.scenario_params, "configured"
+        scenario, wanted = meta.get("scenario", ""), meta.get("param_hash", "")
+        if not scenario:
+            return None, "defaults (the run names no scenario)"
+        key = (scenario, wanted)
+        if key not in self._params_by_hash:
+            params: ScenarioParams | None = None
+            for candidate in (meta.get("scenario_dir", ""), scenario):
+                if not candidate:
+                    continue
+                try:
+                    loaded = load_params(resolve_scenario(candidate))
+                except ScenarioError:
+                    continue
+                if not wanted or loaded.param_hash == wanted:
+                    params = loaded
+                    break
+            if params is None:
+                log.warning(
+                    "scenario %r (parameters %s) not found here: serving with default parameters", scenario, wanted
+                )
+            self._params_by_hash[key] = params
+        params = self._params_by_hash[key]
+        if params is None:
+            return None, f"defaults (scenario {scenario!r} with parameters {wanted} not found)"
+        return params, f"scenario {scenario}"
+
+    # ---- policies --------------------------------------------------------------------------
+    def check_policy_name(self, kind: str, name: str) -> None:
+        """Raise :class:`UnknownPolicyError` unless ``name`` is a heuristic or a stored model of this kind."""
+        known = MIGRATION_HEURISTICS if kind == "migration" else OFFLOAD_HEURISTICS
+        if name in known:
+            return
+        try:
+            manifest = self.registry.manifest(name)
+        except UnknownPolicyError:
+            models = [m.name for m in self.registry.manifests() if m.kind == kind]
+            raise UnknownPolicyError(f"unknown {kind} policy {name!r}: choose one of {list(known) + models}") from None
+        if manifest.kind != kind:
+            raise UnknownPolicyError(f"model {name!r} is a {manifest.kind} model, not a {kind} policy")
+
+    def migration_policy(self, name: str | None, run: RunContext, n_servers: int) -> MigrationPolicy:
+        name = name or self.default_migration
+        key = ("migration", name, run.param_hash, run.task, n_servers)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = migration_policy(
+                name,
+                task=run.task,
+                seed=self.seed,
+                registry=self.registry,
+                n_servers=n_servers,
+                param_hash=run.param_hash,
+            )
+            self._policies[key] = policy
+        return policy
+
+    def offload_policy(self, name: str | None, run: RunContext) -> OffloadPolicy:
+        name = name or self.default_offload
+        key = ("offload", name, run.param_hash, run.offload)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = offload_policy(name, offload=run.offload, registry=self.registry, param_hash=run.param_hash)
+            self._policies[key] = policy
+        return policy
+
+    def default_policies(self) -> list[dict[str, str]]:
+        """Name, version and source of the default policies (a model's version from its manifest)."""
+        rows = []
+        for kind, name in (("migration", self.default_migration), ("offload", self.default_offload)):
+            heuristic = name in (MIGRATION_HEURISTICS if kind == "migration" else OFFLOAD_HEURISTICS)
+            version = HEURISTIC_VERSION if heuristic else self.registry.manifest(name).version
+            rows.append(
+                {"kind": kind, "name": name, "version": version, "source": "heuristic" if heuristic else "model"}
+            )
+        return rows
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        return [{k: row[k] for k in ("kind", "name", "version", "source")} for row in policy_catalogue(self.registry)]

@@ -1,0 +1,145 @@
+"""The manifest of a stored model (``models/<name>/manifest.json``): what it is, expects and came from.
+
+A model is served only where its observation and action spec and its scenario parameters match
+(:func:`check_spec`); the manifest also records the exact training command, seed and evaluation figures
+(STYLE.md), so that any number quoted for a model can be reproduced.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from twin_service.observe import (
+    OBS_SPEC_VERSION,
+    OFFLOAD_FEATURES,
+    migration_feature_dim,
+    offload_feature_dim,
+)
+from twin_service.policies.errors import ModelSpecMismatch
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObservationSpec(_Strict):
+    obs_spec_version: str = OBS_SPEC_VERSION
+    """``twin_service.observe.OBS_SPEC_VERSION`` at training time."""
+    feature_dim: int = Field(ge=1)
+    n_servers: int | None = Field(default=None, ge=2)
+    """Migration models: M, the number of candidate hosts (the action space)."""
+    offload_features: tuple[str, ...] | None = None
+    """Offload models: ``OFFLOAD_FEATURES`` at training time, in order."""
+    history_window: int | None = None
+
+
+class ActionSpec(_Strict):
+    type: Literal["discrete", "continuous"]
+    n: int = Field(ge=1)
+    """Discrete: number of actions (M servers). Continuous: action dimension (1: rho)."""
+
+
+class Architecture(_Strict):
+    hidden: tuple[int, ...] = (64, 64)
+    activation: Literal["tanh", "relu"] = "tanh"
+
+
+class ModelManifest(_Strict):
+    """Everything needed to serve, check and reproduce a stored actor."""
+
+    name: str
+    kind: Literal["migration", "offload"]
+    algorithm: str
+    """E.g. ``DM-MAPPO``, ``MAPPO``, ``AF-MARL``."""
+    version: str
+    observation: ObservationSpec
+    action: ActionSpec
+    architecture: Architecture = Architecture()
+    scenario: str = ""
+    scenario_param_hash: str
+    """``ScenarioParams.param_hash`` of the scenario it was trained on."""
+    training_command: str
+    seed: int
+    evaluation: dict[str, float] = Field(default_factory=dict)
+    notes: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not MODEL_NAME.match(value):
+            raise ValueError(f"model name {value!r} must match {MODEL_NAME.pattern}")
+        return value
+
+
+def migration_spec(n_servers: int, history_window: int | None = None) -> tuple[ObservationSpec, ActionSpec]:
+    """The observation and action spec of a migration actor for ``n_servers`` hosts (paper A, Eq. 19)."""
+    return (
+        ObservationSpec(
+            feature_dim=migration_feature_dim(n_servers), n_servers=n_servers, history_window=history_window
+        ),
+        ActionSpec(type="discrete", n=n_servers),
+    )
+
+
+def offload_spec(history_window: int | None = None) -> tuple[ObservationSpec, ActionSpec]:
+    """The observation and action spec of an offloading actor (paper B, Eq. 3-4 and 37)."""
+    return (
+        ObservationSpec(
+            feature_dim=offload_feature_dim(),
+            offload_features=OFFLOAD_FEATURES,
+            history_window=history_window,
+        ),
+        ActionSpec(type="continuous", n=1),
+    )
+
+
+def spec_problems(manifest: ModelManifest, *, n_servers: int | None = None, param_hash: str | None = None) -> list[str]:
+    """Every way ``manifest`` does not fit the scenario it would serve (empty when it fits).
+
+    ``n_servers`` and ``param_hash`` are checked when given (the number of hosts and the scenario
+    parameter hash of the run); the observation version and dimensions are always checked.
+    """
+    obs = manifest.observation
+    problems = []
+    if obs.obs_spec_version != OBS_SPEC_VERSION:
+        problems.append(f"observation spec version {obs.obs_spec_version!r}, serving {OBS_SPEC_VERSION!r}")
+    if manifest.kind == "migration":
+        if obs.n_servers is None:
+            problems.append("a migration model must record observation.n_servers")
+        else:
+            if n_servers is not None and obs.n_servers != n_servers:
+                problems.append(f"trained for {obs.n_servers} servers, the scenario has {n_servers}")
+            if obs.feature_dim != migration_feature_dim(obs.n_servers):
+                problems.append(
+                    f"feature_dim {obs.feature_dim}, expected {migration_feature_dim(obs.n_servers)} "
+                    f"for {obs.n_servers} servers"
+                )
+            if manifest.action.type != "discrete" or manifest.action.n != obs.n_servers:
+                problems.append(f"action must be discrete over {obs.n_servers} servers, got {manifest.action}")
+    else:
+        if obs.feature_dim != offload_feature_dim():
+            problems.append(f"feature_dim {obs.feature_dim}, serving {offload_feature_dim()} offload features")
+        if obs.offload_features is not None and tuple(obs.offload_features) != OFFLOAD_FEATURES:
+            problems.append(f"offload features {list(obs.offload_features)}, serving {list(OFFLOAD_FEATURES)}")
+        if manifest.action.type != "continuous" or manifest.action.n != 1:
+            problems.append(f"action must be one continuous rho, got {manifest.action}")
+    if param_hash is not None and manifest.scenario_param_hash != param_hash:
+        problems.append(
+            f"trained on scenario parameters {manifest.scenario_param_hash} "
+            f"({manifest.scenario or 'unnamed'}), the run uses {param_hash}"
+        )
+    return problems
+
+
+def check_spec(manifest: ModelManifest, *, n_servers: int | None = None, param_hash: str | None = None) -> None:
+    """Raise :class:`ModelSpecMismatch` naming every difference, if the model does not fit."""
+    problems = spec_problems(manifest, n_servers=n_servers, param_hash=param_hash)
+    if problems:
+        raise ModelSpecMismatch(f"model {manifest.name!r} does not fit this scenario: " + "; ".join(problems))

@@ -1,0 +1,130 @@
+"""Learned policies: a small MLP actor behind the same interface as the heuristics.
+
+At serving time a migration actor's logits for masked servers are set to -1e9 and the action is the
+argmax (paper A, Eq. 20 and 24); an offloading actor's output goes through a sigmoid to rho in [0, 1]
+(paper B's TD3-style deterministic actor). Training (DM-MAPPO, AF-MARL) lives elsewhere and saves its
+actor with :func:`twin_service.policies.registry.save_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from twin_service.config import OffloadParams
+from twin_service.observe import MigrationObservation, ServerTable, offload_observation
+from twin_service.policies.base import MigrationDecision, OffloadDecision, OffloadInputs
+from twin_service.policies.errors import ModelSpecMismatch
+from twin_service.policies.manifest import ModelManifest
+from twin_service.policies.offload import check_offload_inputs, expected_outcome
+
+MASKED_LOGIT = -1e9
+"""Logit given to masked actions (sb3-contrib MaskablePPO does the same); its softmax weight is 0."""
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+class MlpActor(nn.Module):
+    """``in_dim -> hidden... -> out_dim`` with one activation between layers; outputs raw logits."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh"):
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_actor(manifest: ModelManifest) -> MlpActor:
+    """The actor a manifest describes, with untrained weights."""
+    arch = manifest.architecture
+    return MlpActor(manifest.observation.feature_dim, manifest.action.n, arch.hidden, arch.activation)
+
+
+def load_actor(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) -> MlpActor:
+    """Build the actor and load its weights; a shape or key mismatch is a :class:`ModelSpecMismatch`."""
+    actor = build_actor(manifest)
+    try:
+        actor.load_state_dict(dict(state_dict), strict=True)
+    except RuntimeError as exc:
+        raise ModelSpecMismatch(f"model {manifest.name!r}: weights do not fit its manifest: {exc}") from exc
+    actor.eval()
+    return actor
+
+
+def masked_probabilities(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax of the logits with masked entries set to :data:`MASKED_LOGIT` (exactly 0 after)."""
+    masked = logits.masked_fill(~mask, MASKED_LOGIT)
+    return torch.softmax(masked, dim=-1) * mask
+
+
+class TorchMigrationPolicy:
+    """A trained migration actor: argmax of the masked logits over paper A's observation (Eq. 19)."""
+
+    needs_window_mean = False
+
+    def __init__(self, manifest: ModelManifest, actor: MlpActor) -> None:
+        if manifest.kind != "migration":
+            raise ModelSpecMismatch(f"model {manifest.name!r} is a {manifest.kind} model, not a migration one")
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.actor = actor
+
+    def decide(
+        self,
+        observation: MigrationObservation,
+        servers: ServerTable,
+        host: NDArray[np.int64] | None = None,
+    ) -> MigrationDecision:
+        spec = self.manifest.observation
+        if servers.size != spec.n_servers or observation.feature_dim != spec.feature_dim:
+            raise ModelSpecMismatch(
+                f"model {self.name!r} was trained for {spec.n_servers} servers and {spec.feature_dim} "
+                f"features; this scenario has {servers.size} servers and {observation.feature_dim} features"
+            )
+        mask = torch.from_numpy(np.ascontiguousarray(observation.mask, dtype=bool))
+        with torch.inference_mode():
+            logits = self.actor(torch.from_numpy(np.ascontiguousarray(observation.features, np.float32)))
+            probs = masked_probabilities(logits, mask)
+            target = torch.argmax(logits.masked_fill(~mask, MASKED_LOGIT), dim=-1)
+        return MigrationDecision(target.numpy().astype(np.int64), probs.double().numpy())
+
+
+class TorchOffloadPolicy:
+    """A trained offloading actor: rho = sigmoid(actor(o)) over paper B's observation (Eq. 3-4, 37)."""
+
+    needs_window_mean = True
+
+    def __init__(self, manifest: ModelManifest, actor: MlpActor, params: OffloadParams) -> None:
+        if manifest.kind != "offload":
+            raise ModelSpecMismatch(f"model {manifest.name!r} is a {manifest.kind} model, not an offload one")
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.actor = actor
+        self.params = params
+
+    def decide(self, inputs: OffloadInputs) -> OffloadDecision:
+        check_offload_inputs(inputs)
+        obs = offload_observation(inputs.now, inputs.window_mean)
+        if obs.shape[1] != self.manifest.observation.feature_dim:
+            raise ModelSpecMismatch(
+                f"model {self.name!r} expects {self.manifest.observation.feature_dim} offload features, "
+                f"got {obs.shape[1]}"
+            )
+        with torch.inference_mode():
+            rho = torch.sigmoid(self.actor(torch.from_numpy(obs)))[:, 0]
+        return expected_outcome(rho.double().numpy(), inputs, self.params)
