@@ -58,7 +58,7 @@ def build_small_scenario(folder: Path) -> Path:
         [sys.executable, str(Path(sumo.SUMO_HOME) / "tools" / "randomTrips.py"), "-n", str(net),
          "-o", str(folder / "trips.trips.xml"), "-e", "600", "-p", "0.5", "--min-distance", "800",
          "--seed", "3"],
-        check=True, capture_output=True,
+        check=True, capture_output=True, cwd=folder,
     )  # fmt: skip
     projection = read_projection(net)
     xmin, ymin, xmax, ymax = projection.conv_boundary
