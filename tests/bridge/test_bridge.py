@@ -186,3 +186,22 @@ def test_tick_writer_keeps_order_and_surfaces_a_failed_write():
         writer.submit(TickFrame(tick=4, sim_time_s=4.0))
     writer.close()
     assert written == [1, 2]
+
+
+def test_a_run_on_an_imported_real_city(tmp_path: Path, redis_server: RedisHandle, key_prefix: str):
+    """The Hamburg test field, imported with edge servers placed on it, runs live into twins."""
+    from tests.shared_data import HAMBURG_DIR
+    from twin_service.scenario.importer import import_scenario
+
+    folder = import_scenario(HAMBURG_DIR / "run_simulation.sumocfg", out=tmp_path / "hamburg", seed=1)
+    options = RunOptions(scenario=folder, key_prefix=key_prefix, ticks=90)
+    with open_bridge(options, redis=redis_server) as (engine, store, handle):
+        summary = run_loop(engine, store, options, url=handle.url)
+        running = set(engine.backend.api.vehicle.getIDList())
+        block = store.vehicles_frame()
+    assert summary["ticks"] == 90 and len(running) > 10
+    assert set(block.ids) == running
+    assert np.all((block.columns["lat"] > 53.4) & (block.columns["lat"] < 53.7))
+    assert np.all((block.columns["lon"] > 9.8) & (block.columns["lon"] < 10.2))
+    hosts = block.columns["host_index"].astype(int)
+    assert hosts.min() >= 0 and hosts.max() < len(engine.server_ids)

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import HAMBURG_DIR
 from twin_service.physics import distance_matrix_m, projected_distance_matrix_m
 from twin_service.scenario.geo import read_projection
 
 ROOT = Path(__file__).resolve().parents[2]
-HAMBURG_NET = ROOT.parent / "shared" / "scenarios" / "tavf-hamburg" / "network.net.xml.gz"
+HAMBURG_NET = HAMBURG_DIR / "network.net.xml.gz"
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_data import HAMBURG_DIR
 from twin_service.config import SCENARIOS_DIR
 from twin_service.scenario.tools import run_tool, tool_path
 
-HAMBURG_DIR = Path("/work/shared/scenarios/tavf-hamburg")
 HAMBURG_CFG = HAMBURG_DIR / "run_simulation.sumocfg"
 
 
