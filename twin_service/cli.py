@@ -122,6 +122,13 @@ def run(
     offload_policy: Annotated[
         str, typer.Option(help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.")
     ] = "nearest-least-loaded",
+    parallel: Annotated[
+        bool,
+        typer.Option(
+            help="libsumo: run SUMO in a worker process that steps the next tick while this one is computed "
+            "(uses both cores; identical results)."
+        ),
+    ] = True,
     seed: Annotated[int | None, typer.Option(help="Seed for SUMO and twin sampling (default: the scenario's).")] = None,
     begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
     kpi_csv: Annotated[Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file.")] = None,
@@ -156,6 +163,7 @@ def run(
         decision_url=decisions,
         api_key=settings.api_key,
         models_dir=settings.models_dir,
+        parallel=parallel,
     )
     api_thread = None
     try:

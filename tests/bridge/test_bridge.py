@@ -205,3 +205,39 @@ def test_a_run_on_an_imported_real_city(tmp_path: Path, redis_server: RedisHandl
     assert np.all((block.columns["lon"] > 9.8) & (block.columns["lon"] < 10.2))
     hosts = block.columns["host_index"].astype(int)
     assert hosts.min() >= 0 and hosts.max() < len(engine.server_ids)
+
+
+def test_sumo_in_a_worker_process_gives_identical_twins(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    """The pipelined worker-process run (what `twin-service run` does) changes timing, never results."""
+    from twin_service.bridge.worker import ProcessBackend
+
+    results = {}
+    for parallel in (False, True):
+        prefix = f"{key_prefix}-{'worker' if parallel else 'inline'}"
+        options = RunOptions(scenario=small_scenario, key_prefix=prefix, ticks=60, parallel=parallel, seed=5)
+        with open_bridge(options, redis=redis_server) as (engine, store, handle):
+            assert isinstance(engine.backend, ProcessBackend) == parallel
+            summary = run_loop(engine, store, options, url=handle.url)
+            results[parallel] = (summary, store.vehicles_frame(), store.servers_frame(), store.kpis())
+            store.clear()
+    (sa, va, ra, ka), (sb, vb, rb, kb) = results[False], results[True]
+    assert len(va.ids) > 10 and va.ids == vb.ids
+    for name, col in va.columns.items():
+        np.testing.assert_array_equal(col, vb.columns[name], err_msg=name)
+    for name, col in ra.columns.items():
+        np.testing.assert_array_equal(col, rb.columns[name], err_msg=name)
+    assert va.text == vb.text and ka == kb
+    skip = {"wall_time_s", "ticks_per_s"}
+    assert {k: v for k, v in sa.items() if k not in skip} == {k: v for k, v in sb.items() if k not in skip}
+
+
+def test_a_worker_that_cannot_start_sumo_reports_why(tmp_path: Path):
+    from twin_service.bridge.backends import SumoError
+    from twin_service.bridge.worker import ProcessBackend
+
+    bad = tmp_path / "broken.sumocfg"
+    bad.write_text('<configuration><input><net-file value="missing.net.xml"/></input></configuration>')
+    with pytest.raises(SumoError, match="libsumo could not start SUMO"):
+        ProcessBackend(bad)

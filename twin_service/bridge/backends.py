@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,17 @@ class VehicleBatch:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(slots=True, frozen=True)
+class SumoTick:
+    """What the bridge reads from SUMO after one step."""
+
+    time_s: float
+    wall_time: float
+    arrived: tuple[str, ...]
+    vehicles: VehicleBatch
+    expected_remaining: int
 
 
 def sumo_binary(gui: bool = False) -> str:
@@ -114,6 +126,16 @@ class SumoBackend:
 
     def read_vehicles(self) -> VehicleBatch:
         raise NotImplementedError
+
+    def observe_tick(self) -> SumoTick:
+        """Everything the bridge reads after a step (the only part of a tick that talks to SUMO)."""
+        return SumoTick(
+            time_s=self.time_s,
+            wall_time=time.time(),
+            arrived=self.arrived_ids(),
+            vehicles=self.read_vehicles(),
+            expected_remaining=self.expected_remaining(),
+        )
 
     def convert_geo(self, x_m: float, y_m: float) -> tuple[float, float]:
         """SUMO's own x/y -> lon/lat (slow per call; used to cross-check the vectorised converter)."""

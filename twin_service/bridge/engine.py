@@ -17,14 +17,13 @@ Everything per vehicle is vectorised over the running vehicles; the physics come
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.bridge.backends import SumoBackend, VehicleBatch
+from twin_service.bridge.backends import SumoBackend, SumoTick
 from twin_service.bridge.vehicles import TripRecord, VehicleTable, sample_tasks, vehicle_rng
 from twin_service.config import BITS_PER_MB, ScenarioParams
 from twin_service.observe import MigrationObservation, ServerTable, migration_observation
@@ -52,17 +51,6 @@ from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
 from twin_service.twins.frames import TickFrame
 
 TIER_CODES = {"rsu": 0, "uav": 1, "satellite": 2}
-
-
-@dataclass(slots=True, frozen=True)
-class SumoTick:
-    """What the bridge reads from SUMO after one step."""
-
-    time_s: float
-    wall_time: float
-    arrived: tuple[str, ...]
-    vehicles: VehicleBatch
-    expected_remaining: int
 
 
 @dataclass(slots=True)
@@ -265,14 +253,7 @@ class Engine:
 
     def observe(self) -> SumoTick:
         """Read what SUMO holds after a step (the only part of a tick that talks to SUMO)."""
-        b = self.backend
-        return SumoTick(
-            time_s=b.time_s,
-            wall_time=time.time(),
-            arrived=b.arrived_ids(),
-            vehicles=b.read_vehicles(),
-            expected_remaining=b.expected_remaining(),
-        )
+        return self.backend.observe_tick()
 
     def compute(self, sumo: SumoTick) -> tuple[TickFrame, TickContext]:
         """Everything of a tick from what SUMO gave; touches no SUMO API, so SUMO may step meanwhile."""

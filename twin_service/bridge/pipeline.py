@@ -2,13 +2,15 @@
 
 A bridge tick is: SUMO steps, the bridge reads the vehicles, then computes physics, twins and decisions.
 Only the first two touch SUMO, and SUMO never depends on the bridge's results (twins do not change the
-traffic). So once tick t is read, a worker thread can step SUMO to t+1 while the main thread computes
-tick t. Over TraCI, SUMO is another process and the worker just waits on the socket, so the two really run
-in parallel; the results are exactly those of sequential ticks, only the wall time per tick changes.
+traffic). So once tick t is read, SUMO can step to t+1 while tick t is computed. The results are exactly
+those of sequential ticks; only the wall time per tick changes.
 
-Not for libsumo: it holds the GIL inside ``simulationStep`` (measured: a thread doing Python work beside it
-makes both slower than running them one after the other). Not for sumo-gui runs: the GUI overlay talks to
-SUMO while the tick is computed.
+* With a :class:`~twin_service.bridge.worker.ProcessBackend` (libsumo in a worker process) the request for
+  the next step goes down its pipe and the worker steps on the other core.
+* Over TraCI, SUMO is another process too: a helper thread sends the step and waits on the socket.
+* Not with in-process libsumo: it holds the GIL inside ``simulationStep`` (measured: a thread doing Python
+  work beside it makes both slower than running them one after the other). Not for sumo-gui runs: the GUI
+  overlay talks to SUMO while the tick is computed.
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ class PipelinedTicks:
         self._go = threading.Event()
         self._done = threading.Event()
         self._stop = False
-        self._thread = threading.Thread(target=self._loop, name="sumo-step", daemon=True)
-        self._thread.start()
         self._in_flight = False
+        backend = engine.backend
+        self._remote = hasattr(backend, "start_step")  # a worker process steps by itself
+        self._thread: threading.Thread | None = None
+        if not self._remote:
+            self._thread = threading.Thread(target=self._loop, name="sumo-step", daemon=True)
+            self._thread.start()
 
     def _loop(self) -> None:
         while True:
@@ -49,7 +55,17 @@ class PipelinedTicks:
                 self._error = exc
             self._done.set()
 
+    def _start(self) -> None:
+        self._in_flight = True
+        if self._remote:
+            self.engine.backend.start_step()
+        else:
+            self._go.set()
+
     def _collect(self) -> SumoTick:
+        if self._remote:
+            self._in_flight = False
+            return self.engine.backend.finish_step()
         self._done.wait()
         self._done.clear()
         self._in_flight = False
@@ -62,15 +78,12 @@ class PipelinedTicks:
 
     def tick(self) -> tuple[TickFrame, object]:
         engine = self.engine
-        if self._in_flight:
-            sumo = self._collect()
-        else:
-            engine.backend.step()
-            sumo = engine.observe()
+        if not self._in_flight:
+            self._start()
+        sumo = self._collect()
         # Start the next step now if the run will want it; it runs while this tick is computed.
         if sumo.expected_remaining > 0 and self._may_step():
-            self._in_flight = True
-            self._go.set()
+            self._start()
         return engine.compute(sumo)
 
     def close(self) -> None:
@@ -79,6 +92,7 @@ class PipelinedTicks:
             # The run is ending: an error of the step it was taking does not matter any more.
             with contextlib.suppress(BaseException):
                 self._collect()
-        self._stop = True
-        self._go.set()
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._stop = True
+            self._go.set()
+            self._thread.join(timeout=30)

@@ -20,6 +20,7 @@ from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
 from twin_service.bridge.engine import DecisionSource, Engine
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
+from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings, load_params, resolve_scenario
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
@@ -94,6 +95,9 @@ class RunOptions:
     """Ask this decision service each tick (``POST /v1/decisions/batch``); None decides in-process."""
     api_key: str | None = None
     models_dir: Path | None = None
+    parallel: bool = False
+    """libsumo only: run SUMO in a worker process that steps the next tick while this one is computed
+    (both cores busy; identical results). Off by default for library use, on for ``twin-service run``."""
 
 
 @contextmanager
@@ -108,15 +112,17 @@ def open_bridge(
     with ExitStack() as stack:
         handle = redis or stack.enter_context(open_redis(options.redis_url))
         store = TwinStore(handle.client, options.key_prefix, window=params.simulation.history_window)
-        backend: SumoBackend = open_backend(
-            options.backend,
-            scenario.sumocfg,
-            gui=options.gui,
-            seed=params.scenario.seed if options.seed is None else options.seed,
-            step_length_s=params.simulation.tick_s,
-            begin_s=options.begin_s,
-            end_s=options.end_s,
-        )
+        sumo_options = {
+            "seed": params.scenario.seed if options.seed is None else options.seed,
+            "step_length_s": params.simulation.tick_s,
+            "begin_s": options.begin_s,
+            "end_s": options.end_s,
+        }
+        backend: SumoBackend | ProcessBackend
+        if options.parallel and options.backend == "libsumo" and not options.gui:
+            backend = ProcessBackend(scenario.sumocfg, **sumo_options)
+        else:
+            backend = open_backend(options.backend, scenario.sumocfg, gui=options.gui, **sumo_options)
         stack.callback(backend.close)
         seed = params.scenario.seed if options.seed is None else options.seed
         if decisions is None:
@@ -172,12 +178,16 @@ def run_loop(
             return False
         return engine.last_sim_time_s + (1 + ahead) * tick_s <= end_s + 1e-9
 
-    # Over TraCI, SUMO is another process: it steps the next tick while this one is computed and stored.
-    # libsumo holds the GIL while it steps, so there overlapping only adds thread switches (measured), and
-    # the GUI overlay talks to SUMO while a tick is computed: both tick sequentially.
-    overlap = engine.backend.name == "traci" and overlay is None
+    # With SUMO in another process (TraCI, or libsumo in a worker) the next tick steps while this one is
+    # computed and stored. In-process libsumo holds the GIL while it steps, so there overlapping only adds
+    # thread switches (measured), and the GUI overlay talks to SUMO while a tick is computed: both tick
+    # sequentially.
+    remote = isinstance(engine.backend, ProcessBackend)
+    overlap = (engine.backend.name == "traci" or remote) and overlay is None
     ticker = PipelinedTicks(engine, may_step=lambda: wants_another_tick(1)) if overlap else engine
-    writer = TickWriter(write) if overlap else None
+    # Over TraCI the main thread mostly waits on SUMO's socket, so a writer thread stores ticks meanwhile;
+    # with a worker process the main process has a core of its own and writes in line.
+    writer = TickWriter(write) if overlap and not remote else None
     redis_retries = 0
     reads_twins = bool(getattr(engine.decisions, "reads_twins", False))
     csv_file: IO[str] | None = None

@@ -1,0 +1,137 @@
+"""libsumo in a worker process, so that SUMO steps on one core while the bridge computes on the other.
+
+libsumo is the fastest way to run SUMO, but it holds Python's GIL while it steps: in one process, SUMO
+and the bridge's own work (physics, twin writes, decisions) take turns on one core. Here the worker
+process owns libsumo; after each step it reads every vehicle and sends the tick to the bridge over a
+pipe. The bridge asks for tick t+1 before it computes tick t, so SUMO steps meanwhile (see
+:class:`twin_service.bridge.pipeline.PipelinedTicks`). SUMO and what is read from it are exactly those of
+an in-process run; only the wall time per tick changes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from twin_service.bridge.backends import BackendName, SumoError, SumoTick, open_backend
+
+START_TIMEOUT_S = 120.0
+STEP_TIMEOUT_S = 600.0
+
+
+def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
+    """The worker's loop: open libsumo, then step and report on request until told to close."""
+    try:
+        backend = open_backend("libsumo", sumocfg, **options)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", str(exc)))
+        return
+    try:
+        conn.send(("ready", backend.time_s, backend.delta_t_s, backend.expected_remaining()))
+        while True:
+            request = conn.recv()
+            if request != "step":
+                break
+            try:
+                backend.step()
+                conn.send(("tick", backend.observe_tick()))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+                conn.send(("error", str(exc)))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent went away or is stopping; close SUMO below
+    finally:
+        backend.close()
+
+
+class ProcessBackend:
+    """A libsumo simulation in a worker process, driven step by step over a pipe.
+
+    ``start_step`` asks for the next step without waiting; ``finish_step`` waits for its tick. ``step``
+    and ``observe_tick`` give the same sequential interface as the in-process backends.
+    """
+
+    name: BackendName = "libsumo"
+    has_gui = False
+
+    def __init__(self, sumocfg: str | Path, **options: Any) -> None:
+        if options.get("gui"):
+            raise SumoError("sumo-gui runs over TraCI, not in a libsumo worker")
+        context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited SUMO or threads
+        self._conn, child = context.Pipe()
+        self._proc = context.Process(
+            target=_serve, args=(child, str(sumocfg), options), name="sumo-worker", daemon=True
+        )
+        self._proc.start()
+        child.close()
+        self._in_flight = 0
+        self._last: SumoTick | None = None
+        reply = self._receive(START_TIMEOUT_S)
+        if reply[0] == "error":
+            self.close()
+            raise SumoError(reply[1])
+        _, self._time_s, self._delta_t_s, self._expected = reply
+
+    def _receive(self, timeout_s: float) -> tuple:
+        if not self._conn.poll(timeout_s):
+            if not self._proc.is_alive():
+                raise SumoError(f"the SUMO worker process stopped (exit code {self._proc.exitcode})")
+            raise SumoError(f"the SUMO worker did not answer within {timeout_s:.0f} s")
+        try:
+            return self._conn.recv()
+        except EOFError as exc:
+            raise SumoError(f"the SUMO worker process stopped (exit code {self._proc.exitcode})") from exc
+
+    # -- asynchronous stepping ----------------------------------------------------------------
+    def start_step(self) -> None:
+        self._conn.send("step")
+        self._in_flight += 1
+
+    def finish_step(self) -> SumoTick:
+        if self._in_flight == 0:
+            raise SumoError("no step in flight")
+        reply = self._receive(STEP_TIMEOUT_S)
+        self._in_flight -= 1
+        if reply[0] == "error":
+            raise SumoError(f"SUMO step failed: {reply[1]}")
+        tick: SumoTick = reply[1]
+        self._time_s, self._expected = tick.time_s, tick.expected_remaining
+        self._last = tick
+        return tick
+
+    # -- the sequential interface of SumoBackend -----------------------------------------------
+    def step(self) -> None:
+        self.start_step()
+        self.finish_step()
+
+    def observe_tick(self) -> SumoTick:
+        if self._last is None:
+            raise SumoError("no step has been taken yet")
+        return self._last
+
+    @property
+    def time_s(self) -> float:
+        return float(self._time_s)
+
+    @property
+    def delta_t_s(self) -> float:
+        return float(self._delta_t_s)
+
+    def expected_remaining(self) -> int:
+        return int(self._expected)
+
+    def close(self) -> None:
+        """Stop the worker (waiting for a step in flight); SUMO closes in the worker."""
+        try:
+            while self._in_flight:
+                self._receive(STEP_TIMEOUT_S)
+                self._in_flight -= 1
+            self._conn.send("close")
+        except (OSError, SumoError):
+            pass
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout=5)
+        self._conn.close()
