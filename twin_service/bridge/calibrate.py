@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from twin_service.bridge.backends import SumoError, open_backend
 from twin_service.config import ScenarioError
-from twin_service.physics import distance_matrix_from_units_m, nearest_feasible_server, unit_vectors
+from twin_service.physics import nearest_feasible_server, projected_distance_matrix_m
 from twin_service.scenario.calibrate import HostingTrace
 from twin_service.scenario.edge_servers import EdgeLayout
 from twin_service.scenario.geo import read_projection
@@ -34,11 +34,11 @@ def record_hosting(
     Hosting is the nearest RSU or UAV whose range covers the vehicle (UAVs at their patrol position at
     that time), else the satellite: the "nearest-server hosting" the calibration targets.
     """
-    projection = read_projection(net_file)
+    read_projection(net_file)  # the bridge needs a geo-referenced net: fail here, with its message
     patrols = patrol_table_from_layout(layout) if len(layout.uav_indices) else None
     uav_idx = layout.uav_indices
-    srv_lon = layout.lonlat[:, 0].copy()
-    srv_lat = layout.lonlat[:, 1].copy()
+    srv_x = layout.xy_m[:, 0].copy()
+    srv_y = layout.xy_m[:, 1].copy()
     alt = layout.altitude_m
     range_m = layout.range_m
     sat = layout.satellite_index
@@ -55,11 +55,11 @@ def record_hosting(
             t = backend.time_s
             if t >= record_from_s:
                 batch = backend.read_vehicles()
-                vlon, vlat = projection.to_lonlat(batch.x_m, batch.y_m)
                 if patrols is not None:
                     uxy, _ = uav_positions(patrols, t - start_s)
-                    srv_lon[uav_idx], srv_lat[uav_idx] = projection.to_lonlat(uxy[:, 0], uxy[:, 1])
-                dist = distance_matrix_from_units_m(unit_vectors(vlat, vlon), unit_vectors(srv_lat, srv_lon), alt)
+                    srv_x[uav_idx], srv_y[uav_idx] = uxy[:, 0], uxy[:, 1]
+                # The engine's own distances (plane, in the net's projection).
+                dist = projected_distance_matrix_m(batch.x_m, batch.y_m, srv_x, srv_y, alt)
                 hosts.append(nearest_feasible_server(dist, dist <= range_m, sat).astype(np.intp))
                 times.append(t)
             if t >= end_s:

@@ -26,6 +26,7 @@ from twin_service.observe import (
     migration_observation,
     vehicle_server_distances_m,
 )
+from twin_service.physics import projected_distance_matrix_m
 from twin_service.policies.errors import PolicyError
 
 Columns = Mapping[str, NDArray[np.float64]]
@@ -89,9 +90,9 @@ def tick_inputs(
     """Observation, mask and offload features from the twins' columns (one tick).
 
     The predicted load of each server is its current ``load_bits`` (no workload predictor is loaded);
-    servers' current positions (UAVs move) come from their ``lon``/``lat`` columns, their range, cache
-    and CPU from the layout. ``energy_capacity_j`` turns ``energy_j`` into the feature ``energy_frac``
-    when the vehicles carry neither ``energy_frac`` nor ``energy_capacity_j``.
+    servers' current positions (UAVs move) come from their ``x_m``/``y_m`` columns (else ``lon``/``lat``),
+    their range, cache and CPU from the layout. ``energy_capacity_j`` turns ``energy_j`` into the feature
+    ``energy_frac`` when the vehicles carry neither ``energy_frac`` nor ``energy_capacity_j``.
     """
     n, m = len(vehicle_ids), servers.size
     v_lon = _column(vehicle_columns, "lon", "vehicle", n)
@@ -102,7 +103,18 @@ def tick_inputs(
     s_lat = _column(server_columns, "lat", "server", m)
     s_alt = _column(server_columns, "altitude_m", "server", m) if "altitude_m" in server_columns else servers.altitude_m
     load = _column(server_columns, "load_bits", "server", m)
-    dist = vehicle_server_distances_m(v_lon, v_lat, s_lon, s_lat, s_alt)
+    if {"x_m", "y_m"} <= set(vehicle_columns) and {"x_m", "y_m"} <= set(server_columns):
+        # Twins written by the bridge: the very distances the bridge used (plane, in the net's projection),
+        # so that the service's masks and the bridge's agree to the metre at a range boundary.
+        dist = projected_distance_matrix_m(
+            _column(vehicle_columns, "x_m", "vehicle", n),
+            _column(vehicle_columns, "y_m", "vehicle", n),
+            _column(server_columns, "x_m", "server", m),
+            _column(server_columns, "y_m", "server", m),
+            s_alt,
+        )
+    else:  # positions given only as lon/lat (stateless requests): Eq. 1-2 on the sphere
+        dist = vehicle_server_distances_m(v_lon, v_lat, s_lon, s_lat, s_alt)
     obs = migration_observation(dist, load, incoming_bits, servers, host)
     now: dict[str, NDArray[np.float64]] = {}
     if offload:
