@@ -6,6 +6,7 @@ turns the package's own errors into a one-line message and a non-zero exit, neve
 
 from __future__ import annotations
 
+import csv
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -132,6 +133,9 @@ def run(
     seed: Annotated[int | None, typer.Option(help="Seed for SUMO and twin sampling (default: the scenario's).")] = None,
     begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
     kpi_csv: Annotated[Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file.")] = None,
+    summary_csv: Annotated[
+        Path | None, typer.Option(help="Also write the end-of-run KPI summary to this CSV file (kpi,value).")
+    ] = None,
 ) -> None:
     """Run the live co-simulation: SUMO ticks into Redis twins, with hosting and offloading decided each tick."""
     from twin_service.bridge.backends import SumoError
@@ -191,6 +195,13 @@ def run(
     _print_summary(summary)
     if kpi_csv is not None:
         typer.echo(f"per-tick KPIs written to {kpi_csv}")
+    if summary_csv is not None:
+        summary_csv.parent.mkdir(parents=True, exist_ok=True)
+        with summary_csv.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["kpi", "value"])
+            writer.writerows(summary.items())
+        typer.echo(f"KPI summary written to {summary_csv}")
 
 
 def _start_api(engine, redis_url: str, options, settings, host: str, port: int):  # noqa: ANN001, ANN202
