@@ -241,3 +241,44 @@ def test_a_worker_that_cannot_start_sumo_reports_why(tmp_path: Path):
     bad.write_text('<configuration><input><net-file value="missing.net.xml"/></input></configuration>')
     with pytest.raises(SumoError, match="libsumo could not start SUMO"):
         ProcessBackend(bad)
+
+
+def test_the_offload_decision_governs_the_task_it_was_made_for(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    """The task in the twin at tick t is decided on after t and processed at t+1 with that rho."""
+    from twin_service.physics import edge_cpu_share_hz, offload_outcome
+
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        _run(engine, store, 30)
+        frame_a, ctx_a = engine.tick()
+        decisions = engine.decisions.decide(ctx_a)
+        rho = np.linspace(0.0, 1.0, len(ctx_a.vehicle_ids))  # any fractions: what matters is where they go
+        decisions.rho = rho
+        engine.apply(decisions)
+        frame_b, _ = engine.tick()
+    o = engine.params.offload
+    a = {v: k for k, v in enumerate(frame_a.vehicle_ids)}
+    both = [k for k, v in enumerate(frame_b.vehicle_ids) if v in a]
+    assert len(both) > 10
+    rows_a = np.array([a[frame_b.vehicle_ids[k]] for k in both])
+    cb = frame_b.vehicle_columns
+    np.testing.assert_array_equal(cb["rho"][both], rho[rows_a])
+    # Recompute tick b's outcome from tick a's pending task and the decided rho: it is what the bridge did.
+    host_b = cb["host_index"].astype(int)
+    share = edge_cpu_share_hz(host_b, cb["rho"], engine.edge_f_hz)
+    expected = offload_outcome(
+        rho[rows_a],
+        frame_a.vehicle_columns["data_bits"][rows_a],
+        frame_a.vehicle_columns["cycles"][rows_a],
+        frame_a.vehicle_columns["deadline_s"][rows_a],
+        cb["f_hz"][both],
+        cb["r_bps"][both],
+        share[both],
+        kappa_local=o.kappa_local, kappa_edge=o.kappa_edge, tx_power_w=o.tx_power_w, output_ratio=o.output_ratio,
+        twin_sync_energy_j=o.twin_sync_energy_j, twin_sync_delay_s=o.twin_sync_delay_s,
+        price_per_task=o.price_per_task, energy_max_j=o.energy_max_j, price_max=o.price_max,
+    )  # fmt: skip
+    np.testing.assert_allclose(cb["offload_delay_s"][both], expected.delay_s, rtol=1e-12)
+    np.testing.assert_allclose(cb["offload_cost"][both], expected.cost, rtol=1e-12)

@@ -9,8 +9,11 @@ Everything per vehicle is vectorised over the running vehicles; the physics come
    departed is placed on the nearest feasible server (Eq. 23 mask).
 4. Host changes are migrations (Eq. 10-12); server loads (Eq. 8) with backlog; latencies (Eq. 6-9, 13);
    failures (Eq. 14); backlogs drain C_m / e_v bits per second.
-5. Paper B: every vehicle gets a new task (D, C, T); the offloading fraction decided last tick is applied
-   to the twin's host and gives delay, energy, cost and deadline success (Eq. 5-22); energy E_n falls.
+5. Paper B: every vehicle processes the task that arrived at the previous tick with the offloading
+   fraction decided for it, offloaded to the twin's host: delay, energy, cost and deadline success
+   (Eq. 5-22); energy E_n falls. Then the next task (D, C, T) arrives: the twin's ``data_bits``,
+   ``cycles`` and ``deadline_s`` are that pending task, the one the next decision is about, while
+   ``rho`` and the ``offload_*`` columns describe the task processed in this tick.
 6. The tick becomes a :class:`~twin_service.twins.frames.TickFrame`, then decisions for the next tick are
    asked of the decision source.
 """
@@ -321,9 +324,18 @@ class Engine:
         hosted = np.bincount(host, minlength=len(self.server_ids))
         overloaded = load > self.load_max_bits
 
-        # Paper B: a new task per vehicle; the fraction decided last tick goes to the twin's host.
+        # Paper B: each vehicle processes the task that arrived last tick, with the fraction decided for it
+        # then, offloaded to the twin's host; a vehicle in its first tick has no decision yet and runs its
+        # first task locally (rho = 0). Then the next task arrives, and that is what is decided on.
         o = p.offload
-        data_bits, cycles, deadline_s = sample_tasks(self._task_rng, n, o)
+        exec_bits = vt.f["task_bits"][slots]
+        exec_cycles = vt.f["task_cycles"][slots]
+        exec_deadline = vt.f["task_deadline_s"][slots]
+        first = np.isnan(exec_bits)
+        if first.any():
+            exec_bits[first], exec_cycles[first], exec_deadline[first] = sample_tasks(
+                self._task_rng, int(first.sum()), o
+            )
         rho = vt.f["rho"][slots]
         r_bps = offload_rate_bps(
             d_host,
@@ -340,9 +352,9 @@ class Engine:
         f_hz = vt.f["f_hz"][slots]
         out = offload_outcome(
             rho,
-            data_bits,
-            cycles,
-            deadline_s,
+            exec_bits,
+            exec_cycles,
+            exec_deadline,
             f_hz,
             r_bps,
             edge_share,
@@ -363,6 +375,12 @@ class Engine:
         offloaders = np.bincount(host, weights=(rho > 0).astype(np.float64), minlength=len(self.server_ids))
 
         energy_frac = energy / np.maximum(vt.f["energy_capacity_j"][slots], 1e-9)
+        data_bits, cycles, deadline_s = sample_tasks(self._task_rng, n, o)  # the next task arrives
+        vt.f["task_bits"][slots], vt.f["task_cycles"][slots], vt.f["task_deadline_s"][slots] = (
+            data_bits,
+            cycles,
+            deadline_s,
+        )
 
         # Per-vehicle counters.
         vt.i["host"][slots] = host

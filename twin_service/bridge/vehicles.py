@@ -49,7 +49,10 @@ class VehicleTable:
         "energy_j",  # paper B E_n: remaining energy
         "energy_capacity_j",
         "depart_s",
-        "rho",  # offloading fraction decided for the current task
+        "rho",  # offloading fraction decided for the pending task
+        "task_bits",  # paper B D_n of the task that arrived last tick (NaN: none yet)
+        "task_cycles",  # C_n of that task
+        "task_deadline_s",  # T_n of that task
     )
     INT_FIELDS = ("host", "next_host", "ticks", "failures", "migrations")
 
@@ -99,6 +102,8 @@ class VehicleTable:
         self.f["energy_j"][slot] = capacity_j
         self.f["depart_s"][slot] = now_s
         self.f["rho"][slot] = 0.0
+        for name in ("task_bits", "task_cycles", "task_deadline_s"):
+            self.f[name][slot] = np.nan
         for name in self.INT_FIELDS:
             self.i[name][slot] = -1 if "host" in name else 0
 
