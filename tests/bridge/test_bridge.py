@@ -282,3 +282,54 @@ def test_the_offload_decision_governs_the_task_it_was_made_for(
     )  # fmt: skip
     np.testing.assert_allclose(cb["offload_delay_s"][both], expected.delay_s, rtol=1e-12)
     np.testing.assert_allclose(cb["offload_cost"][both], expected.cost, rtol=1e-12)
+
+
+def test_the_bridge_resumes_when_redis_comes_back(small_scenario: Path, key_prefix: str, tmp_path: Path):
+    """Kill the Redis server mid-run and start a new one on the same socket: the bridge waits, puts the
+    run's records back into the empty server and goes on, every tick stored whole."""
+    import subprocess
+    import threading
+    import time
+
+    from twin_service.twins import TwinStore
+    from twin_service.twins.server import _redis_server_binary, connect
+
+    sock = tmp_path / "r.sock"
+    cmd = [_redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"]
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            if sock.exists():
+                break
+            time.sleep(0.01)
+        return proc
+
+    server = start()
+    url = f"unix://{sock}"
+    handle = RedisHandle(client=connect(url, socket_timeout_s=1.0), url=url, socket_path=str(sock), embedded=False)
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix, ticks=30, redis_retry_s=20.0)
+    restarted: list[subprocess.Popen] = []
+    try:
+        with open_bridge(options, redis=handle) as (engine, store, _):
+            _run(engine, store, 10)
+            server.kill()
+            server.wait()
+
+            def come_back() -> None:
+                time.sleep(0.8)
+                restarted.append(start())
+
+            threading.Thread(target=come_back).start()
+            summary = run_loop(engine, store, options, url=url)
+        assert summary["ticks"] == 30 and summary["redis_retries"] > 0
+        reader = TwinStore(connect(url), key_prefix)
+        meta = reader.latest_tick()
+        assert meta is not None and meta.tick == 30
+        assert reader.read_run_meta()["scenario"] == "test-grid"  # restored into the new, empty server
+        assert len(reader.read_layout()) == len(engine.server_ids)
+        block = reader.vehicles_frame()
+        assert len(block.ids) == meta.n_vehicles and all(len(c) == len(block.ids) for c in block.columns.values())
+    finally:
+        for proc in [server, *restarted]:
+            proc.kill()

@@ -27,6 +27,7 @@ from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLI
 from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
 from twin_service.scenario.geo import NetProjection, read_projection
 from twin_service.twins import TwinStore, TwinStoreUnavailable
+from twin_service.twins.frames import TickFrame
 from twin_service.twins.server import RedisHandle, open_redis
 
 
@@ -139,18 +140,24 @@ def open_bridge(
         engine = Engine(params, scenario.layout, scenario.projection, backend, decisions, seed=seed)
         try:
             store.clear()
-            store.write_run_meta(
-                params.scenario.name,
-                params.param_hash,
-                backend=options.backend,
-                seed=engine.seed,
-                tick_s=params.simulation.tick_s,
-                scenario_dir=str(scenario.folder),
-            )
-            store.write_layout(engine.layout_records())
+            write_run_records(engine, store, options, scenario.folder)
         except TwinStoreUnavailable as exc:
             raise BridgeError(f"Redis at {handle.url} is unreachable: {exc}") from exc
         yield engine, store, handle
+
+
+def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, folder: Path | None = None) -> None:
+    """What readers need besides the ticks: the run's metadata and the edge-server layout."""
+    params = engine.params
+    extra: dict[str, str | int | float] = {
+        "backend": engine.backend.name,
+        "seed": engine.seed,
+        "tick_s": params.simulation.tick_s,
+    }
+    if folder is not None:
+        extra["scenario_dir"] = str(folder)
+    store.write_run_meta(params.scenario.name, params.param_hash, **extra)
+    store.write_layout(engine.layout_records())
 
 
 def run_loop(
@@ -169,7 +176,15 @@ def run_loop(
     started = time.monotonic()
     last_report = started
     last_report_tick = 0
-    write = lambda frame: write_with_retry(store, frame, options.redis_retry_s, url)  # noqa: E731
+
+    def restore() -> None:
+        """After Redis comes back: a restarted server is empty, so put the run's records back first."""
+        if not store.read_run_meta():
+            write_run_records(engine, store, options, resolve_scenario(options.scenario))
+
+    def write(frame: TickFrame) -> int:
+        return write_with_retry(store, frame, options.redis_retry_s, url, on_reconnect=restore)
+
     end_s = options.end_s if options.end_s is not None else engine.params.scenario.end_s
 
     def wants_another_tick(ahead: int = 0) -> bool:

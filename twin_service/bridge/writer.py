@@ -22,13 +22,26 @@ class BridgeError(RuntimeError):
     """The bridge had to stop; the message says why and what to do."""
 
 
-def write_with_retry(store: TwinStore, frame: TickFrame, retry_s: float, url: str = "") -> int:
-    """Store a tick, retrying with backoff while Redis is away; returns the number of retries."""
+def write_with_retry(
+    store: TwinStore,
+    frame: TickFrame,
+    retry_s: float,
+    url: str = "",
+    on_reconnect: Callable[[], None] | None = None,
+) -> int:
+    """Store a tick, retrying with backoff while Redis is away; returns the number of retries.
+
+    The tick is rewritten whole on each try (writes are idempotent per tick), so a reader never sees part
+    of it. ``on_reconnect`` runs before the retried write that finds Redis back: a restarted server comes
+    back empty, and the run's metadata and server layout must be there before its ticks.
+    """
     delay = 0.05
     deadline = time.monotonic() + retry_s
     retries = 0
     while True:
         try:
+            if retries and on_reconnect is not None:
+                on_reconnect()
             store.write_tick(frame)
             return retries
         except TwinStoreUnavailable as exc:
