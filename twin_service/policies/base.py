@@ -34,7 +34,7 @@ class MigrationDecision:
 
     target: NDArray[np.int64]
     """``(V,)`` index of the server each twin goes to (in the :class:`ServerTable` order); always feasible."""
-    probabilities: NDArray[np.float64]
+    probabilities: NDArray[np.floating]
     """``(V, M)`` probability the policy gives each server (rows sum to 1, masked servers 0).
 
     A deterministic rule puts 1 on its target; greedy's 10 % exploration spreads 0.1 over the feasible
@@ -107,8 +107,8 @@ class OffloadPolicy(Protocol):
     def decide(self, inputs: OffloadInputs) -> OffloadDecision: ...
 
 
-def one_hot(target: NDArray[np.integer], n_servers: int) -> NDArray[np.float64]:
-    """``(V, M)`` probabilities of a deterministic choice."""
-    probs = np.zeros((len(target), n_servers))
+def one_hot(target: NDArray[np.integer], n_servers: int) -> NDArray[np.float32]:
+    """``(V, M)`` probabilities of a deterministic choice (float32: this is per vehicle and server, every tick)."""
+    probs = np.zeros((len(target), n_servers), dtype=np.float32)
     probs[np.arange(len(target)), target] = 1.0
     return probs

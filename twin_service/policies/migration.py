@@ -70,7 +70,9 @@ def capacity_aware_nearest(
     so every round assigns at least one vehicle per picked server and the loop ends. With one size for
     all twins, a rejected vehicle never finds room on that server again.
     """
-    dist = np.asarray(dist_m, dtype=np.float64)
+    dist = np.asarray(dist_m)
+    if dist.dtype not in (np.float32, np.float64):  # keep the bridge's float32 matrix as it is
+        dist = dist.astype(np.float64)
     if dist.ndim != 2:
         raise ValueError(f"dist_m must be (V, M), got {dist.shape}")
     n_vehicles, n_servers = dist.shape
