@@ -58,9 +58,7 @@ def warm_up(cfg: Path, count: int, worker: bool = False):
     """
     options = {"seed": 1, "begin_s": PEAK_BEGIN_S, "extra_args": sumo_args(count)}
     if worker:
-        backend = ProcessBackend(cfg, **options)
-        backend.vehicle_count = lambda: len(backend.observe_tick().vehicles)  # type: ignore[method-assign]
-        return _warm(backend, count)
+        return _warm(ProcessBackend(cfg, **options), count)
     return _warm(open_backend("libsumo", cfg, **options), count)
 
 

@@ -41,18 +41,19 @@ class ServerTable:
     def size(self) -> int:
         return len(self.ids)
 
-    @property
+    # The table is frozen and these are read several times a tick (masks, features, policies): computed once.
+    @cached_property
     def is_satellite(self) -> NDArray[np.bool_]:
         return np.array([t == "satellite" for t in self.tiers])
 
-    @property
+    @cached_property
     def satellite_index(self) -> int:
         hits = np.flatnonzero(self.is_satellite)
         if len(hits) != 1:
             raise ValueError(f"expected exactly one satellite among the servers, found {len(hits)}")
         return int(hits[0])
 
-    @property
+    @cached_property
     def ground_air_indices(self) -> NDArray[np.intp]:
         return np.flatnonzero(~self.is_satellite)
 

@@ -121,6 +121,10 @@ class ProcessBackend:
     def expected_remaining(self) -> int:
         return int(self._expected)
 
+    def vehicle_count(self) -> int:
+        """Vehicles running after the last step."""
+        return len(self._last.vehicles) if self._last is not None else 0
+
     def close(self) -> None:
         """Stop the worker (waiting for a step in flight); SUMO closes in the worker."""
         try:
