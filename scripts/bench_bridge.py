@@ -1,21 +1,26 @@
 #!/usr/bin/env python
 """Bridge tick vs bare SUMO step, in one run, at about 200, 1,000 and 5,000 running vehicles.
 
-For each vehicle count the benchmark warms the committed city scenario up to that count, then times the
-same ticks twice, alternating (SUMO is deterministic, so both start from the same state):
+For each vehicle count, three copies of the committed city scenario are warmed up to the same state (SUMO
+is deterministic for a seed, and the bridge never changes the traffic):
 
-* baseline: bare ``simulationStep`` (libsumo, in this process);
+* baseline: bare ``simulationStep`` (libsumo; timed inside its process, so no messaging is counted);
 * bridge:   the full bridge tick as ``twin-service run`` does it: libsumo in a worker process steps and reads
             every vehicle, while this process computes geo, UAVs, physics, decisions and the twin write to a
-            real (embedded) Redis for the previous tick (see ``bridge/worker.py``);
+            real (embedded) Redis (see ``bridge/worker.py`` and ``bridge/pipeline.py``);
 * and, for reference, the same bridge tick in one process (``--no-parallel``).
+
+The three then run the same ticks in turn, a block of ``--block`` ticks each, so that a slow spell of the
+machine (shared cloud cores vary by tens of per cent over seconds) falls on all of them alike. Each block
+gives one bridge/baseline ratio over the same simulated seconds; the figure reported is the median over
+the blocks. A bridge block starts with an empty pipeline and ends by draining it, so the ratio slightly
+overstates the bridge's steady-state cost.
 
 Vehicle counts come from the city's own demand scaled with SUMO's ``--scale`` and capped with
 ``--max-num-vehicles`` (``--max-depart-delay 60`` bounds the insertion queue the cap builds up, which would
-otherwise slow the baseline). It prints per-tick medians and their ratio; the last line is ``ratio_1000=<x>``
-(target <= 1.5).
+otherwise slow every copy alike). The last line is ``ratio_1000=<x>`` (target <= 1.5).
 
-    .venv/bin/python scripts/bench_bridge.py [--ticks 60] [--counts 200,1000,5000] [--rounds 2]
+    .venv/bin/python scripts/bench_bridge.py [--ticks 300] [--block 15] [--counts 200,1000,5000]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twin_service.bridge.backends import open_backend
@@ -36,105 +42,141 @@ from twin_service.twins import TwinStore, open_redis
 PEAK_BEGIN_S = 1200.0
 """Start of the city's busiest half hour; the warm-up runs from here."""
 
+ADMIT_TICKS = 5
+"""Bridge ticks before timing: the running vehicles get their twins, caches warm up."""
+
 
 def sumo_args(count: int) -> list[str]:
     scale = max(count / 1400.0 * 1.5, 0.2)
     return ["--scale", f"{scale:.3f}", "--max-num-vehicles", str(count), "--max-depart-delay", "60"]
 
 
-def _warm(backend, count: int):
-    for _ in range(2400):
-        backend.step()
-        if backend.vehicle_count() >= 0.97 * count and backend.time_s >= PEAK_BEGIN_S + 120:
-            break
-    return backend
+def warm_up(cfg: Path, count: int) -> tuple[ProcessBackend, ProcessBackend, object, int]:
+    """Three copies of the scenario at the same step, about ``count`` vehicles running.
 
-
-def warm_up(cfg: Path, count: int, worker: bool = False):
-    """Run from the ramp toward the peak until about ``count`` vehicles are running.
-
-    SUMO is deterministic for a seed and the bridge never changes the traffic, so every measurement that
-    warms up this way starts from the same state, in this process or in a worker.
+    Returns the baseline's and the bridge's worker backends, an in-process libsumo backend and the step
+    count (the baseline decides when the target is reached; the others then take the same steps).
     """
     options = {"seed": 1, "begin_s": PEAK_BEGIN_S, "extra_args": sumo_args(count)}
-    if worker:
-        return _warm(ProcessBackend(cfg, **options), count)
-    return _warm(open_backend("libsumo", cfg, **options), count)
+    base = ProcessBackend(cfg, **options)
+    steps = 0
+    for steps in range(1, 2401):
+        base.advance()
+        if base.vehicle_count() >= 0.97 * count and base.time_s >= PEAK_BEGIN_S + 120:
+            break
+    worker = ProcessBackend(cfg, **options)
+    inproc = open_backend("libsumo", cfg, **options)
+    for _ in range(steps):
+        worker.advance()
+        inproc.step()
+    return base, worker, inproc, steps
 
 
-def time_ticks(cfg: Path, count: int, ticks: int, run_tick, worker: bool = False) -> tuple[list[float], float, int]:
-    backend = warm_up(cfg, count, worker)
-    tick = run_tick(backend)
+class BridgeTicks:
+    """Times blocks of bridge ticks as ``run_loop`` does them: tick, twin write, decisions."""
+
+    def __init__(self, scenario: Scenario, backend, store: TwinStore, pipelined: bool) -> None:
+        self.engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=1)
+        self.store = store
+        self._left = 0
+        self.sumo_s: list[float] = []
+        """Per tick: the worker's step and read seconds (what the bridge's SUMO side costs)."""
+        self.ticker = PipelinedTicks(self.engine, may_step=lambda ahead: ahead <= self._left) if pipelined else self.engine
+
+    def block(self, ticks: int) -> float:
+        """Wall seconds for ``ticks`` ticks; a pipeline starts empty and is empty again afterwards."""
+        engine = self.engine
+        t0 = time.perf_counter()
+        for i in range(ticks):
+            self._left = ticks - 1 - i  # no step beyond the block's last tick
+            frame, ctx = self.ticker.tick()
+            backend = engine.backend
+            self.sumo_s.append((backend.last_step_s, getattr(backend, "last_read_s", 0.0)))
+            write_with_retry(self.store, frame, 30.0)
+            engine.apply(engine.decisions.decide(ctx))
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        if isinstance(self.ticker, PipelinedTicks):
+            self.ticker.close()
+        self.engine.backend.close()
+
+
+def measure(scenario: Scenario, store_w: TwinStore, store_i: TwinStore, count: int, ticks: int, block: int) -> dict:
+    base, worker, inproc, _ = warm_up(scenario.sumocfg, count)
+    store_w.clear()
+    store_i.clear()
+    bridge = BridgeTicks(scenario, worker, store_w, pipelined=True)
+    single = BridgeTicks(scenario, inproc, store_i, pipelined=False)
     try:
-        t_start, running = backend.time_s, backend.vehicle_count()
-        for _ in range(5):  # admit the running vehicles into the bridge, warm caches
-            tick()
-        times = []
-        for _ in range(ticks):
-            t0 = time.perf_counter()
-            tick()
-            times.append(time.perf_counter() - t0)
-        return times, t_start, running
+        for _ in range(ADMIT_TICKS):
+            base.advance()
+        bridge.block(ADMIT_TICKS)
+        single.block(ADMIT_TICKS)
+        running, t_state = base.vehicle_count(), base.time_s
+        base_s: list[float] = []
+        bridge_s: list[float] = []
+        single_s: list[float] = []
+        step: Callable[[], float] = base.advance
+        for _ in range(max(ticks // block, 1)):
+            base_s.append(sum(step() for _ in range(block)))
+            bridge_s.append(bridge.block(block))
+            single_s.append(single.block(block))
     finally:
-        getattr(tick, "close", lambda: None)()  # stop the bridge's pipeline before SUMO goes
-        backend.close()
+        bridge.close()
+        single.close()
+        base.close()
+    ratios = [g / b for g, b in zip(bridge_s, base_s, strict=True)]
+    ratios_single = [g / b for g, b in zip(single_s, base_s, strict=True)]
+    per_tick = lambda blocks: 1e3 * statistics.median(blocks) / block  # noqa: E731
+    return {
+        "running": running,
+        "t": t_state,
+        "bare_ms": per_tick(base_s),
+        "bridge_ms": per_tick(bridge_s),
+        "single_ms": per_tick(single_s),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "ratio_single": statistics.median(ratios_single),
+        "blocks": len(ratios),
+        "worker_step_ms": 1e3 * statistics.median(s for s, _ in bridge.sumo_s[ADMIT_TICKS:]),
+        "worker_read_ms": 1e3 * statistics.median(r for _, r in bridge.sumo_s[ADMIT_TICKS:]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ticks", type=int, default=60, help="timed ticks per measurement")
+    parser.add_argument("--ticks", type=int, default=300, help="timed ticks per copy and vehicle count")
+    parser.add_argument("--block", type=int, default=15, help="ticks per block (each block gives one ratio)")
     parser.add_argument("--counts", default="200,1000,5000", help="running-vehicle targets")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate baseline/bridge this many times")
     parser.add_argument("--scenario", default="city", help="scenario to measure on")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     scenario = Scenario.load(args.scenario)
-    cfg = scenario.sumocfg
 
     with open_redis(None) as redis:
-        params = scenario.params
-        store = TwinStore(redis.client, "bench", window=params.simulation.history_window)
+        window = scenario.params.simulation.history_window
+        store_w = TwinStore(redis.client, "bench-worker", window=window)
+        store_i = TwinStore(redis.client, "bench-inline", window=window)
         results = {}
         for count in counts:
-
-            def bare(backend):
-                return backend.step
-
-            def bridge(backend, pipelined: bool):
-                store.clear()  # each measurement is a new run from tick 1
-                engine = Engine(params, scenario.layout, scenario.projection, backend, seed=1)
-                ticker = PipelinedTicks(engine) if pipelined else engine
-
-                def tick():  # as run_loop does
-                    frame, ctx = ticker.tick()
-                    write_with_retry(store, frame, 30.0)
-                    engine.apply(engine.decisions.decide(ctx))
-
-                if pipelined:
-                    tick.close = ticker.close  # type: ignore[attr-defined]
-                return tick
-
-            base_ms, bridge_ms, inline_ms = [], [], []
-            for _ in range(args.rounds):
-                base, t_state, running = time_ticks(cfg, count, args.ticks, bare)
-                timed, _, _ = time_ticks(cfg, count, args.ticks, lambda b: bridge(b, True), worker=True)
-                inline, _, _ = time_ticks(cfg, count, args.ticks, lambda b: bridge(b, False))
-                base_ms += [1e3 * t for t in base]
-                bridge_ms += [1e3 * t for t in timed]
-                inline_ms += [1e3 * t for t in inline]
-                store.clear()
-            one = statistics.median(inline_ms)
-            b, g = statistics.median(base_ms), statistics.median(bridge_ms)
-            results[count] = (running, b, g, g / b)
+            r = measure(scenario, store_w, store_i, count, args.ticks, args.block)
+            results[count] = r
             print(
-                f"vehicles~{count:>5} (running {running:>5} at t={t_state:.0f}s): bare step {b:7.2f} ms  "
-                f"bridge tick {g:7.2f} ms  ratio {g / b:5.2f}   (in one process: {one:7.2f} ms, ratio {one / b:5.2f})",
+                f"vehicles~{count:>5} (running {r['running']:>5} at t={r['t']:.0f}s): "
+                f"bare step {r['bare_ms']:7.2f} ms  bridge tick {r['bridge_ms']:7.2f} ms  "
+                f"ratio {r['ratio']:5.2f} (blocks {r['ratio_min']:.2f}-{r['ratio_max']:.2f}, n={r['blocks']})   "
+                f"in one process: {r['single_ms']:7.2f} ms, ratio {r['ratio_single']:5.2f}   "
+                f"(bridge's worker: step {r['worker_step_ms']:.2f} ms, read {r['worker_read_ms']:.2f} ms)",
                 flush=True,
             )
-    for count, (_, _, _, ratio) in results.items():
-        print(f"ratio_{count}={ratio:.3f}")
+        store_w.clear()
+        store_i.clear()
+    for count, r in results.items():
+        print(f"ratio_{count}={r['ratio']:.3f}")
     if 1000 in results and counts[-1] != 1000:
-        print(f"ratio_1000={results[1000][3]:.3f}")
+        print(f"ratio_1000={results[1000]['ratio']:.3f}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,20 @@ class VehicleBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str, bytes]]:
+        # Compact pickling for the worker's pipe: two joined strings and one block of floats pickle in a
+        # third of the time of two lists of strings and four arrays. SUMO ids never hold NUL (they are XML
+        # attribute values).
+        columns = np.stack([self.x_m, self.y_m, self.speed_mps, self.heading_deg]).astype(np.float64, copy=False)
+        return _unpack_batch, ("\0".join(self.ids), "\0".join(self.road_ids), columns.tobytes())
+
+
+def _unpack_batch(ids: str, roads: str, columns: bytes) -> VehicleBatch:
+    x_m, y_m, speed, heading = np.frombuffer(columns, dtype=np.float64).reshape(4, -1).copy()
+    if not ids:
+        return VehicleBatch([], x_m, y_m, speed, heading, [])
+    return VehicleBatch(ids.split("\0"), x_m, y_m, speed, heading, roads.split("\0"))
+
 
 @dataclass(slots=True, frozen=True)
 class SumoTick:
@@ -57,6 +71,10 @@ class SumoTick:
     arrived: tuple[str, ...]
     vehicles: VehicleBatch
     expected_remaining: int
+    step_s: float = 0.0
+    """Wall seconds SUMO's own ``simulationStep`` took (the bare step, for comparison with the bridge)."""
+    read_s: float = 0.0
+    """Wall seconds reading the vehicles took."""
 
 
 def sumo_binary(gui: bool = False) -> str:
@@ -89,11 +107,15 @@ class SumoBackend:
     def __init__(self, module: Any) -> None:
         self._m = module  # the libsumo module or a traci Connection: they share one API
         self.constants = _constants()
+        self.last_step_s = 0.0
+        """Wall seconds the last ``simulationStep`` took."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def step(self) -> None:
+        t0 = time.perf_counter()
         try:
             self._m.simulationStep()
+            self.last_step_s = time.perf_counter() - t0
         except Exception as exc:  # libsumo raises TraCIException, traci FatalTraCIError
             raise SumoError(f"SUMO step failed: {exc}") from exc
 
@@ -129,12 +151,17 @@ class SumoBackend:
 
     def observe_tick(self) -> SumoTick:
         """Everything the bridge reads after a step (the only part of a tick that talks to SUMO)."""
+        t0 = time.perf_counter()
+        vehicles = self.read_vehicles()
+        read_s = time.perf_counter() - t0
         return SumoTick(
             time_s=self.time_s,
             wall_time=time.time(),
             arrived=self.arrived_ids(),
-            vehicles=self.read_vehicles(),
+            vehicles=vehicles,
             expected_remaining=self.expected_remaining(),
+            step_s=self.last_step_s,
+            read_s=read_s,
         )
 
     def convert_geo(self, x_m: float, y_m: float) -> tuple[float, float]:

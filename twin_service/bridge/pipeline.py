@@ -5,8 +5,10 @@ Only the first two touch SUMO, and SUMO never depends on the bridge's results (t
 traffic). So once tick t is read, SUMO can step to t+1 while tick t is computed. The results are exactly
 those of sequential ticks; only the wall time per tick changes.
 
-* With a :class:`~twin_service.bridge.worker.ProcessBackend` (libsumo in a worker process) the request for
-  the next step goes down its pipe and the worker steps on the other core.
+* With a :class:`~twin_service.bridge.worker.ProcessBackend` (libsumo in a worker process) the requests for
+  the next steps go down its pipe and the worker steps on the other core. Two steps are kept in flight, so
+  the worker never waits for this process to ask: it steps, reads and sends without a pause, and a slow
+  tick here (a garbage collection, a slow Redis reply) is absorbed instead of stalling SUMO.
 * Over TraCI, SUMO is another process too: a helper thread sends the step and waits on the socket.
 * Not with in-process libsumo: it holds the GIL inside ``simulationStep`` (measured: a thread doing Python
   work beside it makes both slower than running them one after the other). Not for sumo-gui runs: the GUI
@@ -24,19 +26,27 @@ from twin_service.twins.frames import TickFrame
 
 
 class PipelinedTicks:
-    """``tick()`` like :meth:`Engine.tick`, with the next SUMO step overlapping the computation."""
+    """``tick()`` like :meth:`Engine.tick`, with the next SUMO steps overlapping the computation.
 
-    def __init__(self, engine: Engine, may_step: Callable[[], bool] | None = None) -> None:
+    ``may_step(k)`` says whether the run will want the tick ``k`` after the one being collected; no step
+    is taken that it refuses.
+    """
+
+    REMOTE_DEPTH = 2
+    """Steps a worker process may be ahead of the tick being computed."""
+
+    def __init__(self, engine: Engine, may_step: Callable[[int], bool] | None = None) -> None:
         self.engine = engine
-        self._may_step = may_step or (lambda: True)
+        self._may_step = may_step or (lambda ahead: True)
         self._ready: SumoTick | None = None
         self._error: BaseException | None = None
         self._go = threading.Event()
         self._done = threading.Event()
         self._stop = False
-        self._in_flight = False
+        self._in_flight = 0
         backend = engine.backend
         self._remote = hasattr(backend, "start_step")  # a worker process steps by itself
+        self.depth = self.REMOTE_DEPTH if self._remote else 1
         self._thread: threading.Thread | None = None
         if not self._remote:
             self._thread = threading.Thread(target=self._loop, name="sumo-step", daemon=True)
@@ -56,19 +66,18 @@ class PipelinedTicks:
             self._done.set()
 
     def _start(self) -> None:
-        self._in_flight = True
+        self._in_flight += 1
         if self._remote:
             self.engine.backend.start_step()
         else:
             self._go.set()
 
     def _collect(self) -> SumoTick:
+        self._in_flight -= 1
         if self._remote:
-            self._in_flight = False
             return self.engine.backend.finish_step()
         self._done.wait()
         self._done.clear()
-        self._in_flight = False
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -81,15 +90,15 @@ class PipelinedTicks:
         if not self._in_flight:
             self._start()
         sumo = self._collect()
-        # Start the next step now if the run will want it; it runs while this tick is computed.
-        if sumo.expected_remaining > 0 and self._may_step():
+        # Start the next steps now if the run will want them; they run while this tick is computed.
+        while self._in_flight < self.depth and sumo.expected_remaining > 0 and self._may_step(self._in_flight + 1):
             self._start()
         return engine.compute(sumo)
 
     def close(self) -> None:
         """Wait for a step in flight, then stop the worker; SUMO is idle afterwards."""
-        if self._in_flight:
-            # The run is ending: an error of the step it was taking does not matter any more.
+        while self._in_flight:
+            # The run is ending: an error of a step it was taking does not matter any more.
             with contextlib.suppress(BaseException):
                 self._collect()
         if self._thread is not None:

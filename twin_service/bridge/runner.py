@@ -199,7 +199,7 @@ def run_loop(
     # sequentially.
     remote = isinstance(engine.backend, ProcessBackend)
     overlap = (engine.backend.name == "traci" or remote) and overlay is None
-    ticker = PipelinedTicks(engine, may_step=lambda: wants_another_tick(1)) if overlap else engine
+    ticker = PipelinedTicks(engine, may_step=wants_another_tick) if overlap else engine
     # Over TraCI the main thread mostly waits on SUMO's socket, so a writer thread stores ticks meanwhile;
     # with a worker process the main process has a core of its own and writes in line.
     writer = TickWriter(write) if overlap and not remote else None

@@ -22,7 +22,7 @@ STEP_TIMEOUT_S = 600.0
 
 
 def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
-    """The worker's loop: open libsumo, then step and report on request until told to close."""
+    """The worker's loop: open libsumo, then step (and read, or not) on request until told to close."""
     try:
         backend = open_backend("libsumo", sumocfg, **options)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
@@ -32,11 +32,17 @@ def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
         conn.send(("ready", backend.time_s, backend.delta_t_s, backend.expected_remaining()))
         while True:
             request = conn.recv()
-            if request != "step":
+            if request not in ("step", "advance"):
                 break
             try:
                 backend.step()
-                conn.send(("tick", backend.observe_tick()))
+                if request == "step":
+                    conn.send(("tick", backend.observe_tick()))
+                else:  # stepped without reading the vehicles
+                    conn.send(
+                        ("advanced", backend.time_s, backend.expected_remaining(), backend.vehicle_count(),
+                         backend.last_step_s)
+                    )
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
                 conn.send(("error", str(exc)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
@@ -67,6 +73,11 @@ class ProcessBackend:
         child.close()
         self._in_flight = 0
         self._last: SumoTick | None = None
+        self._count = 0
+        self.last_step_s = 0.0
+        """Wall seconds the worker's last ``simulationStep`` took."""
+        self.last_read_s = 0.0
+        """Wall seconds the worker's last read of the vehicles took."""
         reply = self._receive(START_TIMEOUT_S)
         if reply[0] == "error":
             self.close()
@@ -97,8 +108,24 @@ class ProcessBackend:
             raise SumoError(f"SUMO step failed: {reply[1]}")
         tick: SumoTick = reply[1]
         self._time_s, self._expected = tick.time_s, tick.expected_remaining
-        self._last = tick
+        self._last, self._count, self.last_step_s = tick, len(tick.vehicles), tick.step_s
+        self.last_read_s = tick.read_s
         return tick
+
+    def advance(self) -> float:
+        """Step without reading the vehicles (fast-forward, or a bare-step baseline); returns SUMO's step seconds.
+
+        Afterwards :meth:`observe_tick` has nothing to give until the next :meth:`step`.
+        """
+        if self._in_flight:
+            raise SumoError("a step is in flight")
+        self._conn.send("advance")
+        reply = self._receive(STEP_TIMEOUT_S)
+        if reply[0] == "error":
+            raise SumoError(f"SUMO step failed: {reply[1]}")
+        _, self._time_s, self._expected, self._count, self.last_step_s = reply
+        self._last = None
+        return float(self.last_step_s)
 
     # -- the sequential interface of SumoBackend -----------------------------------------------
     def step(self) -> None:
@@ -123,7 +150,7 @@ class ProcessBackend:
 
     def vehicle_count(self) -> int:
         """Vehicles running after the last step."""
-        return len(self._last.vehicles) if self._last is not None else 0
+        return int(self._count)
 
     def close(self) -> None:
         """Stop the worker (waiting for a step in flight); SUMO closes in the worker."""
