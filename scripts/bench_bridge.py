@@ -60,8 +60,9 @@ def warm_up(cfg: Path, count: int) -> tuple[ProcessBackend, ProcessBackend, obje
     options = {"seed": 1, "begin_s": PEAK_BEGIN_S, "extra_args": sumo_args(count)}
     base = ProcessBackend(cfg, **options)
     steps = 0
-    for steps in range(1, 2401):
+    while steps < 2400:
         base.advance()
+        steps += 1
         if base.vehicle_count() >= 0.97 * count and base.time_s >= PEAK_BEGIN_S + 120:
             break
     worker = ProcessBackend(cfg, **options)
@@ -79,9 +80,10 @@ class BridgeTicks:
         self.engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=1)
         self.store = store
         self._left = 0
-        self.sumo_s: list[float] = []
+        self.sumo_s: list[tuple[float, float]] = []
         """Per tick: the worker's step and read seconds (what the bridge's SUMO side costs)."""
-        self.ticker = PipelinedTicks(self.engine, may_step=lambda ahead: ahead <= self._left) if pipelined else self.engine
+        within_block = lambda ahead: ahead <= self._left  # noqa: E731
+        self.ticker = PipelinedTicks(self.engine, may_step=within_block) if pipelined else self.engine
 
     def block(self, ticks: int) -> float:
         """Wall seconds for ``ticks`` ticks; a pipeline starts empty and is empty again afterwards."""

@@ -113,8 +113,7 @@ def run(
     decisions: Annotated[
         str | None,
         typer.Option(
-            help="URL of a running decision service to ask each tick (default: decide in-process, or the "
-            "API of --api)."
+            help="URL of a running decision service to ask each tick (default: decide in-process, or the API of --api)."
         ),
     ] = None,
     migration_policy: Annotated[

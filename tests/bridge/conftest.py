@@ -66,9 +66,7 @@ def build_small_scenario(folder: Path) -> Path:
     for i, x in enumerate(np.linspace(xmin + 200, xmax - 200, 3)):
         for j, y in enumerate(np.linspace(ymin + 200, ymax - 200, 3)):
             lon, lat = projection.to_lonlat(x, y)
-            servers.append(
-                EdgeServer(f"rsu_{i}{j}", "rsu", x, y, float(lon), float(lat), 0.0, 600.0, 300.0, 32e9)
-            )
+            servers.append(EdgeServer(f"rsu_{i}{j}", "rsu", x, y, float(lon), float(lat), 0.0, 600.0, 300.0, 32e9))
     lon, lat = projection.to_lonlat(xmin, ymin)
     patrol = ((xmin, ymin), (xmax, ymin), (xmax, ymax))
     servers.append(
@@ -77,9 +75,7 @@ def build_small_scenario(folder: Path) -> Path:
     )  # fmt: skip
     cx, cy = projection.center_xy
     lon, lat = projection.to_lonlat(cx, cy)
-    servers.append(
-        EdgeServer("sat_0", "satellite", cx, cy, float(lon), float(lat), 550e3, float("inf"), 1e9, 80e9)
-    )
+    servers.append(EdgeServer("sat_0", "satellite", cx, cy, float(lon), float(lat), 550e3, float("inf"), 1e9, 80e9))
     write_edge_servers(EdgeLayout(tuple(servers)), folder / "edge_servers.add.xml")
     (folder / "scenario.sumocfg").write_text(
         '<configuration><input><net-file value="net.net.xml"/><route-files value="trips.trips.xml"/>'

@@ -13,9 +13,7 @@ from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.twins import UnknownTwinError, open_redis
 from twin_service.twins.server import RedisHandle
 
-HAMBURG = (
-    Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "tavf-hamburg" / "run_simulation.sumocfg"
-)
+HAMBURG = Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "tavf-hamburg" / "run_simulation.sumocfg"
 
 
 def _run(engine, store, ticks: int) -> list:
@@ -28,9 +26,7 @@ def _run(engine, store, ticks: int) -> list:
     return frames
 
 
-def test_twins_are_exactly_sumos_running_vehicles(
-    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
-):
+def test_twins_are_exactly_sumos_running_vehicles(small_scenario: Path, redis_server: RedisHandle, key_prefix: str):
     options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
     with open_bridge(options, redis=redis_server) as (engine, store, _):
         frames = _run(engine, store, 120)
@@ -77,22 +73,16 @@ def test_every_vehicle_has_a_host_and_satellite_is_never_masked(
     assert np.all((last.vehicle_columns["f_hz"] >= 1.5e9) & (last.vehicle_columns["f_hz"] <= 2.5e9))
     assert np.all((last.vehicle_columns["deadline_s"] >= 0.1) & (last.vehicle_columns["deadline_s"] <= 1.0))
     # Energy only falls.
-    first = {
-        v: e for v, e in zip(frames[10].vehicle_ids, frames[10].vehicle_columns["energy_j"], strict=True)
-    }
+    first = {v: e for v, e in zip(frames[10].vehicle_ids, frames[10].vehicle_columns["energy_j"], strict=True)}
     for v, e in zip(last.vehicle_ids, last.vehicle_columns["energy_j"], strict=True):
         if v in first:
             assert e < first[v]
 
 
-def test_libsumo_and_traci_give_identical_twins(
-    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
-):
+def test_libsumo_and_traci_give_identical_twins(small_scenario: Path, redis_server: RedisHandle, key_prefix: str):
     results = {}
     for backend in ("libsumo", "traci"):
-        options = RunOptions(
-            scenario=small_scenario, backend=backend, key_prefix=f"{key_prefix}-{backend}", seed=11
-        )
+        options = RunOptions(scenario=small_scenario, backend=backend, key_prefix=f"{key_prefix}-{backend}", seed=11)
         with open_bridge(options, redis=redis_server) as (engine, store, _):
             frames = _run(engine, store, 40)
             results[backend] = (frames[-1], store.vehicles_frame())
@@ -105,9 +95,7 @@ def test_libsumo_and_traci_give_identical_twins(
     assert ba.text == bb.text
 
 
-def test_concurrent_reader_never_sees_a_torn_tick(
-    small_scenario: Path, redis_server: RedisHandle, key_prefix: str
-):
+def test_concurrent_reader_never_sees_a_torn_tick(small_scenario: Path, redis_server: RedisHandle, key_prefix: str):
     options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
     seen, errors = [], []
     stop = threading.Event()
@@ -123,10 +111,7 @@ def test_concurrent_reader_never_sees_a_torn_tick(
                 block = reader.vehicles_frame(meta.tick)
                 # The tick is coherent: every column has one value per id, and the sim time in every row's
                 # tick matches the tick's own metadata.
-                if (
-                    any(len(c) != len(block.ids) for c in block.columns.values())
-                    or len(block.ids) != meta.n_vehicles
-                ):
+                if any(len(c) != len(block.ids) for c in block.columns.values()) or len(block.ids) != meta.n_vehicles:
                     errors.append(meta.tick)
                 seen.append(meta.tick)
 

@@ -41,9 +41,7 @@ def test_radius_is_paper_a_value() -> None:
         ((60.0, 0.0), (60.0, 1.0), 55_600.36),
     ],
 )
-def test_ground_distance_known_points(
-    a: tuple[float, float], b: tuple[float, float], expected_m: float
-) -> None:
+def test_ground_distance_known_points(a: tuple[float, float], b: tuple[float, float], expected_m: float) -> None:
     assert ground_distance_m(a[0], a[1], b[0], b[1]) == pytest.approx(expected_m, abs=0.01)
 
 
@@ -85,9 +83,7 @@ def test_server_distance_matrix_uses_altitude_difference() -> None:
 
 
 @given(lat, lon, lat, lon)
-def test_ground_distance_symmetric_nonnegative_bounded(
-    a_lat: float, a_lon: float, b_lat: float, b_lon: float
-) -> None:
+def test_ground_distance_symmetric_nonnegative_bounded(a_lat: float, a_lon: float, b_lat: float, b_lon: float) -> None:
     ab = float(ground_distance_m(a_lat, a_lon, b_lat, b_lon))
     ba = float(ground_distance_m(b_lat, b_lon, a_lat, a_lon))
     assert 0.0 <= ab <= np.pi * EARTH_RADIUS_M + 1e-6
@@ -111,9 +107,7 @@ def test_matrix_matches_pointwise_and_slant_exceeds_ground(
     st.floats(-179.0, 179.0),
     st.lists(st.tuples(st.floats(-0.02, 0.02), st.floats(-0.02, 0.02)), min_size=1, max_size=8),
 )
-def test_matrix_is_millimetre_exact_at_city_scale(
-    lat0: float, lon0: float, offsets: list[tuple[float, float]]
-) -> None:
+def test_matrix_is_millimetre_exact_at_city_scale(lat0: float, lon0: float, offsets: list[tuple[float, float]]) -> None:
     # distance_matrix_m rearranges the haversine for speed; within a few km it must still agree
     # with the plain transcription to well under a millimetre.
     dlat, dlon = (np.array(c) for c in zip(*offsets, strict=True))

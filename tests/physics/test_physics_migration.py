@@ -218,9 +218,7 @@ positive = st.floats(1e-3, 1e12, allow_nan=False)
     st.floats(1.0, 1e4),
     st.floats(1e-3, 100.0),
 )
-def test_backlog_never_negative_and_never_grows(
-    load: np.ndarray, cpu: float, e_v: float, tick: float
-) -> None:
+def test_backlog_never_negative_and_never_grows(load: np.ndarray, cpu: float, e_v: float, tick: float) -> None:
     after = drain_backlog_bits(load, cpu, e_v, tick)
     assert np.all(after >= 0.0)
     assert np.all(after <= load)
@@ -271,20 +269,14 @@ def test_latencies_never_negative(dist: np.ndarray, data_bits: float, load: floa
     is_sat[0] = True
     assert np.all(access_latency_s(data_bits, rate, is_sat, R_SAT, SAT_PROP_S) >= 0.0)
     assert compute_latency_s(load, e_v, C_M, L_MAX, C_S) >= 0.0
-    rates = migration_rate_matrix_bps(
-        np.abs(dist[:, None] - dist[None, :]), 300e6, 1.0, 1e-13, 2.4e9, is_sat, R_SAT
-    )
+    rates = migration_rate_matrix_bps(np.abs(dist[:, None] - dist[None, :]), 300e6, 1.0, 1e-13, 2.4e9, is_sat, R_SAT)
     hosts = np.arange(dist.size)
     mig = migration_latency_s(hosts, hosts[::-1], data_bits, rates, SAT_PROP_S)
     assert np.all(np.isfinite(mig))
     assert np.all(mig >= 0.0)
 
 
-@given(
-    st.lists(
-        hnp.arrays(np.float64, st.integers(1, 20), elements=st.floats(-1e6, 1e6)), min_size=1, max_size=6
-    )
-)
+@given(st.lists(hnp.arrays(np.float64, st.integers(1, 20), elements=st.floats(-1e6, 1e6)), min_size=1, max_size=6))
 def test_running_zscore_matches_numpy_over_all_batches(batches: list[np.ndarray]) -> None:
     z = RunningZScore()
     for b in batches:

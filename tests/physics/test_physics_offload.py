@@ -165,9 +165,7 @@ def test_any_fraction_gives_finite_nonnegative_terms(
 
 
 @given(task["cycles"], task["vehicle_cpu_hz"], task["data_bits"], st.floats(0.0, 1e9))
-def test_rho_zero_matches_local_for_any_task(
-    cycles: float, cpu: float, data_bits: float, rate: float
-) -> None:
+def test_rho_zero_matches_local_for_any_task(cycles: float, cpu: float, data_bits: float, rate: float) -> None:
     # even with a dead link (rate 0) a fully local task is exactly Eq. 5 / Eq. 6
     o = outcome(0.0, cycles=cycles, vehicle_cpu_hz=cpu, data_bits=data_bits, rate_bps=rate)
     assert o.delay_s == local_delay_s(cycles, cpu)

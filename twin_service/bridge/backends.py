@@ -230,9 +230,7 @@ class TraciBackend(SumoBackend):
         pos_k, speed_k, angle_k, road_k = self._vars
         n = len(ids)
         rows = [results[v] for v in ids]
-        xy = np.fromiter(itertools.chain.from_iterable(r[pos_k] for r in rows), np.float64, 2 * n).reshape(
-            n, 2
-        )
+        xy = np.fromiter(itertools.chain.from_iterable(r[pos_k] for r in rows), np.float64, 2 * n).reshape(n, 2)
         speed = np.fromiter((r[speed_k] for r in rows), np.float64, n)
         angle = np.fromiter((r[angle_k] for r in rows), np.float64, n)
         roads = [r[road_k] for r in rows]

@@ -111,9 +111,7 @@ class RunTotals:
             "latency_mean_s": self.latency_s / vt,
             "latency_total_s": self.latency_s,
             "packet_loss_rate": self.failures / vt,
-            "trip_packet_loss_mean": float(np.mean([t.packet_loss_rate for t in finished]))
-            if finished
-            else 0.0,
+            "trip_packet_loss_mean": float(np.mean([t.packet_loss_rate for t in finished])) if finished else 0.0,
             "load_variance_sum_mb2": self.load_variance_sum,
             "migrations": self.migrations,
             "offload_cost_mean": self.offload_cost / vt,
@@ -183,17 +181,12 @@ class Engine:
         )
         # Paper B's RSU twin {f_m, r_m, E_m} (Eq. 4), drawn per server from Table IV's ranges.
         o = params.offload
-        self.edge_f_hz = np.array(
-            [vehicle_rng(self.seed, s, "edge").uniform(*o.rsu_cpu_hz) for s in self.server_ids]
-        )
+        self.edge_f_hz = np.array([vehicle_rng(self.seed, s, "edge").uniform(*o.rsu_cpu_hz) for s in self.server_ids])
         self.edge_r_bps = np.array(
             [vehicle_rng(self.seed, s, "edge-rate").uniform(*o.rsu_rate_bps) for s in self.server_ids]
         )
         self.edge_energy_j = np.array(
-            [
-                vehicle_rng(self.seed, s, "edge-energy").uniform(*o.rsu_energy_wh) * 3600.0
-                for s in self.server_ids
-            ]
+            [vehicle_rng(self.seed, s, "edge-energy").uniform(*o.rsu_energy_wh) * 3600.0 for s in self.server_ids]
         )
         self.data_bits = params.task.data_size_mb * BITS_PER_MB
         if decisions is None:
@@ -236,9 +229,7 @@ class Engine:
     def _migration_latency_s(self, prev: NDArray[np.int64], new: NDArray[np.int64]) -> NDArray[np.float64]:
         """Eq. 11-12 for the vehicles whose host changed: S_mig over the server-to-server link."""
         c = self.params.channel
-        ground = ground_distance_m(
-            self.srv_lat[prev], self.srv_lon[prev], self.srv_lat[new], self.srv_lon[new]
-        )
+        ground = ground_distance_m(self.srv_lat[prev], self.srv_lon[prev], self.srv_lat[new], self.srv_lon[new])
         dist = slant_distance_m(ground, self.srv_alt[prev] - self.srv_alt[new])
         rate = free_space_rate_bps(
             dist, c.bandwidth_mig_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient

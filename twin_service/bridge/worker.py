@@ -40,8 +40,13 @@ def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
                     conn.send(("tick", backend.observe_tick()))
                 else:  # stepped without reading the vehicles
                     conn.send(
-                        ("advanced", backend.time_s, backend.expected_remaining(), backend.vehicle_count(),
-                         backend.last_step_s)
+                        (
+                            "advanced",
+                            backend.time_s,
+                            backend.expected_remaining(),
+                            backend.vehicle_count(),
+                            backend.last_step_s,
+                        )
                     )
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
                 conn.send(("error", str(exc)))

@@ -139,9 +139,7 @@ def total_latency_s(
 # ---------------------------------------------------------------------------------------------
 
 
-def server_load_bits(
-    host_index: ArrayLike, data_bits: ArrayLike, backlog_bits: ArrayLike
-) -> NDArray[np.float64]:
+def server_load_bits(host_index: ArrayLike, data_bits: ArrayLike, backlog_bits: ArrayLike) -> NDArray[np.float64]:
     """Server load ``S'_m = S_m + sum_v g_{v,m} S_v`` (paper A, Eq. 8), shape ``(M,)``, bits.
 
     ``host_index`` (V,) names each vehicle's host (negative: none, not counted); ``data_bits``

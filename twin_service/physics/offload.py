@@ -112,9 +112,7 @@ def local_part_delay_s(rho: ArrayLike, cycles: ArrayLike, cpu_hz: ArrayLike) -> 
     return (1.0 - _f64(rho)) * _f64(cycles) / _f64(cpu_hz)
 
 
-def local_part_energy_j(
-    rho: ArrayLike, cycles: ArrayLike, kappa_j_per_cycle: ArrayLike
-) -> NDArray[np.float64]:
+def local_part_energy_j(rho: ArrayLike, cycles: ArrayLike, kappa_j_per_cycle: ArrayLike) -> NDArray[np.float64]:
     """Energy of the part kept on board ``(1 - rho) kappa_n C_n`` (Eq. 6 on the local share), joules."""
     return (1.0 - _f64(rho)) * _f64(kappa_j_per_cycle) * _f64(cycles)
 
@@ -132,10 +130,7 @@ def offload_delay_s(
     t_DT is charged only when ``rho > 0``.
     """
     remote = (
-        _f64(upload_s)
-        + _f64(compute_s)
-        + _f64(download_s)
-        + np.where(_offloaded(rho), _f64(twin_sync_delay_s), 0.0)
+        _f64(upload_s) + _f64(compute_s) + _f64(download_s) + np.where(_offloaded(rho), _f64(twin_sync_delay_s), 0.0)
     )
     return np.maximum(remote, _f64(local_part_s))
 

@@ -262,9 +262,7 @@ def build_layout(spec: ScenarioSpec, folder: Path, seed: int) -> tuple[EdgeLayou
     )
 
 
-def build_scenario(
-    name: str, seed: int = 1, out: str | Path | None = None, *, record_hosting: HostingRecorder
-) -> Path:
+def build_scenario(name: str, seed: int = 1, out: str | Path | None = None, *, record_hosting: HostingRecorder) -> Path:
     """Generate scenario ``name`` (``city`` or ``rural``) into ``out`` (default: the committed folder).
 
     ``record_hosting`` runs SUMO for the e_v calibration (``twin_service.bridge.calibrate.record_hosting``).
@@ -289,9 +287,7 @@ def build_scenario(
 
         ev = spec.cycles_per_bit or TaskParams().cycles_per_bit
         provisional = scenario_params(spec, seed, found, {}, ev)
-        result = calibrate_scenario(
-            stage, provisional, layout, record_hosting, cycles_per_bit=spec.cycles_per_bit
-        )
+        result = calibrate_scenario(stage, provisional, layout, record_hosting, cycles_per_bit=spec.cycles_per_bit)
         params = scenario_params(spec, seed, found, result.as_dict(), result.cycles_per_bit)
         (stage / PARAMS_FILE).write_text(render_scenario_params(spec, params))
 
