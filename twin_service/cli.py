@@ -125,7 +125,7 @@ def run(
     parallel: Annotated[
         bool,
         typer.Option(
-            help="libsumo: run SUMO in a worker process that steps the next tick while this one is computed "
+            help="libsumo: run SUMO in a worker process that steps up to two ticks ahead while this one is computed "
             "(uses both cores; identical results)."
         ),
     ] = True,

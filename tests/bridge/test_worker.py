@@ -81,3 +81,35 @@ def test_the_pipeline_never_steps_beyond_what_the_run_wants(small_scenario: Path
     finally:
         pipeline.close()
         backend.close()
+
+
+def test_vehicles_departing_together_do_not_herd_onto_one_server(small_scenario: Path):
+    """First placement is capacity-aware: a crowd appearing at one RSU fills it, the rest go next door."""
+    from twin_service.bridge.backends import SumoTick
+
+    scenario = Scenario.load(small_scenario)
+    backend = open_backend("libsumo", scenario.sumocfg, seed=2)
+    try:
+        engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=2)
+        rsu = int(np.flatnonzero(engine.tier_code == 0)[0])
+        room = int(engine.load_max_bits[rsu] // engine.data_bits)
+        crowd = room + 6
+        x = np.full(crowd, engine.srv_x[rsu]) + np.linspace(0.0, 5.0, crowd)
+        y = np.full(crowd, engine.srv_y[rsu])
+        ids = [f"crowd{i}" for i in range(crowd)]
+        tick = SumoTick(
+            time_s=backend.time_s + 1.0,
+            wall_time=0.0,
+            arrived=(),
+            vehicles=VehicleBatch(ids, x, y, np.zeros(crowd), np.zeros(crowd), ["e"] * crowd),
+            expected_remaining=crowd,
+        )
+        frame, _ = engine.compute(tick)
+    finally:
+        backend.close()
+    host = frame.vehicle_columns["host_index"].astype(int)
+    assert 0 < room < crowd
+    assert np.sum(host == rsu) == room  # the nearest server takes what it has room for...
+    assert np.all(host[:room] == rsu)  # ...nearest first
+    assert frame.server_columns["overloaded"][rsu] == 0.0
+    assert np.all(host[room:] != rsu)

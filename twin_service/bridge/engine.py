@@ -6,7 +6,8 @@ Everything per vehicle is vectorised over the running vehicles; the physics come
 1. SUMO steps; vehicles that arrived release their state (their trip's packet loss, Eq. 15, is recorded).
 2. Vehicles are read; positions go to lon/lat; UAVs move along their patrols; distances (Eq. 1-2).
 3. Each vehicle's host for this tick is the target decided at the previous tick; a vehicle that just
-   departed is placed on the nearest feasible server (Eq. 23 mask).
+   departed is placed on the nearest feasible server (Eq. 23 mask) with room left for it, as the default
+   migration policy places movers (no herding of simultaneous departures onto one server).
 4. Host changes are migrations (Eq. 10-12); server loads (Eq. 8) with backlog; latencies (Eq. 6-9, 13);
    failures (Eq. 14); backlogs drain C_m / e_v bits per second.
 5. Paper B: every vehicle processes the task that arrived at the previous tick with the offloading
@@ -39,7 +40,6 @@ from twin_service.physics import (
     ground_distance_m,
     load_variance,
     migration_mask,
-    nearest_feasible_server,
     offload_outcome,
     offload_rate_bps,
     projected_distance_matrix_m,
@@ -48,6 +48,7 @@ from twin_service.physics import (
     service_failure,
     slant_distance_m,
 )
+from twin_service.policies.migration import capacity_aware_nearest
 from twin_service.scenario.edge_servers import EdgeLayout
 from twin_service.scenario.geo import NetProjection
 from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
@@ -272,16 +273,16 @@ class Engine:
         host = vt.i["next_host"][slots].copy()
         unplaced = host < 0
         if unplaced.any():
-            # A new twin goes to the nearest server that can take it now (Eq. 23 on the current backlog).
+            # A new twin goes to the nearest server that can take it now (Eq. 23 on the current backlog),
+            # placed as the default policy places movers: vehicles departing together near one server do
+            # not all land on it beyond the room it has left after the twins it already hosts this tick.
+            d_new = dist[unplaced]
             mask = migration_mask(
-                dist[unplaced],
-                self.range_m,
-                self.backlog_bits,
-                self.data_bits,
-                self.load_max_bits,
-                self.is_sat,
+                d_new, self.range_m, self.backlog_bits, self.data_bits, self.load_max_bits, self.is_sat
             )
-            host[unplaced] = nearest_feasible_server(dist[unplaced], mask, self.sat_index)
+            staying = np.bincount(host[~unplaced], minlength=len(self.server_ids))
+            free = self.load_max_bits - self.backlog_bits - self.data_bits * staying
+            host[unplaced] = capacity_aware_nearest(d_new, mask, free, self.data_bits, self.sat_index)
 
         # Paper A: migrations, loads, latencies, failures.
         migrated = (prev_host >= 0) & (host != prev_host)
