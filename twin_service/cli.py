@@ -249,7 +249,8 @@ def _print_progress(p) -> None:  # noqa: ANN001 - runner.Progress, imported lazi
     hosts = " ".join(f"{tier}={n}" for tier, n in p.hosts.items())
     typer.echo(
         f"tick {p.tick:>6}  sim {p.sim_time_s:>8.0f} s  vehicles {p.vehicles:>5}  "
-        f"{p.ticks_per_s:>7.1f} ticks/s  hosts {hosts}" + ("  [fallback]" if p.fallback else "")
+        f"{p.ticks_per_s:>7.1f} ticks/s (SUMO {p.sumo_ms:5.1f} ms/tick)  hosts {hosts}"
+        + ("  [fallback]" if p.fallback else "")
     )
 
 

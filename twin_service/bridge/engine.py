@@ -150,6 +150,8 @@ class Engine:
         self._governing_fallback = False
         """Whether the decisions that govern the next tick came from the local fallback."""
         self._slots = np.zeros(0, dtype=np.int64)
+        self.sumo_wall_s = 0.0
+        """Wall seconds SUMO spent stepping plus reading the vehicles, over the ticks so far."""
 
         # Servers: static arrays, plus the UAV rows that move every tick.
         m = len(layout)
@@ -258,6 +260,7 @@ class Engine:
         wall = sumo.wall_time
         self.last_sim_time_s = now
         self.expected_remaining = sumo.expected_remaining
+        self.sumo_wall_s += sumo.step_s + sumo.read_s
         self.totals.trips.extend(self.vehicles.release(sumo.arrived))
 
         batch = sumo.vehicles

@@ -67,6 +67,8 @@ class Progress:
     ticks_per_s: float
     hosts: dict[str, int]
     fallback: bool
+    sumo_ms: float = 0.0
+    """SUMO's own wall time per tick (step and read) over the interval: what the bridge cannot go below."""
 
 
 @dataclass
@@ -176,6 +178,7 @@ def run_loop(
     started = time.monotonic()
     last_report = started
     last_report_tick = 0
+    last_report_sumo_s = 0.0
 
     def restore() -> None:
         """After Redis comes back: a restarted server is empty, so put the run's records back first."""
@@ -251,9 +254,13 @@ def run_loop(
                             "satellite": int(k["hosts_satellite"]),
                         },
                         fallback=bool(k.get("fallback", 0.0)),
+                        sumo_ms=1e3
+                        * (engine.sumo_wall_s - last_report_sumo_s)
+                        / max(engine.tick_number - last_report_tick, 1),
                     )
                 )
                 last_report, last_report_tick = now, engine.tick_number
+                last_report_sumo_s = engine.sumo_wall_s
             if options.speed:
                 time.sleep(max(0.0, tick_s / options.speed - (time.monotonic() - tick_started)))
         if writer is not None:
@@ -273,6 +280,7 @@ def run_loop(
         "sim_time_s": engine.last_sim_time_s,
         "wall_time_s": elapsed,
         "ticks_per_s": engine.tick_number / elapsed if elapsed > 0 else 0.0,
+        "sumo_ms_per_tick": 1e3 * engine.sumo_wall_s / max(engine.tick_number, 1),
         "redis_retries": redis_retries + (writer.retries if writer is not None else 0),
     }
     return summary
