@@ -3,9 +3,10 @@
 libsumo is the fastest way to run SUMO, but it holds Python's GIL while it steps: in one process, SUMO
 and the bridge's own work (physics, twin writes, decisions) take turns on one core. Here the worker
 process owns libsumo; after each step it reads every vehicle and sends the tick to the bridge over a
-pipe. The bridge asks for tick t+1 before it computes tick t, so SUMO steps meanwhile (see
+pipe. The bridge asks for ticks t+1 and t+2 before it computes tick t, so SUMO steps meanwhile (see
 :class:`twin_service.bridge.pipeline.PipelinedTicks`). SUMO and what is read from it are exactly those of
-an in-process run; only the wall time per tick changes.
+an in-process run; only the wall time per tick changes. An ``advance`` request steps without reading (a
+fast-forward, or the bare-step baseline of ``scripts/bench_bridge.py``).
 """
 
 from __future__ import annotations
