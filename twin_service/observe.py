@@ -89,7 +89,8 @@ class MigrationObservation:
 
     mask: NDArray[np.bool_]
     """``(V, M)``: True where the vehicle's twin may be hosted (Eq. 23); the satellite is always True."""
-    distances_m: NDArray[np.float64]
+    distances_m: NDArray[np.floating]
+    """``(V, M)`` metres: float32 from the bridge (its plane distances), float64 from API requests."""
     predicted_load_bits: NDArray[np.float64]
     servers: ServerTable
 
@@ -137,7 +138,9 @@ def migration_observation(
     host_index:
         ``(V,)`` current hosts (-1 for none): staying on the current host adds nothing (see the mask).
     """
-    dist = np.asarray(distances_m, dtype=np.float64)
+    dist = np.asarray(distances_m)
+    if dist.dtype not in (np.float32, np.float64):  # the bridge's float32 matrix is kept as it is
+        dist = dist.astype(np.float64)
     loads = np.asarray(predicted_load_bits, dtype=np.float64)
     if dist.ndim != 2 or dist.shape[1] != servers.size:
         raise ValueError(f"distances must be (V, {servers.size}), got {dist.shape}")

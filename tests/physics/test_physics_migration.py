@@ -245,6 +245,43 @@ def test_mask_never_removes_satellite(data: st.DataObject) -> None:
 
 
 @given(st.data())
+def test_mask_matches_eq23_cell_by_cell(data: st.DataObject) -> None:
+    """Every cell against Eq. 23 written out: in range, and room for what the move adds (nothing to stay)."""
+    v = data.draw(st.integers(0, 15))
+    m = data.draw(st.integers(2, 10))
+    sat = data.draw(st.integers(0, m - 1))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    dist = data.draw(hnp.arrays(dtype, (v, m), elements=st.floats(0.0, 3000.0, width=32)))
+    rng = data.draw(hnp.arrays(np.float64, m, elements=st.floats(0.0, 2000.0)))
+    lmax = data.draw(hnp.arrays(np.float64, m, elements=st.floats(0.0, 40.0))) * MB
+    per_vehicle_loads = data.draw(st.booleans())
+    load_shape = (v, m) if per_vehicle_loads else (m,)
+    # Room left (L_max - load) around the size of a twin, where the cases differ: none, some, plenty.
+    room_left = data.draw(hnp.arrays(np.float64, load_shape, elements=st.floats(-4.0, 12.0))) * MB
+    load = np.maximum(lmax - room_left, 0.0)
+    vector_incoming = data.draw(st.booleans())
+    incoming = (
+        data.draw(hnp.arrays(np.float64, v, elements=st.floats(0.0, 8.0))) * MB
+        if vector_incoming
+        else data.draw(st.floats(0.0, 8.0)) * MB
+    )
+    hosts = data.draw(st.none() | hnp.arrays(np.intp, v, elements=st.integers(-1, m)))
+    is_sat = np.zeros(m, dtype=bool)
+    is_sat[sat] = True
+    mask = migration_mask(dist, rng, load, incoming, lmax, is_sat, host_index=hosts)
+    assert mask.shape == (v, m) and mask.dtype == bool
+    for i in range(v):
+        for j in range(m):
+            added = 0.0 if hosts is not None and hosts[i] == j else float(np.broadcast_to(incoming, (v,))[i])
+            server_load = load[i, j] if per_vehicle_loads else load[j]
+            expected = j == sat or (dist[i, j] <= dtype(rng[j]) and server_load + added <= lmax[j] + 1e-6)
+            room = lmax[j] - server_load
+            if j != sat and dist[i, j] <= dtype(rng[j]) and abs(room - added) < 1e-3:
+                continue  # on the boundary the two float orderings may round differently
+            assert mask[i, j] == expected, (i, j)
+
+
+@given(st.data())
 def test_server_load_conserves_data(data: st.DataObject) -> None:
     m = data.draw(st.integers(1, 10))
     v = data.draw(st.integers(0, 40))

@@ -335,14 +335,18 @@ def migration_mask(
         incoming = incoming[:, None]
     # Room left on each server; a server whose load plus the vehicle's data exceeds L_max is masked.
     room = np.asarray(load_max_bits, dtype=np.float64) - np.asarray(load_bits, dtype=np.float64)
-    if host_index is None and incoming.ndim == 0 and room.ndim == 1:
+    if incoming.ndim == 0 and room.ndim == 1:
         fits = np.broadcast_to(room >= incoming, dist.shape)  # the same for every vehicle: one row
     else:
-        added = np.broadcast_to(incoming, dist.shape)
-        if host_index is not None:
-            hosts = np.asarray(host_index, dtype=np.intp).reshape(-1, 1)
-            added = np.where(np.arange(dist.shape[1])[None, :] == hosts, 0.0, added)
-        fits = added <= room
+        fits = np.broadcast_to(incoming, dist.shape) <= room
+    if host_index is not None:
+        # Staying adds nothing: the own host's column needs only room >= 0. Fixed up per vehicle, so no
+        # (V, M) float temporary is built (this runs every tick over every vehicle and server).
+        hosts = np.asarray(host_index, dtype=np.intp).reshape(-1)
+        rows = np.flatnonzero((hosts >= 0) & (hosts < dist.shape[1]))
+        fits = np.array(fits, dtype=bool)  # writable
+        cols = hosts[rows]
+        fits[rows, cols] = (room[cols] if room.ndim == 1 else room[rows, cols]) >= 0.0
     in_range = dist <= np.asarray(server_range_m, dtype=np.float64).astype(ftype)
     allowed = in_range & fits
     allowed |= np.asarray(is_satellite, dtype=bool)
