@@ -46,3 +46,45 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(tmp_path: Path):
         assert out.returncode != 0, args
         assert message in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr, args
+
+
+def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running():
+    """As a terminal does: SIGINT to the whole process group (bridge, SUMO worker, embedded Redis)."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin_service.cli", "run", "--scenario", "city"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # wait until the run is ticking (progress comes every second)
+            lines.append(line)
+            if line.startswith("tick "):
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stdout = "".join(lines) + out
+    assert proc.returncode == 0, err
+    assert "summary:" in stdout and "Traceback" not in err + stdout
+    ticks = int(stdout.split("summary:")[1].split("ticks")[1].split()[0])
+    assert ticks > 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the worker and redis-server are gone with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("processes of the run are still alive after it exited")
