@@ -158,6 +158,7 @@ class Engine:
         self.server_ids = list(layout.ids)
         self.tiers = [str(t) for t in layout.tiers]
         self.tier_code = np.array([TIER_CODES[t] for t in self.tiers], dtype=np.int64)
+        self._is_rsu = self.tier_code == TIER_CODES["rsu"]
         self.is_sat = self.tier_code == TIER_CODES["satellite"]
         self.sat_index = layout.satellite_index
         self.uav_idx = layout.uav_indices
@@ -396,7 +397,7 @@ class Engine:
         t.offload_energy_j += float(out.energy_j.sum())
         t.tasks_succeeded += int(out.success.sum())
         t.load_variance_sum += var_mb2
-        rsu = self.tier_code == TIER_CODES["rsu"]
+        rsu = self._is_rsu
         by_tier = np.bincount(self.tier_code[host], minlength=3) if n else np.zeros(3, dtype=np.int64)
         safe_n = max(n, 1)
         kpis = {

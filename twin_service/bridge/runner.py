@@ -99,8 +99,8 @@ class RunOptions:
     api_key: str | None = None
     models_dir: Path | None = None
     parallel: bool = False
-    """libsumo only: run SUMO in a worker process that steps the next tick while this one is computed
-    (both cores busy; identical results). Off by default for library use, on for ``twin-service run``."""
+    """libsumo only: run SUMO in a worker process that steps up to two ticks ahead while this one is
+    computed (both cores busy; identical results). Off by default for library use, on for ``twin-service run``."""
 
 
 @contextmanager
@@ -115,8 +115,9 @@ def open_bridge(
     with ExitStack() as stack:
         handle = redis or stack.enter_context(open_redis(options.redis_url))
         store = TwinStore(handle.client, options.key_prefix, window=params.simulation.history_window)
+        seed = params.scenario.seed if options.seed is None else options.seed
         sumo_options = {
-            "seed": params.scenario.seed if options.seed is None else options.seed,
+            "seed": seed,
             "step_length_s": params.simulation.tick_s,
             "begin_s": options.begin_s,
             "end_s": options.end_s,
@@ -127,7 +128,6 @@ def open_bridge(
         else:
             backend = open_backend(options.backend, scenario.sumocfg, gui=options.gui, **sumo_options)
         stack.callback(backend.close)
-        seed = params.scenario.seed if options.seed is None else options.seed
         if decisions is None:
             decisions = PolicyDecisions(
                 params,

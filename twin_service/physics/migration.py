@@ -344,7 +344,8 @@ def migration_mask(
         # (V, M) float temporary is built (this runs every tick over every vehicle and server).
         hosts = np.asarray(host_index, dtype=np.intp).reshape(-1)
         rows = np.flatnonzero((hosts >= 0) & (hosts < dist.shape[1]))
-        fits = np.array(fits, dtype=bool)  # writable
+        if not fits.flags.writeable:  # the one-row broadcast above
+            fits = fits.copy()
         cols = hosts[rows]
         fits[rows, cols] = (room[cols] if room.ndim == 1 else room[rows, cols]) >= 0.0
     in_range = dist <= np.asarray(server_range_m, dtype=np.float64).astype(ftype)
