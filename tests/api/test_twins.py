@@ -54,3 +54,18 @@ def test_unknown_ids_and_ticks_are_404(client, filled):
     r = client.get("/v1/twins/vehicles", params={"tick": 1})  # left the 10-tick window
     assert r.status_code == 404 and "not held" in r.json()["detail"]
     assert client.get("/v1/twins/vehicles/veh20", params={"tick": 999}).status_code == 404
+
+
+def test_a_twin_read_returns_the_writers_window_from_the_first_request(client, redis_client, key_prefix, make_fleet):
+    """The bridge may keep a shorter (or longer) window than the API's default of 10: its own counts."""
+    import numpy as np
+
+    from twin_service.twins import TwinStore
+
+    writer = TwinStore(redis_client, key_prefix, window=4)
+    writer.write_run_meta("test-fleet", "0123456789abcdef")
+    rng = np.random.default_rng(1)
+    for tick in range(1, 9):
+        writer.write_tick(make_fleet(tick, 5, rng, vehicle_ids=[f"veh{k}" for k in range(5)]))
+    twin = client.get("/v1/twins/vehicles/veh0").json()
+    assert [h["tick"] for h in twin["history"]] == [5, 6, 7, 8]

@@ -29,8 +29,14 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 
 
 def get_store(state: StateDep) -> TwinStore:
-    """The twin store (raises ``TwinStoreUnavailable`` -> 503 when Redis is not configured or unreachable)."""
-    return state.store()
+    """The twin store (raises ``TwinStoreUnavailable`` -> 503 when Redis is not configured or unreachable).
+
+    The run context (reread every few seconds) gives the store the writer's window, so twin reads return
+    as much history as the bridge keeps, not the reader's default.
+    """
+    store = state.store()
+    state.run_context(store)
+    return store
 
 
 StoreDep = Annotated[TwinStore, Depends(get_store)]
