@@ -19,8 +19,8 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.config import BITS_PER_MB, ScenarioParams
-from twin_service.physics import distance_matrix_from_units_m, migration_mask, unit_vectors
+from twin_service.config import BITS_PER_MB
+from twin_service.physics import migration_mask
 
 OBS_SPEC_VERSION = "1"
 """Bump when the meaning or order of observation features changes; models record it."""
@@ -68,19 +68,6 @@ class ServerTable:
             cpu_hz=np.array([float(s["cpu_hz"]) for s in servers]),
             altitude_m=np.array([float(s["altitude_m"]) for s in servers]),
         )
-
-
-def vehicle_server_distances_m(
-    veh_lon: NDArray[np.float64],
-    veh_lat: NDArray[np.float64],
-    srv_lon: NDArray[np.float64],
-    srv_lat: NDArray[np.float64],
-    srv_alt_m: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """Paper A Eq. 1-2 distances ``(V, M)`` in metres."""
-    return distance_matrix_from_units_m(
-        unit_vectors(veh_lat, veh_lon), unit_vectors(srv_lat, srv_lon), np.asarray(srv_alt_m, np.float64)
-    )
 
 
 @dataclass(frozen=True)
@@ -203,15 +190,3 @@ def offload_observation(
         mean = np.where(np.isfinite(mean), mean, current)
         cols.append(mean / _OFFLOAD_SCALE[key])
     return np.stack(cols, axis=1).astype(np.float32) if cols[0].size else np.zeros((0, len(cols)), np.float32)
-
-
-def observation_spec(params: ScenarioParams, n_servers: int) -> dict[str, object]:
-    """What a model trained on these observations must match (recorded in model manifests)."""
-    return {
-        "obs_spec_version": OBS_SPEC_VERSION,
-        "n_servers": n_servers,
-        "migration_feature_dim": migration_feature_dim(n_servers),
-        "offload_features": list(OFFLOAD_FEATURES),
-        "offload_feature_dim": offload_feature_dim(),
-        "history_window": params.simulation.history_window,
-    }

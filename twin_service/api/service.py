@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from twin_service.api.schemas import MigrationObservationIn, OffloadObservationIn
 from twin_service.api.state import ApiState, RunContext
-from twin_service.config import BITS_PER_MB, OffloadParams, TaskParams
+from twin_service.config import OffloadParams, TaskParams
 from twin_service.observe import ServerTable
 from twin_service.policies import MigrationDecision, OffloadDecision, OffloadInputs
 from twin_service.policies.decide import decide_migration, decide_offload
@@ -153,14 +153,7 @@ def _stateless_run(state: ApiState) -> RunContext:
 def snapshot_from_observation(state: ApiState, obs: MigrationObservationIn | OffloadObservationIn) -> Snapshot:
     """Decision inputs from the twins a request carries (stateless mode)."""
     run = _stateless_run(state)
-    servers = ServerTable(
-        ids=tuple(s.id for s in obs.servers),
-        tiers=tuple(s.tier for s in obs.servers),
-        range_m=np.array([s.range_m for s in obs.servers]),
-        load_max_bits=np.array([s.cache_mb * BITS_PER_MB for s in obs.servers]),
-        cpu_hz=np.array([s.cpu_hz for s in obs.servers]),
-        altitude_m=np.array([s.altitude_m for s in obs.servers]),
-    )
+    servers = ServerTable.from_records([s.model_dump() for s in obs.servers])
     srv_cols = {
         name: np.array([getattr(s, name) for s in obs.servers], dtype=np.float64)
         for name in ("lon", "lat", "altitude_m", "load_bits", "f_hz", "offloaders")

@@ -32,8 +32,8 @@ from twin_service.policies import (
     migration_policy,
     offload_policy,
 )
+from twin_service.policies.base import HEURISTIC_VERSION
 from twin_service.policies.inputs import server_table
-from twin_service.policies.migration import HEURISTIC_VERSION
 from twin_service.policies.registry import policy_catalogue
 from twin_service.twins import TwinStore, TwinStoreUnavailable, connect
 

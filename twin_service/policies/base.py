@@ -25,6 +25,9 @@ from numpy.typing import NDArray
 
 from twin_service.observe import MigrationObservation, ServerTable
 
+HEURISTIC_VERSION = "1"
+"""Version of the rule-based policies (migration and offload alike); bump when a rule changes."""
+
 PolicyKind = Literal["migration", "offload"]
 
 

@@ -20,13 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.observe import (
-    MigrationObservation,
-    ServerTable,
-    migration_observation,
-    vehicle_server_distances_m,
-)
-from twin_service.physics import projected_distance_matrix_m
+from twin_service.observe import MigrationObservation, ServerTable, migration_observation
+from twin_service.physics import distance_matrix_m, projected_distance_matrix_m
 from twin_service.policies.errors import PolicyError
 
 Columns = Mapping[str, NDArray[np.float64]]
@@ -114,7 +109,7 @@ def tick_inputs(
             s_alt,
         )
     else:  # positions given only as lon/lat (stateless requests): Eq. 1-2 on the sphere
-        dist = vehicle_server_distances_m(v_lon, v_lat, s_lon, s_lat, s_alt)
+        dist = distance_matrix_m(v_lat, v_lon, s_lat, s_lon, s_alt)
     obs = migration_observation(dist, load, incoming_bits, servers, host)
     now: dict[str, NDArray[np.float64]] = {}
     if offload:

@@ -14,9 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from twin_service.config import BITS_PER_MB, TaskParams
 from twin_service.observe import MigrationObservation, ServerTable
 from twin_service.physics import nearest_feasible_server
-from twin_service.policies.base import MigrationDecision, one_hot
-
-HEURISTIC_VERSION = "1"
+from twin_service.policies.base import HEURISTIC_VERSION, MigrationDecision, one_hot
 
 
 def _uniform_feasible(mask: NDArray[np.bool_]) -> NDArray[np.float64]:

@@ -13,9 +13,7 @@ from twin_service.config import OffloadParams
 from twin_service.observe import OFFLOAD_FEATURES
 from twin_service.physics import edge_cpu_share_hz, offload_outcome
 from twin_service.physics.offload import OffloadOutcome
-from twin_service.policies.base import OffloadDecision, OffloadInputs
-
-HEURISTIC_VERSION = "1"
+from twin_service.policies.base import HEURISTIC_VERSION, OffloadDecision, OffloadInputs
 
 
 def check_offload_inputs(inputs: OffloadInputs) -> int:

@@ -189,7 +189,7 @@ def offload_policy(
 
 def policy_catalogue(registry: ModelRegistry | None = None) -> list[dict[str, Any]]:
     """Every policy that can be named: ``{kind, name, version, source, algorithm}``."""
-    from twin_service.policies.migration import HEURISTIC_VERSION
+    from twin_service.policies.base import HEURISTIC_VERSION
 
     rows: list[dict[str, Any]] = [
         {"kind": "migration", "name": n, "version": HEURISTIC_VERSION, "source": "heuristic", "algorithm": n}
