@@ -40,9 +40,11 @@ from twin_service.physics import (
     ground_distance_m,
     load_variance,
     migration_mask,
+    migration_rate_bps,
     offload_outcome,
     offload_rate_bps,
     projected_distance_matrix_m,
+    satellite_leg_delay_s,
     satellite_propagation_delay_s,
     server_load_bits,
     service_failure,
@@ -235,13 +237,20 @@ class Engine:
         c = self.params.channel
         ground = ground_distance_m(self.srv_lat[prev], self.srv_lon[prev], self.srv_lat[new], self.srv_lon[new])
         dist = slant_distance_m(ground, self.srv_alt[prev] - self.srv_alt[new])
-        rate = free_space_rate_bps(
-            dist, c.bandwidth_mig_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        src_sat, dst_sat = self.is_sat[prev], self.is_sat[new]
+        rate = migration_rate_bps(
+            dist,
+            c.bandwidth_mig_hz,
+            c.server_tx_power_w,
+            c.noise_w,
+            c.carrier_hz,
+            src_sat,
+            dst_sat,
+            c.satellite_rate_bps,
+            c.gain_coefficient,
         )
-        via_sat = self.is_sat[prev] | self.is_sat[new]
-        rate = np.where(via_sat, c.satellite_rate_bps, rate)
-        prop = np.where(via_sat, satellite_propagation_delay_s(self.params.satellite.altitude_m), 0.0)
-        return self.params.task.migration_size_mb * BITS_PER_MB / rate + prop
+        legs = satellite_leg_delay_s(src_sat, dst_sat, satellite_propagation_delay_s(self.params.satellite.altitude_m))
+        return self.params.task.migration_size_mb * BITS_PER_MB / rate + legs
 
     # ------------------------------------------------------------------------------------------
     def tick(self) -> tuple[TickFrame, TickContext]:

@@ -62,6 +62,28 @@ def access_latency_s(
     return np.where(np.asarray(is_satellite, dtype=bool), satellite, ground)
 
 
+def migration_rate_bps(
+    server_dist_m: ArrayLike,
+    bandwidth_hz: float,
+    tx_power_w: float,
+    noise_w: float,
+    carrier_hz: float,
+    src_is_satellite: ArrayLike,
+    dst_is_satellite: ArrayLike,
+    satellite_rate_bps: float,
+    gain_coefficient: float = 1.0,
+) -> NDArray[np.float64]:
+    """Migration rate R^mig_{m,m_d} of each leg (paper A, Eq. 11), bit/s; the arguments broadcast.
+
+    ``B_mig log2(1 + p_m h^mig / sigma^2)`` with the free-space gain over the servers' distance
+    (Eq. 3); any leg with the satellite at either end runs at R_SAT (NOTES.md). At 1000 m with
+    B_mig = 300 MHz, p_m = 1 W, sigma^2 = 1e-13 W, 2.4 GHz: 2.986 Gbit/s.
+    """
+    rate = free_space_rate_bps(server_dist_m, bandwidth_hz, tx_power_w, noise_w, carrier_hz, gain_coefficient)
+    via_sat = np.asarray(src_is_satellite, dtype=bool) | np.asarray(dst_is_satellite, dtype=bool)
+    return np.where(via_sat, satellite_rate_bps, rate)
+
+
 def migration_rate_matrix_bps(
     server_dist_m: ArrayLike,
     bandwidth_hz: float,
@@ -72,23 +94,35 @@ def migration_rate_matrix_bps(
     satellite_rate_bps: float,
     gain_coefficient: float = 1.0,
 ) -> NDArray[np.float64]:
-    """Server-to-server migration rates R^mig_{m,m_d} (paper A, Eq. 11), shape ``(M, M)``, bit/s.
-
-    ``B_mig log2(1 + p_m h^mig / sigma^2)`` with the free-space gain over the servers' distance
-    (Eq. 3); any leg with the satellite at either end runs at R_SAT (NOTES.md). At 1000 m with
-    B_mig = 300 MHz, p_m = 1 W, sigma^2 = 1e-13 W, 2.4 GHz: 2.986 Gbit/s.
-    """
-    rate = free_space_rate_bps(server_dist_m, bandwidth_hz, tx_power_w, noise_w, carrier_hz, gain_coefficient)
+    """:func:`migration_rate_bps` for every pair of servers, shape ``(M, M)``, bit/s."""
     sat = np.asarray(is_satellite, dtype=bool).reshape(-1)
-    return np.where(sat[:, None] | sat[None, :], satellite_rate_bps, rate)
+    return migration_rate_bps(
+        server_dist_m,
+        bandwidth_hz,
+        tx_power_w,
+        noise_w,
+        carrier_hz,
+        sat[:, None],
+        sat[None, :],
+        satellite_rate_bps,
+        gain_coefficient,
+    )
+
+
+def satellite_leg_delay_s(
+    src_is_satellite: ArrayLike, dst_is_satellite: ArrayLike, propagation_s: float
+) -> NDArray[np.float64]:
+    """Propagation delay of each migration leg, seconds (the arguments broadcast): ``propagation_s`` on a
+    ground/air-to-satellite hop (exactly one end is the satellite), else 0 (terrestrial hops take
+    microseconds). Our addition, as :func:`satellite_propagation_delay_s`."""
+    one_end = np.asarray(src_is_satellite, dtype=bool) != np.asarray(dst_is_satellite, dtype=bool)
+    return np.where(one_end, float(propagation_s), 0.0)
 
 
 def satellite_leg_delay_matrix_s(is_satellite: ArrayLike, propagation_s: float) -> NDArray[np.float64]:
-    """Propagation delay of each migration leg, ``(M, M)``, seconds: ``propagation_s`` on a
-    ground/air-to-satellite hop (exactly one end is the satellite), else 0 (terrestrial hops
-    take microseconds). Our addition, as :func:`satellite_propagation_delay_s`."""
+    """:func:`satellite_leg_delay_s` for every pair of servers, ``(M, M)``, seconds."""
     sat = np.asarray(is_satellite, dtype=bool).reshape(-1)
-    return np.where(sat[:, None] != sat[None, :], float(propagation_s), 0.0)
+    return satellite_leg_delay_s(sat[:, None], sat[None, :], propagation_s)
 
 
 def migration_flag(prev_host: ArrayLike, new_host: ArrayLike) -> NDArray[np.bool_]:
