@@ -143,3 +143,19 @@ def test_ticks_must_not_go_back_until_cleared(store, make_frame):
     store.clear()
     store.write_tick(make_frame(0, ["b"], rng))
     assert store.vehicle_ids() == ["b"]
+
+
+def test_a_whole_tick_reads_as_one_version(store, make_frame):
+    """tick_frames gives the meta, vehicles and servers of one write, the same as the separate reads."""
+    rng = np.random.default_rng(9)
+    for tick in range(3):
+        store.write_tick(make_frame(tick, ["a", "b", "c"], rng))
+    rewrite = make_frame(2, ["c", "d"], rng)
+    written = store.write_tick(rewrite)
+    meta, veh, srv = store.tick_frames()
+    assert meta == written and meta.tick == 2 and meta.sim_time_s == rewrite.sim_time_s
+    assert veh.ids == ["c", "d"] and veh.ids == store.vehicles_frame().ids
+    np.testing.assert_array_equal(veh.columns["x_m"], rewrite.vehicle_columns["x_m"])
+    assert srv.ids == store.servers_frame(2).ids == list(rewrite.server_ids)
+    old_meta, old_veh, _ = store.tick_frames(1)
+    assert old_meta.tick == 1 and old_veh.ids == ["a", "b", "c"]

@@ -100,13 +100,6 @@ class Snapshot:
 # --------------------------------------------------------------------------------------------
 
 
-def _sim_time_of(store: TwinStore, tick: int) -> float | None:
-    for sample in store.kpi_history(last_n=store.window + 8):
-        if sample.tick == tick:
-            return sample.sim_time_s
-    return None
-
-
 def snapshot_from_store(state: ApiState, tick: int | None) -> Snapshot:
     """The twins of ``tick`` (default the latest) as decision inputs; the latest tick's are cached."""
     store = state.store()
@@ -120,13 +113,11 @@ def snapshot_from_store(state: ApiState, tick: int | None) -> Snapshot:
         cached = state.cache.get(key)
         if cached is not None:
             return cached
-    n = meta.tick if tick is None else tick
-    veh = store.vehicles_frame(n)
-    srv = store.servers_frame(n)
-    sim_time = meta.sim_time_s if latest else _sim_time_of(store, n)
-    snap = _snapshot(state, store, n, sim_time, veh, srv)
+    # Vehicles, servers and the tick's own meta in one transaction: never two versions of a rewritten tick.
+    read, veh, srv = store.tick_frames(meta.tick if tick is None else tick)
+    snap = _snapshot(state, store, read.tick, read.sim_time_s, veh, srv)
     if latest:
-        state.cache.put(key, snap)
+        state.cache.put(("snapshot", store.prefix, read.tick, read.write_id), snap)
     return snap
 
 

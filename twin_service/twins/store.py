@@ -397,18 +397,25 @@ class TwinStore:
         """All edge servers of one tick: ``(ids, numeric columns, text columns)``."""
         return self._frame("srv", tick)
 
+    @_unavailable_as_error
+    def tick_frames(self, tick: int | None = None) -> tuple[TickMeta, Block, Block]:
+        """One tick whole: its meta, all vehicles and all edge servers, read in one transaction."""
+
+        def queue(pipe: Any, n: int) -> None:
+            for entity in ("veh", "srv"):
+                for part in ("ids", "num", "text"):
+                    pipe.get(self.keys.block(n, entity, part))
+
+        stored, raw = self._read_tick(tick, queue)
+        return stored.meta, _decode_block(stored, "veh", raw[:3]), _decode_block(stored, "srv", raw[3:])
+
     def _frame(self, entity: Entity, tick: int | None) -> Block:
         def queue(pipe: Any, n: int) -> None:
             for part in ("ids", "num", "text"):
                 pipe.get(self.keys.block(n, entity, part))
 
-        stored, (ids_raw, num_raw, text_raw) = self._read_tick(tick, queue)
-        layout = stored.layouts[entity]
-        return Block(
-            ids=codec.decode_ids(ids_raw, layout.n),
-            columns=codec.decode_columns(num_raw, layout.n, layout.columns),
-            text=codec.decode_text(text_raw, layout),
-        )
+        stored, raw = self._read_tick(tick, queue)
+        return _decode_block(stored, entity, raw)
 
     @_unavailable_as_error
     def vehicles_window_mean(self, tick: int | None = None) -> WindowMean:
@@ -523,3 +530,14 @@ def window_mean_aligned(
             seen[np.ix_(rows, where)] += 1
     means = np.divide(sums, seen, out=np.full(sums.shape, np.nan), where=seen > 0).T.copy()
     return {col: means[j] for j, col in enumerate(names)}, counts
+
+
+def _decode_block(stored: StoredTick, entity: Entity, raw: list[Any]) -> Block:
+    """One entity block of a tick from its ``ids``, ``num`` and ``text`` values."""
+    ids_raw, num_raw, text_raw = raw
+    layout = stored.layouts[entity]
+    return Block(
+        ids=codec.decode_ids(ids_raw, layout.n),
+        columns=codec.decode_columns(num_raw, layout.n, layout.columns),
+        text=codec.decode_text(text_raw, layout),
+    )
