@@ -17,6 +17,7 @@ The original folder is only read, never written.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -30,31 +31,15 @@ from twin_service.config import (
     TaskParams,
     UavParams,
 )
-from twin_service.scenario.build import CITY_CYCLES_PER_BIT, EDGE_SERVERS_FILE, PARAMS_FILE, SUMOCFG_FILE
+from twin_service.scenario.build import CITY, CITY_CYCLES_PER_BIT, EDGE_SERVERS_FILE, PARAMS_FILE, SUMOCFG_FILE
 from twin_service.scenario.edge_servers import write_edge_servers
-from twin_service.scenario.layout import LayoutRule, place_edge_servers
+from twin_service.scenario.layout import place_edge_servers
 from twin_service.scenario.params_file import (
     SHARED_CYCLES_PER_BIT_COMMENT,
     render_params,
 )
 
-IMPORT_RULE = LayoutRule(
-    rsu_count=0,
-    rsu_per_km2=3.04,
-    rsu_min=6,
-    rsu_max=84,
-    rsu_spacing_center_m=200.0,
-    rsu_spacing_edge_m=450.0,
-    spacing_ramp_m=2500.0,
-    downtown_gain=2.0,
-    downtown_sigma_m=1000.0,
-    uav_count=0,
-    uav_per_km2=0.4,
-    uav_min=2,
-    uav_max=10,
-    uav_spacing_m=900.0,
-    patrol_length_m=1500.0,
-)
+IMPORT_RULE = dataclasses.replace(CITY.layout, rsu_count=0, uav_count=0)
 """The city's placement knobs, with RSU and UAV counts scaled to the imported network's area."""
 
 # SUMO option names and their synonyms, as they may appear as elements of a .sumocfg.
