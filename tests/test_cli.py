@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +51,38 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(tmp_path: Path):
         assert "Traceback" not in out.stderr, args
 
 
-def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running():
-    """As a terminal does: SIGINT to the whole process group (bridge, SUMO worker, embedded Redis)."""
-    import os
-    import signal
-    import time
+def _descendants(pid: int) -> set[int]:
+    """Every process started by ``pid``, and by those, as Linux lists them now."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(children - found)
+            found |= children
+    return found
 
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its parent's wait is missing
+
+
+def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while (alive := {p for p in pids if _running(p)}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def _start_ticking_run() -> tuple[subprocess.Popen, list[str], set[int]]:
+    """A city run in its own session, once it is ticking; with its helper processes (SUMO worker, Redis)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "twin_service.cli", "run", "--scenario", "city"],
         stdout=subprocess.PIPE,
@@ -62,13 +91,25 @@ def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running(
         cwd=ROOT,
         start_new_session=True,
     )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # wait until the run is ticking (progress comes every second)
+        lines.append(line)
+        if line.startswith("tick "):
+            break
+    helpers = _descendants(proc.pid)
+    return proc, lines, helpers
+
+
+def _names(pids: set[int]) -> list[str]:
+    return [Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")[:80] for p in pids if _running(p)]
+
+
+def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running():
+    """As a terminal does: SIGINT to the bridge's whole process group."""
+    proc, lines, helpers = _start_ticking_run()
     try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # wait until the run is ticking (progress comes every second)
-            lines.append(line)
-            if line.startswith("tick "):
-                break
+        assert len(helpers) >= 2, "expected a SUMO worker and an embedded redis-server"
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -79,12 +120,20 @@ def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running(
     assert "summary:" in stdout and "Traceback" not in err + stdout
     ticks = int(stdout.split("summary:")[1].split("ticks")[1].split()[0])
     assert ticks > 1
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the worker and redis-server are gone with it
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("processes of the run are still alive after it exited")
+    alive = _wait_gone(helpers, 10)
+    assert not alive, f"still running after the run exited: {_names(alive)}"
+
+
+def test_a_killed_bridge_leaves_no_sumo_worker_or_redis_server_behind():
+    """SIGKILL gives the bridge no chance to clean up: its helpers must notice and stop by themselves."""
+    proc, _, helpers = _start_ticking_run()
+    try:
+        assert len(helpers) >= 2, "expected a SUMO worker and an embedded redis-server"
+        proc.kill()
+        proc.communicate(timeout=30)
+        alive = _wait_gone(helpers, 15)
+    finally:
+        for pid in helpers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not alive, f"still running after the bridge was killed: {_names(alive)}"

@@ -12,6 +12,8 @@ fast-forward, or the bare-step baseline of ``scripts/bench_bridge.py``).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,11 @@ STEP_TIMEOUT_S = 600.0
 
 def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
     """The worker's loop: open libsumo, then step (and read, or not) on request until told to close."""
+    # The bridge alone decides when to stop. A terminal's Ctrl-C goes to the whole foreground process
+    # group; leave it, so that the bridge can finish its tick and close this worker itself. If the
+    # bridge dies instead, ``recv`` sees the pipe close and the worker exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setsid()
     try:
         backend = open_backend("libsumo", sumocfg, **options)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
@@ -51,8 +58,8 @@ def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
                     )
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
                 conn.send(("error", str(exc)))
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
-        pass  # the parent went away or is stopping; close SUMO below
+    except (EOFError, OSError):
+        pass  # the parent went away; close SUMO below
     finally:
         backend.close()
 
@@ -97,7 +104,7 @@ class ProcessBackend:
             raise SumoError(f"the SUMO worker did not answer within {timeout_s:.0f} s")
         try:
             return self._conn.recv()
-        except EOFError as exc:
+        except (EOFError, OSError) as exc:
             raise SumoError(f"the SUMO worker process stopped (exit code {self._proc.exitcode})") from exc
 
     # -- asynchronous stepping ----------------------------------------------------------------

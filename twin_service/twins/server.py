@@ -7,12 +7,16 @@ records). Another process (the API) reaches it through :attr:`RedisHandle.url`.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ SOCKET_TIMEOUT_S = 5.0
 """Longest a command may wait for an answer; a 5000-vehicle window read takes milliseconds."""
 _START_TIMEOUT_S = 10.0
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ def _embedded_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches the bridge only; it stops us after its last write
+        preexec_fn=_terminate_with(os.getpid()) if threading.current_thread() is threading.main_thread() else None,
     )
     try:
         _wait_until_up(proc, socket_path, tmp / "redis.log")
@@ -152,6 +158,23 @@ def _embedded_server() -> Iterator[str]:
     finally:
         _stop(proc, socket_path)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _terminate_with(parent_pid: int) -> Callable[[], None]:
+    """For ``preexec_fn``: the server gets SIGTERM when the process that started it dies, even by SIGKILL.
+
+    Linux ties this to the starting *thread*, hence it is only asked for from the main thread. Elsewhere
+    (and on other systems) the server is stopped by the ``finally`` of :func:`_embedded_server` only.
+    """
+
+    def preexec() -> None:
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+
+    return preexec
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], socket_path: str, log: Path) -> None:
