@@ -52,17 +52,19 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(tmp_path: Path):
 
 
 def _descendants(pid: int) -> set[int]:
-    """Every process started by ``pid``, and by those, as Linux lists them now."""
+    """Every process started by ``pid``, and by those, from the parent pids in ``/proc/*/stat``."""
+    parent_of: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parent_of[int(stat.parent.name)] = int(fields[1])
     found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
-            try:
-                children = {int(c) for c in (task / "children").read_text().split()}
-            except OSError:
-                continue
-            todo.extend(children - found)
-            found |= children
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parent_of.items() if parent in frontier} - found
+        found |= frontier
     return found
 
 
