@@ -37,6 +37,18 @@ class ServerTable:
     cpu_hz: NDArray[np.float64]
     altitude_m: NDArray[np.float64]
 
+    def __post_init__(self) -> None:
+        # The satellite has unlimited range and room (NOTES.md, Eq. 14 and 23). Stored layouts and API
+        # requests carry finite stand-ins for it (JSON has no infinity: 1e12 m, 1e9 MB); the table holds inf
+        # whatever the source, so that the bridge's own table and one rebuilt from records give the same
+        # features (the satellite's load feature is 0) and the same free room.
+        sat = self.is_satellite
+        for name in ("range_m", "load_max_bits"):
+            values = np.asarray(getattr(self, name), dtype=np.float64)
+            if sat.any() and not np.all(np.isinf(values[sat])):
+                values = np.where(sat, np.inf, values)
+            object.__setattr__(self, name, values)
+
     @property
     def size(self) -> int:
         return len(self.ids)

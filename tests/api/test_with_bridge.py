@@ -44,3 +44,23 @@ def test_api_decisions_equal_the_in_process_decisions(bridge_run, redis_server, 
     assert served["target_index"] == in_process.target.tolist()
     assert served["rho"] == in_process.rho.tolist()
     assert np.allclose(served["expected"]["cost"], in_process.offload.cost)
+
+
+def test_the_service_rebuilds_the_bridges_own_observation(bridge_run, redis_server, key_prefix, tmp_path):
+    """What a trained migration policy is fed: the server table, features and mask the API rebuilds from Redis
+    (stored layout, finite stand-ins for the satellite) are exactly the bridge's in-process ones."""
+    from twin_service.api.service import snapshot_from_store
+
+    engine, ctx = bridge_run
+    settings = Settings(redis_url=redis_server.url, key_prefix=key_prefix, models_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.twin
+        served = snapshot_from_store(state, None).inputs
+    assert served.vehicle_ids == ctx.vehicle_ids
+    for name in ("range_m", "load_max_bits", "cpu_hz", "altitude_m"):
+        np.testing.assert_array_equal(getattr(served.servers, name), getattr(ctx.servers, name), err_msg=name)
+    np.testing.assert_array_equal(served.observation.mask, ctx.observation.mask)
+    np.testing.assert_allclose(served.observation.features, ctx.observation.features, rtol=0, atol=1e-6)
+    sat = ctx.servers.satellite_index
+    load_column = len(ctx.servers.ground_air_indices) + sat
+    assert np.all(served.observation.features[:, load_column] == 0.0)  # unlimited room: never a load fraction
