@@ -32,6 +32,7 @@ SOCKET_TIMEOUT_S = 5.0
 """Longest a command may wait for an answer; a 5000-vehicle window read takes milliseconds."""
 _START_TIMEOUT_S = 10.0
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux
+_DIR_PREFIX = "twin-redis-"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -115,11 +116,45 @@ def _redis_server_binary() -> str:
     return exe
 
 
+def _remove_stale_dirs(parent: Path, min_age_s: float = 60.0) -> None:
+    """Remove what earlier embedded servers left when their run was killed (SIGKILL runs no ``finally``).
+
+    A directory is stale when it is ours, older than ``min_age_s`` (a server may be starting in it), and
+    the server named in its ``redis.pid`` is no longer running.
+    """
+    now = time.time()
+    for folder in parent.glob(_DIR_PREFIX + "*"):
+        try:
+            info = folder.stat()
+            if info.st_uid != os.getuid() or now - info.st_mtime < min_age_s:
+                continue
+            pid_file = folder / "redis.pid"
+            if pid_file.exists() and _alive(int(pid_file.read_text().strip() or 0)):
+                continue
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
 def _private_tempdir() -> str:
-    tmp = tempfile.mkdtemp(prefix="twin-redis-")
+    for parent in {Path(tempfile.gettempdir()), Path("/tmp")}:
+        _remove_stale_dirs(parent)
+    tmp = tempfile.mkdtemp(prefix=_DIR_PREFIX)
     if len(tmp) + len("/redis.sock") > _MAX_UNIX_PATH:  # a long $TMPDIR would break the socket
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp = tempfile.mkdtemp(prefix="twin-redis-", dir="/tmp")
+        tmp = tempfile.mkdtemp(prefix=_DIR_PREFIX, dir="/tmp")
     return tmp
 
 
@@ -135,6 +170,7 @@ def _embedded_server() -> Iterator[str]:
                 f"unixsocket {socket_path}",
                 "unixsocketperm 700",
                 f"dir {tmp}",
+                f"pidfile {tmp / 'redis.pid'}",  # tells a later run whether this directory is still in use
                 'save ""',
                 "appendonly no",
                 "daemonize no",
