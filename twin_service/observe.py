@@ -42,12 +42,8 @@ class ServerTable:
         # requests carry finite stand-ins for it (JSON has no infinity: 1e12 m, 1e9 MB); the table holds inf
         # whatever the source, so that the bridge's own table and one rebuilt from records give the same
         # features (the satellite's load feature is 0) and the same free room.
-        sat = self.is_satellite
         for name in ("range_m", "load_max_bits"):
-            values = np.asarray(getattr(self, name), dtype=np.float64)
-            if sat.any() and not np.all(np.isinf(values[sat])):
-                values = np.where(sat, np.inf, values)
-            object.__setattr__(self, name, values)
+            object.__setattr__(self, name, np.where(self.is_satellite, np.inf, np.asarray(getattr(self, name), float)))
 
     @property
     def size(self) -> int:

@@ -170,9 +170,7 @@ class Engine:
         self.srv_lat = layout.lonlat[:, 1].copy()
         self.srv_alt = layout.altitude_m.copy()
         self.srv_heading = np.zeros(m)
-        self.range_m = np.where(self.is_sat, np.inf, layout.range_m)
         self.cache_bits = layout.cache_mb * BITS_PER_MB
-        self.load_max_bits = np.where(self.is_sat, np.inf, self.cache_bits)
         self.cpu_hz = layout.cpu_hz.copy()
         self.patrols = patrol_table_from_layout(layout) if len(self.uav_idx) else None
         self.backlog_bits = np.zeros(m)
@@ -180,11 +178,14 @@ class Engine:
         self.servers = ServerTable(
             ids=tuple(self.server_ids),
             tiers=tuple(self.tiers),
-            range_m=self.range_m,
-            load_max_bits=self.load_max_bits,
+            range_m=layout.range_m,
+            load_max_bits=self.cache_bits,
             cpu_hz=self.cpu_hz,
             altitude_m=self.srv_alt,
         )
+        # D_max and L_max as the table holds them: the satellite's unlimited (Eq. 14, 23).
+        self.range_m = self.servers.range_m
+        self.load_max_bits = self.servers.load_max_bits
         # Paper B's RSU twin {f_m, r_m, E_m} (Eq. 4), drawn per server from Table IV's ranges.
         o = params.offload
         self.edge_f_hz = np.array([vehicle_rng(self.seed, s, "edge").uniform(*o.rsu_cpu_hz) for s in self.server_ids])

@@ -186,7 +186,7 @@ def _embedded_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches the bridge only; it stops us after its last write
-        preexec_fn=_terminate_with(os.getpid()) if threading.current_thread() is threading.main_thread() else None,
+        preexec_fn=_terminate_with_this_process(),
     )
     try:
         _wait_until_up(proc, socket_path, tmp / "redis.log")
@@ -196,19 +196,22 @@ def _embedded_server() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _terminate_with(parent_pid: int) -> Callable[[], None]:
-    """For ``preexec_fn``: the server gets SIGTERM when the process that started it dies, even by SIGKILL.
+def _terminate_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` by which the server gets SIGTERM when this process dies, even by SIGKILL.
 
-    Linux ties this to the starting *thread*, hence it is only asked for from the main thread. Elsewhere
-    (and on other systems) the server is stopped by the ``finally`` of :func:`_embedded_server` only.
+    Linux only, and only from the main thread: the kernel ties this to the starting *thread*. Otherwise
+    (None) the server is stopped by the ``finally`` of :func:`_embedded_server` alone. libc is loaded here,
+    before the fork: the child only makes two system calls.
     """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent_pid = os.getpid()
 
     def preexec() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                os._exit(1)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # this process died before prctl took effect
+            os._exit(1)
 
     return preexec
 
