@@ -32,11 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twin_service.bridge.backends import open_backend
-from twin_service.bridge.engine import Engine
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.runner import Scenario
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import write_with_retry
+from twin_service.engine import Engine
 from twin_service.twins import TwinStore, open_redis
 
 PEAK_BEGIN_S = 1200.0

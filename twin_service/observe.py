@@ -13,6 +13,8 @@ recording) all call the same code.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -21,6 +23,7 @@ from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB
 from twin_service.physics import migration_mask
+from twin_service.twins.window import window_mean_aligned
 
 OBS_SPEC_VERSION = "1"
 """Bump when the meaning or order of observation features changes; models record it."""
@@ -36,6 +39,9 @@ class ServerTable:
     load_max_bits: NDArray[np.float64]
     cpu_hz: NDArray[np.float64]
     altitude_m: NDArray[np.float64]
+    active: NDArray[np.bool_] | None = None
+    """``(M,)`` False for a server out of service now (a UAV not yet arrived or gone, an RSU outage): it is
+    masked (Eq. 23), and a twin still on it fails (Eq. 14). None: all in service."""
 
     def __post_init__(self) -> None:
         # The satellite has unlimited range and room (NOTES.md, Eq. 14 and 23). Stored layouts and API
@@ -44,6 +50,18 @@ class ServerTable:
         # features (the satellite's load feature is 0) and the same free room.
         for name in ("range_m", "load_max_bits"):
             object.__setattr__(self, name, np.where(self.is_satellite, np.inf, np.asarray(getattr(self, name), float)))
+        active = np.ones(len(self.ids), dtype=bool) if self.active is None else np.asarray(self.active, dtype=bool)
+        if active.shape != (len(self.ids),):
+            raise ValueError(f"active must be ({len(self.ids)},), got {active.shape}")
+        object.__setattr__(self, "active", active)
+
+    def with_active(self, active: NDArray[np.bool_] | None) -> ServerTable:
+        """The same servers with another in-service flag per server (None: all in service)."""
+        return ServerTable(self.ids, self.tiers, self.range_m, self.load_max_bits, self.cpu_hz, self.altitude_m, active)
+
+    @cached_property
+    def all_active(self) -> bool:
+        return bool(self.active.all())
 
     @property
     def size(self) -> int:
@@ -142,7 +160,14 @@ def migration_observation(
     if loads.shape != (servers.size,):
         raise ValueError(f"predicted loads must be ({servers.size},), got {loads.shape}")
     mask = migration_mask(
-        dist, servers.range_m, loads, incoming_bits, servers.load_max_bits, servers.is_satellite, host_index
+        dist,
+        servers.range_m,
+        loads,
+        incoming_bits,
+        servers.load_max_bits,
+        servers.is_satellite,
+        host_index,
+        None if servers.all_active else servers.active,
     )
     return MigrationObservation(mask, dist, loads, servers)
 
@@ -198,3 +223,60 @@ def offload_observation(
         mean = np.where(np.isfinite(mean), mean, current)
         cols.append(mean / _OFFLOAD_SCALE[key])
     return np.stack(cols, axis=1).astype(np.float32) if cols[0].size else np.zeros((0, len(cols)), np.float32)
+
+
+class OffloadWindow:
+    """Paper B's 10 s context (Eq. 37) for the offload features, kept as the twin store keeps it.
+
+    Each tick :meth:`push` adds the vehicles' current :data:`OFFLOAD_FEATURES`; :meth:`mean` averages each
+    present vehicle's features over the ticks of the window that hold it, with the same function as
+    :meth:`twin_service.twins.TwinStore.vehicles_window_mean` over the same ticks
+    (:func:`twin_service.twins.window.window_mean_aligned`). So the engine (bridge and environments) and the
+    API, reading the window back from Redis, give a learned policy the same context.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"window size must be >= 1, got {size}")
+        self.size = size
+        self._blocks: deque[tuple[NDArray, NDArray[np.float64], tuple[str, ...]]] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def clear(self) -> None:
+        self._blocks.clear()
+
+    def push(self, keys: NDArray, now: Mapping[str, NDArray[np.floating]]) -> None:
+        """Add one tick: ``keys`` (V,) identify the vehicles (unique, sortable), ``now`` their features."""
+        keys = np.asarray(keys)
+        table = np.empty((len(keys), len(OFFLOAD_FEATURES)))
+        for j, name in enumerate(OFFLOAD_FEATURES):
+            table[:, j] = now[name]
+        self._blocks.append((keys, table, OFFLOAD_FEATURES))
+
+    def mean(self) -> dict[str, NDArray[np.float64]]:
+        """Window mean of every feature, aligned with the last pushed tick's vehicles."""
+        return self.snapshot().mean()
+
+    def snapshot(self) -> WindowSnapshot:
+        """The window as it is now; its mean can be taken later, after more ticks were pushed."""
+        if not self._blocks:
+            raise ValueError("the window is empty")
+        return WindowSnapshot(tuple(self._blocks))
+
+
+@dataclass(frozen=True)
+class WindowSnapshot:
+    """The blocks of an :class:`OffloadWindow` at one tick; the mean is computed on demand (once)."""
+
+    blocks: tuple[tuple[NDArray, NDArray[np.float64], tuple[str, ...]], ...]
+
+    @cached_property
+    def _mean(self) -> dict[str, NDArray[np.float64]]:
+        columns, _ = window_mean_aligned(self.blocks[-1][0], list(self.blocks))
+        return columns
+
+    def mean(self) -> dict[str, NDArray[np.float64]]:
+        """Paper B Eq. 37 per feature, aligned with the snapshot's last tick."""
+        return self._mean

@@ -1,5 +1,5 @@
 """A small realistic run in a real Redis: three RSUs, a UAV and the satellite near Hamburg, and vehicles
-with the columns the bridge writes (``twin_service.bridge.engine``), written through ``TwinStore``.
+with the columns the bridge writes (``twin_service.engine.core``), written through ``TwinStore``.
 
 The app under test reads that Redis through its default store factory (``Settings.redis_url``), exactly
 as the service does beside a running bridge.

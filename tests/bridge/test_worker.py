@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin_service.bridge.backends import VehicleBatch, open_backend
-from twin_service.bridge.engine import Engine
+from twin_service.bridge.backends import open_backend
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.runner import Scenario
 from twin_service.bridge.worker import ProcessBackend
+from twin_service.engine import Engine, VehicleBatch
 
 
 def test_a_vehicle_batch_crosses_the_pipe_exactly():
@@ -85,7 +85,7 @@ def test_the_pipeline_never_steps_beyond_what_the_run_wants(small_scenario: Path
 
 def test_vehicles_departing_together_do_not_herd_onto_one_server(small_scenario: Path):
     """First placement is capacity-aware: a crowd appearing at one RSU fills it, the rest go next door."""
-    from twin_service.bridge.backends import SumoTick
+    from twin_service.engine import SumoTick
 
     scenario = Scenario.load(small_scenario)
     backend = open_backend("libsumo", scenario.sumocfg, seed=2)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from twin_service.bridge.engine import TickContext
 from twin_service.config import BITS_PER_MB
+from twin_service.engine import TickContext
 from twin_service.observe import OFFLOAD_FEATURES, MigrationObservation, ServerTable, migration_observation
 from twin_service.policies import PolicyError, decide_all, migration_policy, offload_policy
 from twin_service.policies.base import MigrationDecision

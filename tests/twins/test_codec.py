@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from twin_service.twins import TickFrame, TwinStore, codec
 from twin_service.twins.keys import INDEX_BUCKETS
-from twin_service.twins.store import window_mean_aligned
+from twin_service.twins.window import window_mean_aligned
 
 _chars = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
 _text = st.text(_chars, max_size=12)

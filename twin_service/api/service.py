@@ -19,14 +19,13 @@ from numpy.typing import NDArray
 from twin_service.api.schemas import MigrationObservationIn, OffloadObservationIn
 from twin_service.api.state import ApiState, RunContext
 from twin_service.config import OffloadParams, TaskParams
-from twin_service.observe import ServerTable
+from twin_service.observe import OFFLOAD_FEATURES, ServerTable
 from twin_service.policies import MigrationDecision, OffloadDecision, OffloadInputs
 from twin_service.policies.decide import decide_migration, decide_offload
 from twin_service.policies.inputs import MissingTwinData, TickInputs, offload_features, tick_inputs
 from twin_service.twins import Block, TwinStore, UnknownTickError, UnknownTwinError
 
 LOAD_SOURCE = "current load_bits of each server (no workload predictor loaded)"
-_WINDOW_FEATURES = ("f_hz", "r_bps", "speed_mps", "data_bits", "cycles", "deadline_s")
 
 
 @dataclass
@@ -88,8 +87,11 @@ class Snapshot:
             mean = self.store.vehicles_window_mean(self.tick)
             if mean.ids != self.vehicle_ids:  # the tick was rewritten meanwhile: use current values
                 return None
-            cols = {k: mean.columns[k] for k in _WINDOW_FEATURES if k in mean.columns}
-            if "energy_j" in mean.columns:
+            # The bridge stores every offload feature as a vehicle column, so the window mean here is the one
+            # its engine computes in memory (observe.OffloadWindow); older runs lacked some, which then fall
+            # back to the current value (observe.offload_observation).
+            cols = {k: mean.columns[k] for k in OFFLOAD_FEATURES if k in mean.columns}
+            if "energy_frac" not in cols and "energy_j" in mean.columns:
                 cols["energy_frac"] = mean.columns["energy_j"] / self.run.energy_capacity_j
             self._window_mean = cols
         return self._window_mean

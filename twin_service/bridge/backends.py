@@ -17,12 +17,12 @@ import itertools
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
+
+from twin_service.engine.types import SumoTick, VehicleBatch, quantise_batch
 
 BackendName = Literal["libsumo", "traci"]
 
@@ -31,50 +31,6 @@ _label_counter = itertools.count()
 
 class SumoError(RuntimeError):
     """SUMO could not be started or failed while stepping."""
-
-
-@dataclass(slots=True)
-class VehicleBatch:
-    """Every running vehicle after a step, in SUMO's id order."""
-
-    ids: list[str]
-    x_m: NDArray[np.float64]
-    y_m: NDArray[np.float64]
-    speed_mps: NDArray[np.float64]
-    heading_deg: NDArray[np.float64]
-    road_ids: list[str]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str, bytes]]:
-        # Compact pickling for the worker's pipe: two joined strings and one block of floats pickle in a
-        # third of the time of two lists of strings and four arrays. SUMO ids never hold NUL (they are XML
-        # attribute values).
-        columns = np.stack([self.x_m, self.y_m, self.speed_mps, self.heading_deg]).astype(np.float64, copy=False)
-        return _unpack_batch, ("\0".join(self.ids), "\0".join(self.road_ids), columns.tobytes())
-
-
-def _unpack_batch(ids: str, roads: str, columns: bytes) -> VehicleBatch:
-    x_m, y_m, speed, heading = np.frombuffer(columns, dtype=np.float64).reshape(4, -1).copy()
-    if not ids:
-        return VehicleBatch([], x_m, y_m, speed, heading, [])
-    return VehicleBatch(ids.split("\0"), x_m, y_m, speed, heading, roads.split("\0"))
-
-
-@dataclass(slots=True, frozen=True)
-class SumoTick:
-    """What the bridge reads from SUMO after one step."""
-
-    time_s: float
-    wall_time: float
-    arrived: tuple[str, ...]
-    vehicles: VehicleBatch
-    expected_remaining: int
-    step_s: float = 0.0
-    """Wall seconds SUMO's own ``simulationStep`` took (the bare step, for comparison with the bridge)."""
-    read_s: float = 0.0
-    """Wall seconds reading the vehicles took."""
 
 
 def sumo_binary(gui: bool = False) -> str:
@@ -109,6 +65,8 @@ class SumoBackend:
         self.constants = _constants()
         self.last_step_s = 0.0
         """Wall seconds the last ``simulationStep`` took."""
+        self.epoch_s = self.time_s
+        """Sim time the run started at (the UAVs' patrol clock counts from here)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def step(self) -> None:
@@ -147,6 +105,7 @@ class SumoBackend:
         return int(self._m.vehicle.getIDCount())
 
     def read_vehicles(self) -> VehicleBatch:
+        """Every running vehicle, at SUMO's output precision (``engine.types.quantise_batch``)."""
         raise NotImplementedError
 
     def observe_tick(self) -> SumoTick:
@@ -202,7 +161,7 @@ class LibsumoBackend(SumoBackend):
         speed = np.fromiter(map(get_speed, ids), np.float64, n)
         angle = np.fromiter(map(get_angle, ids), np.float64, n)
         roads = list(map(get_road, ids))
-        return VehicleBatch(ids, xy[:, 0].copy(), xy[:, 1].copy(), speed, angle, roads)
+        return quantise_batch(VehicleBatch(ids, xy[:, 0], xy[:, 1], speed, angle, roads))
 
 
 class TraciBackend(SumoBackend):
@@ -234,7 +193,7 @@ class TraciBackend(SumoBackend):
         speed = np.fromiter((r[speed_k] for r in rows), np.float64, n)
         angle = np.fromiter((r[angle_k] for r in rows), np.float64, n)
         roads = [r[road_k] for r in rows]
-        return VehicleBatch(ids, xy[:, 0].copy(), xy[:, 1].copy(), speed, angle, roads)
+        return quantise_batch(VehicleBatch(ids, xy[:, 0], xy[:, 1], speed, angle, roads))
 
 
 def _constants() -> Any:

@@ -1,5 +1,7 @@
 """Where the bridge gets each tick's decisions: the policies in-process, or the decision service over HTTP.
 
+``PolicyDecisions`` (in-process) lives in :mod:`twin_service.engine.decisions`; it is re-exported here.
+
 Either way one batch call per tick returns every vehicle's next host and offloaded fraction. Over HTTP the
 service reads the tick's twins from Redis (so the run loop stores the tick first); if the service cannot
 be reached or answers with an error, the bridge decides with the same policies locally and marks the tick
@@ -10,49 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 
-from twin_service.bridge.engine import Decisions, TickContext
-from twin_service.config import ScenarioParams
-from twin_service.policies import (
-    DEFAULT_MIGRATION_POLICY,
-    DEFAULT_OFFLOAD_POLICY,
-    ModelRegistry,
-    decide_all,
-    migration_policy,
-    offload_policy,
-)
+from twin_service.engine import Decisions, PolicyDecisions, TickContext
 
 log = logging.getLogger(__name__)
-
-
-class PolicyDecisions:
-    """Decide in-process with named policies (heuristics or registered models)."""
-
-    reads_twins = False
-
-    def __init__(
-        self,
-        params: ScenarioParams,
-        n_servers: int,
-        migration: str = DEFAULT_MIGRATION_POLICY,
-        offload: str = DEFAULT_OFFLOAD_POLICY,
-        *,
-        seed: int = 0,
-        models_dir: str | Path | None = None,
-    ) -> None:
-        registry = ModelRegistry(models_dir) if models_dir is not None else None
-        self.migration = migration_policy(
-            migration, task=params.task, seed=seed, registry=registry, n_servers=n_servers, param_hash=params.param_hash
-        )
-        self.offload = offload_policy(offload, offload=params.offload, registry=registry, param_hash=params.param_hash)
-
-    def decide(self, ctx: TickContext) -> Decisions:
-        batch = decide_all(ctx, self.migration, self.offload)
-        return Decisions(batch.target, batch.rho, source=batch.source)
 
 
 class HttpDecisions:
@@ -119,3 +85,6 @@ class HttpDecisions:
 
     def close(self) -> None:
         self.client.close()
+
+
+__all__ = ["HttpDecisions", "PolicyDecisions"]

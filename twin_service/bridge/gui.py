@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from twin_service.bridge.engine import TIER_CODES, Engine
+from twin_service.engine import TIER_CODES, Engine
 from twin_service.twins.frames import TickFrame
 
 TIER_COLOURS = {

@@ -21,7 +21,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from twin_service.bridge.engine import Engine, SumoTick
+from twin_service.engine import Engine, SumoTick
 from twin_service.twins.frames import TickFrame
 
 

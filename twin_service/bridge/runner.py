@@ -17,12 +17,12 @@ from typing import IO, Any
 
 from twin_service.bridge.backends import BackendName, SumoBackend, open_backend
 from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
-from twin_service.bridge.engine import DecisionSource, Engine
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings, load_params, resolve_scenario
+from twin_service.engine import DecisionSource, Engine
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
 from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
 from twin_service.scenario.geo import NetProjection, read_projection

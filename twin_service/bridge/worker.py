@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from twin_service.bridge.backends import BackendName, SumoError, SumoTick, open_backend
+from twin_service.bridge.backends import BackendName, SumoError, open_backend
+from twin_service.engine.types import SumoTick
 
 START_TIMEOUT_S = 120.0
 STEP_TIMEOUT_S = 600.0
@@ -96,6 +97,8 @@ class ProcessBackend:
             self.close()
             raise SumoError(reply[1])
         _, self._time_s, self._delta_t_s, self._expected = reply
+        self.epoch_s = float(self._time_s)
+        """Sim time the run started at (the UAVs' patrol clock counts from here)."""
 
     def _receive(self, timeout_s: float) -> tuple:
         if not self._conn.poll(timeout_s):

@@ -349,6 +349,7 @@ def migration_mask(
     load_max_bits: ArrayLike,
     is_satellite: ArrayLike,
     host_index: ArrayLike | None = None,
+    active: ArrayLike | None = None,
 ) -> NDArray[np.bool_]:
     """Dynamic action mask K (paper A, Eq. 23), ``(V, M)`` bool: True = the vehicle may move there.
 
@@ -358,7 +359,9 @@ def migration_mask(
     (V,)) is what the move adds: S_v by default in our service (the paper's text also speaks of
     "the size of the VT migration task", S^mig, which a caller may pass instead). With
     ``host_index`` (V,), a vehicle staying on its current host adds nothing, because its S_v
-    is already part of that host's load. The satellite column is never masked.
+    is already part of that host's load. ``active`` (M,) masks servers that are out of service
+    (a UAV not yet arrived or gone, an RSU outage). The satellite column is never masked: it is the
+    action that is always there.
     """
     dist = _real(dist_m)
     if dist.ndim != 2:
@@ -384,6 +387,8 @@ def migration_mask(
         fits[rows, cols] = (room[cols] if room.ndim == 1 else room[rows, cols]) >= 0.0
     in_range = dist <= np.asarray(server_range_m, dtype=np.float64).astype(ftype)
     allowed = in_range & fits
+    if active is not None:
+        allowed &= np.asarray(active, dtype=bool)
     allowed |= np.asarray(is_satellite, dtype=bool)
     return allowed
 

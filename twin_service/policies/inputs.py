@@ -6,7 +6,7 @@ same observation (:func:`twin_service.observe.migration_observation`) and offloa
 (:data:`twin_service.observe.OFFLOAD_FEATURES`), so a decision served over HTTP is computed from exactly
 what the bridge would have used.
 
-Column names are the bridge's (``twin_service.bridge.engine``): vehicles ``lon``, ``lat``,
+Column names are the bridge's (``twin_service.engine.core``): vehicles ``lon``, ``lat``,
 ``host_index``, ``f_hz``, ``r_bps``, ``energy_j``, ``speed_mps``, ``data_bits``, ``cycles``,
 ``deadline_s``; servers ``lon``, ``lat``, ``altitude_m``, ``load_bits``, ``f_hz``, ``offloaders``.
 """

@@ -38,6 +38,7 @@ from twin_service.twins.frames import (
     WindowMean,
 )
 from twin_service.twins.keys import Entity, TwinKeys
+from twin_service.twins.window import window_mean_aligned
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -494,42 +495,6 @@ def _history_mean(history: Sequence[TwinState], numeric: Sequence[Sequence[str]]
         for col in cols:
             samples.setdefault(col, []).append(float(state.values[col]))
     return {col: float(np.mean(v)) for col, v in samples.items()}
-
-
-def window_mean_aligned(
-    current_ids: np.ndarray, blocks: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str]]]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Mean of each column over the blocks, per current id (paper B Eq. 37), vectorised.
-
-    ``blocks`` are ``(ids as a numpy bytes array, (rows x columns) float table, column names)``
-    for each tick of the window; ids absent from ``current_ids`` are ignored. Returns column ->
-    mean aligned with ``current_ids`` (NaN where an id never held the column) and, per id, the
-    number of blocks it appears in.
-    """
-    n = len(current_ids)
-    names = list(dict.fromkeys(col for _, _, cols in blocks for col in cols))
-    position = {col: j for j, col in enumerate(names)}
-    sums = np.zeros((n, len(names)))
-    seen = np.zeros((n, len(names)), dtype=np.int64)
-    counts = np.zeros(n, dtype=np.int64)
-    order = np.argsort(current_ids, kind="stable")
-    sorted_ids = current_ids[order]
-    for ids, table, cols in blocks:
-        if not n or not len(ids):
-            continue
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
-        hit = sorted_ids[pos] == ids
-        rows = order[pos[hit]]  # ids are unique per tick, so fancy-index += is exact
-        counts[rows] += 1
-        where = [position[col] for col in cols]
-        if where == list(range(len(names))):  # the usual case: every tick has the same columns
-            sums[rows] += table[hit]
-            seen[rows] += 1
-        else:
-            sums[np.ix_(rows, where)] += table[hit]
-            seen[np.ix_(rows, where)] += 1
-    means = np.divide(sums, seen, out=np.full(sums.shape, np.nan), where=seen > 0).T.copy()
-    return {col: means[j] for j, col in enumerate(names)}, counts
 
 
 def _decode_block(stored: StoredTick, entity: Entity, raw: list[Any]) -> Block:

@@ -54,7 +54,8 @@ class VehicleTable:
         "task_cycles",  # C_n of that task
         "task_deadline_s",  # T_n of that task
     )
-    INT_FIELDS = ("host", "next_host", "ticks", "failures", "migrations")
+    INT_FIELDS = ("host", "next_host", "ticks", "failures", "migrations", "serial")
+    """``serial`` numbers the vehicles in order of admission: unlike a slot, it is never reused."""
 
     def __init__(self, offload: OffloadParams, seed: int, capacity: int = 1024) -> None:
         self._offload = offload
@@ -62,6 +63,7 @@ class VehicleTable:
         self._slot_of: dict[str, int] = {}
         self._free: list[int] = []
         self._capacity = 0
+        self._admitted = 0
         self.f = {name: np.zeros(0) for name in self.FLOAT_FIELDS}
         self.i = {name: np.zeros(0, dtype=np.int64) for name in self.INT_FIELDS}
         self._grow(capacity)
@@ -106,6 +108,8 @@ class VehicleTable:
             self.f[name][slot] = np.nan
         for name in self.INT_FIELDS:
             self.i[name][slot] = -1 if "host" in name else 0
+        self.i["serial"][slot] = self._admitted
+        self._admitted += 1
 
     def release(self, ids: tuple[str, ...] | list[str]) -> list[TripRecord]:
         """Forget vehicles that left the simulation and return their trip records."""

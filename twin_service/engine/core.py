@@ -17,6 +17,13 @@ Everything per vehicle is vectorised over the running vehicles; the physics come
    ``rho`` and the ``offload_*`` columns describe the task processed in this tick.
 6. The tick becomes a :class:`~twin_service.twins.frames.TickFrame`, then decisions for the next tick are
    asked of the decision source.
+
+The engine never talks to SUMO or Redis: a tick source (:class:`~twin_service.engine.types.TickSource`: the
+bridge's live SUMO, or a recording replayed by :class:`~twin_service.engine.recording.ReplayBackend`) steps,
+and whoever drives the engine stores the frame. What only serving needs (vehicles' lon/lat and the
+:class:`TickFrame` for the twin store) and paper B's offloading physics can be switched off
+(:class:`EngineOutputs`), so that training on a recording pays only for the physics it learns from; the
+physics itself is the same code either way.
 """
 
 from __future__ import annotations
@@ -27,10 +34,16 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.bridge.backends import SumoBackend, SumoTick
-from twin_service.bridge.vehicles import TripRecord, VehicleTable, sample_tasks, vehicle_rng
 from twin_service.config import BITS_PER_MB, ScenarioParams
-from twin_service.observe import MigrationObservation, ServerTable, migration_observation
+from twin_service.engine.types import SumoTick, TickSource
+from twin_service.engine.vehicles import TripRecord, VehicleTable, sample_tasks, vehicle_rng
+from twin_service.observe import (
+    MigrationObservation,
+    OffloadWindow,
+    ServerTable,
+    WindowSnapshot,
+    migration_observation,
+)
 from twin_service.physics import (
     access_latency_s,
     compute_latency_s,
@@ -50,13 +63,42 @@ from twin_service.physics import (
     service_failure,
     slant_distance_m,
 )
+from twin_service.physics.offload import OffloadOutcome
 from twin_service.policies.migration import capacity_aware_nearest
+from twin_service.predict import LoadForecaster, ServerLoadHistory
 from twin_service.scenario.edge_servers import EdgeLayout
 from twin_service.scenario.geo import NetProjection
 from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
 from twin_service.twins.frames import TickFrame
 
 TIER_CODES = {"rsu": 0, "uav": 1, "satellite": 2}
+
+
+@dataclass(frozen=True)
+class EngineOutputs:
+    """What a tick computes beyond paper A's physics and observation.
+
+    The live bridge needs everything. A migration environment needs neither lon/lat, nor the frame, nor
+    paper B; an offloading one needs paper B but no frame. The physics of what is computed is the same.
+    """
+
+    frame: bool = True
+    """Build the :class:`TickFrame` for the twin store (with every vehicle's lon/lat)."""
+    offload: bool = True
+    """Paper B: tasks, offloading outcome, energy, the offload features and their 10 s window."""
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    """Paper A's outcome of this tick for every vehicle, aligned with the context's vehicle ids."""
+
+    latency_s: NDArray[np.float64]
+    """Total latency T^sum (Eq. 13): up + down + compute + migration."""
+    failed: NDArray[np.bool_]
+    """Service failure xi (Eq. 14): out of the host's range, host overloaded or out of service."""
+    migrated: NDArray[np.bool_]
+    host_load_bits: NDArray[np.float64]
+    """S'_m of each vehicle's host (Eq. 8)."""
 
 
 @dataclass(slots=True)
@@ -69,8 +111,24 @@ class TickContext:
     host: NDArray[np.int64]
     observation: MigrationObservation
     offload_now: dict[str, NDArray[np.float64]]
+    """Paper B features per vehicle (``observe.OFFLOAD_FEATURES``); empty when the engine runs without paper B."""
     servers: ServerTable
-    frame: TickFrame
+    frame: TickFrame | None
+    """None when the engine runs without frames (training)."""
+    migration: MigrationResult | None = None
+    offload: OffloadOutcome | None = None
+    """Paper B's outcome of the task each vehicle processed in this tick (None without paper B)."""
+    rho: NDArray[np.float64] | None = None
+    """The offloaded fraction each vehicle processed its task with in this tick."""
+    kpis: dict[str, float] = field(default_factory=dict)
+    vehicle_keys: NDArray[np.int64] | None = None
+    """Per vehicle, a number never reused within the run (admission order): agent ids for learners."""
+    window: WindowSnapshot | None = None
+    """The offload features' 10 s window (paper B Eq. 37) at this tick."""
+
+    def offload_window_mean(self) -> dict[str, NDArray[np.float64]] | None:
+        """Each vehicle's offload features averaged over its 10 s window, as the twin store averages them."""
+        return None if self.window is None else self.window.mean()
 
 
 @dataclass(slots=True)
@@ -102,10 +160,13 @@ class RunTotals:
     tasks_succeeded: int = 0
     load_variance_sum: float = 0.0
     fallback_ticks: int = 0
+    offload_vehicle_ticks: int = 0
+    """Vehicle-ticks with paper B computed (0 when the engine ran without it)."""
     trips: list[TripRecord] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         vt = max(self.vehicle_ticks, 1)
+        ot = max(self.offload_vehicle_ticks, 1)
         finished = [t for t in self.trips if t.ticks > 0]
         return {
             "ticks": self.ticks,
@@ -117,36 +178,44 @@ class RunTotals:
             "trip_packet_loss_mean": float(np.mean([t.packet_loss_rate for t in finished])) if finished else 0.0,
             "load_variance_sum_mb2": self.load_variance_sum,
             "migrations": self.migrations,
-            "offload_cost_mean": self.offload_cost / vt,
-            "task_success_rate": self.tasks_succeeded / vt,
-            "offload_delay_mean_s": self.offload_delay_s / vt,
-            "offload_energy_mean_j": self.offload_energy_j / vt,
+            "offload_cost_mean": self.offload_cost / ot,
+            "task_success_rate": self.tasks_succeeded / ot,
+            "offload_delay_mean_s": self.offload_delay_s / ot,
+            "offload_energy_mean_j": self.offload_energy_j / ot,
             "fallback_ticks": self.fallback_ticks,
         }
 
 
 class Engine:
-    """The per-tick state machine of the bridge (no I/O besides the SUMO backend)."""
+    """The per-tick state machine of the digital twin (no I/O besides stepping its tick source)."""
 
     def __init__(
         self,
         params: ScenarioParams,
         layout: EdgeLayout,
         projection: NetProjection,
-        backend: SumoBackend,
+        backend: TickSource,
         decisions: DecisionSource | None = None,
         seed: int | None = None,
+        *,
+        outputs: EngineOutputs = EngineOutputs(),
+        forecaster: LoadForecaster | None = None,
     ) -> None:
         self.params = params
         self.layout = layout
         self.projection = projection
         self.backend = backend
+        self.outputs = outputs
+        self.forecaster = forecaster
+        """Predicts each server's load for the observation and mask (paper A Eq. 19, 23); None: the current load."""
         self.seed = params.scenario.seed if seed is None else seed
         self.tick_number = 0
         self.totals = RunTotals()
         self.vehicles = VehicleTable(params.offload, self.seed)
         self._task_rng = np.random.default_rng([self.seed, 0x7A5C])
-        self._start_s = backend.time_s
+        # The UAVs' patrol clock counts from the run's start, so a recording replayed from its middle flies
+        # them where the live run had them.
+        self._start_s = float(getattr(backend, "epoch_s", backend.time_s))
         self.last_sim_time_s = self._start_s
         self.expected_remaining = backend.expected_remaining()
         self._governing_fallback = False
@@ -183,6 +252,11 @@ class Engine:
             cpu_hz=self.cpu_hz,
             altitude_m=self.srv_alt,
         )
+        self._in_service = self.servers
+        """The table with every server in service (:meth:`set_server_active` derives the current one)."""
+        history = params.simulation.history_window
+        self.load_history = ServerLoadHistory(max(history, forecaster.window if forecaster else 1))
+        self.offload_window = OffloadWindow(history) if outputs.offload else None
         # D_max and L_max as the table holds them: the satellite's unlimited (Eq. 14, 23).
         self.range_m = self.servers.range_m
         self.load_max_bits = self.servers.load_max_bits
@@ -198,12 +272,24 @@ class Engine:
         self.data_bits = params.task.data_size_mb * BITS_PER_MB
         if decisions is None:
             # The default policies, in-process (imported here: decisions.py builds on this module).
-            from twin_service.bridge.decisions import PolicyDecisions
+            from twin_service.engine.decisions import PolicyDecisions
 
             decisions = PolicyDecisions(params, len(self.server_ids), seed=self.seed)
         self.decisions: DecisionSource = decisions
 
     # ------------------------------------------------------------------------------------------
+    def set_server_active(self, active: NDArray[np.bool_] | None) -> None:
+        """Take servers out of service or back (None: all in service), from the next tick on.
+
+        A server out of service is masked (Eq. 23) and a twin still on it fails (Eq. 14) until it moves:
+        UAVs that have not arrived yet or have left, an RSU outage. The satellite stays the action that is
+        always there; out of service, it serves nobody (every twin on it fails).
+        """
+        if active is None or bool(np.all(active)):
+            self.servers = self._in_service
+        elif not np.array_equal(active, self.servers.active):
+            self.servers = self._in_service.with_active(np.asarray(active, dtype=bool))
+
     def layout_records(self) -> list[dict[str, object]]:
         """Static description of the servers, stored once per run for readers (API, policies)."""
         return [
@@ -254,21 +340,20 @@ class Engine:
         return self.params.task.migration_size_mb * BITS_PER_MB / rate + legs
 
     # ------------------------------------------------------------------------------------------
-    def tick(self) -> tuple[TickFrame, TickContext]:
-        """Advance SUMO one step and compute everything of the new tick."""
+    def tick(self) -> tuple[TickFrame | None, TickContext]:
+        """Advance the tick source one step and compute everything of the new tick."""
         self.backend.step()
         return self.compute(self.observe())
 
     def observe(self) -> SumoTick:
-        """Read what SUMO holds after a step (the only part of a tick that talks to SUMO)."""
+        """Read what the tick source holds after a step (the only part of a tick that talks to SUMO)."""
         return self.backend.observe_tick()
 
-    def compute(self, sumo: SumoTick) -> tuple[TickFrame, TickContext]:
+    def compute(self, sumo: SumoTick) -> tuple[TickFrame | None, TickContext]:
         """Everything of a tick from what SUMO gave; touches no SUMO API, so SUMO may step meanwhile."""
         p = self.params
         self.tick_number += 1
         now = sumo.time_s
-        wall = sumo.wall_time
         self.last_sim_time_s = now
         self.expected_remaining = sumo.expected_remaining
         self.sumo_wall_s += sumo.step_s + sumo.read_s
@@ -276,10 +361,11 @@ class Engine:
 
         batch = sumo.vehicles
         n = len(batch)
-        lon, lat = self.projection.to_lonlat(batch.x_m, batch.y_m)
         self._move_uavs(now)
         dist = projected_distance_matrix_m(batch.x_m, batch.y_m, self.srv_x, self.srv_y, self.srv_alt)
         rows = np.arange(n)
+        servers = self.servers
+        active = servers.active
 
         vt = self.vehicles
         slots = vt.slots_for(batch.ids, now)
@@ -292,7 +378,13 @@ class Engine:
             # not all land on it beyond the room it has left after the twins it already hosts this tick.
             d_new = dist[unplaced]
             mask = migration_mask(
-                d_new, self.range_m, self.backlog_bits, self.data_bits, self.load_max_bits, self.is_sat
+                d_new,
+                self.range_m,
+                self.backlog_bits,
+                self.data_bits,
+                self.load_max_bits,
+                self.is_sat,
+                active=None if servers.all_active else active,
             )
             staying = np.bincount(host[~unplaced], minlength=len(self.server_ids))
             free = self.load_max_bits - self.backlog_bits - self.data_bits * staying
@@ -322,6 +414,8 @@ class Engine:
         )
         latency_s = uplink_s + downlink_s + compute_s + migration_s
         failed = service_failure(d_host, self.range_m[host], host_load, self.load_max_bits[host])
+        if not servers.all_active:
+            failed |= ~active[host]  # a twin left on a server out of service is not served
         self.load_bits = load
         # What a server cannot hold beyond its cache is dropped (the packet loss of Eq. 14), not queued.
         self.backlog_bits = drain_backlog_bits(
@@ -330,10 +424,116 @@ class Engine:
         hosted = np.bincount(host, minlength=len(self.server_ids))
         overloaded = load > self.load_max_bits
 
+        # Per-vehicle counters.
+        vt.i["host"][slots] = host
+        vt.i["ticks"][slots] += 1
+        vt.i["failures"][slots] += failed
+        vt.i["migrations"][slots] += migrated
+
+        # Run totals and this tick's KPIs.
+        var_mb2 = float(load_variance(load / BITS_PER_MB))
+        t = self.totals
+        t.ticks += 1
+        t.vehicle_ticks += n
+        t.failures += int(failed.sum())
+        t.migrations += int(migrated.sum())
+        t.latency_s += float(latency_s.sum())
+        t.load_variance_sum += var_mb2
+        rsu = self._is_rsu
+        by_tier = np.bincount(self.tier_code[host], minlength=3) if n else np.zeros(3, dtype=np.int64)
+        safe_n = max(n, 1)
+        kpis = {
+            "vehicles": float(n),
+            "latency_total_s": float(latency_s.sum()),
+            "latency_mean_s": float(latency_s.sum() / safe_n),
+            "packet_loss": float(failed.sum() / safe_n),
+            "load_variance_mb2": var_mb2,
+            "migrations": float(migrated.sum()),
+            "overloaded_rsu_share": float(overloaded[rsu].mean()) if rsu.any() else 0.0,
+            "hosts_rsu": float(by_tier[0]),
+            "hosts_uav": float(by_tier[1]),
+            "hosts_satellite": float(by_tier[2]),
+        }
+
         # Paper B: each vehicle processes the task that arrived last tick, with the fraction decided for it
         # then, offloaded to the twin's host; a vehicle in its first tick has no decision yet and runs its
         # first task locally (rho = 0). Then the next task arrives, and that is what is decided on.
-        o = p.offload
+        offload: OffloadTick | None = None
+        if self.outputs.offload:
+            offload = self._offload(slots, host, host_sat, d_host, batch.speed_mps)
+            t.offload_cost += float(offload.outcome.cost.sum())
+            t.offload_delay_s += float(offload.outcome.delay_s.sum())
+            t.offload_energy_j += float(offload.outcome.energy_j.sum())
+            t.tasks_succeeded += int(offload.outcome.success.sum())
+            t.offload_vehicle_ticks += n
+            out = offload.outcome
+            kpis |= {
+                "offload_cost_total": float(out.cost.sum()),
+                "offload_cost_mean": float(out.cost.sum() / safe_n),
+                "task_success_rate": float(out.success.sum() / safe_n) if n else 1.0,
+                "offload_delay_mean_s": float(out.delay_s.sum() / safe_n),
+                "offload_energy_mean_j": float(out.energy_j.sum() / safe_n),
+            }
+        kpis["fallback"] = 1.0 if self._governing_fallback else 0.0
+        t.fallback_ticks += int(self._governing_fallback)
+
+        # The workload forecast the observation and mask are built on (paper A Eq. 19, 23).
+        self.load_history.push(load, hosted)
+        predicted = load
+        if self.forecaster is not None:
+            predicted = self.forecaster.forecast(self.load_history.window(self.forecaster.window))
+
+        frame = None
+        if self.outputs.frame:
+            frame = self._frame(sumo, host, d_host, uplink_s, downlink_s, compute_s, migration_s, latency_s)
+            frame.vehicle_columns |= {"failed": failed.astype(np.float64), "migrated": migrated.astype(np.float64)}
+            frame.server_columns |= {
+                "load_bits": load,
+                "backlog_bits": self.backlog_bits,
+                "predicted_load_bits": np.asarray(predicted, dtype=np.float64),
+                "hosted": hosted.astype(np.float64),
+                "overloaded": overloaded.astype(np.float64),
+            }
+            if offload is not None:
+                frame.vehicle_columns |= offload.columns()
+                frame.server_columns["offloaders"] = offload.offloaders
+            frame.kpis = kpis
+        keys = vt.i["serial"][slots]
+        window = None
+        if offload is not None and self.offload_window is not None:
+            self.offload_window.push(keys, offload.now)
+            window = self.offload_window.snapshot()
+        ctx = TickContext(
+            tick=self.tick_number,
+            sim_time_s=now,
+            vehicle_ids=batch.ids,
+            host=host,
+            observation=migration_observation(dist, predicted, self.data_bits, servers, host),
+            offload_now=offload.now if offload is not None else {},
+            servers=servers,
+            frame=frame,
+            migration=MigrationResult(latency_s, failed, migrated, host_load),
+            offload=offload.outcome if offload is not None else None,
+            rho=offload.rho if offload is not None else None,
+            kpis=kpis,
+            vehicle_keys=keys,
+            window=window,
+        )
+        self._slots = slots
+        return frame, ctx
+
+    def _offload(
+        self,
+        slots: NDArray[np.int64],
+        host: NDArray[np.int64],
+        host_sat: NDArray[np.bool_],
+        d_host: NDArray[np.float64],
+        speed_mps: NDArray[np.float64],
+    ) -> OffloadTick:
+        """Paper B for this tick: the pending tasks are processed, energy falls, the next tasks arrive."""
+        o = self.params.offload
+        vt = self.vehicles
+        n = len(slots)
         exec_bits = vt.f["task_bits"][slots]
         exec_cycles = vt.f["task_cycles"][slots]
         exec_deadline = vt.f["task_deadline_s"][slots]
@@ -353,7 +553,7 @@ class Engine:
             o.interference_w,
             o.max_rate_bps,
         )
-        r_bps = np.where(host_sat, c.satellite_rate_bps, r_bps)
+        r_bps = np.where(host_sat, self.params.channel.satellite_rate_bps, r_bps)
         edge_share = edge_cpu_share_hz(host, rho, self.edge_f_hz)
         f_hz = vt.f["f_hz"][slots]
         out = offload_outcome(
@@ -387,53 +587,38 @@ class Engine:
             cycles,
             deadline_s,
         )
-
-        # Per-vehicle counters.
-        vt.i["host"][slots] = host
-        vt.i["ticks"][slots] += 1
-        vt.i["failures"][slots] += failed
-        vt.i["migrations"][slots] += migrated
-
-        # Run totals and this tick's KPIs.
-        var_mb2 = float(load_variance(load / BITS_PER_MB))
-        t = self.totals
-        t.ticks += 1
-        t.vehicle_ticks += n
-        t.failures += int(failed.sum())
-        t.migrations += int(migrated.sum())
-        t.latency_s += float(latency_s.sum())
-        t.offload_cost += float(out.cost.sum())
-        t.offload_delay_s += float(out.delay_s.sum())
-        t.offload_energy_j += float(out.energy_j.sum())
-        t.tasks_succeeded += int(out.success.sum())
-        t.load_variance_sum += var_mb2
-        rsu = self._is_rsu
-        by_tier = np.bincount(self.tier_code[host], minlength=3) if n else np.zeros(3, dtype=np.int64)
-        safe_n = max(n, 1)
-        kpis = {
-            "vehicles": float(n),
-            "latency_total_s": float(latency_s.sum()),
-            "latency_mean_s": float(latency_s.sum() / safe_n),
-            "packet_loss": float(failed.sum() / safe_n),
-            "load_variance_mb2": var_mb2,
-            "migrations": float(migrated.sum()),
-            "overloaded_rsu_share": float(overloaded[rsu].mean()) if rsu.any() else 0.0,
-            "hosts_rsu": float(by_tier[0]),
-            "hosts_uav": float(by_tier[1]),
-            "hosts_satellite": float(by_tier[2]),
-            "offload_cost_total": float(out.cost.sum()),
-            "offload_cost_mean": float(out.cost.sum() / safe_n),
-            "task_success_rate": float(out.success.sum() / safe_n) if n else 1.0,
-            "offload_delay_mean_s": float(out.delay_s.sum() / safe_n),
-            "offload_energy_mean_j": float(out.energy_j.sum() / safe_n),
-            "fallback": 1.0 if self._governing_fallback else 0.0,
+        now = {
+            "f_hz": f_hz,
+            "r_bps": r_bps,
+            "energy_frac": energy_frac,
+            "speed_mps": speed_mps,
+            "data_bits": data_bits,
+            "cycles": cycles,
+            "deadline_s": deadline_s,
+            "host_cpu_hz": self.edge_f_hz[host],
+            "host_offloaders": offloaders[host],
+            "host_is_satellite": host_sat.astype(np.float64),
         }
-        t.fallback_ticks += int(self._governing_fallback)
+        return OffloadTick(rho, out, energy, offloaders, now)
 
-        frame = TickFrame(
+    def _frame(
+        self,
+        sumo: SumoTick,
+        host: NDArray[np.int64],
+        d_host: NDArray[np.float64],
+        uplink_s: NDArray[np.float64],
+        downlink_s: NDArray[np.float64],
+        compute_s: NDArray[np.float64],
+        migration_s: NDArray[np.float64],
+        latency_s: NDArray[np.float64],
+    ) -> TickFrame:
+        """The tick as the twin store keeps it (numeric and text columns per vehicle and server)."""
+        batch = sumo.vehicles
+        lon, lat = self.projection.to_lonlat(batch.x_m, batch.y_m)
+        return TickFrame(
             tick=self.tick_number,
-            sim_time_s=now,
-            wall_time=wall,
+            sim_time_s=sumo.time_s,
+            wall_time=sumo.wall_time,
             vehicle_ids=batch.ids,
             vehicle_columns={
                 "x_m": batch.x_m,
@@ -449,20 +634,6 @@ class Engine:
                 "compute_s": compute_s,
                 "migration_s": migration_s,
                 "latency_s": latency_s,
-                "failed": failed.astype(np.float64),
-                "migrated": migrated.astype(np.float64),
-                "f_hz": f_hz,
-                "r_bps": r_bps,
-                "energy_j": energy,
-                "energy_frac": energy_frac,
-                "data_bits": data_bits,
-                "cycles": cycles,
-                "deadline_s": deadline_s,
-                "rho": rho,
-                "offload_delay_s": out.delay_s,
-                "offload_energy_j": out.energy_j,
-                "offload_cost": out.cost,
-                "task_success": out.success.astype(np.float64),
             },
             vehicle_text={"road_id": batch.road_ids},
             server_ids=self.server_ids,
@@ -473,41 +644,13 @@ class Engine:
                 "lat": self.srv_lat.copy(),
                 "altitude_m": self.srv_alt,
                 "heading_deg": self.srv_heading.copy(),
-                "load_bits": load,
-                "backlog_bits": self.backlog_bits,
-                "hosted": hosted.astype(np.float64),
-                "overloaded": overloaded.astype(np.float64),
+                "in_service": self.servers.active.astype(np.float64),
                 "f_hz": self.edge_f_hz,
                 "r_bps": self.edge_r_bps,
                 "energy_j": self.edge_energy_j,
-                "offloaders": offloaders,
             },
             server_text={"tier": self.tiers},
-            kpis=kpis,
         )
-        ctx = TickContext(
-            tick=self.tick_number,
-            sim_time_s=now,
-            vehicle_ids=batch.ids,
-            host=host,
-            observation=migration_observation(dist, load, self.data_bits, self.servers, host),
-            offload_now={
-                "f_hz": f_hz,
-                "r_bps": r_bps,
-                "energy_frac": energy_frac,
-                "speed_mps": batch.speed_mps,
-                "data_bits": data_bits,
-                "cycles": cycles,
-                "deadline_s": deadline_s,
-                "host_cpu_hz": self.edge_f_hz[host],
-                "host_offloaders": offloaders[host],
-                "host_is_satellite": host_sat.astype(np.float64),
-            },
-            servers=self.servers,
-            frame=frame,
-        )
-        self._slots = slots
-        return frame, ctx
 
     def apply(self, decisions: Decisions) -> None:
         """Store the decisions made after the last tick; they take effect at the next tick."""
@@ -520,3 +663,29 @@ class Engine:
         self.vehicles.i["next_host"][slots] = target
         self.vehicles.f["rho"][slots] = np.clip(np.asarray(decisions.rho, dtype=np.float64), 0.0, 1.0)
         self._governing_fallback = decisions.fallback
+
+
+@dataclass(frozen=True, slots=True)
+class OffloadTick:
+    """Paper B's part of a tick: what each vehicle's processed task cost and the features of the next one."""
+
+    rho: NDArray[np.float64]
+    outcome: OffloadOutcome
+    energy_j: NDArray[np.float64]
+    offloaders: NDArray[np.float64]
+    """``(M,)`` vehicles offloading (rho > 0) to each server."""
+    now: dict[str, NDArray[np.float64]]
+    """``observe.OFFLOAD_FEATURES`` per vehicle, for the pending task."""
+
+    def columns(self) -> dict[str, NDArray[np.float64]]:
+        """The vehicle columns the twin store keeps of paper B (every offload feature among them)."""
+        out = self.outcome
+        return {
+            **self.now,
+            "energy_j": self.energy_j,
+            "rho": self.rho,
+            "offload_delay_s": out.delay_s,
+            "offload_energy_j": out.energy_j,
+            "offload_cost": out.cost,
+            "task_success": out.success.astype(np.float64),
+        }
