@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+from tests.small_scenario import build_small_scenario
 from twin_service.twins.server import RedisHandle, open_redis
+
+SMALL_RECORDING_END_S = 300.0
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +45,19 @@ def redis_client(redis_server: RedisHandle, key_prefix: str) -> Iterator[redis.R
         for i in range(0, len(batch), 500):
             client.unlink(*batch[i : i + 500])
         client.close()
+
+
+@pytest.fixture(scope="session")
+def small_scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated scenario (tests/small_scenario.py), built once per session."""
+    return build_small_scenario(tmp_path_factory.mktemp("grid-scenario"))
+
+
+@pytest.fixture(scope="session")
+def small_recording(small_scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small scenario's first 300 s recorded with ``twin-service record``'s function (seed 3)."""
+    from twin_service.bridge.record import record_scenario
+
+    out = tmp_path_factory.mktemp("recordings") / "small-s3.npz"
+    record_scenario(small_scenario, out, seed=3, end_s=SMALL_RECORDING_END_S)
+    return out

@@ -77,8 +77,9 @@ def scenario_import(
 @app.command("run")
 def run(
     scenario: Annotated[
-        str, typer.Option(help="Scenario to run: city, rural, or the folder of an imported scenario.")
-    ] = "city",
+        str | None,
+        typer.Option(help="Scenario to run: city, rural, or the folder of an imported scenario (default city)."),
+    ] = None,
     backend: Annotated[
         str, typer.Option(help="libsumo (in-process, fastest, headless) or traci (socket; needed for --gui).")
     ] = "libsumo",
@@ -129,8 +130,25 @@ def run(
             "(uses both cores; identical results)."
         ),
     ] = True,
-    seed: Annotated[int | None, typer.Option(help="Seed for SUMO and twin sampling (default: the scenario's).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="The day: seed for SUMO, twin sampling and (city, rural) the day's demand (default: the scenario's)."
+        ),
+    ] = None,
     begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
+    scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Replay this recording ('twin-service record') instead of running SUMO: twins, API and "
+            "decisions as in the live run. The scenario and seed default to the recording's."
+        ),
+    ] = None,
+    predictor: Annotated[
+        str,
+        typer.Option(help="Workload predictor for the migration observation and mask: persistence or a model name."),
+    ] = "persistence",
     kpi_csv: Annotated[Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file.")] = None,
     summary_csv: Annotated[
         Path | None, typer.Option(help="Also write the end-of-run KPI summary to this CSV file (kpi,value).")
@@ -141,6 +159,7 @@ def run(
     from twin_service.bridge.decisions import HttpDecisions
     from twin_service.bridge.runner import BridgeError, RunOptions, open_bridge, run_loop
     from twin_service.config import ScenarioError, Settings
+    from twin_service.engine.recording import RecordingError
     from twin_service.policies import PolicyError
     from twin_service.twins import TwinStoreUnavailable
 
@@ -151,8 +170,10 @@ def run(
     if serve_api and decisions:
         fail("--api serves the decision API itself; give either --api or --decisions URL")
     settings = Settings()
+    if replay is not None:
+        scenario, seed = _replay_defaults(replay, scenario, seed)
     options = RunOptions(
-        scenario=scenario,
+        scenario=scenario or "city",
         backend=backend,  # type: ignore[arg-type]
         gui=gui,
         ticks=ticks,
@@ -167,6 +188,9 @@ def run(
         api_key=settings.api_key,
         models_dir=settings.models_dir,
         parallel=parallel,
+        scale=scale,
+        replay=replay,
+        forecaster=predictor,
     )
     api_thread = None
     try:
@@ -184,7 +208,15 @@ def run(
                 summary = run_loop(
                     engine, store, options, url=redis.url, on_progress=_print_progress, should_stop=stop_requested
                 )
-    except (ScenarioError, SumoError, BridgeError, TwinStoreUnavailable, PolicyError, RuntimeError) as exc:
+    except (
+        ScenarioError,
+        SumoError,
+        BridgeError,
+        TwinStoreUnavailable,
+        PolicyError,
+        RecordingError,
+        RuntimeError,
+    ) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
@@ -201,6 +233,225 @@ def run(
             writer.writerow(["kpi", "value"])
             writer.writerows(summary.items())
         typer.echo(f"KPI summary written to {summary_csv}")
+
+
+def _replay_defaults(replay: Path, scenario: str | None, seed: int | None) -> tuple[str, int]:
+    """The scenario and seed of a replayed run: the recording's unless given."""
+    from twin_service.engine.recording import Recording, RecordingError
+
+    try:
+        with Recording(replay) as rec:
+            meta = rec.meta
+    except RecordingError as exc:
+        fail(str(exc))
+    if seed is not None and seed != meta.seed:
+        typer.secho(
+            f"warning: {replay} was recorded with seed {meta.seed}; twins sampled with seed {seed} "
+            "will differ from the live run",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    return scenario or meta.scenario_dir, meta.seed if seed is None else seed
+
+
+@app.command("record")
+def record(
+    out: Annotated[Path, typer.Option(help="The recording file to write (.npz), e.g. data/recordings/city-s2.npz.")],
+    scenario: Annotated[
+        str, typer.Option(help="Scenario to record: city, rural, or the folder of an imported scenario.")
+    ] = "city",
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="The day: SUMO's seed and, for city and rural, the seed of the day's demand (default: the scenario's)."
+        ),
+    ] = None,
+    begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
+    end: Annotated[float | None, typer.Option(help="Stop at this sim time, s (default: the scenario's end).")] = None,
+    scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
+) -> None:
+    """Record a SUMO run's mobility (every tick's vehicles) for replay, training and evaluation."""
+    import sys
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from twin_service.bridge.backends import SumoError
+    from twin_service.bridge.record import record_scenario
+    from twin_service.config import ScenarioError
+    from twin_service.engine.recording import RecordingError
+
+    if out.exists() and out.is_dir():
+        fail(f"--out {out} is a directory; give a file name such as {out / 'city-s1.npz'}")
+    command = "twin-service " + " ".join(sys.argv[1:])
+    try:
+        with (
+            Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+            ) as bar,
+            _graceful_stop() as stop_requested,
+        ):
+            task = bar.add_task("recording", total=None, info="starting SUMO")
+
+            def progress(p) -> None:  # noqa: ANN001 - bridge.record.RecordProgress
+                bar.update(
+                    task,
+                    total=p.end_s - p.begin_s,
+                    completed=p.sim_time_s - p.begin_s,
+                    info=f"sim {p.sim_time_s:.0f} s, {p.vehicles} vehicles",
+                )
+
+            meta = record_scenario(
+                scenario,
+                out,
+                seed=seed,
+                begin_s=begin,
+                end_s=end,
+                scale=scale,
+                command=command,
+                on_progress=progress,
+                should_stop=stop_requested,
+            )
+    except (ScenarioError, SumoError, RecordingError, OSError) as exc:
+        fail(str(exc))
+    size_mb = out.stat().st_size / 1e6
+    typer.echo(
+        f"wrote {out}: {meta.scenario} day {meta.seed} (scale {meta.scale:g}), {meta.ticks} ticks "
+        f"{meta.begin_s:g}-{meta.end_s:g} s, {meta.vehicles} vehicles, {meta.rows} vehicle-ticks, {size_mb:.1f} MB"
+    )
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeated options and comma-separated lists alike: ``--x a --x b,c`` -> ``[a, b, c]``."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, dict[str, object]]:
+    """``section.key=value`` pairs (values parsed as TOML: 80, 2.5, [2.5e9, 3.5e9], true) into a nested dict."""
+    import tomllib
+
+    found: dict[str, dict[str, object]] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            fail(f"--set {pair!r}: expected section.key=value, e.g. task.migration_size_mb=80")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        found.setdefault(section, {})[name] = value
+    return found
+
+
+@app.command("evaluate")
+def evaluate(
+    recordings: Annotated[
+        list[Path],
+        typer.Option(help="Held-out recordings to evaluate on (repeat the option, or separate with commas)."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the tables (CSV, JSON, markdown) and plots.")],
+    scenario: Annotated[
+        str | None, typer.Option(help="Scenario folder or name (default: the one the recordings were made on).")
+    ] = None,
+    migration_policy: Annotated[
+        list[str] | None,
+        typer.Option(help="Migration policies to compare (repeatable; the first is the reference for z-scores)."),
+    ] = None,
+    offload_policy: Annotated[
+        list[str] | None, typer.Option(help="Offloading policies to compare (repeatable).")
+    ] = None,
+    episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
+    warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the stochastic policies and server schedules.")] = 0,
+    predictor: Annotated[
+        str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
+    ] = "persistence",
+    no_uavs: Annotated[bool, typer.Option("--no-uavs", help="Every UAV out of service (paper A Fig. 8).")] = False,
+    no_satellite: Annotated[
+        bool, typer.Option("--no-satellite", help="The satellite out of service (paper A Fig. 8).")
+    ] = False,
+    no_mask: Annotated[
+        bool, typer.Option("--no-mask", help="Decide without the dynamic mask of Eq. 23 (paper A Fig. 9).")
+    ] = False,
+    uav_churn: Annotated[
+        str | None, typer.Option(help="UAVs joining and leaving in each episode, APPEAR,LEAVE (paper A Fig. 10: 5,6).")
+    ] = None,
+    rsu_outage: Annotated[
+        int, typer.Option(min=0, help="The N busiest RSUs fail from 120 s to 300 s of each episode.")
+    ] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
+    ] = None,
+) -> None:
+    """Compare migration and offloading policies (heuristic or trained) over held-out recordings."""
+    import sys
+
+    from rich.progress import Progress
+
+    from twin_service.config import ScenarioError, Settings
+    from twin_service.engine.recording import Recording, RecordingError
+    from twin_service.envs.evaluate import EvalOptions, evaluate_policies, markdown_table, write_results
+    from twin_service.envs.sim import EnvOptions, RsuOutage, UavChurn
+    from twin_service.policies import PolicyError
+
+    files = [Path(p) for p in _split([str(r) for r in recordings])]
+    churn = None
+    if uav_churn:
+        try:
+            appear, leave = (int(v) for v in uav_churn.split(","))
+        except ValueError:
+            fail(f"--uav-churn {uav_churn!r}: expected APPEAR,LEAVE such as 5,6")
+        churn = UavChurn(appear, leave)
+    env = EnvOptions(
+        no_uavs=no_uavs,
+        no_satellite=no_satellite,
+        dynamic_mask=not no_mask,
+        uav_churn=churn,
+        rsu_outage=RsuOutage(count=rsu_outage) if rsu_outage else None,
+        overrides=_overrides(set_),
+        predictor=predictor,
+        models_dir=Settings().models_dir,
+    )
+    options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed)
+    migration = _split(migration_policy) or ["sticky-nearest"]
+    offload = _split(offload_policy) or ["nearest-least-loaded"]
+    try:
+        ticks = 0
+        for f in files:
+            with Recording(f) as rec:
+                ticks += len(rec)
+        with Progress() as bar:
+            task = bar.add_task(
+                f"{len(migration) * len(offload)} policy pairs x {len(files)} days",
+                total=ticks * len(migration) * len(offload),
+            )
+            result = evaluate_policies(scenario, files, migration, offload, options, on_tick=lambda: bar.advance(task))
+        meta = {
+            "command": "twin-service " + " ".join(sys.argv[1:]),
+            "recordings": [str(f) for f in files],
+            "episode_s": episode_s,
+            "warmup_s": warmup_s,
+            "seed": seed,
+            "variant": {
+                "no_uavs": no_uavs,
+                "no_satellite": no_satellite,
+                "dynamic_mask": not no_mask,
+                "uav_churn": uav_churn,
+                "rsu_outage": rsu_outage,
+                "overrides": env.overrides,
+                "predictor": predictor,
+            },
+        }
+        write_results(result, out, meta)
+    except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(markdown_table(result.summary, ("latency_mean_s", "packet_loss", "load_variance_mb2", "reward_eq22")))
+    typer.echo(markdown_table(result.summary, ("offload_cost_mean", "task_success_rate")))
+    typer.echo(f"wrote tables and plots to {out}")
 
 
 def _start_api(engine, redis_url: str, options, settings, host: str, port: int):  # noqa: ANN001, ANN202

@@ -19,6 +19,7 @@ import json
 import tomllib
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -233,6 +234,28 @@ class ScenarioParams(_Section):
 
 class ScenarioError(ValueError):
     """A scenario folder or parameter file is missing or invalid."""
+
+
+def with_overrides(params: ScenarioParams, overrides: dict[str, dict[str, Any]]) -> ScenarioParams:
+    """``params`` with some values replaced, section by section: ``{"task": {"migration_size_mb": 80.0}}``.
+
+    Validated like a params.toml (an unknown section or key is a :class:`ScenarioError` naming it); the
+    result has its own ``param_hash``.
+    """
+    if not overrides:
+        return params
+    raw = params.model_dump(mode="json")
+    for section, values in overrides.items():
+        if section not in raw or not isinstance(raw[section], dict):
+            raise ScenarioError(f"unknown parameter section [{section}]")
+        unknown = sorted(set(values) - set(type(getattr(params, section)).model_fields))
+        if unknown and section not in ("layout", "calibration"):
+            raise ScenarioError(f"unknown parameter {section}.{unknown[0]}")
+        raw[section] = {**raw[section], **values}
+    try:
+        return ScenarioParams.model_validate(raw)
+    except ValueError as exc:
+        raise ScenarioError(f"invalid parameter override: {exc}") from exc
 
 
 def load_params(path: str | Path) -> ScenarioParams:

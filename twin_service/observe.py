@@ -136,6 +136,8 @@ def migration_observation(
     incoming_bits: NDArray[np.float64] | float,
     servers: ServerTable,
     host_index: NDArray[np.int64] | None = None,
+    *,
+    dynamic_mask: bool = True,
 ) -> MigrationObservation:
     """Build paper A's observation and dynamic mask.
 
@@ -150,6 +152,9 @@ def migration_observation(
         What hosting the vehicle adds to a server (S_v), scalar or ``(V,)``.
     host_index:
         ``(V,)`` current hosts (-1 for none): staying on the current host adds nothing (see the mask).
+    dynamic_mask:
+        False removes the dynamic mask module (paper A's ablation, Fig. 9): every server is allowed, and a
+        policy may send a twin out of range or onto an overloaded server (where it fails, Eq. 14).
     """
     dist = np.asarray(distances_m)
     if dist.dtype not in (np.float32, np.float64):  # the bridge's float32 matrix is kept as it is
@@ -159,6 +164,8 @@ def migration_observation(
         raise ValueError(f"distances must be (V, {servers.size}), got {dist.shape}")
     if loads.shape != (servers.size,):
         raise ValueError(f"predicted loads must be ({servers.size},), got {loads.shape}")
+    if not dynamic_mask:
+        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers)
     mask = migration_mask(
         dist,
         servers.range_m,

@@ -15,48 +15,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from twin_service.bridge.backends import BackendName, SumoBackend, open_backend
+from twin_service.bridge.backends import BackendName, open_backend
 from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
-from twin_service.config import ScenarioError, ScenarioParams, Settings, load_params, resolve_scenario
-from twin_service.engine import DecisionSource, Engine
+from twin_service.config import ScenarioError, ScenarioParams, Settings, resolve_scenario
+from twin_service.engine import DecisionSource, Engine, TickSource
+from twin_service.engine.recording import Recording, ReplayBackend
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
-from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
-from twin_service.scenario.geo import NetProjection, read_projection
+from twin_service.predict import LoadForecaster
+from twin_service.scenario.days import Day, scenario_day
+from twin_service.scenario.folder import Scenario
 from twin_service.twins import TwinStore, TwinStoreUnavailable
 from twin_service.twins.frames import TickFrame
 from twin_service.twins.server import RedisHandle, open_redis
 
 
-@dataclass(frozen=True)
-class Scenario:
-    """A scenario folder resolved into what the bridge needs."""
-
-    folder: Path
-    params: ScenarioParams
-    layout: EdgeLayout
-    projection: NetProjection
-    sumocfg: Path
-
-    @classmethod
-    def load(cls, name_or_path: str | Path) -> Scenario:
-        folder = resolve_scenario(name_or_path)
-        params = load_params(folder)
-        meta = params.scenario
-        layout = read_edge_servers(folder / meta.edge_servers_file)
-        projection = read_projection(_resolve(folder, meta.net_file))
-        sumocfg = folder / meta.sumocfg
-        if not sumocfg.is_file():
-            raise ScenarioError(f"{folder}: no SUMO configuration {meta.sumocfg}")
-        return cls(folder, params, layout, projection, sumocfg)
-
-
-def _resolve(folder: Path, name: str) -> Path:
-    p = Path(name)
-    return p if p.is_absolute() else folder / p
+def sumo_options(
+    scenario: Scenario,
+    *,
+    seed: int,
+    begin_s: float | None = None,
+    end_s: float | None = None,
+    scale: float = 1.0,
+) -> tuple[dict[str, Any], Day]:
+    """How SUMO is started for day ``seed`` of a scenario: the options of :func:`open_backend`, and the day."""
+    if not scale > 0:
+        raise ScenarioError(f"the demand scale must be > 0, got {scale}")
+    day = scenario_day(scenario.folder, scenario.params, seed)
+    extra = day.sumo_args()
+    if scale != 1.0:
+        extra += ["--scale", repr(float(scale))]
+    options: dict[str, Any] = {
+        "seed": seed,
+        "step_length_s": scenario.params.simulation.tick_s,
+        "begin_s": begin_s,
+        "end_s": end_s,
+        "extra_args": extra,
+    }
+    return options, day
 
 
 @dataclass
@@ -98,6 +97,12 @@ class RunOptions:
     """Ask this decision service each tick (``POST /v1/decisions/batch``); None decides in-process."""
     api_key: str | None = None
     models_dir: Path | None = None
+    scale: float = 1.0
+    """SUMO's demand scale (``--scale``)."""
+    replay: Path | None = None
+    """Replay this recording instead of running SUMO (``twin-service record`` makes one)."""
+    forecaster: str | None = None
+    """Workload predictor for the migration observation and mask (None: the current load)."""
     parallel: bool = False
     """libsumo only: run SUMO in a worker process that steps up to two ticks ahead while this one is
     computed (both cores busy; identical results). Off by default for library use, on for ``twin-service run``."""
@@ -113,20 +118,21 @@ def open_bridge(
     scenario = Scenario.load(options.scenario)
     params = scenario.params
     with ExitStack() as stack:
+        recording = stack.enter_context(open_recording(options.replay, params)) if options.replay else None
         handle = redis or stack.enter_context(open_redis(options.redis_url))
         store = TwinStore(handle.client, options.key_prefix, window=params.simulation.history_window)
         seed = params.scenario.seed if options.seed is None else options.seed
-        sumo_options = {
-            "seed": seed,
-            "step_length_s": params.simulation.tick_s,
-            "begin_s": options.begin_s,
-            "end_s": options.end_s,
-        }
-        backend: SumoBackend | ProcessBackend
-        if options.parallel and options.backend == "libsumo" and not options.gui:
-            backend = ProcessBackend(scenario.sumocfg, **sumo_options)
+        backend: TickSource
+        if recording is not None:
+            backend = ReplayBackend(recording, begin_s=options.begin_s, end_s=options.end_s)
         else:
-            backend = open_backend(options.backend, scenario.sumocfg, gui=options.gui, **sumo_options)
+            sumo, _ = sumo_options(
+                scenario, seed=seed, begin_s=options.begin_s, end_s=options.end_s, scale=options.scale
+            )
+            if options.parallel and options.backend == "libsumo" and not options.gui:
+                backend = ProcessBackend(scenario.sumocfg, **sumo)
+            else:
+                backend = open_backend(options.backend, scenario.sumocfg, gui=options.gui, **sumo)
         stack.callback(backend.close)
         if decisions is None:
             decisions = PolicyDecisions(
@@ -139,13 +145,40 @@ def open_bridge(
             )
             if options.decision_url:
                 decisions = HttpDecisions(options.decision_url, decisions, api_key=options.api_key)
-        engine = Engine(params, scenario.layout, scenario.projection, backend, decisions, seed=seed)
+        forecaster = load_forecaster(options.forecaster, params, options.models_dir)
+        engine = Engine(
+            params, scenario.layout, scenario.projection, backend, decisions, seed=seed, forecaster=forecaster
+        )
         try:
             store.clear()
             write_run_records(engine, store, options, scenario.folder)
         except TwinStoreUnavailable as exc:
             raise BridgeError(f"Redis at {handle.url} is unreachable: {exc}") from exc
         yield engine, store, handle
+
+
+@contextmanager
+def open_recording(path: Path, params: ScenarioParams) -> Iterator[Recording]:
+    """Open a recording to replay on a scenario; refuse one made on other scenario parameters."""
+    recording = Recording(path)
+    try:
+        if recording.meta.param_hash != params.param_hash:
+            raise ScenarioError(
+                f"{path} was recorded on scenario {recording.meta.scenario!r} with parameters "
+                f"{recording.meta.param_hash}; this run's scenario {params.scenario.name!r} has {params.param_hash}"
+            )
+        yield recording
+    finally:
+        recording.close()
+
+
+def load_forecaster(name: str | None, params: ScenarioParams, models_dir: Path | None) -> LoadForecaster | None:
+    """The workload predictor called ``name`` (None or ``persistence``: the current load, no forecaster)."""
+    if name is None or name == "persistence":
+        return None
+    from twin_service.predict.registry import load_forecaster as load_named
+
+    return load_named(name, params, models_dir)
 
 
 def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, folder: Path | None = None) -> None:
@@ -158,6 +191,9 @@ def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, fol
     }
     if folder is not None:
         extra["scenario_dir"] = str(folder)
+    if options.replay is not None:
+        extra["replay"] = str(options.replay)
+    extra["predictor"] = engine.forecaster.name if engine.forecaster is not None else "persistence"
     store.write_run_meta(params.scenario.name, params.param_hash, **extra)
     store.write_layout(engine.layout_records())
 
@@ -189,6 +225,8 @@ def run_loop(
         return write_with_retry(store, frame, options.redis_retry_s, url, on_reconnect=restore)
 
     end_s = options.end_s if options.end_s is not None else engine.params.scenario.end_s
+    if isinstance(engine.backend, ReplayBackend):
+        end_s = min(end_s, engine.backend.end_s)  # a recording ends where it was cut
 
     def wants_another_tick(ahead: int = 0) -> bool:
         """Whether the run goes on for ``ahead`` ticks beyond the next one."""

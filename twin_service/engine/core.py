@@ -121,6 +121,8 @@ class TickContext:
     rho: NDArray[np.float64] | None = None
     """The offloaded fraction each vehicle processed its task with in this tick."""
     kpis: dict[str, float] = field(default_factory=dict)
+    load_bits: NDArray[np.float64] | None = None
+    """``(M,)`` every server's load S'_m in this tick (Eq. 8), bits."""
     vehicle_keys: NDArray[np.int64] | None = None
     """Per vehicle, a number never reused within the run (admission order): agent ids for learners."""
     window: WindowSnapshot | None = None
@@ -200,6 +202,7 @@ class Engine:
         *,
         outputs: EngineOutputs = EngineOutputs(),
         forecaster: LoadForecaster | None = None,
+        dynamic_mask: bool = True,
     ) -> None:
         self.params = params
         self.layout = layout
@@ -207,6 +210,8 @@ class Engine:
         self.backend = backend
         self.outputs = outputs
         self.forecaster = forecaster
+        self.dynamic_mask = dynamic_mask
+        """False: decisions see every server as allowed (paper A's ablation without the mask, Fig. 9)."""
         """Predicts each server's load for the observation and mask (paper A Eq. 19, 23); None: the current load."""
         self.seed = params.scenario.seed if seed is None else seed
         self.tick_number = 0
@@ -508,7 +513,9 @@ class Engine:
             sim_time_s=now,
             vehicle_ids=batch.ids,
             host=host,
-            observation=migration_observation(dist, predicted, self.data_bits, servers, host),
+            observation=migration_observation(
+                dist, predicted, self.data_bits, servers, host, dynamic_mask=self.dynamic_mask
+            ),
             offload_now=offload.now if offload is not None else {},
             servers=servers,
             frame=frame,
@@ -516,6 +523,7 @@ class Engine:
             offload=offload.outcome if offload is not None else None,
             rho=offload.rho if offload is not None else None,
             kpis=kpis,
+            load_bits=load,
             vehicle_keys=keys,
             window=window,
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from twin_service.config import ScenarioParams
 from twin_service.engine.core import Decisions, TickContext
 from twin_service.policies import (
@@ -20,6 +22,7 @@ from twin_service.policies import (
     migration_policy,
     offload_policy,
 )
+from twin_service.policies.decide import decide_migration
 
 
 class PolicyDecisions:
@@ -54,6 +57,9 @@ class PolicyDecisions:
         )
 
     def decide(self, ctx: TickContext) -> Decisions:
+        if not ctx.offload_now:  # an engine without paper B (migration training): hosts only, tasks run locally
+            hosts = decide_migration(self.migration, ctx.observation, ctx.servers, ctx.host)
+            return Decisions(hosts.target, np.zeros(len(hosts.target)), source=self.migration.name)
         window = ctx.offload_window_mean() if self.offload.needs_window_mean else None
         batch = decide_all(ctx, self.migration, self.offload, offload_window_mean=window)
         return Decisions(batch.target, batch.rho, source=batch.source)

@@ -1,7 +1,8 @@
 """A small generated scenario for bridge tests: a geo-referenced 2 x 2 km grid with steady traffic.
 
 It is a complete scenario folder (net, routes, edge servers, sumocfg, params.toml), so the bridge loads it
-the same way as the committed city; it is built once per test session in a temporary folder.
+the same way as the committed city; ``tests/conftest.py`` builds it once per test session in a temporary
+folder (fixture ``small_scenario``), and records its first minutes once (fixture ``small_recording``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from twin_service.bridge.backends import sumo_binary
 from twin_service.scenario.edge_servers import EdgeLayout, EdgeServer, write_edge_servers
@@ -84,8 +84,3 @@ def build_small_scenario(folder: Path) -> Path:
     )
     (folder / "params.toml").write_text(PARAMS)
     return folder
-
-
-@pytest.fixture(scope="session")
-def small_scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_small_scenario(tmp_path_factory.mktemp("grid-scenario"))

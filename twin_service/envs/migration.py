@@ -1,0 +1,386 @@
+"""Paper A's twin-migration environment: every vehicle present is an agent that picks its twin's next host.
+
+Two APIs over one simulation (:class:`~twin_service.envs.sim.ReplaySim`):
+
+* :class:`MigrationCore`, the batched core the trainers use: arrays over all vehicles present at a tick.
+  ``reset()`` gives the first :class:`MigrationBatch` (observations o_v of Eq. 19, masks K_v of Eq. 23,
+  agent ids); ``step(actions)`` applies one server index per agent and returns a :class:`MigrationStep`:
+  the rewards (Eq. 22), terminations (the vehicle left the city) and alive flags of the agents that acted,
+  and the next batch. Agents come and go: agent ids are never reused within an episode.
+* :class:`MigrationEnv`, a PettingZoo ``ParallelEnv`` over the core (dicts per agent, the mask in the
+  observation as ``{"observation", "action_mask"}``).
+
+Observations and masks are :func:`twin_service.observe.migration_observation`, the very function the bridge
+and the API serve with; the physics is the bridge's engine.
+
+Reward (Eq. 22, weights from ``[reward]``): ``-(w_T z(T^sum) + w_s z(S_m) + w_d xi)`` for the tick after the
+decision, with T^sum the vehicle's total latency, S_m the load of the server it chose and xi its service
+failure. The z-scores are "in the time dimension": by default running moments over everything this
+environment has seen (paper A); a trainer or an evaluation that compares policies passes fixed
+:class:`RewardStats` instead, so that every policy is scored on the same scale. ``reward="unshaped"`` gives
+Eq. 21 (the z-scored load variance over all servers instead of the chosen server's load).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+from numpy.typing import NDArray
+from pettingzoo import ParallelEnv
+
+from twin_service.config import RewardParams
+from twin_service.engine import Decisions, TickContext
+from twin_service.envs.sim import EnvOptions, ReplaySim, scenario_of
+from twin_service.observe import MigrationObservation
+from twin_service.physics import RunningZScore, load_variance, shaped_reward, unshaped_reward
+from twin_service.scenario.folder import Scenario
+
+RewardKind = Literal["shaped", "unshaped"]
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class RewardStats:
+    """Fixed moments for the reward's z-scores (latency s, load bits, load variance bits^2)."""
+
+    latency_mean_s: float
+    latency_std_s: float
+    load_mean_bits: float
+    load_std_bits: float
+    variance_mean: float = 0.0
+    variance_std: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+class RewardScale:
+    """The z-scores of Eq. 21-22: running moments (paper A) unless fixed :class:`RewardStats` are given."""
+
+    def __init__(self, fixed: RewardStats | None = None) -> None:
+        self.fixed = fixed
+        self.latency = RunningZScore()
+        self.load = RunningZScore()
+        self.variance = RunningZScore()
+
+    def stats(self) -> RewardStats:
+        if self.fixed is not None:
+            return self.fixed
+        return RewardStats(
+            self.latency.mean, self.latency.std, self.load.mean, self.load.std, self.variance.mean, self.variance.std
+        )
+
+    def z(
+        self, latency_s: NDArray[np.float64], load_bits: NDArray[np.float64], variance: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+        if self.fixed is None:
+            self.latency.update(latency_s)
+            self.load.update(load_bits)
+            self.variance.update(np.array([variance]))
+        s = self.stats()
+        return (
+            (latency_s - s.latency_mean_s) / max(s.latency_std_s, 1e-9),
+            (load_bits - s.load_mean_bits) / max(s.load_std_bits, 1e-9),
+            (variance - s.variance_mean) / max(s.variance_std, 1e-9),
+        )
+
+
+def migration_reward(
+    ctx: TickContext, scale: RewardScale, weights: RewardParams, kind: RewardKind = "shaped"
+) -> NDArray[np.float64]:
+    """Eq. 22 (or 21) for every vehicle of ``ctx``: the outcome of the decisions that governed this tick."""
+    result = ctx.migration
+    assert result is not None and ctx.load_bits is not None
+    variance = float(load_variance(ctx.load_bits))
+    z_lat, z_load, z_var = scale.z(result.latency_s, result.host_load_bits, variance)
+    w = {"w_latency": weights.w_latency, "w_load": weights.w_load, "w_failure": weights.w_failure}
+    if kind == "shaped":
+        return shaped_reward(z_lat, z_load, result.failed, **w)
+    return unshaped_reward(z_lat, np.full_like(z_lat, z_var), result.failed, **w)
+
+
+@dataclass(frozen=True)
+class MigrationBatch:
+    """Every agent present at a tick: what the policy decides from."""
+
+    agent_ids: NDArray[np.int64]
+    """``(V,)`` ids of the agents (vehicles), never reused within an episode."""
+    vehicle_ids: list[str]
+    obs: NDArray[np.float32]
+    """``(V, 2M-1)`` paper A's o_v (Eq. 19): distances to the ground and air servers over their range,
+    then every server's predicted load over L_max."""
+    mask: NDArray[np.bool_]
+    """``(V, M)`` K_v (Eq. 23): True where the agent may send its twin; the satellite is always True."""
+    host: NDArray[np.int64]
+    """``(V,)`` each twin's current host."""
+    observation: MigrationObservation
+    """The full observation (distances, predicted loads, server table) for richer actors."""
+    state: NDArray[np.float32]
+    """The global state for a centralised critic (:meth:`MigrationCore.state`)."""
+    time_s: float
+
+    def __len__(self) -> int:
+        return len(self.agent_ids)
+
+
+@dataclass(frozen=True)
+class MigrationStep:
+    """The outcome of one step: per agent that acted (aligned with the previous batch), then the next batch."""
+
+    rewards: NDArray[np.float64]
+    """``(V_prev,)`` Eq. 22; 0 for an agent that left the city before its decision took effect."""
+    terminated: NDArray[np.bool_]
+    """``(V_prev,)`` the vehicle reached its destination (its twin's service ends)."""
+    alive: NDArray[np.bool_]
+    """``(V_prev,)`` the agent is present in the next batch (``~terminated``)."""
+    truncated: bool
+    """The episode's window ended: every agent still present is cut off (bootstrap its value)."""
+    latency_s: NDArray[np.float64]
+    """``(V_prev,)`` the total latency each surviving agent got (NaN for the departed)."""
+    failed: NDArray[np.bool_]
+    next: MigrationBatch
+    kpis: dict[str, float]
+
+
+class MigrationCore:
+    """The batched migration environment (module docstring)."""
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path | None,
+        recordings: Sequence[str | Path],
+        options: EnvOptions | None = None,
+        *,
+        reward: RewardKind = "shaped",
+        reward_stats: RewardStats | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(scenario, Scenario):
+            scenario = scenario_of(recordings, scenario)
+        self.options = options or EnvOptions()
+        self.sim = ReplaySim(scenario, recordings, self.options, offload=False)
+        self.params = self.sim.scenario.params
+        self.reward_kind = reward
+        self.scale = RewardScale(reward_stats)
+        self.rng = np.random.default_rng(seed)
+        self.n_servers = self.sim.n_servers
+        self.feature_dim = 2 * self.n_servers - 1
+        self.state_dim = 4 * self.n_servers + 3
+        self._ctx: TickContext | None = None
+        self._batch: MigrationBatch | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> MigrationBatch:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._ctx = self.sim.reset(self.rng)
+        self._batch = self._make_batch(self._ctx)
+        return self._batch
+
+    def step(self, actions: NDArray[np.integer]) -> MigrationStep:
+        prev, ctx = self._batch, self._ctx
+        if prev is None or ctx is None:
+            raise RuntimeError("call reset() first")
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != (len(prev),):
+            raise ValueError(f"expected {len(prev)} actions, got shape {actions.shape}")
+        if len(actions):
+            if actions.min() < 0 or actions.max() >= self.n_servers:
+                raise ValueError("an action names a server outside the layout")
+            if not prev.mask[np.arange(len(actions)), actions].all():
+                raise ValueError("an action is masked (infeasible, Eq. 23)")
+        self._ctx = nxt = self.sim.step(Decisions(actions, np.zeros(len(actions))))
+        rewards_next = migration_reward(nxt, self.scale, self.params.reward, self.reward_kind)
+        batch = self._make_batch(nxt)
+        # Match the agents that acted to their next tick (both id arrays come in SUMO's order, not sorted).
+        order = np.argsort(batch.agent_ids, kind="stable")
+        pos = np.searchsorted(batch.agent_ids, prev.agent_ids, sorter=order)
+        pos = np.minimum(pos, max(len(order) - 1, 0))
+        rows = order[pos] if len(order) else np.zeros(len(prev), dtype=np.int64)
+        alive = (batch.agent_ids[rows] == prev.agent_ids) if len(order) else np.zeros(len(prev), dtype=bool)
+        rewards = np.where(alive, rewards_next[rows] if len(order) else 0.0, 0.0)
+        result = nxt.migration
+        assert result is not None
+        latency = np.where(alive, result.latency_s[rows] if len(order) else np.nan, np.nan)
+        failed = alive & (result.failed[rows] if len(order) else False)
+        self._batch = batch
+        return MigrationStep(
+            rewards=rewards,
+            terminated=~alive,
+            alive=alive,
+            truncated=self.sim.done,
+            latency_s=latency,
+            failed=failed,
+            next=batch,
+            kpis=nxt.kpis,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.sim.done
+
+    def close(self) -> None:
+        self.sim.close()
+
+    # ------------------------------------------------------------------------------------------
+    def _make_batch(self, ctx: TickContext) -> MigrationBatch:
+        obs = ctx.observation
+        assert ctx.vehicle_keys is not None
+        return MigrationBatch(
+            agent_ids=ctx.vehicle_keys.copy(),
+            vehicle_ids=ctx.vehicle_ids,
+            obs=obs.features,
+            mask=obs.mask,
+            host=ctx.host,
+            observation=obs,
+            state=self.state(ctx),
+            time_s=ctx.sim_time_s,
+        )
+
+    def state(self, ctx: TickContext | None = None) -> NDArray[np.float32]:
+        """Global state for a centralised critic, ``(4M + 3,)``.
+
+        Every server's current and predicted load over its cache (the satellite over the ground servers'
+        cache), its share of the twins, whether it is in service; then the time of day (sin, cos) and the
+        number of vehicles in thousands.
+        """
+        ctx = ctx or self._ctx
+        assert ctx is not None and self.sim.engine is not None
+        engine = self.sim.engine
+        servers = ctx.observation.servers
+        cap = np.where(np.isfinite(servers.load_max_bits), servers.load_max_bits, np.median(engine.cache_bits))
+        hosted = np.bincount(ctx.host, minlength=self.n_servers) / max(len(ctx.host), 1)
+        phase = 2 * np.pi * (ctx.sim_time_s % DAY_S) / DAY_S
+        return np.concatenate(
+            [
+                ctx.load_bits / cap,
+                ctx.observation.predicted_load_bits / cap,
+                hosted,
+                servers.active.astype(np.float64),
+                [np.sin(phase), np.cos(phase), len(ctx.host) / 1000.0],
+            ]
+        ).astype(np.float32)
+
+
+class MigrationEnv(ParallelEnv):
+    """Paper A's migration task as a PettingZoo ``ParallelEnv`` (module docstring).
+
+    Agents are the vehicle ids present; the observation of each is ``{"observation": o_v, "action_mask":
+    K_v}`` (float32, int8); the action is a server index; ``state()`` is the centralised critic's input.
+    ``info`` per agent carries its latency and failure.
+    """
+
+    metadata = {"name": "twin_migration_v0", "render_modes": []}
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path | None,
+        recordings: Sequence[str | Path],
+        options: EnvOptions | None = None,
+        **core_options: Any,
+    ) -> None:
+        self.core = MigrationCore(scenario, recordings, options, **core_options)
+        names: list[str] = []
+        for path in self.core.sim.recordings:
+            names.extend(self.core.sim._recording(path).vehicle_names.tolist())
+        self.possible_agents = sorted(set(names))
+        self.agents: list[str] = []
+        m, f = self.core.n_servers, self.core.feature_dim
+        self._obs_space = gymnasium.spaces.Dict(
+            {
+                "observation": gymnasium.spaces.Box(-np.inf, np.inf, shape=(f,), dtype=np.float32),
+                "action_mask": gymnasium.spaces.MultiBinary(m),
+            }
+        )
+        self._act_space = gymnasium.spaces.Discrete(m)
+        self.state_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(self.core.state_dim,), dtype=np.float32)
+        self._batch: MigrationBatch | None = None
+
+    @classmethod
+    def from_recording(cls, path: str | Path | Sequence[str | Path], **options: Any) -> MigrationEnv:
+        """An environment over one recording (or several), on the scenario they were recorded on.
+
+        Keyword options go to :class:`~twin_service.envs.sim.EnvOptions` (``episode_s``, ``no_uavs``...) or to
+        :class:`MigrationCore` (``reward``, ``reward_stats``, ``seed``); ``scenario`` overrides the folder.
+        """
+        paths = [path] if isinstance(path, str | Path) else list(path)
+        env_fields = set(EnvOptions.__dataclass_fields__)
+        env_options = EnvOptions(**{k: v for k, v in options.items() if k in env_fields})
+        scenario = options.get("scenario")
+        core = {k: v for k, v in options.items() if k not in env_fields and k != "scenario"}
+        return cls(scenario, paths, env_options, **core)
+
+    @functools.cache  # noqa: B019 - PettingZoo wants the same space object per agent
+    def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
+        return self._obs_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
+        return self._act_space
+
+    def _observations(self, batch: MigrationBatch) -> dict[str, dict[str, NDArray]]:
+        mask = batch.mask.astype(np.int8)
+        return {vid: {"observation": batch.obs[k], "action_mask": mask[k]} for k, vid in enumerate(batch.vehicle_ids)}
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, dict[str, NDArray]], dict[str, dict]]:
+        self._batch = batch = self.core.reset(seed)
+        self.agents = list(batch.vehicle_ids)
+        return self._observations(batch), {vid: {} for vid in self.agents}
+
+    def step(self, actions: dict[str, int]) -> tuple[dict, dict, dict, dict, dict]:
+        prev = self._batch
+        if prev is None:
+            raise RuntimeError("call reset() first")
+        missing = [vid for vid in prev.vehicle_ids if vid not in actions]
+        if missing:
+            raise ValueError(f"no action for agents {missing[:5]}")
+        acts = np.array([int(actions[vid]) for vid in prev.vehicle_ids], dtype=np.int64)
+        out = self.core.step(acts)
+        self._batch = batch = out.next
+        obs = self._observations(batch)
+        last = self._observations(prev)
+        rewards: dict[str, float] = {}
+        terminated: dict[str, bool] = {}
+        truncated: dict[str, bool] = {}
+        infos: dict[str, dict] = {}
+        for k, vid in enumerate(prev.vehicle_ids):
+            rewards[vid] = float(out.rewards[k])
+            terminated[vid] = bool(out.terminated[k])
+            truncated[vid] = bool(out.truncated and out.alive[k])
+            infos[vid] = {"latency_s": float(out.latency_s[k]), "failed": bool(out.failed[k])}
+            if not out.alive[k]:
+                obs[vid] = last[vid]  # its last observation: it has left
+        for vid in [] if out.truncated else batch.vehicle_ids:  # vehicles that just entered the city
+            if vid not in rewards:
+                rewards[vid], terminated[vid], truncated[vid], infos[vid] = 0.0, False, False, {}
+        if out.truncated:  # vehicles entering at the last tick never act in this episode
+            obs = {vid: obs[vid] for vid in prev.vehicle_ids}
+        self.agents = [] if out.truncated else list(batch.vehicle_ids)
+        return obs, rewards, terminated, truncated, infos
+
+    def state(self) -> NDArray[np.float32]:
+        if self._batch is None:
+            raise RuntimeError("call reset() first")
+        return self._batch.state
+
+    def close(self) -> None:
+        self.core.close()
+
+
+__all__ = [
+    "MigrationBatch",
+    "MigrationCore",
+    "MigrationEnv",
+    "MigrationStep",
+    "RewardScale",
+    "RewardStats",
+    "migration_reward",
+]
