@@ -115,10 +115,14 @@ class MigrationObservation:
         """
         servers = self.servers
         ga = servers.ground_air_indices
+        k = len(ga)
         n = self.distances_m.shape[0]
         features = np.empty((n, migration_feature_dim(servers.size)), dtype=np.float32)
-        features[:, : len(ga)] = self.distances_m[:, ga] / servers.range_m[ga]
-        features[:, len(ga) :] = self.predicted_load_bits / servers.load_max_bits
+        # Every tick over every vehicle and server: one pass in float32, no fancy-indexed copy when the
+        # satellite is the last column (as in every layout the service writes).
+        dist = self.distances_m[:, :k] if np.array_equal(ga, np.arange(k)) else self.distances_m[:, ga]
+        np.multiply(dist, (1.0 / servers.range_m[ga]).astype(np.float32), out=features[:, :k], casting="unsafe")
+        features[:, k:] = self.predicted_load_bits / servers.load_max_bits
         return features
 
     @property

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB, ScenarioParams
 from twin_service.engine.types import SumoTick, TickSource
-from twin_service.engine.vehicles import TripRecord, VehicleTable, sample_tasks, vehicle_rng
+from twin_service.engine.vehicles import TripRecord, VehicleTable, entity_uniforms, sample_tasks, uniform_between
 from twin_service.observe import (
     MigrationObservation,
     OffloadWindow,
@@ -267,13 +267,10 @@ class Engine:
         self.load_max_bits = self.servers.load_max_bits
         # Paper B's RSU twin {f_m, r_m, E_m} (Eq. 4), drawn per server from Table IV's ranges.
         o = params.offload
-        self.edge_f_hz = np.array([vehicle_rng(self.seed, s, "edge").uniform(*o.rsu_cpu_hz) for s in self.server_ids])
-        self.edge_r_bps = np.array(
-            [vehicle_rng(self.seed, s, "edge-rate").uniform(*o.rsu_rate_bps) for s in self.server_ids]
-        )
-        self.edge_energy_j = np.array(
-            [vehicle_rng(self.seed, s, "edge-energy").uniform(*o.rsu_energy_wh) * 3600.0 for s in self.server_ids]
-        )
+        draws = np.array([entity_uniforms(self.seed, s, "edge", 3) for s in self.server_ids]).reshape(m, 3)
+        self.edge_f_hz = uniform_between(draws[:, 0], o.rsu_cpu_hz)
+        self.edge_r_bps = uniform_between(draws[:, 1], o.rsu_rate_bps)
+        self.edge_energy_j = uniform_between(draws[:, 2], o.rsu_energy_wh) * 3600.0
         self.data_bits = params.task.data_size_mb * BITS_PER_MB
         if decisions is None:
             # The default policies, in-process (imported here: decisions.py builds on this module).
@@ -373,7 +370,7 @@ class Engine:
         active = servers.active
 
         vt = self.vehicles
-        slots = vt.slots_for(batch.ids, now)
+        slots = vt.slots_for(batch.ids, now, batch.numbers)
         prev_host = vt.i["host"][slots]
         host = vt.i["next_host"][slots].copy()
         unplaced = host < 0

@@ -283,8 +283,9 @@ class Recording:
         self._chunk_cache = (k, chunk)
         return chunk
 
-    def tick(self, index: int) -> SumoTick:
-        """The tick at ``index`` as the live bridge read it."""
+    def tick(self, index: int, roads: bool = True) -> SumoTick:
+        """The tick at ``index`` as the live bridge read it (``roads=False``: road ids left empty, for the
+        environments, which never store a frame)."""
         if not 0 <= index < len(self):
             raise IndexError(f"tick index {index} outside 0..{len(self) - 1}")
         per = self.meta.chunk_ticks
@@ -300,7 +301,8 @@ class Recording:
             y_m=chunk["y"][lo:hi],
             speed_mps=chunk["speed"][lo:hi],
             heading_deg=chunk["heading"][lo:hi],
-            road_ids=self.road_names[chunk["road"][lo:hi]].tolist(),
+            road_ids=self.road_names[chunk["road"][lo:hi]].tolist() if roads else [""] * (hi - lo),
+            numbers=vid,
         )
         return SumoTick(
             time_s=float(self.time_s[index]),
@@ -329,12 +331,20 @@ class ReplayBackend:
     --replay``). ``begin_s`` starts the replay later in the recording: the sim time before the first step,
     as SUMO's ``--begin``. The UAVs' clock still counts from the recording's own start (:attr:`epoch_s`), so
     they fly where they flew live. Stepping past ``end_s`` (default: the end of the recording) raises.
+    ``roads=False`` skips decoding road ids (only the twin frame stores them).
     """
 
     name = "replay"
     has_gui = False
 
-    def __init__(self, recording: Recording | str | Path, begin_s: float | None = None, end_s: float | None = None):
+    def __init__(
+        self,
+        recording: Recording | str | Path,
+        begin_s: float | None = None,
+        end_s: float | None = None,
+        *,
+        roads: bool = True,
+    ):
         self.recording = recording if isinstance(recording, Recording) else Recording(recording)
         rec = self.recording
         if len(rec) == 0:
@@ -350,6 +360,7 @@ class ReplayBackend:
         self._current: SumoTick | None = None
         self._expected = int(rec._expected[self._next - 1]) if self._next > 0 else max(rec.vehicles_at(0), 1)
         self.last_step_s = 0.0
+        self._roads = roads
 
     @property
     def time_s(self) -> float:
@@ -374,7 +385,7 @@ class ReplayBackend:
     def step(self) -> None:
         if self._next > self._last:
             raise RecordingError(f"the replay of {self.recording.path.name} ended at {self.end_s:g} s")
-        self._current = self.recording.tick(self._next)
+        self._current = self.recording.tick(self._next, roads=self._roads)
         self._time_s = self._current.time_s
         self._expected = self._current.expected_remaining
         self._next += 1

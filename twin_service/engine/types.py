@@ -33,6 +33,8 @@ class VehicleBatch:
     speed_mps: NDArray[np.float64]
     heading_deg: NDArray[np.float64]
     road_ids: list[str]
+    numbers: NDArray[np.int64] | None = None
+    """A recording's numbers of the vehicles (unique within it), when replayed; None from a live SUMO."""
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -174,7 +174,7 @@ def run_day(
     forecaster = (
         None if env.predictor in (None, "persistence") else load_forecaster(env.predictor, params, env.models_dir)
     )
-    backend = ReplayBackend(recording)
+    backend = ReplayBackend(recording, roads=False)
     engine = Engine(
         params,
         scenario.layout,

@@ -193,7 +193,7 @@ class ReplaySim:
         sc = self.scenario
         params = sc.params
         warm_begin = ep.start_s - self.options.warmup_s
-        backend = ReplayBackend(rec, begin_s=warm_begin, end_s=ep.start_s + ep.ticks * self.tick_s)
+        backend = ReplayBackend(rec, begin_s=warm_begin, end_s=ep.start_s + ep.ticks * self.tick_s, roads=False)
         seed = int(rng.integers(0, 2**31 - 1))
         background = PolicyDecisions(
             params,
