@@ -8,7 +8,7 @@ A model is served only where its observation and action spec and its scenario pa
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,8 +47,15 @@ class ActionSpec(_Strict):
 
 
 class Architecture(_Strict):
+    """Which network a stored model is, so that the registry can rebuild it before loading its weights."""
+
+    kind: str = "mlp"
+    """The builder (``twin_service.policies.learned.BUILDERS``): ``mlp`` is the plain actor of
+    :mod:`twin_service.policies.torch_policy`; trainers register theirs."""
     hidden: tuple[int, ...] = (64, 64)
     activation: Literal["tanh", "relu"] = "tanh"
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Whatever else the builder needs (layer sizes, heads, latent size...)."""
 
 
 class ModelManifest(_Strict):

@@ -163,9 +163,9 @@ def migration_policy(
     if name == "random":
         return RandomPolicy(seed=seed)
     model = _registry_model("migration", name, registry, n_servers, param_hash)
-    from twin_service.policies.torch_policy import TorchMigrationPolicy, load_actor
+    from twin_service.policies.learned import build_migration_policy
 
-    return TorchMigrationPolicy(model.manifest, load_actor(model.manifest, model.state_dict))
+    return build_migration_policy(model.manifest, model.state_dict)
 
 
 def offload_policy(
@@ -182,9 +182,9 @@ def offload_policy(
     if name == "local-only":
         return LocalOnlyPolicy(params)
     model = _registry_model("offload", name, registry, None, param_hash)
-    from twin_service.policies.torch_policy import TorchOffloadPolicy, load_actor
+    from twin_service.policies.learned import build_offload_policy
 
-    return TorchOffloadPolicy(model.manifest, load_actor(model.manifest, model.state_dict), params)
+    return build_offload_policy(model.manifest, model.state_dict, params)
 
 
 def policy_catalogue(registry: ModelRegistry | None = None) -> list[dict[str, Any]]:

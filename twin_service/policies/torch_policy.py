@@ -128,3 +128,15 @@ class TorchOffloadPolicy:
         with torch.inference_mode():
             rho = torch.sigmoid(self.actor(torch.from_numpy(obs)))[:, 0]
         return expected_outcome(rho.double().numpy(), inputs, self.params)
+
+
+def build_migration_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) -> TorchMigrationPolicy:
+    """The ``mlp`` architecture's migration policy (``twin_service.policies.learned``)."""
+    return TorchMigrationPolicy(manifest, load_actor(manifest, state_dict))
+
+
+def build_offload_policy(
+    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], params: OffloadParams
+) -> TorchOffloadPolicy:
+    """The ``mlp`` architecture's offloading policy."""
+    return TorchOffloadPolicy(manifest, load_actor(manifest, state_dict), params)

@@ -1,0 +1,45 @@
+"""Learned policies by architecture: the registry rebuilds a stored model's network from its manifest.
+
+Each architecture kind names the module that builds it; a module is imported only when a model of its kind
+is loaded (torch is heavy). A builder takes the manifest and the weights (a state dict read without
+pickle) and returns a policy behind the interface of :mod:`twin_service.policies.base`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from twin_service.config import OffloadParams
+from twin_service.policies.errors import ModelSpecMismatch
+from twin_service.policies.manifest import ModelManifest
+
+if TYPE_CHECKING:
+    import torch
+
+BUILDERS: dict[str, str] = {
+    "mlp": "twin_service.policies.torch_policy",
+}
+"""Architecture kind -> module with ``build_migration_policy`` and/or ``build_offload_policy``."""
+
+
+def _builder(manifest: ModelManifest, function: str) -> Any:
+    kind = manifest.architecture.kind
+    module_name = BUILDERS.get(kind)
+    if module_name is None:
+        raise ModelSpecMismatch(f"model {manifest.name!r}: unknown architecture {kind!r}; known: {sorted(BUILDERS)}")
+    builder = getattr(importlib.import_module(module_name), function, None)
+    if builder is None:
+        raise ModelSpecMismatch(f"model {manifest.name!r}: architecture {kind!r} has no {function}")
+    return builder
+
+
+def build_migration_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) -> Any:
+    """The migration policy a stored model describes (:class:`ModelSpecMismatch` if it cannot be built)."""
+    return _builder(manifest, "build_migration_policy")(manifest, state_dict)
+
+
+def build_offload_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], params: OffloadParams) -> Any:
+    """The offloading policy a stored model describes; ``params`` hold paper B's cost-model constants."""
+    return _builder(manifest, "build_offload_policy")(manifest, state_dict, params)
