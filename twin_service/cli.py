@@ -611,8 +611,27 @@ def _predictor_data(
     return city_series(files, scenario, val_days=val, test_days=test)
 
 
+def _invocation(ctx: typer.Context) -> str:
+    """The command as given: its path and every option set on the command line (same meaning, fixed order)."""
+    import shlex
+
+    words = ctx.command_path.split()
+    words[0] = "twin-service"
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):  # typer may carry its own click
+            continue
+        flag = max(getattr(param, "opts", [f"--{name}"]), key=len)
+        value = ctx.params[name]
+        for v in value if isinstance(value, list | tuple) else [value]:
+            words += [flag] if isinstance(v, bool) else [flag, str(v)]
+    return shlex.join(words)
+
+
 @predictor_app.command("train")
 def predictor_train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Model folder to write, models/NAME (the folder names the predictor).")],
     recordings: Annotated[
         list[Path] | None,
@@ -636,14 +655,13 @@ def predictor_train(
     scaling: Annotated[str, typer.Option(help="global (one scale for all series) or per-series.")] = "global",
     target: Annotated[str, typer.Option(help="delta (the change over the horizon) or level.")] = "delta",
     seed: Annotated[int, typer.Option(help="Seed of the weights and batches.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="At most this many epochs.")] = 40,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the learning rate decays over them).")] = 8,
+    steps_per_epoch: Annotated[int, typer.Option(min=1, help="Batches of 1,024 windows per epoch.")] = 100,
     max_train_s: Annotated[float, typer.Option(min=1.0, help="Wall-clock budget: no epoch starts after it.")] = 100.0,
     threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
 ) -> None:
     """Train a workload predictor; keeps the best epoch on the validation part; writes safetensors + manifest."""
     import re
-    import shlex
-    import sys
 
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
@@ -667,11 +685,12 @@ def predictor_train(
             target=target,  # type: ignore[arg-type]
             scaling=scaling,  # type: ignore[arg-type]
             epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
             max_train_s=max_train_s,
             seed=seed,
             threads=threads,
         )
-        result = train_predictor(data, args, out.name, command=shlex.join(["twin-service", *sys.argv[1:]]))
+        result = train_predictor(data, args, out.name, command=_invocation(ctx))
         save_predictor(out, result.manifest, result.state_dict)
     except (SeriesError, RecordingError, ScenarioError, ValueError, OSError) as exc:
         fail(str(exc))
@@ -689,6 +708,7 @@ def predictor_train(
 
 @predictor_app.command("evaluate")
 def predictor_evaluate(
+    ctx: typer.Context,
     models: Annotated[
         list[Path],
         typer.Option(help="Predictor folders (repeat, or comma-separated); seeds of one network are averaged."),
@@ -705,8 +725,6 @@ def predictor_evaluate(
     test_days: Annotated[str, typer.Option(help="With --recordings: the held-out day(s) evaluated on.")] = "8,9",
 ) -> None:
     """Table II on the held-out part: each predictor, persistence and the window mean (metrics.json, plots)."""
-    import sys
-
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
     from twin_service.predict.evaluate import evaluate as evaluate_predictors
@@ -733,7 +751,7 @@ def predictor_evaluate(
         city = data.spec.source == "city"
         unit, unit_scale = ("MB", 8e6) if city else ("", 1.0)
         about = {
-            "command": "twin-service " + " ".join(sys.argv[1:]),
+            "command": _invocation(ctx),
             "predictors": [str(f) for f in folders],
             "data": data.spec.model_dump(mode="json", exclude={"series_names"}),
         }
