@@ -654,6 +654,7 @@ def predictor_train(
     window: Annotated[int, typer.Option(min=1, help="Steps of history per forecast (paper A: 6).")] = 6,
     scaling: Annotated[str, typer.Option(help="global (one scale for all series) or per-series.")] = "global",
     target: Annotated[str, typer.Option(help="delta (the change over the horizon) or level.")] = "delta",
+    loss: Annotated[str, typer.Option(help="huber (default), mse (paper A's) or l1, on the scaled target.")] = "huber",
     seed: Annotated[int, typer.Option(help="Seed of the weights and batches.")] = 0,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (the learning rate decays over them).")] = 8,
     steps_per_epoch: Annotated[int, typer.Option(min=1, help="Batches of 1,024 windows per epoch.")] = 100,
@@ -672,8 +673,10 @@ def predictor_train(
 
     if not re.match(MODEL_NAME_PATTERN, out.name):
         fail(f"--out {out}: the folder names the predictor; use lower-case letters, digits, '.', '_' or '-'")
-    if scaling not in ("global", "per-series") or target not in ("delta", "level"):
-        fail("--scaling is global or per-series; --target is delta or level")
+    if scaling not in ("global", "per-series"):
+        fail("--scaling is global or per-series")
+    if target not in ("delta", "level") or loss not in ("huber", "mse", "l1"):
+        fail("--target is delta or level; --loss is huber, mse or l1")
     try:
         data = _predictor_data(
             recordings, series, scenario=scenario, step_s=step_s, split=split, val_days=val_days, test_days=test_days
@@ -684,6 +687,7 @@ def predictor_train(
             horizon=horizon,
             target=target,  # type: ignore[arg-type]
             scaling=scaling,  # type: ignore[arg-type]
+            loss=loss,  # type: ignore[arg-type]
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,
             max_train_s=max_train_s,

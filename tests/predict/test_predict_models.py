@@ -74,7 +74,8 @@ def test_eq_18_attention_multiplies_the_weights_by_v_by_hand():
         att.w_v.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
         att.w_o.weight.copy_(torch.eye(2))
     h = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # H_t: two steps
-    out = att(h[:, -1:, :], h)[0, 0]
+    with torch.no_grad():
+        out = att(h[:, -1:, :], h)[0, 0]
     # Query = last step (0, 1); scores (0, 1) / sqrt(2); values (1, 0) and (0, 2).
     w2 = math.exp(1 / math.sqrt(2)) / (1 + math.exp(1 / math.sqrt(2)))
     w1 = 1 - w2
@@ -123,3 +124,17 @@ def test_decode_inverts_the_training_target(target):
     future, last = np.array([[1.0, 9.0]]), np.array([[4.0, 4.0]])
     y = training_target(future, last, scaler, target)
     assert np.allclose(decode_forecast(y, last, scaler, target), future)
+
+
+def test_folded_attention_serves_the_same_forecasts():
+    torch.manual_seed(2)
+    net = build_network("lstm-transformer", 2).eval()
+    x = torch.randn(9, 6, 2)
+    with torch.no_grad():
+        plain = net(x)
+        net.fold_for_serving()
+        folded = net(x)
+    assert torch.allclose(plain, folded, atol=1e-5)
+    assert set(net.state_dict()) == set(build_network("lstm-transformer", 2).state_dict())  # never saved
+    net.train()
+    assert torch.allclose(net(x), plain, atol=1e-5)  # training uses the equations' own form

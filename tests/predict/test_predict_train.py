@@ -30,7 +30,7 @@ def ramp_csv(path: Path, rows: int = 600, series: int = 3) -> Path:
 
 def test_a_short_training_beats_persistence_and_is_stored_without_pickle(tmp_path):
     data = load_series(ramp_csv(tmp_path / "ramp.csv"))
-    args = TrainArgs(epochs=6, steps_per_epoch=40, batch_size=256, max_train_s=60, seed=3)
+    args = TrainArgs(epochs=6, steps_per_epoch=40, batch_size=256, max_train_s=60, seed=3, loss="mse")
     result = train_predictor(data, args, "ramp-lt", command="pytest", progress=False)
     m = result.manifest
     assert m.algorithm == "LSTM-based Transformer" and m.window == 6 and m.horizon == 1 and m.seed == 3

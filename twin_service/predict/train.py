@@ -54,7 +54,7 @@ class TrainArgs:
     lr: float = 3e-3
     """Adam's learning rate at the start; it follows a cosine down to 5 % of it over ``epochs``."""
     patience: int = 4
-    loss: Literal["mse", "huber", "l1"] = "mse"
+    loss: Literal["mse", "huber", "l1"] = "huber"
     """Training loss on the scaled target: paper A's MSE, or Huber / L1 (which weigh the many small errors that
     WAPE and MAE count more than the few large ones that RMSE counts)."""
     huber_delta: float = 0.05
@@ -240,8 +240,7 @@ def train_predictor(
             "curve": [{k: round(v, 6) for k, v in h.items()} for h in history],
         },
     )
-    forecaster = NeuralForecaster(manifest, network)
-    validation = part_errors(forecaster, data.val)
+    validation = part_errors(NeuralForecaster(manifest, copy.deepcopy(network)), data.val)
     manifest = manifest.model_copy(update={"evaluation": {"validation": _figures(validation)}})
     return TrainResult(manifest, {k: v.detach().clone() for k, v in network.state_dict().items()}, history)
 
