@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 from twin_service.config import MODELS_DIR
-from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
-from twin_service.engine.recording import Recording, ReplayBackend
+from twin_service.engine import Engine
+from twin_service.engine.recording import Recording
+from twin_service.envs.load_series import replay_engine
 from twin_service.envs.sim import scenario_of
 from twin_service.predict.registry import load_forecaster
 
@@ -31,20 +32,10 @@ BEGIN_S = 1500.0
 WARM_TICKS = 10
 
 
-def engine(recording: Path, forecaster, begin_s: float) -> Engine:  # noqa: ANN001
-    sc = scenario_of([recording])
-    rec = Recording(recording)
-    backend = ReplayBackend(rec, begin_s=begin_s, roads=False)
-    decisions = PolicyDecisions(sc.params, len(sc.layout), seed=int(rec.meta.seed))
-    return Engine(
-        sc.params,
-        sc.layout,
-        sc.projection,
-        backend,
-        decisions,
-        seed=int(rec.meta.seed),
-        outputs=EngineOutputs(frame=False, offload=True),
-        forecaster=forecaster,
+def engine(recording: Path, forecaster) -> Engine:  # noqa: ANN001
+    """The bridge's tick over the recording from BEGIN_S: default policies, paper B on, no twin frame."""
+    return replay_engine(
+        scenario_of([recording]), Recording(recording), begin_s=BEGIN_S, offload=True, forecaster=forecaster
     )
 
 
@@ -68,8 +59,8 @@ def main() -> None:
         sys.exit(f"error: no recording at {args.recording}: record the city's days first (./scripts/record_days.sh)")
     sc = scenario_of([args.recording])
     forecaster = load_forecaster(args.predictor, sc.params, args.models_dir)
-    plain = engine(args.recording, None, BEGIN_S)
-    predicted = engine(args.recording, forecaster, BEGIN_S)
+    plain = engine(args.recording, None)
+    predicted = engine(args.recording, forecaster)
     for eng in (plain, predicted):
         tick_block(eng, WARM_TICKS)
     plain_s, predicted_s, forecast_s = [], [], []

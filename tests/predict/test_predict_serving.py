@@ -12,8 +12,9 @@ import pytest
 
 from tests.predictor_helpers import make_predictor
 from twin_service.config import BITS_PER_MB, load_params
-from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
-from twin_service.engine.recording import ReplayBackend
+from twin_service.engine import Engine
+from twin_service.engine.recording import Recording
+from twin_service.envs.load_series import replay_engine
 from twin_service.policies import ModelRegistry, UnknownPolicyError, migration_policy
 from twin_service.predict import PersistenceForecaster
 from twin_service.predict.base import LoadWindow
@@ -100,19 +101,7 @@ class OverloadServer:
 
 
 def _engine(small_scenario: Path, small_recording: Path, forecaster) -> Engine:
-    sc = Scenario.load(small_scenario)
-    backend = ReplayBackend(small_recording, roads=False)
-    decisions = PolicyDecisions(sc.params, len(sc.layout), seed=3)
-    return Engine(
-        sc.params,
-        sc.layout,
-        sc.projection,
-        backend,
-        decisions,
-        seed=3,
-        outputs=EngineOutputs(frame=True, offload=False),
-        forecaster=forecaster,
-    )
+    return replay_engine(Scenario.load(small_scenario), Recording(small_recording), frame=True, forecaster=forecaster)
 
 
 def test_a_forecast_overload_masks_the_server_and_no_twin_goes_there(small_scenario, small_recording):

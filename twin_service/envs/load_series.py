@@ -25,6 +25,7 @@ from twin_service.config import REPO_ROOT
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
 from twin_service.policies import DEFAULT_MIGRATION_POLICY
+from twin_service.predict import LoadForecaster
 from twin_service.predict.features import CITY_FEATURES
 from twin_service.predict.manifest import DataSpec, SplitSpec
 from twin_service.predict.series import SeriesData, SeriesPart
@@ -35,6 +36,33 @@ CACHE_VERSION = "1"
 """Bump when what a replay yields changes (the cached series are then made again)."""
 VALIDATION_DAYS = (7,)
 TEST_DAYS = (8, 9)
+
+
+def replay_engine(
+    scenario: Scenario,
+    recording: Recording,
+    *,
+    begin_s: float | None = None,
+    migration_policy: str = DEFAULT_MIGRATION_POLICY,
+    offload: bool = False,
+    frame: bool = False,
+    forecaster: LoadForecaster | None = None,
+) -> Engine:
+    """The engine over a recorded day with the default policies deciding in-process."""
+    params = scenario.params
+    m = len(scenario.layout)
+    seed = int(recording.meta.seed)
+    decisions = PolicyDecisions(params, m, migration_policy, seed=seed, check_param_hash=False)
+    return Engine(
+        params,
+        scenario.layout,
+        scenario.projection,
+        ReplayBackend(recording, begin_s=begin_s, roads=False),
+        decisions,
+        seed=seed,
+        outputs=EngineOutputs(frame=frame, offload=offload),
+        forecaster=forecaster,
+    )
 
 
 def day_series(
@@ -52,19 +80,10 @@ def day_series(
                 f"{recording} was recorded on scenario parameters {rec.meta.param_hash} ({rec.meta.scenario}); "
                 f"scenario {params.scenario.name!r} has {params.param_hash}"
             )
-        backend = ReplayBackend(rec, roads=False)
+        engine = replay_engine(scenario, rec, migration_policy=migration_policy)
+        decisions = engine.decisions
         m = len(scenario.layout)
-        decisions = PolicyDecisions(params, m, migration_policy, seed=int(rec.meta.seed), check_param_hash=False)
-        engine = Engine(
-            params,
-            scenario.layout,
-            scenario.projection,
-            backend,
-            decisions,
-            seed=int(rec.meta.seed),
-            outputs=EngineOutputs(frame=False, offload=False),
-        )
-        total = backend.remaining_ticks()
+        total = engine.backend.remaining_ticks()
         load = np.zeros((total, m))
         hosted = np.zeros((total, m))
         for t in range(total):
