@@ -658,7 +658,7 @@ def predictor_train(
     seed: Annotated[int, typer.Option(help="Seed of the weights and batches.")] = 0,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (the learning rate decays over them).")] = 8,
     steps_per_epoch: Annotated[int, typer.Option(min=1, help="Batches of 1,024 windows per epoch.")] = 100,
-    max_train_s: Annotated[float, typer.Option(min=1.0, help="Wall-clock budget: no epoch starts after it.")] = 100.0,
+    max_train_s: Annotated[float, typer.Option(min=1.0, help="CPU-seconds budget: no epoch starts after it.")] = 100.0,
     threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
 ) -> None:
     """Train a workload predictor; keeps the best epoch on the validation part; writes safetensors + manifest."""
@@ -703,7 +703,8 @@ def predictor_train(
     for note in data.notes:
         typer.echo(f"note: {note}")
     typer.echo(
-        f"{m.algorithm}: {m.training['epochs_run']} epochs in {m.training['wall_s']:.1f} s, best epoch "
+        f"{m.algorithm}: {m.training['epochs_run']} epochs in {m.training['wall_s']:.1f} s "
+        f"({m.training['cpu_s']:.1f} s CPU), best epoch "
         f"{m.training['best_epoch']}; validation ({', '.join(m.data.split.val)}) {m.horizon_s:g} s ahead: "
         f"WAPE {100 * v['wape']:.3f} %, R^2 {v['r2']:.4f}"
     )

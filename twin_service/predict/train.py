@@ -4,7 +4,8 @@ One readable loop with its arguments in one dataclass. Every window of every tra
 :func:`~twin_service.predict.features.model_input` (what serving calls on the live window); batches are
 drawn at random from them, an epoch is a fixed number of batches, and the weights of the epoch with the
 lowest validation loss are kept. Training stops at ``epochs``, after ``patience`` epochs without
-improvement, or once ``max_train_s`` wall seconds are spent.
+improvement, or once ``max_train_s`` seconds of CPU are spent (CPU, not wall time: on a machine shared with
+other jobs a wall-clock budget would cut the same run at a different epoch each time).
 
 This module is training code: serving (``neural``, ``registry``) never imports it.
 """
@@ -61,7 +62,8 @@ class TrainArgs:
     """Huber: errors above this (in units of the target's standard deviation) count linearly."""
     """Epochs without a better validation loss before stopping."""
     max_train_s: float = 100.0
-    """Wall-clock budget: no epoch starts after it (the issue's goal: at most 2 min with data preparation)."""
+    """CPU budget (this process, data preparation included): no epoch starts after it. The issue's goal is at
+    most 2 min on this 2-core machine; on an idle one CPU and wall time are the same."""
     val_windows: int = 60_000
     """Validation rows (series x windows) drawn once, for the per-epoch loss."""
     seed: int = 0
@@ -146,6 +148,7 @@ def train_predictor(
     if args.window < 1 or args.horizon < 1:
         raise ValueError("window and horizon must be at least one step")
     started = time.perf_counter()
+    cpu_started = time.process_time()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -179,7 +182,7 @@ def train_predictor(
         bar = tqdm(total=args.epochs, desc=f"train {args.network}", unit="epoch", disable=not progress, leave=False)
         network.train()
         for epoch in range(1, args.epochs + 1):
-            if time.perf_counter() - started > args.max_train_s:
+            if time.process_time() - cpu_started > args.max_train_s:
                 break
             running = 0.0
             for _ in range(args.steps_per_epoch):
@@ -198,6 +201,7 @@ def train_predictor(
                     "train_loss": running / args.steps_per_epoch,
                     "val_loss": val_loss,
                     "wall_s": time.perf_counter() - started,
+                    "cpu_s": time.process_time() - cpu_started,
                 }
             )
             if val_loss < best_loss:
@@ -210,6 +214,7 @@ def train_predictor(
         network.load_state_dict(best_state)
         network.eval()
         train_s = time.perf_counter() - started
+        train_cpu_s = time.process_time() - cpu_started
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -236,6 +241,7 @@ def train_predictor(
             "val_rows": int(len(yv)),
             "prepare_s": round(prep_s, 2),
             "wall_s": round(train_s, 2),
+            "cpu_s": round(train_cpu_s, 2),
             "torch": torch.__version__,
             "curve": [{k: round(v, 6) for k, v in h.items()} for h in history],
         },
