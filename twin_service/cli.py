@@ -178,6 +178,11 @@ def run(
     if serve_api and decisions:
         fail("--api serves the decision API itself; give either --api or --decisions URL")
     settings = Settings()
+    from twin_service.predict.registry import predictor_names
+
+    known = predictor_names(settings.models_dir)
+    if predictor not in known:
+        fail(f"unknown workload predictor {predictor!r}; choose one of {', '.join(known)}")
     if replay is not None:
         scenario, seed = _replay_defaults(replay, scenario, seed)
     options = RunOptions(

@@ -145,3 +145,13 @@ def test_the_engine_feeds_the_predictor_its_own_load_history(small_scenario, sma
     assert not np.allclose(expected, loads[-1])  # a real forecast, not the current load
     assert ctx.observation.features.shape[1] == 2 * len(sc.layout) - 1
     assert (expected >= 0).all() and expected.max() < 1e3 * BITS_PER_MB
+
+
+def test_run_refuses_an_unknown_predictor_before_starting_anything():
+    from typer.testing import CliRunner
+
+    from twin_service.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--ticks", "1", "--predictor", "crystal-ball"])
+    assert result.exit_code == 2
+    assert "unknown workload predictor 'crystal-ball'; choose one of persistence, window-mean" in result.output

@@ -47,11 +47,13 @@ def load_forecaster(
     """The predictor called ``name``; :class:`UnknownPolicyError` if there is none, ``PredictorError`` if a
     stored one does not fit the scenario (other parameters or tick, or trained on a series file).
 
-    The scenario's parameter hash and tick come from ``params``, or are given (a reader of the twin store
-    knows them from the run's metadata); what is not known is not checked.
+    The scenario's parameter hash and tick come from ``params`` unless given (a reader of the twin store knows
+    them from the run's metadata; an environment with parameter overrides may pass its base scenario's hash to
+    serve a predictor trained there); what is not known is not checked.
     """
     if params is not None:
-        param_hash, tick_s = params.param_hash, params.simulation.tick_s
+        param_hash = param_hash or params.param_hash
+        tick_s = params.simulation.tick_s if tick_s is None else tick_s
     if name == "persistence":
         return PersistenceForecaster()
     if name == "window-mean":
