@@ -13,7 +13,9 @@ from typing import Any
 from twin_service.api.metrics import ApiMetrics
 from twin_service.config import (
     BITS_PER_MB,
+    ChannelParams,
     OffloadParams,
+    SatelliteParams,
     ScenarioError,
     ScenarioParams,
     Settings,
@@ -86,6 +88,8 @@ class RunContext:
     offload: OffloadParams
     layout: tuple[dict[str, Any], ...]
     fetched_at: float
+    channel: ChannelParams = field(default_factory=ChannelParams)
+    satellite: SatelliteParams = field(default_factory=SatelliteParams)
     _tables: dict[tuple[str, ...], ServerTable] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -197,6 +201,8 @@ class ApiState:
             offload=params.offload if params else OffloadParams(),
             layout=layout,
             fetched_at=time.monotonic(),
+            channel=params.channel if params else ChannelParams(),
+            satellite=params.satellite if params else SatelliteParams(),
         )
         self._run = run
         return run
@@ -256,6 +262,8 @@ class ApiState:
                 registry=self.registry,
                 n_servers=n_servers,
                 param_hash=run.param_hash,
+                channel=run.channel,
+                satellite=run.satellite,
             )
             self._policies[key] = policy
         return policy
