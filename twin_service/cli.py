@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 scenario_app = typer.Typer(help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
+train_app = typer.Typer(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -452,6 +454,88 @@ def evaluate(
     typer.echo(markdown_table(result.summary, ("latency_mean_s", "packet_loss", "load_variance_mb2", "reward_eq22")))
     typer.echo(markdown_table(result.summary, ("offload_cost_mean", "task_success_rate")))
     typer.echo(f"wrote tables and plots to {out}")
+
+
+@train_app.command("dm-mappo")
+def train_dm_mappo(
+    recordings: Annotated[
+        list[Path], typer.Option(help="Training days (repeat the option or separate with commas): days 1-6.")
+    ],
+    out: Annotated[Path, typer.Option(help="Model folder, e.g. models/dm-mappo-city (its name is the model's).")],
+    val_recordings: Annotated[
+        list[Path] | None, typer.Option(help="Validation day(s): the best actor on them is kept (day 7).")
+    ] = None,
+    scenario: Annotated[str | None, typer.Option(help="Scenario (default: the recordings').")] = None,
+    arch: Annotated[
+        str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
+    ] = "per-server",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 24_000,
+    rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
+    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    no_mask: Annotated[
+        bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23 (paper A Fig. 9).")
+    ] = False,
+    predictor: Annotated[
+        str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
+    ] = "persistence",
+    no_uavs: Annotated[bool, typer.Option("--no-uavs", help="Every UAV out of service.")] = False,
+    no_satellite: Annotated[bool, typer.Option("--no-satellite", help="The satellite out of service.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
+    ] = None,
+) -> None:
+    """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
+    import sys
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from twin_service.config import ScenarioError, Settings
+    from twin_service.engine.recording import RecordingError
+    from twin_service.learn.dm_mappo import Args, train
+    from twin_service.policies import PolicyError
+
+    if arch not in ("per-server", "paper"):
+        fail(f"unknown --arch {arch!r}; choose per-server or paper")
+    args = Args(
+        recordings=tuple(_split([str(r) for r in recordings])),
+        val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
+        out=str(out),
+        scenario=scenario,
+        arch=arch,  # type: ignore[arg-type]
+        seed=seed,
+        total_ticks=total_ticks,
+        rollout_ticks=rollout_ticks,
+        episode_s=episode_s,
+        dynamic_mask=not no_mask,
+        predictor=None if predictor == "persistence" else predictor,
+        models_dir=str(Settings().models_dir),
+        overrides=_overrides(set_),
+        no_uavs=no_uavs,
+        no_satellite=no_satellite,
+    )
+    command = "twin-service " + " ".join(sys.argv[1:])
+    try:
+        with Progress(
+            TextColumn("dm-mappo"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()
+        ) as bar:
+            task = bar.add_task("train", total=None, info="reference moments")
+
+            def progress(update: int, updates: int, row: dict[str, float]) -> None:
+                val = f", val reward {row['val_reward']:.3f}" if "val_reward" in row else ""
+                bar.update(
+                    task,
+                    total=updates,
+                    completed=update,
+                    info=f"reward {row['reward_mean']:.3f}, latency {row['latency_mean_s']:.3f} s, "
+                    f"entropy {row['entropy']:.2f}{val}",
+                )
+
+            folder = train(args, command, progress)
+    except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {folder} (manifest.json, weights.safetensors, curves.csv, curves.png)")
 
 
 def _start_api(engine, redis_url: str, options, settings, host: str, port: int):  # noqa: ANN001, ANN202

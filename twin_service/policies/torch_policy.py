@@ -130,8 +130,10 @@ class TorchOffloadPolicy:
         return expected_outcome(rho.double().numpy(), inputs, self.params)
 
 
-def build_migration_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) -> TorchMigrationPolicy:
-    """The ``mlp`` architecture's migration policy (``twin_service.policies.learned``)."""
+def build_migration_policy(
+    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: object = None
+) -> TorchMigrationPolicy:
+    """The ``mlp`` architecture's migration policy (``twin_service.policies.learned``): paper A's o_v."""
     return TorchMigrationPolicy(manifest, load_actor(manifest, state_dict))
 
 
