@@ -1,9 +1,10 @@
 """The dashboard's data: ``/v1/map``, the ``/v1/stream`` delta stream (over a real uvicorn and Redis), the
-delta encoder."""
+delta encoder, and the pages the service serves itself (dashboard, API docs without a CDN)."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 
@@ -225,3 +226,21 @@ def test_stream_is_in_the_openapi_document_with_its_key(client):
     assert op["security"] == [{"APIKeyHeader": []}]
     assert {p["name"] for p in op["parameters"]} == {"max_events", "poll_ms"}
     assert "/v1/map" in doc["paths"]
+
+
+def test_docs_and_dashboard_are_served_without_a_cdn(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    external = re.findall(r"""(?:src|href)=["']?(https?:)?//""", docs.text)
+    assert not [e for e in external if e], external
+    for asset in re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", docs.text):
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/redoc").status_code == 404  # ReDoc only comes from a CDN: off
+    assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard/"
+    page = client.get("/dashboard/")
+    assert page.status_code == 200 and '<canvas id="map"' in page.text
+    for asset in re.findall(r"""(?:src|href)="([^"#:]+)\"""", page.text):
+        if not asset.startswith(".."):
+            assert client.get(f"/dashboard/{asset}").status_code == 200, asset
+    script = client.get("/dashboard/dashboard.js").text
+    assert not re.findall(r"https?://", script), "the dashboard names an outside address"
