@@ -359,9 +359,11 @@
       const rgb = loadRgb(f);
       ctx.beginPath();
       ctx.arc(sx, sy, m.range_m * view.scale, 0, 2 * Math.PI);
-      ctx.fillStyle = rgba(rgb, 0.015 + 0.1 * f); // circles overlap: only a loaded server tints its area
-      ctx.fill();
-      ctx.strokeStyle = rgba(rgb, 0.18 + 0.5 * f);
+      if (f > 0.5) { // circles overlap: only a server past half its L_max tints its area
+        ctx.fillStyle = rgba(rgb, 0.25 * (f - 0.5));
+        ctx.fill();
+      }
+      ctx.strokeStyle = rgba(rgb, 0.2 + 0.5 * f);
       ctx.lineWidth = 1;
       ctx.stroke();
     });
