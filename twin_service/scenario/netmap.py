@@ -63,11 +63,11 @@ def simplify(points: NDArray[np.float64], tolerance_m: float) -> NDArray[np.floa
         a, b = points[first], points[last]
         inner = points[first + 1 : last]
         ab = b - a
-        length = float(np.hypot(*ab))
-        if length == 0.0:
+        squared = float(ab @ ab)
+        if squared == 0.0:  # (also when the length squared underflows)
             dist = np.hypot(*(inner - a).T)
         else:  # distance to the segment a-b (clamped projection)
-            t = np.clip(((inner - a) @ ab) / (length * length), 0.0, 1.0)
+            t = np.clip(((inner - a) @ ab) / squared, 0.0, 1.0)
             dist = np.hypot(*(inner - (a + t[:, None] * ab)).T)
         k = int(np.argmax(dist))
         if dist[k] > tolerance_m:
