@@ -566,13 +566,19 @@
   };
 
   // ---- charts -----------------------------------------------------------------------------------
-  function drawLine(canvas, series, colour, opts) {
+  function blank(canvas) {
+    // a cleared canvas at the screen's pixel ratio, drawn on in CSS pixels
     sizeCanvas(canvas);
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const w = canvas.clientWidth;
     const h = canvas.clientHeight;
     ctx.clearRect(0, 0, w, h);
+    return { ctx, w, h };
+  }
+
+  function drawLine(canvas, series, colour, opts) {
+    const { ctx, w, h } = blank(canvas);
     const all = series.flatMap((s) => s.points.map((p) => p[1])).filter(Number.isFinite);
     let points = 0;
     if (!all.length) return 0;
@@ -645,12 +651,7 @@
   }
 
   function drawLoads() {
-    sizeCanvas(loadsCanvas);
-    const ctx = loadsCanvas.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const w = loadsCanvas.clientWidth;
-    const h = loadsCanvas.clientHeight;
-    ctx.clearRect(0, 0, w, h);
+    const { ctx, w, h } = blank(loadsCanvas);
     const shown = state.servers.map((s, k) => k).filter((k) => serverCache(k));
     loadsCanvas.dataset.bars = 0;
     loadsCanvas.dataset.forecasts = 0;
