@@ -367,6 +367,10 @@ def evaluate(
     ] = None,
     episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
     warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,
+    begin: Annotated[
+        float | None, typer.Option(help="Evaluate from this sim time, s (the warm-up starts here; default: start).")
+    ] = None,
+    end: Annotated[float | None, typer.Option(help="Evaluate up to this sim time, s (default: the end).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic policies and server schedules.")] = 0,
     predictor: Annotated[
         str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
@@ -418,14 +422,16 @@ def evaluate(
         predictor=predictor,
         models_dir=Settings().models_dir,
     )
-    options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed)
+    options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
     migration = _split(migration_policy) or ["sticky-nearest"]
     offload = _split(offload_policy) or ["nearest-least-loaded"]
     try:
         ticks = 0
         for f in files:
             with Recording(f) as rec:
-                ticks += len(rec)
+                lo = rec.begin_s if begin is None else max(begin, rec.begin_s)
+                hi = rec.end_s if end is None else min(end, rec.end_s)
+                ticks += max(int((hi - lo) / rec.meta.tick_s), 0)
         with Progress() as bar:
             task = bar.add_task(
                 f"{len(migration) * len(offload)} policy pairs x {len(files)} days",
@@ -437,6 +443,8 @@ def evaluate(
             "recordings": [str(f) for f in files],
             "episode_s": episode_s,
             "warmup_s": warmup_s,
+            "begin_s": begin,
+            "end_s": end,
             "seed": seed,
             "variant": {
                 "no_uavs": no_uavs,

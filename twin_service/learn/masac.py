@@ -76,6 +76,8 @@ class Args:
     lr_alpha: float = 3e-4
     entropy_share: float = 0.3
     """Target entropy as a share of log(#feasible servers)."""
+    reward_scale: float = 0.1
+    """Rewards are multiplied by this before they enter the replay buffer (SAC is sensitive to their scale)."""
     hidden: int = 64
     candidates: int = DEFAULT_CANDIDATES
     dynamic_mask: bool = True
@@ -209,10 +211,10 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             x = _one(x_all, k)
             if out.alive[k]:
                 assert x_next_all is not None
-                replay.add(x, int(action[k]), float(out.rewards[k]), _one(x_next_all, j), False)
+                replay.add(x, int(action[k]), args.reward_scale * float(out.rewards[k]), _one(x_next_all, j), False)
                 j += 1
             else:  # reached its destination: no future
-                replay.add(x, int(action[k]), float(out.rewards[k]), x, True)
+                replay.add(x, int(action[k]), args.reward_scale * float(out.rewards[k]), x, True)
         batch = env.reset() if out.truncated else nxt
 
         if tick >= args.learning_starts:

@@ -73,9 +73,9 @@ def build_actor(manifest: ModelManifest) -> PerServerActor:
     return PerServerActor(manifest.observation.feature_dim, arch.hidden, arch.activation)
 
 
-STAY_BIAS_INIT = 2.0
-"""Initial prior for the current host: an untrained actor stays about e^2 = 7 times likelier than it moves to
-any one candidate, instead of migrating at random every tick."""
+STAY_BIAS_INIT = 5.0
+"""Initial prior for the current host: an untrained actor moves a twin in about 5 % of the ticks (e^5 = 148 to
+one, against about eight candidates) instead of migrating at random every tick; training adjusts it."""
 DEFAULT_CANDIDATES = 8
 """Ground or air servers a vehicle weighs: its nearest feasible ones (plus its host and the satellite)."""
 
