@@ -308,11 +308,7 @@ def evaluate_policies(
     opened = [Recording(p) for p in recordings]
     try:
         for rec in opened:
-            if rec.meta.param_hash != base.params.param_hash:
-                raise RecordingError(
-                    f"{rec.path} was recorded on scenario parameters {rec.meta.param_hash} ({rec.meta.scenario}); "
-                    f"the scenario evaluated has {base.params.param_hash}"
-                )
+            base.check_recording(rec.path, rec.meta.mobility_hash, rec.meta.param_hash, rec.meta.scenario)
         pairs = [(m, o) for m in migration_policies for o in offload_policies]
         runs: dict[tuple[str, str], list[tuple[str, int, _Sums]]] = {}
         series: list[dict[str, Any]] = []
