@@ -126,3 +126,26 @@ def test_twins_placed_together_spread_as_the_loads_update():
     obs = migration_observation(dist, np.zeros(4), S_V, servers, np.full(6, -1))
     target = migration_policy("least-loaded", task=TASK, channel=CH, satellite=SAT).decide(obs, servers, None).target
     assert sorted(np.bincount(target, minlength=4)[:2]) == [3, 3]  # not all six on the nearest
+
+
+def test_sampled_execution_draws_allowed_servers_as_often_as_their_probability():
+    import torch
+
+    from twin_service.policies.manifest import ActionSpec, Architecture, ModelManifest, ObservationSpec
+    from twin_service.policies.torch_policy import ExecutionSampler
+
+    def manifest(execution: str) -> ModelManifest:
+        return ModelManifest(
+            name="m", kind="migration", algorithm="x", version="1",
+            observation=ObservationSpec(feature_dim=5, n_servers=3), action=ActionSpec(type="discrete", n=3),
+            architecture=Architecture(options={"execution": execution}), scenario_param_hash="h",
+            training_command="c", seed=7,
+        )  # fmt: skip
+
+    probs = torch.tensor([[0.2, 0.0, 0.8]] * 4000)
+    logits = torch.log(probs.clamp(min=1e-12))
+    draws = ExecutionSampler(manifest("sample")).choose(logits, probs)
+    assert set(draws.tolist()) == {0, 2}  # never the masked server
+    assert abs((draws == 2).mean() - 0.8) < 0.03
+    np.testing.assert_array_equal(draws, ExecutionSampler(manifest("sample")).choose(logits, probs))  # seeded
+    assert (ExecutionSampler(manifest("argmax")).choose(logits, probs) == 2).all()

@@ -292,16 +292,24 @@ def reference_moments(core: MigrationCore, policy_name: str, ticks: int, seed: i
     )
 
 
-def validate(policy: Policy | Callable[[MigrationBatch], NDArray[np.int64]], core: MigrationCore) -> dict[str, float]:
+def validate(
+    policy: Policy | Callable[[MigrationBatch], NDArray[np.int64]],
+    core: MigrationCore,
+    execution: Literal["argmax", "sample"] = "argmax",
+    prefix: str = "val_",
+) -> dict[str, float]:
     """A policy over the validation window: mean reward and KPIs.
 
-    ``policy`` is the actor (deterministic: argmax, Eq. 20) or a function of the batch (a heuristic)."""
+    ``policy`` is the actor, executed by argmax (paper A Eq. 20) or by sampling its distribution (a fixed
+    seed), or a function of the batch (a heuristic)."""
     batch = core.reset(0)
+    gen = torch.Generator().manual_seed(0)
     rewards, latency, failed, variance, migrations, vehicles = [], [], [], [], 0.0, 0
     with torch.no_grad():
         while True:
             if isinstance(policy, Policy):
-                action = policy.distribution(policy.inputs(batch, np.arange(len(batch)))).mode().numpy()
+                dist = policy.distribution(policy.inputs(batch, np.arange(len(batch))))
+                action = (dist.mode() if execution == "argmax" else dist.sample(gen)).numpy()
             else:
                 action = policy(batch)
             out = core.step(action)
@@ -315,11 +323,11 @@ def validate(policy: Policy | Callable[[MigrationBatch], NDArray[np.int64]], cor
                 break
             batch = out.next
     return {
-        "val_reward": float(np.concatenate(rewards).mean()),
-        "val_latency_mean_s": float(np.concatenate(latency).mean()),
-        "val_packet_loss": float(np.concatenate(failed).mean()),
-        "val_load_variance_mb2": float(np.mean(variance)),
-        "val_migrations_per_vehicle_tick": migrations / max(vehicles, 1),
+        f"{prefix}reward": float(np.concatenate(rewards).mean()),
+        f"{prefix}latency_mean_s": float(np.concatenate(latency).mean()),
+        f"{prefix}packet_loss": float(np.concatenate(failed).mean()),
+        f"{prefix}load_variance_mb2": float(np.mean(variance)),
+        f"{prefix}migrations_per_vehicle_tick": migrations / max(vehicles, 1),
     }
 
 
@@ -523,10 +531,20 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             **{k: v / max(n_mb, 1) for k, v in stats_upd.items()},
         }
         if val_env is not None and (update % args.val_every == 0 or update == n_updates):
-            row |= validate(policy, val_env)
-            score = row["val_reward"]
-            if best is None or score > best[0]:
-                best = (score, {k: v.clone() for k, v in policy.actor.state_dict().items()}, dict(row))
+            # Both ways of executing the shared policy: argmax (paper A Eq. 20) sends every vehicle that sees
+            # the same best server there at once; sampling keeps the mixed strategy PPO learned.
+            row |= validate(policy, val_env, "argmax", "val_")
+            row |= validate(policy, val_env, "sample", "val_sample_")
+            for execution, prefix in (("argmax", "val_"), ("sample", "val_sample_")):
+                score = row[f"{prefix}reward"]
+                if best is None or score > best[0]:
+                    chosen = {
+                        k: row[f"{prefix}{k[4:]}"]
+                        for k in row
+                        if k.startswith("val_") and not k.startswith("val_sample_")
+                    }
+                    best = (score, {k: v.clone() for k, v in policy.actor.state_dict().items()},
+                            {**row, **chosen, "execution_sample": float(execution == "sample")})  # fmt: skip
         curves.append(row)
         if on_update is not None:
             on_update(update, n_updates, row)
@@ -543,16 +561,22 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
 
 def _save(args, scenario, env, policy, state_dict, row, stats, command, elapsed, out_dir, baselines) -> Path:  # noqa: ANN001
     params = env.params
+    execution = "sample" if row.get("execution_sample") else "argmax"
     if args.arch == "paper":
         obs_spec, act_spec = migration_spec(env.n_servers, params.simulation.history_window)
-        arch = Architecture(kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh")
+        arch = Architecture(
+            kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh", options={"execution": execution}
+        )
     else:
         obs_spec, act_spec = per_server_spec(env.n_servers, params.simulation.history_window)
         width = max(args.hidden // 2, 8)
         arch = Architecture(
-            kind=PER_SERVER, hidden=(width, width), activation="tanh", options={"candidates": args.candidates}
+            kind=PER_SERVER,
+            hidden=(width, width),
+            activation="tanh",
+            options={"candidates": args.candidates, "execution": execution},
         )
-    evaluation = {k: float(v) for k, v in row.items() if k.startswith("val_")}
+    evaluation = {k: float(v) for k, v in row.items() if k.startswith("val_") and not k.startswith("val_sample_")}
     manifest = ModelManifest(
         name=out_dir.name,
         kind="migration",
@@ -605,10 +629,10 @@ def _write_curves(out_dir: Path, curves: list[dict[str, float]], baselines: dict
     import matplotlib.pyplot as plt
 
     panels = [
-        ("reward_mean", "val_reward"),
-        ("latency_mean_s", "val_latency_mean_s"),
-        ("packet_loss", "val_packet_loss"),
-        ("load_variance_mb2", "val_load_variance_mb2"),
+        ("reward_mean", "val_reward", "val_sample_reward"),
+        ("latency_mean_s", "val_latency_mean_s", "val_sample_latency_mean_s"),
+        ("packet_loss", "val_packet_loss", "val_sample_packet_loss"),
+        ("load_variance_mb2", "val_load_variance_mb2", "val_sample_load_variance_mb2"),
         ("pg_loss",),
         ("value_loss",),
         ("entropy",),

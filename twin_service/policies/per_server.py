@@ -5,8 +5,9 @@ distance over range, the compute latency the twin would see there, load, room, t
 host, and the current host's latency and distance), embedded by a shared MLP and compared with the mean
 embedding of the vehicle's feasible servers (a Deep Sets context, so that a server is scored against its
 alternatives). Only feasible pairs are scored; the others keep
-:data:`~twin_service.policies.torch_policy.MASKED_LOGIT`. The action is the argmax (paper A Eq. 20). The same
-network serves any number of servers, in any city.
+:data:`~twin_service.policies.torch_policy.MASKED_LOGIT`. The action is the argmax (paper A Eq. 20) or a draw
+from the policy (``execution`` in the manifest: whichever validated better). The same network serves any
+number of servers, in any city.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from twin_service.observe import PER_SERVER_FEATURES, MigrationObservation, Serv
 from twin_service.policies.base import MigrationDecision
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
-from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, masked_probabilities
+from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, ExecutionSampler, masked_probabilities
 
 
 def _mlp(sizes: Sequence[int], activation: str, last_activation: bool) -> nn.Sequential:
@@ -127,6 +128,7 @@ class PerServerMigrationPolicy:
         self.actor = actor
         self.task = task
         self.nearest = int(manifest.architecture.options.get("candidates", DEFAULT_CANDIDATES))
+        self.sampler = ExecutionSampler(manifest)
 
     def logits(self, observation: MigrationObservation, host: NDArray[np.int64] | None) -> torch.Tensor:
         """``(V, M)`` logits of each vehicle's candidate servers (the others at ``MASKED_LOGIT``)."""
@@ -151,8 +153,7 @@ class PerServerMigrationPolicy:
         logits = self.logits(observation, host)
         with torch.inference_mode():
             probs = masked_probabilities(logits, logits > MASKED_LOGIT / 2)
-            target = torch.argmax(logits, dim=-1)
-        return MigrationDecision(target.numpy().astype(np.int64), probs.numpy())
+        return MigrationDecision(self.sampler.choose(logits, probs), probs.numpy())
 
 
 def build_migration_policy(
