@@ -478,7 +478,7 @@ def train_dm_mappo(
         str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
     ] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 24_000,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 16_384,
     rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
     episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[
@@ -495,26 +495,85 @@ def train_dm_mappo(
     ] = None,
 ) -> None:
     """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
+    from twin_service.learn.dm_mappo import Args, train
+
+    _train(
+        "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
+        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks},
+    )  # fmt: skip
+
+
+@train_app.command("masac")
+def train_masac(
+    recordings: Annotated[
+        list[Path], typer.Option(help="Training days (repeat the option or separate with commas): days 1-6.")
+    ],
+    out: Annotated[Path, typer.Option(help="Model folder, e.g. models/masac-city (its name is the model's).")],
+    val_recordings: Annotated[
+        list[Path] | None, typer.Option(help="Validation day(s): the best actor on them is kept (day 7).")
+    ] = None,
+    scenario: Annotated[str | None, typer.Option(help="Scenario (default: the recordings').")] = None,
+    arch: Annotated[str, typer.Option(help="per-server or paper (as for dm-mappo).")] = "per-server",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, sampling, replay and episodes.")] = 1,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 8_192,
+    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23.")] = False,
+    predictor: Annotated[
+        str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
+    ] = "persistence",
+    no_uavs: Annotated[bool, typer.Option("--no-uavs", help="Every UAV out of service.")] = False,
+    no_satellite: Annotated[bool, typer.Option("--no-satellite", help="The satellite out of service.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
+    ] = None,
+) -> None:
+    """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
+    from twin_service.learn.masac import Args, train
+
+    _train(
+        "masac", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
+        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512},
+    )  # fmt: skip
+
+
+def _train(  # noqa: PLR0913 - the options shared by the migration trainers
+    algorithm: str,
+    args_type,  # noqa: ANN001
+    train,  # noqa: ANN001
+    recordings: list[Path],
+    val_recordings: list[Path] | None,
+    out: Path,
+    scenario: str | None,
+    arch: str,
+    seed: int,
+    total_ticks: int,
+    episode_s: float,
+    no_mask: bool,
+    predictor: str,
+    no_uavs: bool,
+    no_satellite: bool,
+    set_: list[str] | None,
+    extra: dict[str, object],
+) -> None:
     import sys
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from twin_service.config import ScenarioError, Settings
     from twin_service.engine.recording import RecordingError
-    from twin_service.learn.dm_mappo import Args, train
     from twin_service.policies import PolicyError
 
     if arch not in ("per-server", "paper"):
         fail(f"unknown --arch {arch!r}; choose per-server or paper")
-    args = Args(
+    args = args_type(
         recordings=tuple(_split([str(r) for r in recordings])),
         val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
         out=str(out),
         scenario=scenario,
-        arch=arch,  # type: ignore[arg-type]
+        arch=arch,
         seed=seed,
         total_ticks=total_ticks,
-        rollout_ticks=rollout_ticks,
         episode_s=episode_s,
         dynamic_mask=not no_mask,
         predictor=None if predictor == "persistence" else predictor,
@@ -522,20 +581,21 @@ def train_dm_mappo(
         overrides=_overrides(set_),
         no_uavs=no_uavs,
         no_satellite=no_satellite,
+        **extra,
     )
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
         with Progress(
-            TextColumn("dm-mappo"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()
+            TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()
         ) as bar:
             task = bar.add_task("train", total=None, info="reference moments")
 
-            def progress(update: int, updates: int, row: dict[str, float]) -> None:
+            def progress(done: int, total: int, row: dict[str, float]) -> None:
                 val = f", val reward {row['val_reward']:.3f}" if "val_reward" in row else ""
                 bar.update(
                     task,
-                    total=updates,
-                    completed=update,
+                    total=total,
+                    completed=done,
                     info=f"reward {row['reward_mean']:.3f}, latency {row['latency_mean_s']:.3f} s, "
                     f"entropy {row['entropy']:.2f}{val}",
                 )

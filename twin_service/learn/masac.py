@@ -273,9 +273,13 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             losses = dict.fromkeys(losses, 0.0)
             n_losses, reward_sum, reward_n = 0, 0.0, 0
             if val_env is not None:
-                row |= validate(policy, val_env)
-                if best is None or row["val_reward"] > best[0]:
-                    best = (row["val_reward"], {k: v.clone() for k, v in policy.actor.state_dict().items()}, dict(row))
+                row |= validate(policy, val_env, "argmax", "val_")
+                row |= validate(policy, val_env, "sample", "val_sample_")
+                for execution, prefix in (("argmax", "val_"), ("sample", "val_sample_")):
+                    if best is None or row[f"{prefix}reward"] > best[0]:
+                        picked = {k: row[f"{prefix}{k[4:]}"] for k in row if k.startswith("val_") and "sample" not in k}
+                        state = {k: v.clone() for k, v in policy.actor.state_dict().items()}
+                        best = (row[f"{prefix}reward"], state, {**row, **picked, "execution": execution})
             curves.append(row)
             if on_update is not None:
                 on_update(tick, args.total_ticks, row)
@@ -285,14 +289,16 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
     chosen, chosen_row = (best[1], best[2]) if best is not None else (policy.actor.state_dict(), curves[-1])
     _write_curves(out_dir, curves, baselines)
     params = env.params
+    execution = str(chosen_row.get("execution", "argmax"))
     if args.arch == "paper":
         obs_spec, act_spec = migration_spec(env.n_servers, params.simulation.history_window)
-        arch = Architecture(kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh")
+        arch = Architecture(kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh",
+                            options={"execution": execution})  # fmt: skip
     else:
         obs_spec, act_spec = per_server_spec(env.n_servers, params.simulation.history_window)
         width = max(args.hidden // 2, 8)
         arch = Architecture(kind=PER_SERVER, hidden=(width, width), activation="tanh",
-                            options={"candidates": args.candidates})  # fmt: skip
+                            options={"candidates": args.candidates, "execution": execution})  # fmt: skip
     manifest = ModelManifest(
         name=out_dir.name,
         kind="migration",
@@ -305,7 +311,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         scenario_param_hash=scenario.params.param_hash,
         training_command=command,
         seed=args.seed,
-        evaluation={k: float(v) for k, v in chosen_row.items() if k.startswith("val_")},
+        evaluation={k: float(v) for k, v in chosen_row.items() if k.startswith("val_") and "sample" not in k},
         training={
             "args": asdict(args),
             "recordings": [_describe(r) for r in args.recordings],
