@@ -10,8 +10,9 @@ Modules (paper A = DM-MAPPO twin migration, paper B = AF-MARL federated offloadi
 * :mod:`.channel` - free-space gain (A, Eq. 3), Shannon rate (A, Eq. 4-5, 11), paper B's
   calibrated, truncated rate (B, Eq. 8) and noise conversion.
 * :mod:`.migration` - access and migration latency (A, Eq. 6-7, 10-13), server load and backlog
-  drain (A, Eq. 8), compute latency (A, Eq. 9), failure and packet loss (A, Eq. 14-15), load
-  variance (A, Eq. 16b), running z-score and rewards (A, Eq. 21-22), dynamic mask (A, Eq. 23).
+  drain (A, Eq. 8), the satellite's finite queue, compute latency (A, Eq. 9), failure and packet
+  loss (A, Eq. 14-15), load variance (A, Eq. 16b), running z-score and rewards (A, Eq. 21-22),
+  dynamic mask (A, Eq. 23).
 * :mod:`.offload` - local and edge delay/energy, RSU CPU share, price, cost and reward for a
   partial offloading fraction (B, Eq. 5-15, 21-22, 53, C.6).
 """
@@ -54,6 +55,7 @@ from twin_service.physics.migration import (
     satellite_leg_delay_matrix_s,
     satellite_leg_delay_s,
     satellite_propagation_delay_s,
+    satellite_queue_bits,
     server_load_bits,
     service_failure,
     shaped_reward,
@@ -126,6 +128,7 @@ __all__ = [
     "satellite_leg_delay_matrix_s",
     "satellite_leg_delay_s",
     "satellite_propagation_delay_s",
+    "satellite_queue_bits",
     "server_distance_matrix_m",
     "server_load_bits",
     "service_failure",
