@@ -13,6 +13,7 @@ from twin_service.physics import (
     access_latency_s,
     compute_latency_s,
     drain_backlog_bits,
+    dropped_bits,
     free_space_rate_bps,
     load_variance,
     migration_flag,
@@ -83,6 +84,8 @@ def test_drain_backlog_hand_values() -> None:
     assert drain_backlog_bits(40e6, C_M, E_V, 0.5) == pytest.approx(24e6)
     # an optional cache bound drops what would overflow: 3e9 - 32e6 = 2.968e9 -> 2.4e9
     assert drain_backlog_bits(3e9, C_M, E_V, 1.0, cache_bits=L_MAX) == pytest.approx(L_MAX)
+    # ... and that overflow is what is dropped: 2.968e9 - 2.4e9 = 568e6; nothing below the cache
+    np.testing.assert_allclose(dropped_bits([3e9, 2e9], C_M, E_V, 1.0, L_MAX), [568e6, 0.0])
 
 
 def test_compute_latency_hand_values() -> None:
@@ -241,6 +244,11 @@ def test_backlog_never_negative_and_never_grows(load: np.ndarray, cpu: float, e_
     after = drain_backlog_bits(load, cpu, e_v, tick)
     assert np.all(after >= 0.0)
     assert np.all(after <= load)
+    # with a cache, nothing is lost: what stays, what was worked off and what was dropped make up the load
+    cache = load.mean()
+    kept = drain_backlog_bits(load, cpu, e_v, tick, cache)
+    done = np.minimum(load, cpu / e_v * tick)
+    np.testing.assert_allclose(kept + done + dropped_bits(load, cpu, e_v, tick, cache), load, rtol=1e-9, atol=1e-3)
 
 
 @given(

@@ -205,6 +205,23 @@ def drain_backlog_bits(
     return np.clip(_f64(load_bits) - drained, 0.0, _f64(cache_bits))
 
 
+def dropped_bits(
+    load_bits: ArrayLike,
+    cpu_hz: ArrayLike,
+    cycles_per_bit: ArrayLike,
+    tick_s: float,
+    cache_bits: ArrayLike,
+) -> NDArray[np.float64]:
+    """Data a server drops in one tick: ``max(0, S'_m - C_m / e_v * tick - cache)``, bits.
+
+    What :func:`drain_backlog_bits` clips off with ``cache_bits``: the work neither done in the tick
+    nor held in the cache (L_max; the satellite: its queue). 32 GHz at 1000 cycles/bit with a 2.4e9 bit
+    cache: a load of 3e9 bits drops 3e9 - 32e6 - 2.4e9 = 568e6 bits.
+    """
+    drained = _f64(cpu_hz) / _f64(cycles_per_bit) * tick_s
+    return np.maximum(_f64(load_bits) - drained - _f64(cache_bits), 0.0)
+
+
 def compute_latency_s(
     load_bits: ArrayLike,
     cycles_per_bit: ArrayLike,
