@@ -76,7 +76,7 @@ def scenario_import(
     of the twins' data at that peak than the built city's does at its calibration point (20 % of its RSUs
     overloaded), with the city's e_v: the servers' physics stays the same, so KPIs compare across cities. UAVs
     follow at the city's 10 per 76 RSUs; the layout rule puts RSUs at busy, signalised junctions. What was
-    found goes to params.toml [calibration]. On the Hamburg test field this takes about half a minute.
+    found goes to params.toml \\[calibration]. On the Hamburg test field this takes about half a minute of CPU.
     """
     from twin_service.bridge.calibrate import record_demand
     from twin_service.config import ScenarioError

@@ -115,7 +115,7 @@ class CalibrationResult:
     share_mean_window: float
     share_max_window: float
     dropped_share_at_peak: float
-    """Share of the data offered around the peak that the servers drop (:func:`dropped_data_share`)."""
+    """Share of the data offered around the peak that the servers drop (:func:`dropped_share_at_peak`)."""
     vehicles_at_peak: float
     satellite_hosted_share_at_peak: float
     """Share of vehicles out of every RSU/UAV range (hosted by the satellite) around the peak."""
@@ -203,25 +203,6 @@ def overloaded_rsu_share(
     return (loads[:, rsu] > limit).mean(axis=1)
 
 
-def dropped_data_share(
-    trace: HostingTrace,
-    layout: EdgeLayout,
-    data_size_mb: float,
-    cycles_per_bit: float,
-    tick_s: float = 1.0,
-    satellite_queue_mb: float = math.inf,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``(T,)`` bits dropped by all servers (:func:`physics.dropped_bits`) and bits offered, at each tick.
-
-    Offered is every running vehicle's S_v. Their ratio is the share of the twins' data that the hosting
-    leaves undone: what overflows the caches of the servers it overloads.
-    """
-    loads = rsu_load_trace(trace, layout, data_size_mb, cycles_per_bit, tick_s, satellite_queue_mb)
-    hold = server_hold_bits(layout, satellite_queue_mb)
-    dropped = dropped_bits(loads, layout.cpu_hz, cycles_per_bit, tick_s, hold).sum(axis=1)
-    return dropped, trace.vehicles * data_size_mb * BITS_PER_MB
-
-
 def dropped_share_at_peak(
     trace: HostingTrace,
     layout: EdgeLayout,
@@ -232,11 +213,17 @@ def dropped_share_at_peak(
     satellite_queue_mb: float = math.inf,
     halfwidth_s: float = PEAK_HALFWIDTH_S,
 ) -> float:
-    """Share of the data offered over ``peak_s +- halfwidth_s`` that the servers drop."""
-    dropped, offered = dropped_data_share(trace, layout, data_size_mb, cycles_per_bit, tick_s, satellite_queue_mb)
+    """Share of the twins' data offered over ``peak_s +- halfwidth_s`` that the servers drop.
+
+    Offered is every running vehicle's S_v each tick; dropped is what overflows the caches of the servers
+    the hosting overloads (:func:`physics.dropped_bits`; the satellite's cache is its queue).
+    """
+    loads = rsu_load_trace(trace, layout, data_size_mb, cycles_per_bit, tick_s, satellite_queue_mb)
+    hold = server_hold_bits(layout, satellite_queue_mb)
+    dropped = dropped_bits(loads, layout.cpu_hz, cycles_per_bit, tick_s, hold).sum(axis=1)
     at_peak = _peak_mask(trace, peak_s, halfwidth_s)
-    total = offered[at_peak].sum()
-    return float(dropped[at_peak].sum() / total) if total > 0 else 0.0
+    offered = trace.vehicles[at_peak].sum() * data_size_mb * BITS_PER_MB
+    return float(dropped[at_peak].sum() / offered) if offered > 0 else 0.0
 
 
 def _satellite_share(trace: HostingTrace, satellite_index: int, ticks: NDArray[np.bool_]) -> float:
