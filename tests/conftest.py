@@ -8,13 +8,16 @@ never see each other's data even on a shared server.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.shared_data import HAMBURG_CFG, folder_fingerprint
 from tests.small_scenario import build_small_scenario
 from twin_service.twins.server import RedisHandle, open_redis
 
@@ -61,3 +64,39 @@ def small_recording(small_scenario: Path, tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("recordings") / "small-s3.npz"
     record_scenario(small_scenario, out, seed=3, end_s=SMALL_RECORDING_END_S)
     return out
+
+
+@dataclass(frozen=True)
+class ImportedCity:
+    """A real city imported once for the session (``twin-service scenario import``)."""
+
+    out: Path
+    source_fingerprint: dict[str, tuple[str, int]]
+    """The original folder's files before the import (it must stay untouched)."""
+    demand: object
+    """The demand pass's ``DemandTrace``: replaying it re-imports without running SUMO again."""
+    import_s: float
+    """Wall seconds the import took."""
+    files: tuple[str, ...]
+    """What the import wrote (runs of the scenario add SUMO's outputs beside it)."""
+
+
+@pytest.fixture(scope="session")
+def hamburg_import(tmp_path_factory: pytest.TempPathFactory) -> ImportedCity:
+    """The Hamburg test field, provisioned for its demand (the pass runs SUMO over its 20 minutes: ~20-40 s)."""
+    if not HAMBURG_CFG.is_file():
+        pytest.skip(f"the Hamburg test field is not available at {HAMBURG_CFG.parent}")
+    from twin_service.bridge.calibrate import record_demand
+    from twin_service.scenario.importer import import_scenario
+
+    before = folder_fingerprint(HAMBURG_CFG.parent)
+    traces = []
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        traces.append(record_demand(*args, **kwargs))
+        return traces[-1]
+
+    started = time.perf_counter()
+    out = import_scenario(HAMBURG_CFG, out=tmp_path_factory.mktemp("hamburg") / "tavf", seed=1, record_demand=recording)
+    elapsed = time.perf_counter() - started
+    return ImportedCity(out, before, traces[0], elapsed, tuple(sorted(p.name for p in out.iterdir())))

@@ -6,6 +6,7 @@ CI clones the repo with ``shared/`` beside it; a developer's fresh clone elsewhe
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -23,3 +24,13 @@ def shared_dir() -> Path:
 
 
 HAMBURG_DIR = shared_dir() / "scenarios" / "tavf-hamburg"
+HAMBURG_CFG = HAMBURG_DIR / "run_simulation.sumocfg"
+
+
+def folder_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime (ns) of every file under a folder."""
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

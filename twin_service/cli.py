@@ -31,6 +31,8 @@ predictor_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(predictor_app, name="predictor")
+train_app = typer.Typer(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -66,17 +68,62 @@ def scenario_build(
 def scenario_import(
     sumocfg: Annotated[Path, typer.Argument(help="The SUMO configuration of a geo-referenced scenario.")],
     out: Annotated[Path, typer.Option(help="Folder to write the imported scenario into.")],
-    seed: Annotated[int, typer.Option(help="Seed for the UAV patrols and twin sampling.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for SUMO, the layout's tie-breaks and twin sampling.")] = 1,
+    rsus: Annotated[
+        int | None, typer.Option(min=1, help="Place this many RSUs instead of the count the demand needs.")
+    ] = None,
+    uavs: Annotated[
+        int | None, typer.Option(min=1, help="Fly this many UAVs instead of the city's 10 per 76 RSUs.")
+    ] = None,
 ) -> None:
-    """Place RSUs, UAV patrols and the satellite on a real SUMO city; the original is never changed."""
+    """Provision a real SUMO city for its traffic: RSUs, UAV patrols and the satellite; the original is never changed.
+
+    One headless SUMO pass over the scenario measures its demand: the running vehicles, and where they drive
+    around the busiest two minutes. The RSU count is then the fewest whose nearest-server hosting drops no more
+    of the twins' data at that peak than the built city's does at its calibration point (20 % of its RSUs
+    overloaded), with the city's e_v: the servers' physics stays the same, so KPIs compare across cities. UAVs
+    follow at the city's 10 per 76 RSUs; the layout rule puts RSUs at busy, signalised junctions. What was
+    found goes to params.toml \\[calibration]. On the Hamburg test field this takes about half a minute of CPU.
+    """
+    from twin_service.bridge.calibrate import record_demand
     from twin_service.config import ScenarioError
     from twin_service.scenario.importer import import_scenario
 
     try:
-        folder = import_scenario(sumocfg, out=out, seed=seed)
+        folder = import_scenario(
+            sumocfg,
+            out=out,
+            seed=seed,
+            record_demand=record_demand,
+            rsu_count=rsus,
+            uav_count=uavs,
+            progress=_DemandPassProgress(),
+        )
     except ScenarioError as exc:
         fail(str(exc))
+    from twin_service.config import load_params
+
+    found = load_params(folder).calibration
+    typer.echo(
+        f"{found['rsus']} RSUs, {found['uavs']} UAVs for {found['vehicles_at_peak']:.0f} vehicles at the demand peak "
+        f"({found['peak_time_s']:g} s): {found['dropped_data_share_at_peak']:.1%} of the data dropped under "
+        f"nearest-server hosting (city: {found['target_dropped_share']:.1%}), "
+        f"{found['overloaded_rsu_share_at_peak']:.1%} of the RSUs overloaded"
+    )
     typer.echo(f"wrote {folder}")
+
+
+class _DemandPassProgress:
+    """Prints the demand pass's progress at every tenth of the simulated span."""
+
+    def __init__(self) -> None:
+        self._shown = -1
+
+    def __call__(self, sim_time_s: float, end_s: float, vehicles: int) -> None:
+        tenth = int(10 * sim_time_s / end_s) if end_s > 0 else 10
+        if tenth > self._shown:
+            self._shown = tenth
+            typer.echo(f"demand pass: sim {sim_time_s:>7.0f} / {end_s:g} s  vehicles {vehicles:>6}")
 
 
 @app.command("run")
@@ -378,6 +425,10 @@ def evaluate(
     ] = None,
     episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
     warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,
+    begin: Annotated[
+        float | None, typer.Option(help="Evaluate from this sim time, s (the warm-up starts here; default: start).")
+    ] = None,
+    end: Annotated[float | None, typer.Option(help="Evaluate up to this sim time, s (default: the end).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic policies and server schedules.")] = 0,
     predictor: Annotated[
         str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
@@ -429,14 +480,16 @@ def evaluate(
         predictor=predictor,
         models_dir=Settings().models_dir,
     )
-    options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed)
+    options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
     migration = _split(migration_policy) or ["sticky-nearest"]
     offload = _split(offload_policy) or ["nearest-least-loaded"]
     try:
         ticks = 0
         for f in files:
             with Recording(f) as rec:
-                ticks += len(rec)
+                lo = rec.begin_s if begin is None else max(begin, rec.begin_s)
+                hi = rec.end_s if end is None else min(end, rec.end_s)
+                ticks += max(int((hi - lo) / rec.meta.tick_s), 0)
         with Progress() as bar:
             task = bar.add_task(
                 f"{len(migration) * len(offload)} policy pairs x {len(files)} days",
@@ -448,6 +501,8 @@ def evaluate(
             "recordings": [str(f) for f in files],
             "episode_s": episode_s,
             "warmup_s": warmup_s,
+            "begin_s": begin,
+            "end_s": end,
             "seed": seed,
             "variant": {
                 "no_uavs": no_uavs,
@@ -465,6 +520,148 @@ def evaluate(
     typer.echo(markdown_table(result.summary, ("latency_mean_s", "packet_loss", "load_variance_mb2", "reward_eq22")))
     typer.echo(markdown_table(result.summary, ("offload_cost_mean", "task_success_rate")))
     typer.echo(f"wrote tables and plots to {out}")
+
+
+@train_app.command("dm-mappo")
+def train_dm_mappo(
+    recordings: Annotated[
+        list[Path], typer.Option(help="Training days (repeat the option or separate with commas): days 1-6.")
+    ],
+    out: Annotated[Path, typer.Option(help="Model folder, e.g. models/dm-mappo-city (its name is the model's).")],
+    val_recordings: Annotated[
+        list[Path] | None, typer.Option(help="Validation day(s): the best actor on them is kept (day 7).")
+    ] = None,
+    scenario: Annotated[str | None, typer.Option(help="Scenario (default: the recordings').")] = None,
+    arch: Annotated[
+        str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
+    ] = "per-server",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 16_384,
+    rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
+    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    no_mask: Annotated[
+        bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23 (paper A Fig. 9).")
+    ] = False,
+    predictor: Annotated[
+        str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
+    ] = "persistence",
+    no_uavs: Annotated[bool, typer.Option("--no-uavs", help="Every UAV out of service.")] = False,
+    no_satellite: Annotated[bool, typer.Option("--no-satellite", help="The satellite out of service.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
+    ] = None,
+) -> None:
+    """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
+    from twin_service.learn.dm_mappo import Args, train
+
+    _train(
+        "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
+        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks},
+    )  # fmt: skip
+
+
+@train_app.command("masac")
+def train_masac(
+    recordings: Annotated[
+        list[Path], typer.Option(help="Training days (repeat the option or separate with commas): days 1-6.")
+    ],
+    out: Annotated[Path, typer.Option(help="Model folder, e.g. models/masac-city (its name is the model's).")],
+    val_recordings: Annotated[
+        list[Path] | None, typer.Option(help="Validation day(s): the best actor on them is kept (day 7).")
+    ] = None,
+    scenario: Annotated[str | None, typer.Option(help="Scenario (default: the recordings').")] = None,
+    arch: Annotated[str, typer.Option(help="per-server or paper (as for dm-mappo).")] = "per-server",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, sampling, replay and episodes.")] = 1,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 8_192,
+    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23.")] = False,
+    predictor: Annotated[
+        str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
+    ] = "persistence",
+    no_uavs: Annotated[bool, typer.Option("--no-uavs", help="Every UAV out of service.")] = False,
+    no_satellite: Annotated[bool, typer.Option("--no-satellite", help="The satellite out of service.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
+    ] = None,
+) -> None:
+    """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
+    from twin_service.learn.masac import Args, train
+
+    _train(
+        "masac", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
+        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512},
+    )  # fmt: skip
+
+
+def _train(  # noqa: PLR0913 - the options shared by the migration trainers
+    algorithm: str,
+    args_type,  # noqa: ANN001
+    train,  # noqa: ANN001
+    recordings: list[Path],
+    val_recordings: list[Path] | None,
+    out: Path,
+    scenario: str | None,
+    arch: str,
+    seed: int,
+    total_ticks: int,
+    episode_s: float,
+    no_mask: bool,
+    predictor: str,
+    no_uavs: bool,
+    no_satellite: bool,
+    set_: list[str] | None,
+    extra: dict[str, object],
+) -> None:
+    import sys
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from twin_service.config import ScenarioError, Settings
+    from twin_service.engine.recording import RecordingError
+    from twin_service.policies import PolicyError
+
+    if arch not in ("per-server", "paper"):
+        fail(f"unknown --arch {arch!r}; choose per-server or paper")
+    args = args_type(
+        recordings=tuple(_split([str(r) for r in recordings])),
+        val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
+        out=str(out),
+        scenario=scenario,
+        arch=arch,
+        seed=seed,
+        total_ticks=total_ticks,
+        episode_s=episode_s,
+        dynamic_mask=not no_mask,
+        predictor=None if predictor == "persistence" else predictor,
+        models_dir=str(Settings().models_dir),
+        overrides=_overrides(set_),
+        no_uavs=no_uavs,
+        no_satellite=no_satellite,
+        **extra,
+    )
+    command = "twin-service " + " ".join(sys.argv[1:])
+    try:
+        with Progress(
+            TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()
+        ) as bar:
+            task = bar.add_task("train", total=None, info="reference moments")
+
+            def progress(done: int, total: int, row: dict[str, float]) -> None:
+                val = f", val reward {row['val_reward']:.3f}" if "val_reward" in row else ""
+                bar.update(
+                    task,
+                    total=total,
+                    completed=done,
+                    info=f"reward {row['reward_mean']:.3f}, latency {row['latency_mean_s']:.3f} s, "
+                    f"entropy {row['entropy']:.2f}{val}",
+                )
+
+            folder = train(args, command, progress)
+    except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {folder} (manifest.json, weights.safetensors, curves.csv, curves.png)")
 
 
 def _start_api(engine, redis_url: str, options, settings, host: str, port: int):  # noqa: ANN001, ANN202

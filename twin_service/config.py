@@ -144,7 +144,13 @@ class SatelliteParams(_Section):
     altitude_m: float = 550e3
     cpu_hz: float = 80e9
     cache_mb: float = 1e9
-    """Effectively unlimited: the satellite is never masked (NOTES.md, Eq. 23)."""
+    """L_max, effectively unlimited: the satellite is never masked (NOTES.md, Eq. 23) nor overloaded (Eq. 9)."""
+    queue_mb: float = Field(default=750.0, gt=0)
+    """Its work queue, a separate bound from L_max (ours: paper A has none). Data that arrives while the queue
+    is full is dropped, and the twins it hosts fail (Eq. 14) while it overflows; Eq. 9 waits on at most this
+    much (``twin_service.physics.satellite_queue_bits``). Without it the backlog, and so the latency, grows
+    without bound once the ground servers are full. Sized to hold as long a wait as a full RSU cache:
+    300 MB x 80 GHz / 32 GHz = 750 MB, worked off in L_max e_v / C_m = 5.4 s at e_v = 72.3, whatever e_v is."""
 
 
 class RewardParams(_Section):

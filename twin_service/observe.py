@@ -183,6 +183,79 @@ def migration_observation(
     return MigrationObservation(mask, dist, loads, servers)
 
 
+PER_SERVER_FEATURES = (
+    "distance_over_range",
+    "log_distance_km",
+    "compute_latency_if_hosted_s",
+    "load_over_cache",
+    "room_after_join",
+    "is_current_host",
+    "tier_rsu",
+    "tier_uav",
+    "tier_satellite",
+    "host_compute_latency_s",
+    "host_distance_over_range",
+)
+"""Features of each (vehicle, server) pair for an actor that scores every server with one shared network.
+
+Unlike o_v (Eq. 19), whose length is tied to the layout, these describe a candidate host by what the
+physics makes of it: how far it is relative to its range, the compute latency the twin would see there
+(Eq. 9 with the predicted load plus the twin's own data unless it is already there), how full it is, its
+tier, whether it is the current host; and the vehicle's current host's latency and distance. One policy then
+serves any number of servers in any city, and UAVs joining or leaving need no retraining."""
+
+
+def per_server_features(
+    observation: MigrationObservation,
+    host_index: NDArray[np.int64] | None,
+    cycles_per_bit: float,
+    incoming_bits: float,
+    pairs: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None,
+) -> NDArray[np.float32]:
+    """Float32 features (``PER_SERVER_FEATURES``) of (vehicle, server) pairs.
+
+    ``pairs`` = ``(rows, cols)`` gives the pairs wanted (the feasible ones: an actor scores only those) and
+    the result is ``(P, F)``; without it every pair, ``(V, M, F)``. ``cycles_per_bit`` is e_v and
+    ``incoming_bits`` S_v (``[task]``); the satellite's L_max is unlimited, so its load and room features are
+    0 and 1 and its compute latency carries its load.
+    """
+    servers = observation.servers
+    dist_all = observation.distances_m
+    n, m = dist_all.shape
+    if pairs is None:
+        rows, cols = (a.reshape(-1) for a in np.indices((n, m)))
+    else:
+        rows, cols = np.asarray(pairs[0], dtype=np.intp), np.asarray(pairs[1], dtype=np.intp)
+    host = np.full(n, -1, dtype=np.int64) if host_index is None else np.asarray(host_index, dtype=np.int64)
+    has_host = (host >= 0) & (host < m)
+    at = np.where(has_host, host, 0)
+    load = np.asarray(observation.predicted_load_bits, dtype=np.float64)
+    sat = servers.is_satellite
+    limit = np.where(sat, 1.0, servers.load_max_bits)  # finite stand-in for the satellite (its ratios are fixed)
+    range_m = np.where(sat, 1.0, servers.range_m)
+    cpu = np.asarray(servers.cpu_hz, dtype=np.float64)
+    dist = np.asarray(dist_all[rows, cols], dtype=np.float64)
+    s = sat[cols]
+    is_host = has_host[rows] & (host[rows] == cols)
+    joined = load[cols] + np.where(is_host, 0.0, incoming_bits)
+    out = np.empty((len(rows), len(PER_SERVER_FEATURES)), dtype=np.float32)
+    out[:, 0] = np.where(s, 0.0, dist / range_m[cols])
+    out[:, 1] = np.log1p(dist / 1000.0)
+    out[:, 2] = cycles_per_bit * joined / cpu[cols]
+    out[:, 3] = np.where(s, 0.0, load[cols] / limit[cols])
+    out[:, 4] = np.where(s, 1.0, np.clip((limit[cols] - joined) / limit[cols], -1.0, 1.0))
+    out[:, 5] = is_host
+    tier = np.array([{"rsu": 0, "uav": 1}.get(t, 2) for t in servers.tiers])[cols]
+    out[:, 6:9] = np.eye(3, dtype=np.float32)[tier]
+    host_latency = np.where(has_host, cycles_per_bit * load[at] / cpu[at], 0.0)
+    host_ratio = np.where(
+        has_host & ~sat[at], np.asarray(dist_all[np.arange(n), at], dtype=np.float64) / range_m[at], 0.0
+    )
+    out[:, 9] = host_latency[rows]
+    out[:, 10] = host_ratio[rows]
+    return out if pairs is not None else out.reshape(n, m, len(PER_SERVER_FEATURES))
+
+
 OFFLOAD_FEATURES = (
     "f_hz",
     "r_bps",

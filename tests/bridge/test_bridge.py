@@ -173,13 +173,9 @@ def test_tick_writer_keeps_order_and_surfaces_a_failed_write():
     assert written == [1, 2]
 
 
-def test_a_run_on_an_imported_real_city(tmp_path: Path, redis_server: RedisHandle, key_prefix: str):
+def test_a_run_on_an_imported_real_city(hamburg_import, redis_server: RedisHandle, key_prefix: str):
     """The Hamburg test field, imported with edge servers placed on it, runs live into twins."""
-    from tests.shared_data import HAMBURG_DIR
-    from twin_service.scenario.importer import import_scenario
-
-    folder = import_scenario(HAMBURG_DIR / "run_simulation.sumocfg", out=tmp_path / "hamburg", seed=1)
-    options = RunOptions(scenario=folder, key_prefix=key_prefix, ticks=90)
+    options = RunOptions(scenario=hamburg_import.out, key_prefix=key_prefix, ticks=90)
     with open_bridge(options, redis=redis_server) as (engine, store, handle):
         summary = run_loop(engine, store, options, url=handle.url)
         running = set(engine.backend.api.vehicle.getIDList())

@@ -6,7 +6,6 @@ The fixture starts Xvfb, installing it first with apt-get when it is missing and
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,29 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.debian import ensure_debian_tool
 from twin_service.bridge.runner import RunOptions, open_bridge, run_loop
 from twin_service.twins.server import RedisHandle
 
 pytestmark = pytest.mark.gui
 
 
-def _ensure_xvfb() -> str:
-    found = shutil.which("Xvfb")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("Xvfb is not installed and cannot be installed here (needs root and apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "xvfb"], check=True, env=env, capture_output=True, timeout=600)
-    found = shutil.which("Xvfb")
-    assert found, "apt-get installed xvfb but Xvfb is not on PATH"
-    return found
-
-
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
-    xvfb = _ensure_xvfb()
+    xvfb = ensure_debian_tool("Xvfb", "xvfb")
     for number in range(90, 110):
         if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
             break

@@ -87,14 +87,14 @@ def test_bad_recordings_and_options_get_a_message(small_scenario: Path, small_re
         (("run", "--replay", str(garbage)), "not a readable twin-service recording"),
         (("evaluate", "--recordings", str(tmp_path / "none.npz"), "--out", str(tmp_path / "o")), "no recording at"),
         (("evaluate", "--recordings", str(small_recording), "--scenario", "city", "--out", str(tmp_path / "o")),
-         "recorded on scenario parameters"),
+         "recorded on another city or demand"),
         (("evaluate", "--recordings", str(small_recording), "--set", "task.nope=1", "--out", str(tmp_path / "o")),
          "unknown parameter task.nope"),
         (("evaluate", "--recordings", str(small_recording), "--episode-s", "5000", "--out", str(tmp_path / "o")),
          "too short"),
         (("record", "--scenario", str(small_scenario), "--out", str(tmp_path)), "is a directory"),
         (("run", "--replay", str(small_recording), "--scenario", "city", "--ticks", "3"),
-         "recorded on scenario"),
+         "recorded on another city or demand"),
     ]:  # fmt: skip
         out = _cli(*args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)

@@ -162,3 +162,28 @@ def test_a_replay_gives_the_live_runs_twins_and_kpis_tick_by_tick(
         k: v for k, v in replay["summary"].items() if k not in drop
     }
     assert replay["summary"]["backend"] == "replay"
+
+
+def test_a_recording_outlives_a_physics_change_but_not_another_demand(
+    small_scenario: Path, small_recording: Path, tmp_path: Path
+):
+    """Recordings are of mobility: changing a server's physics keeps them, changing the routes does not."""
+    import shutil
+
+    from twin_service.config import ScenarioError
+    from twin_service.scenario.folder import Scenario
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_scenario, copy)
+    params = (copy / "params.toml").read_text()
+    (copy / "params.toml").write_text(params.replace("cycles_per_bit = 40.0", "cycles_per_bit = 80.0"))
+    physics = Scenario.load(copy)
+    assert physics.params.param_hash != Scenario.load(small_scenario).params.param_hash
+    with Recording(small_recording) as rec:
+        m = rec.meta
+        physics.check_recording(small_recording, m.mobility_hash, m.param_hash, m.scenario)
+        routes = copy / "trips.trips.xml"
+        routes.write_text(routes.read_text().replace('depart="0.50"', 'depart="2.50"', 1))
+        other = Scenario.load(copy)
+        with pytest.raises(ScenarioError, match="another city or demand"):
+            other.check_recording(small_recording, m.mobility_hash, m.param_hash, m.scenario)

@@ -13,6 +13,7 @@ from twin_service.physics import (
     access_latency_s,
     compute_latency_s,
     drain_backlog_bits,
+    dropped_bits,
     free_space_rate_bps,
     load_variance,
     migration_flag,
@@ -23,6 +24,7 @@ from twin_service.physics import (
     packet_loss_rate,
     satellite_leg_delay_matrix_s,
     satellite_propagation_delay_s,
+    satellite_queue_bits,
     server_load_bits,
     service_failure,
     shaped_reward,
@@ -82,6 +84,8 @@ def test_drain_backlog_hand_values() -> None:
     assert drain_backlog_bits(40e6, C_M, E_V, 0.5) == pytest.approx(24e6)
     # an optional cache bound drops what would overflow: 3e9 - 32e6 = 2.968e9 -> 2.4e9
     assert drain_backlog_bits(3e9, C_M, E_V, 1.0, cache_bits=L_MAX) == pytest.approx(L_MAX)
+    # ... and that overflow is what is dropped: 2.968e9 - 2.4e9 = 568e6; nothing below the cache
+    np.testing.assert_allclose(dropped_bits([3e9, 2e9], C_M, E_V, 1.0, L_MAX), [568e6, 0.0])
 
 
 def test_compute_latency_hand_values() -> None:
@@ -126,6 +130,24 @@ def test_service_failure() -> None:
         [L_MAX, L_MAX, L_MAX, np.inf],
     )
     np.testing.assert_array_equal(xi, [False, True, True, False])
+
+
+def test_satellite_queue_hand_values() -> None:
+    """A 750 MB (6e9 bit) satellite queue, e_v = 72.3, C_s = 80 GHz: it works off 80e9 / 72.3 = 1.10650e9 bit/s."""
+    queue = satellite_queue_bits(IS_SAT, 750 * MB)
+    np.testing.assert_array_equal(queue, [np.inf, np.inf, 6e9])
+    load = np.array([1e9, 6e9, 9e9])  # three ticks of the satellite: light, exactly full, overflowing
+    # Eq. 9 on what the queue holds: 72.3 * [1e9, 6e9, 6e9] / 80e9 = [0.90375, 5.4225, 5.4225] s
+    np.testing.assert_allclose(compute_latency_s(load, 72.3, C_S, np.inf, C_S, queue[2]), [0.90375, 5.4225, 5.4225])
+    # without the queue (paper A) the third would wait 72.3 * 9e9 / 80e9 = 8.13375 s, and grow with the load
+    assert compute_latency_s(9e9, 72.3, C_S, np.inf, C_S) == pytest.approx(8.13375)
+    # its twins fail only while it overflows (9e9 > 6e9), never for range or L_max (both unlimited)
+    xi = service_failure([600e3] * 3, [np.inf] * 3, load, [np.inf] * 3, [queue[2]] * 3)
+    np.testing.assert_array_equal(xi, [False, False, True])
+    # what is left after the tick: 1e9 - 1.1065e9 -> 0; 6e9 -> 4.8935e9; 9e9 -> 7.8935e9, dropped to 6e9
+    np.testing.assert_allclose(drain_backlog_bits(load, C_S, 72.3, 1.0, queue[2]), [0.0, 4.8935e9, 6e9], rtol=1e-5)
+    # ground servers are untouched by the bound: an overloaded RSU still waits e_v S' / C_s (Eq. 9)
+    assert compute_latency_s(2.5e9, E_V, C_M, L_MAX, C_S, queue[0]) == pytest.approx(31.25)
 
 
 def test_packet_loss_rate() -> None:
@@ -222,6 +244,33 @@ def test_backlog_never_negative_and_never_grows(load: np.ndarray, cpu: float, e_
     after = drain_backlog_bits(load, cpu, e_v, tick)
     assert np.all(after >= 0.0)
     assert np.all(after <= load)
+    # with a cache, nothing is lost: what stays, what was worked off and what was dropped make up the load
+    cache = load.mean()
+    kept = drain_backlog_bits(load, cpu, e_v, tick, cache)
+    done = np.minimum(load, cpu / e_v * tick)
+    np.testing.assert_allclose(kept + done + dropped_bits(load, cpu, e_v, tick, cache), load, rtol=1e-9, atol=1e-3)
+
+
+@given(
+    st.lists(st.floats(0.0, 1e10), min_size=1, max_size=60),
+    st.floats(1e6, 1e11),
+    st.floats(1.0, 1e4),
+    st.floats(1e9, 1e11),
+)
+def test_satellite_queue_bounds_backlog_and_latency(
+    arrivals: list[float], queue: float, e_v: float, cpu: float
+) -> None:
+    """Whatever arrives, tick after tick: the backlog stays within the queue, Eq. 9's wait within
+    e_v Q / C_s, and the hosted twins fail exactly while the queue overflows."""
+    (bound,) = satellite_queue_bits([True], queue)
+    backlog = 0.0
+    for arriving in arrivals:
+        load = float(server_load_bits(np.zeros(1, np.intp), arriving, [backlog])[0])
+        wait = float(compute_latency_s(load, e_v, cpu, np.inf, cpu, bound))
+        assert 0.0 <= wait <= e_v * queue / cpu * (1 + 1e-12)
+        assert bool(service_failure(0.0, np.inf, load, np.inf, bound)) == (load > queue)
+        backlog = float(drain_backlog_bits(load, cpu, e_v, 1.0, bound))
+        assert 0.0 <= backlog <= queue
 
 
 @given(st.data())

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from tests.shared_data import HAMBURG_DIR
+from tests.shared_data import HAMBURG_CFG, HAMBURG_DIR, folder_fingerprint
 from twin_service.config import SCENARIOS_DIR
 from twin_service.scenario.tools import run_tool, tool_path
 
-HAMBURG_CFG = HAMBURG_DIR / "run_simulation.sumocfg"
+__all__ = ["folder_fingerprint"]  # the importer tests check the original folder with it
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +33,6 @@ def tiny_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "netgenerate",
     )
     return net
-
-
-def folder_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime (ns) of every file under a folder."""
-    return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="session")

@@ -10,32 +10,58 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import twin_service.bridge.calibrate
 from twin_service.cli import app
 from twin_service.config import ScenarioError, load_params
+from twin_service.scenario.build import CITY_CYCLES_PER_BIT, CITY_DROPPED_SHARE
+from twin_service.scenario.calibrate import dropped_share_at_peak, nearest_hosting
 from twin_service.scenario.edge_servers import read_edge_servers
 from twin_service.scenario.geo import read_projection
-from twin_service.scenario.importer import IMPORT_RULE, import_scenario
+from twin_service.scenario.importer import import_scenario
+from twin_service.scenario.provision import UAVS_PER_RSU
 from twin_service.scenario.tools import run_tool, tool_path
 
 from .conftest import folder_fingerprint
 
 
 @pytest.fixture(scope="module")
-def imported(hamburg_cfg, tmp_path_factory):
-    before = folder_fingerprint(hamburg_cfg.parent)
-    out = import_scenario(hamburg_cfg, out=tmp_path_factory.mktemp("hh") / "tavf", seed=1)
-    return out, before
+def imported(hamburg_import):
+    return hamburg_import.out, hamburg_import.source_fingerprint
 
 
-def test_rsu_count_scales_with_area(imported, hamburg_cfg):
+def _replay(demand):
+    """A demand recorder that hands back an earlier pass instead of running SUMO again."""
+    return lambda *args, **kwargs: demand
+
+
+def _tried(params) -> dict[int, float]:
+    pairs = (item.split(": ") for item in params.calibration["counts_tried"].split(", "))
+    return {int(n): float(share) for n, share in pairs}
+
+
+def test_servers_are_provisioned_for_the_demand(imported, hamburg_import):
+    """The fewest RSUs whose nearest-server hosting drops no more data at the peak than the city's."""
     out, _ = imported
     params = load_params(out)
+    cal = params.calibration
     layout = read_edge_servers(out / params.scenario.edge_servers_file)
-    area = read_projection(hamburg_cfg.parent / "network.net.xml.gz").area_km2
-    expected = int(np.clip(round(IMPORT_RULE.rsu_per_km2 * area), IMPORT_RULE.rsu_min, IMPORT_RULE.rsu_max))
-    assert len(layout.rsus) == expected == params.layout["rsu_target"]
-    assert 6 <= len(layout.rsus) <= 84
-    assert 2 <= len(layout.uavs) == params.uav.count <= 10
+    assert len(layout.rsus) == cal["rsus"] == params.layout["rsu_count"] == params.layout["rsus_placed"]
+    assert len(layout.uavs) == cal["uavs"] == params.uav.count
+    assert params.layout["uav_count"] == min(10, max(2, round(len(layout.rsus) * UAVS_PER_RSU)))
+    assert params.task.cycles_per_bit == CITY_CYCLES_PER_BIT  # the physics stays the city's
+    assert cal["dropped_data_share_at_peak"] <= cal["target_dropped_share"] == CITY_DROPPED_SHARE
+    tried = _tried(params)
+    assert tried[len(layout.rsus) - 1] > CITY_DROPPED_SHARE  # one fewer would not do
+    # The pass found the busiest window: the 20-minute field fills up for 5 minutes, then stays busy.
+    demand = hamburg_import.demand
+    assert params.demand.peak_time_s == cal["peak_time_s"] == demand.peak_time_s
+    assert cal["vehicles_at_peak"] > 1000 and 600 <= cal["peak_time_s"] <= 1140
+    assert cal["window_begin_s"] == max(1.0, cal["peak_time_s"] - 600) and cal["window_end_s"] == 1200
+    # The recorded figure is what the layout as written gives on the recorded positions.
+    hosting = nearest_hosting(demand.positions, layout)
+    share = dropped_share_at_peak(hosting, layout, 2.0, CITY_CYCLES_PER_BIT, demand.peak_time_s, 1.0, 750.0)
+    assert share == pytest.approx(cal["dropped_data_share_at_peak"], abs=1e-4)
+    assert cal["vehicles_per_rsu_at_peak"] < 20  # more RSUs per vehicle than the grid city: its traffic is lumped
 
 
 def test_servers_inside_the_net_spaced_and_in_hamburg(imported, hamburg_cfg):
@@ -58,7 +84,7 @@ def test_original_folder_is_untouched(imported, hamburg_cfg):
     assert folder_fingerprint(hamburg_cfg.parent) == before
 
 
-def test_config_points_back_to_the_original_data(imported, hamburg_cfg):
+def test_config_points_back_to_the_original_data(imported, hamburg_import, hamburg_cfg):
     out, _ = imported
     root = ET.parse(out / "scenario.sumocfg").getroot()
     src = hamburg_cfg.parent
@@ -73,11 +99,12 @@ def test_config_points_back_to_the_original_data(imported, hamburg_cfg):
     assert all(Path(r).is_absolute() and Path(r).parent == src for r in routes)
     additional = root.find("input/additional-files").get("value").split(",")
     assert additional == [str(src / "busStops.add.xml"), "edge_servers.add.xml"]
-    assert sorted(p.name for p in out.iterdir()) == ["edge_servers.add.xml", "params.toml", "scenario.sumocfg"]
+    assert hamburg_import.files == ("edge_servers.add.xml", "params.toml", "scenario.sumocfg")
     params = load_params(out)
     assert Path(params.scenario.net_file) == src / "network.net.xml.gz"
     assert params.scenario.end_s == 1200.0
-    assert "city's calibrated e_v" in (out / "params.toml").read_text()
+    text = (out / "params.toml").read_text()
+    assert "city's calibrated e_v" in text and "Calibrated per scenario, not sized from vehicles per RSU" in text
 
 
 def test_sumo_runs_with_the_edge_servers(imported, tmp_path):
@@ -91,9 +118,10 @@ def test_sumo_runs_with_the_edge_servers(imported, tmp_path):
     assert "Simulation ended at time: 20" in log
 
 
-def test_import_is_reproducible(imported, hamburg_cfg, tmp_path):
+def test_import_is_reproducible(imported, hamburg_import, hamburg_cfg, tmp_path):
+    """The same demand gives the same files (the pass itself is SUMO with a fixed seed)."""
     out, _ = imported
-    again = import_scenario(hamburg_cfg, out=tmp_path / "tavf", seed=1)
+    again = import_scenario(hamburg_cfg, out=tmp_path / "tavf", seed=1, record_demand=_replay(hamburg_import.demand))
     for name in ("edge_servers.add.xml", "scenario.sumocfg", "params.toml"):
         assert (again / name).read_text() == (out / name).read_text()
 
@@ -111,14 +139,14 @@ def _cfg_without_projection(tiny_net: Path, folder: Path) -> Path:
 def test_net_without_projection_is_refused(tiny_net, tmp_path):
     cfg = _cfg_without_projection(tiny_net, tmp_path / "src")
     with pytest.raises(ScenarioError, match="netconvert --proj"):
-        import_scenario(cfg, out=tmp_path / "out", seed=1)
+        import_scenario(cfg, out=tmp_path / "out", seed=1, record_demand=twin_service.bridge.calibrate.record_demand)
     assert not (tmp_path / "out").exists()
 
 
 def test_out_must_not_be_the_original_folder(tiny_net, tmp_path):
     cfg = _cfg_without_projection(tiny_net, tmp_path / "src")
     with pytest.raises(ScenarioError, match="never modified"):
-        import_scenario(cfg, out=cfg.parent, seed=1)
+        import_scenario(cfg, out=cfg.parent, seed=1, record_demand=twin_service.bridge.calibrate.record_demand)
 
 
 def test_cli_reports_errors_in_one_line(tiny_net, tmp_path):
@@ -132,7 +160,20 @@ def test_cli_reports_errors_in_one_line(tiny_net, tmp_path):
     assert result.exit_code == 2 and "city, rural" in result.output
 
 
-def test_cli_imports_hamburg(hamburg_cfg, tmp_path):
-    result = CliRunner().invoke(app, ["scenario", "import", str(hamburg_cfg), "--out", str(tmp_path / "hh")])
+def test_cli_imports_hamburg_with_the_counts_given(hamburg_import, hamburg_cfg, tmp_path, monkeypatch):
+    """--rsus and --uavs override the demand's counts; what they give is still measured and recorded."""
+    monkeypatch.setattr(twin_service.bridge.calibrate, "record_demand", _replay(hamburg_import.demand))
+    args = ["scenario", "import", str(hamburg_cfg), "--out", str(tmp_path / "hh"), "--rsus", "40", "--uavs", "3"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert tomllib.loads((tmp_path / "hh" / "params.toml").read_text())["scenario"]["name"] == "hh"
+    params = load_params(tmp_path / "hh")
+    cal = params.calibration
+    assert (cal["rsus"], params.layout["rsu_count"], params.layout["uav_count"]) == (40, 40, 3)
+    assert cal["uavs"] <= 3 and "--rsus" in cal["method"]
+    assert _tried(params) == {40: cal["dropped_data_share_at_peak"]}
+    assert cal["dropped_data_share_at_peak"] > CITY_DROPPED_SHARE  # too few for this traffic, as measured
+    assert "40 RSUs" in result.output and f"{cal['dropped_data_share_at_peak']:.1%} of the data" in result.output
+    assert "given with --rsus" in (tmp_path / "hh" / "params.toml").read_text()
+    result = CliRunner().invoke(app, [*args[:4], str(tmp_path / "bad"), "--rsus", "0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

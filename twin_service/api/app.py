@@ -8,8 +8,9 @@ from twin_service import __version__
 from twin_service.api.errors import install_error_handlers
 from twin_service.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimitMiddleware
 from twin_service.api.metrics import ApiMetrics, MetricsMiddleware
-from twin_service.api.routes import decisions, health, metrics, ticks, twins
+from twin_service.api.routes import decisions, health, live, metrics, ticks, twins
 from twin_service.api.state import ApiState, StoreFactory
+from twin_service.api.web import install_web
 from twin_service.config import ScenarioParams, Settings
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
 
@@ -86,11 +87,15 @@ def create_app(
             {"name": "twins", "description": "Vehicle and edge-server twins."},
             {"name": "decisions", "description": "Twin migration and task offloading."},
             {"name": "metrics", "description": "Prometheus metrics."},
+            {"name": "live", "description": "The run's road map and its live tick stream (what /dashboard shows)."},
         ],
+        docs_url=None,  # served by install_web from local files, not a CDN
+        redoc_url=None,
     )
     app.state.twin = state
-    for router in (health.router, ticks.router, twins.router, decisions.router, metrics.router):
+    for router in (health.router, ticks.router, twins.router, decisions.router, metrics.router, live.router):
         app.include_router(router)
+    install_web(app)
     install_error_handlers(app)
     # Outermost first: time everything (413s included), then cap the body.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)

@@ -166,7 +166,7 @@ def _stateless_run(state: ApiState) -> RunContext:
     """Scenario parameters for a request that carries its own twins (the run's when Redis is reachable)."""
     if state.scenario_params is not None:
         p = state.scenario_params
-        return RunContext(None, p.param_hash, "configured", p.task, p.offload, (), 0.0)
+        return RunContext(None, p.param_hash, "configured", p.task, p.offload, (), 0.0, p.channel, p.satellite)
     return RunContext(None, None, "defaults", TaskParams(), OffloadParams(), (), 0.0)
 
 

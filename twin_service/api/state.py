@@ -13,7 +13,9 @@ from typing import Any
 from twin_service.api.metrics import ApiMetrics
 from twin_service.config import (
     BITS_PER_MB,
+    ChannelParams,
     OffloadParams,
+    SatelliteParams,
     ScenarioError,
     ScenarioParams,
     Settings,
@@ -98,6 +100,8 @@ class RunContext:
     fetched_at: float
     tick_s: float | None = None
     """The bridge's tick, from the run's metadata (None when it does not say)."""
+    channel: ChannelParams = field(default_factory=ChannelParams)
+    satellite: SatelliteParams = field(default_factory=SatelliteParams)
     _tables: dict[tuple[str, ...], ServerTable] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -217,6 +221,8 @@ class ApiState:
             layout=layout,
             fetched_at=time.monotonic(),
             tick_s=tick_s,
+            channel=params.channel if params else ChannelParams(),
+            satellite=params.satellite if params else SatelliteParams(),
         )
         self._run = run
         return run
@@ -292,6 +298,8 @@ class ApiState:
                 registry=self.registry,
                 n_servers=n_servers,
                 param_hash=run.param_hash,
+                channel=run.channel,
+                satellite=run.satellite,
             )
             self._policies[key] = policy
         return policy

@@ -64,6 +64,7 @@ def record_scenario(
         scenario=params.scenario.name,
         scenario_dir=str(sc.folder),
         param_hash=params.param_hash,
+        mobility_hash=sc.mobility_hash,
         seed=seed,
         scale=scale,
         begin_s=backend.time_s,

@@ -118,7 +118,7 @@ def open_bridge(
     scenario = Scenario.load(options.scenario)
     params = scenario.params
     with ExitStack() as stack:
-        recording = stack.enter_context(open_recording(options.replay, params)) if options.replay else None
+        recording = stack.enter_context(open_recording(options.replay, scenario)) if options.replay else None
         handle = redis or stack.enter_context(open_redis(options.redis_url))
         store = TwinStore(handle.client, options.key_prefix, window=params.simulation.history_window)
         seed = params.scenario.seed if options.seed is None else options.seed
@@ -158,15 +158,12 @@ def open_bridge(
 
 
 @contextmanager
-def open_recording(path: Path, params: ScenarioParams) -> Iterator[Recording]:
-    """Open a recording to replay on a scenario; refuse one made on other scenario parameters."""
+def open_recording(path: Path, scenario: Scenario) -> Iterator[Recording]:
+    """Open a recording to replay on a scenario; refuse one made of another city or demand."""
     recording = Recording(path)
     try:
-        if recording.meta.param_hash != params.param_hash:
-            raise ScenarioError(
-                f"{path} was recorded on scenario {recording.meta.scenario!r} with parameters "
-                f"{recording.meta.param_hash}; this run's scenario {params.scenario.name!r} has {params.param_hash}"
-            )
+        m = recording.meta
+        scenario.check_recording(path, m.mobility_hash, m.param_hash, m.scenario)
         yield recording
     finally:
         recording.close()

@@ -59,6 +59,7 @@ from twin_service.physics import (
     projected_distance_matrix_m,
     satellite_leg_delay_s,
     satellite_propagation_delay_s,
+    satellite_queue_bits,
     server_load_bits,
     service_failure,
     slant_distance_m,
@@ -244,7 +245,9 @@ class Engine:
         self.srv_lat = layout.lonlat[:, 1].copy()
         self.srv_alt = layout.altitude_m.copy()
         self.srv_heading = np.zeros(m)
-        self.cache_bits = layout.cache_mb * BITS_PER_MB
+        # The satellite's finite queue (inf elsewhere): never masked, but what overflows it is dropped and fails.
+        self.queue_bits = satellite_queue_bits(self.is_sat, params.satellite.queue_mb * BITS_PER_MB)
+        self.cache_bits = np.minimum(layout.cache_mb * BITS_PER_MB, self.queue_bits)
         self.cpu_hz = layout.cpu_hz.copy()
         self.patrols = patrol_table_from_layout(layout) if len(self.uav_idx) else None
         self.backlog_bits = np.zeros(m)
@@ -410,16 +413,16 @@ class Engine:
         )
         uplink_s = access_latency_s(self.data_bits, rate_up, host_sat, c.satellite_rate_bps, sat_prop)
         downlink_s = access_latency_s(self.data_bits, rate_down, host_sat, c.satellite_rate_bps, sat_prop)
-        host_load = load[host]
+        host_load, queue = load[host], self.queue_bits[host]
         compute_s = compute_latency_s(
-            host_load, p.task.cycles_per_bit, self.cpu_hz[host], self.load_max_bits[host], p.satellite.cpu_hz
+            host_load, p.task.cycles_per_bit, self.cpu_hz[host], self.load_max_bits[host], p.satellite.cpu_hz, queue
         )
         latency_s = uplink_s + downlink_s + compute_s + migration_s
-        failed = service_failure(d_host, self.range_m[host], host_load, self.load_max_bits[host])
+        failed = service_failure(d_host, self.range_m[host], host_load, self.load_max_bits[host], queue)
         if not servers.all_active:
             failed |= ~active[host]  # a twin left on a server out of service is not served
         self.load_bits = load
-        # What a server cannot hold beyond its cache is dropped (the packet loss of Eq. 14), not queued.
+        # What a server cannot hold beyond its cache (the satellite: its queue) is dropped (Eq. 14), not queued.
         self.backlog_bits = drain_backlog_bits(
             load, self.cpu_hz, p.task.cycles_per_bit, p.simulation.tick_s, self.cache_bits
         )

@@ -45,7 +45,14 @@ class PolicyDecisions:
         param_hash = params.param_hash if check_param_hash else None
         self.migration = (
             migration_policy(
-                migration, task=params.task, seed=seed, registry=registry, n_servers=n_servers, param_hash=param_hash
+                migration,
+                task=params.task,
+                seed=seed,
+                registry=registry,
+                n_servers=n_servers,
+                param_hash=param_hash,
+                channel=params.channel,
+                satellite=params.satellite,
             )
             if isinstance(migration, str)
             else migration

@@ -56,7 +56,7 @@ class RecordingMeta:
     """The scenario's name (``params.toml`` ``[scenario] name``)."""
     scenario_dir: str
     param_hash: str
-    """``ScenarioParams.param_hash`` of the scenario it was recorded on."""
+    """``ScenarioParams.param_hash`` of the scenario it was recorded on (for the record)."""
     seed: int
     """The day: SUMO's seed (and, for the built scenarios, the seed of the day's demand)."""
     scale: float
@@ -70,6 +70,8 @@ class RecordingMeta:
     demand: str = ""
     """Where the day's routes came from (the scenario's own, or regenerated for this seed)."""
     command: str = ""
+    mobility_hash: str = ""
+    """``Scenario.mobility_hash``: the net, routes and demand it recorded (a replay checks this, not the physics)."""
     ticks: int = 0
     rows: int = 0
     """Vehicle-ticks recorded."""

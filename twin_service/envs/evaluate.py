@@ -132,6 +132,10 @@ class EvalOptions:
     """Scenario variant: no UAVs, no satellite, churn, outage, overrides, predictor, mask (episode fields unused)."""
     seed: int = 0
     """Seeds the stochastic policies (greedy, random) and the server schedule."""
+    begin_s: float | None = None
+    """Evaluate from this sim time on (the warm-up starts here); None: the recording's start."""
+    end_s: float | None = None
+    """Evaluate up to this sim time; None: the recording's end."""
 
 
 @dataclass
@@ -174,7 +178,9 @@ def run_day(
     forecaster = (
         None if env.predictor in (None, "persistence") else load_forecaster(env.predictor, params, env.models_dir)
     )
-    backend = ReplayBackend(recording, roads=False)
+    span_begin = recording.begin_s if options.begin_s is None else max(options.begin_s, recording.begin_s)
+    span_end = recording.end_s if options.end_s is None else min(options.end_s, recording.end_s)
+    backend = ReplayBackend(recording, begin_s=span_begin if span_begin > recording.begin_s else None, roads=False)
     engine = Engine(
         params,
         scenario.layout,
@@ -193,11 +199,11 @@ def run_day(
             schedule.switch_off(i)
     if env.no_satellite:
         schedule.switch_off(int(scenario.layout.satellite_index))
-    first_s = recording.begin_s + options.warmup_s
-    n_episodes = int((recording.end_s - first_s + 1e-9) // options.episode_s)
+    first_s = span_begin + options.warmup_s
+    n_episodes = int((span_end - first_s + 1e-9) // options.episode_s)
     if n_episodes < 1:
         raise RecordingError(
-            f"{recording.path.name} holds {recording.end_s - recording.begin_s:g} s: too short for a "
+            f"{recording.path.name} holds {span_end - span_begin:g} s in the evaluated span: too short for a "
             f"{options.warmup_s:g} s warm-up and one {options.episode_s:g} s episode"
         )
     rng = np.random.default_rng(options.seed)
@@ -302,11 +308,7 @@ def evaluate_policies(
     opened = [Recording(p) for p in recordings]
     try:
         for rec in opened:
-            if rec.meta.param_hash != base.params.param_hash:
-                raise RecordingError(
-                    f"{rec.path} was recorded on scenario parameters {rec.meta.param_hash} ({rec.meta.scenario}); "
-                    f"the scenario evaluated has {base.params.param_hash}"
-                )
+            base.check_recording(rec.path, rec.meta.mobility_hash, rec.meta.param_hash, rec.meta.scenario)
         pairs = [(m, o) for m in migration_policies for o in offload_policies]
         runs: dict[tuple[str, str], list[tuple[str, int, _Sums]]] = {}
         series: list[dict[str, Any]] = []
@@ -328,7 +330,9 @@ def evaluate_policies(
     for (m, o), found in runs.items():
         pair_rows = []
         for name, k, s in found:
-            start = opened[[r.path.name for r in opened].index(name)].begin_s + options.warmup_s + k * options.episode_s
+            rec = opened[[r.path.name for r in opened].index(name)]
+            begin = rec.begin_s if options.begin_s is None else max(options.begin_s, rec.begin_s)
+            start = begin + options.warmup_s + k * options.episode_s
             row = {
                 "pair": pair_name(m, o),
                 "migration_policy": m,

@@ -32,7 +32,7 @@ from twin_service.predict.series import SeriesData, SeriesPart
 from twin_service.scenario.folder import Scenario
 
 SERIES_CACHE_DIR = REPO_ROOT / "data" / "series"
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 """Bump when what a replay yields changes (the cached series are then made again)."""
 VALIDATION_DAYS = (7,)
 TEST_DAYS = (8, 9)
@@ -73,13 +73,8 @@ def day_series(
     on_tick: Callable[[int, int], None] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(T, M)`` loads S'_m (bits) and ``(T, M)`` hosted twins of every tick of one recorded day."""
-    params = scenario.params
     with Recording(recording) as rec:
-        if rec.meta.param_hash != params.param_hash:
-            raise RecordingError(
-                f"{recording} was recorded on scenario parameters {rec.meta.param_hash} ({rec.meta.scenario}); "
-                f"scenario {params.scenario.name!r} has {params.param_hash}"
-            )
+        scenario.check_recording(recording, rec.meta.mobility_hash, rec.meta.param_hash, rec.meta.scenario)
         engine = replay_engine(scenario, rec, migration_policy=migration_policy)
         decisions = engine.decisions
         m = len(scenario.layout)
@@ -152,11 +147,7 @@ def city_series(
     for p in paths:
         with Recording(p) as rec:
             seeds.append(int(rec.meta.seed))
-            if rec.meta.param_hash != sc.params.param_hash:
-                raise RecordingError(
-                    f"{p} was recorded on scenario parameters {rec.meta.param_hash} ({rec.meta.scenario}); "
-                    f"scenario {sc.params.scenario.name!r} has {sc.params.param_hash}"
-                )
+            sc.check_recording(p, rec.meta.mobility_hash, rec.meta.param_hash, rec.meta.scenario)
     if len(set(seeds)) != len(seeds):
         raise RecordingError(f"two recordings of the same day (seeds {seeds}): each day once")
     split: dict[str, list[SeriesPart]] = {"train": [], "val": [], "test": []}
@@ -175,7 +166,9 @@ def city_series(
         which = "val" if seed in val_days else "test" if seed in test_days else "train"
         name = f"{sc.params.scenario.name}-s{seed}"
         split[which].append(SeriesPart(name, np.stack([load, hosted], axis=-1)))
-        refs.append({"path": str(path), "seed": seed, "part": which, "ticks": int(load.shape[0])})
+        refs.append(
+            {"path": str(path), "seed": seed, "part": which, "ticks": int(load.shape[0]), "mobility": sc.mobility_hash}
+        )
     outer.close()
     spec = DataSpec(
         source="city",

@@ -127,11 +127,7 @@ class ReplaySim:
         self._open: dict[Path, Recording] = {}
         for path in self.recordings:
             rec = self._recording(path)
-            if rec.meta.param_hash != scenario.params.param_hash:
-                raise RecordingError(
-                    f"{path} was recorded on scenario parameters {rec.meta.param_hash} ({rec.meta.scenario}); "
-                    f"this environment's scenario {scenario.params.scenario.name!r} has {scenario.params.param_hash}"
-                )
+            scenario.check_recording(path, rec.meta.mobility_hash, rec.meta.param_hash, rec.meta.scenario)
             if rec.end_s - rec.begin_s < options.warmup_s + options.episode_s:
                 raise RecordingError(
                     f"{path} holds {rec.end_s - rec.begin_s:g} s: too short for a {options.warmup_s:g} s warm-up "

@@ -9,9 +9,10 @@ Modules (paper A = DM-MAPPO twin migration, paper B = AF-MARL federated offloadi
   vehicle x server and server x server distance matrices (paper A, Eq. 1-2).
 * :mod:`.channel` - free-space gain (A, Eq. 3), Shannon rate (A, Eq. 4-5, 11), paper B's
   calibrated, truncated rate (B, Eq. 8) and noise conversion.
-* :mod:`.migration` - access and migration latency (A, Eq. 6-7, 10-13), server load and backlog
-  drain (A, Eq. 8), compute latency (A, Eq. 9), failure and packet loss (A, Eq. 14-15), load
-  variance (A, Eq. 16b), running z-score and rewards (A, Eq. 21-22), dynamic mask (A, Eq. 23).
+* :mod:`.migration` - access and migration latency (A, Eq. 6-7, 10-13), server load, backlog
+  drain and overflow (A, Eq. 8), the satellite's finite queue, compute latency (A, Eq. 9), failure
+  and packet loss (A, Eq. 14-15), load variance (A, Eq. 16b), running z-score and rewards (A,
+  Eq. 21-22), dynamic mask (A, Eq. 23).
 * :mod:`.offload` - local and edge delay/energy, RSU CPU share, price, cost and reward for a
   partial offloading fraction (B, Eq. 5-15, 21-22, 53, C.6).
 """
@@ -43,6 +44,7 @@ from twin_service.physics.migration import (
     access_latency_s,
     compute_latency_s,
     drain_backlog_bits,
+    dropped_bits,
     load_variance,
     migration_flag,
     migration_latency_s,
@@ -54,6 +56,7 @@ from twin_service.physics.migration import (
     satellite_leg_delay_matrix_s,
     satellite_leg_delay_s,
     satellite_propagation_delay_s,
+    satellite_queue_bits,
     server_load_bits,
     service_failure,
     shaped_reward,
@@ -96,6 +99,7 @@ __all__ = [
     "projected_distance_matrix_m",
     "download_delay_s",
     "drain_backlog_bits",
+    "dropped_bits",
     "edge_compute_delay_s",
     "edge_compute_energy_j",
     "edge_cpu_share_hz",
@@ -126,6 +130,7 @@ __all__ = [
     "satellite_leg_delay_matrix_s",
     "satellite_leg_delay_s",
     "satellite_propagation_delay_s",
+    "satellite_queue_bits",
     "server_distance_matrix_m",
     "server_load_bits",
     "service_failure",

@@ -205,22 +205,60 @@ def drain_backlog_bits(
     return np.clip(_f64(load_bits) - drained, 0.0, _f64(cache_bits))
 
 
+def dropped_bits(
+    load_bits: ArrayLike,
+    cpu_hz: ArrayLike,
+    cycles_per_bit: ArrayLike,
+    tick_s: float,
+    cache_bits: ArrayLike,
+) -> NDArray[np.float64]:
+    """Data a server drops in one tick: ``max(0, S'_m - C_m / e_v * tick - cache)``, bits.
+
+    What :func:`drain_backlog_bits` clips off with ``cache_bits``: the work neither done in the tick
+    nor held in the cache (L_max; the satellite: its queue). 32 GHz at 1000 cycles/bit with a 2.4e9 bit
+    cache: a load of 3e9 bits drops 3e9 - 32e6 - 2.4e9 = 568e6 bits.
+    """
+    drained = _f64(cpu_hz) / _f64(cycles_per_bit) * tick_s
+    return np.maximum(_f64(load_bits) - drained - _f64(cache_bits), 0.0)
+
+
 def compute_latency_s(
     load_bits: ArrayLike,
     cycles_per_bit: ArrayLike,
     cpu_hz: ArrayLike,
     load_max_bits: ArrayLike,
     satellite_cpu_hz: float,
+    queue_bits: ArrayLike = np.inf,
 ) -> NDArray[np.float64]:
     """Computing latency (paper A, Eq. 9), seconds.
 
     ``e_v S'_m / C_m`` while ``S'_m <= L_max``; once the server is overloaded its twins are
     computed by the satellite: ``e_v S'_m / C_s``. For the satellite host pass its own CPU
     as ``cpu_hz`` and ``load_max_bits = inf``. 2 MB at 1000 cycles/bit on 32 GHz: 0.5 s.
+
+    ``queue_bits`` (ours, see :func:`satellite_queue_bits`) is a finite queue in front of the CPU:
+    data that does not fit is dropped (a failure, :func:`service_failure`), so the work waited on is
+    ``min(S'_m, Q)`` and the latency never exceeds ``e_v Q / C``. 750 MB on 80 GHz at 72.3 cycles/bit:
+    5.42 s, however much arrives.
     """
     load = _f64(load_bits)
     cpu = np.where(load > _f64(load_max_bits), satellite_cpu_hz, _f64(cpu_hz))
-    return _f64(cycles_per_bit) * load / cpu
+    return _f64(cycles_per_bit) * np.minimum(load, _f64(queue_bits)) / cpu
+
+
+def satellite_queue_bits(is_satellite: ArrayLike, queue_bits: float) -> NDArray[np.float64]:
+    """Queue bound of each server, bits: ``queue_bits`` for the satellite, ``inf`` for the others. Ours.
+
+    Paper A gives the satellite unlimited room: it is never masked (Eq. 23) and never overloaded
+    in Eq. 9's sense. Its backlog then grows without bound once the ground servers are full, and so
+    does Eq. 9's latency (hundreds of seconds, which no real system reports). A real satellite
+    queues a finite amount: what arrives while the queue is full is dropped, and its twins fail
+    (Eq. 14) while it overflows. Ground and air servers are bounded by their cache L_max already
+    (:func:`drain_backlog_bits` with ``cache_bits``), so they get ``inf`` here. Pass the result as
+    ``queue_bits`` to :func:`compute_latency_s` and :func:`service_failure`, and its minimum with
+    the cache as ``cache_bits`` to :func:`drain_backlog_bits`.
+    """
+    return np.where(np.asarray(is_satellite, dtype=bool), float(queue_bits), np.inf)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,13 +271,20 @@ def service_failure(
     host_range_m: ArrayLike,
     host_load_bits: ArrayLike,
     host_load_max_bits: ArrayLike,
+    host_queue_bits: ArrayLike = np.inf,
 ) -> NDArray[np.bool_]:
     """Service failure xi (paper A, Eq. 14): out of the host's range or the host overloaded.
 
     ``D_{v,m} > D_max or S'_m > L_max``, all taken at each vehicle's host. The satellite has
-    unlimited range and cache: pass ``inf`` for both.
+    unlimited range and cache: pass ``inf`` for both. Ours: a twin also fails while its host's
+    finite queue overflows, ``S'_m > Q_m`` (:func:`satellite_queue_bits`): its data is dropped.
     """
-    return (_f64(host_distance_m) > _f64(host_range_m)) | (_f64(host_load_bits) > _f64(host_load_max_bits))
+    load = _f64(host_load_bits)
+    return (
+        (_f64(host_distance_m) > _f64(host_range_m))
+        | (load > _f64(host_load_max_bits))
+        | (load > _f64(host_queue_bits))
+    )
 
 
 def packet_loss_rate(failure_count: ArrayLike, slot_count: ArrayLike) -> NDArray[np.float64]:

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from twin_service.config import OffloadParams
+from twin_service.config import OffloadParams, TaskParams
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 BUILDERS: dict[str, str] = {
     "mlp": "twin_service.policies.torch_policy",
+    "per-server": "twin_service.policies.per_server",
 }
 """Architecture kind -> module with ``build_migration_policy`` and/or ``build_offload_policy``."""
 
@@ -35,9 +36,13 @@ def _builder(manifest: ModelManifest, function: str) -> Any:
     return builder
 
 
-def build_migration_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) -> Any:
-    """The migration policy a stored model describes (:class:`ModelSpecMismatch` if it cannot be built)."""
-    return _builder(manifest, "build_migration_policy")(manifest, state_dict)
+def build_migration_policy(
+    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: TaskParams | None = None
+) -> Any:
+    """The migration policy a stored model describes (:class:`ModelSpecMismatch` if it cannot be built).
+
+    ``task`` holds the serving scenario's S_v and e_v, which the per-server features are computed with."""
+    return _builder(manifest, "build_migration_policy")(manifest, state_dict, task=task or TaskParams())
 
 
 def build_offload_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], params: OffloadParams) -> Any:

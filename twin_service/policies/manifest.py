@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from twin_service.observe import (
     OBS_SPEC_VERSION,
     OFFLOAD_FEATURES,
+    PER_SERVER_FEATURES,
     migration_feature_dim,
     offload_feature_dim,
 )
 from twin_service.policies.errors import ModelSpecMismatch
 
+PER_SERVER = "per-server"
+"""Architecture kind of the migration actor that scores every server with one shared network."""
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -37,6 +40,8 @@ class ObservationSpec(_Strict):
     """Migration models: M, the number of candidate hosts (the action space)."""
     offload_features: tuple[str, ...] | None = None
     """Offload models: ``OFFLOAD_FEATURES`` at training time, in order."""
+    per_server_features: tuple[str, ...] | None = None
+    """Per-server migration models: ``PER_SERVER_FEATURES`` at training time, in order."""
     history_window: int | None = None
 
 
@@ -75,6 +80,8 @@ class ModelManifest(_Strict):
     training_command: str
     seed: int
     evaluation: dict[str, float] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    """How it was trained: hyperparameters, the recordings (by scenario and seed), reward moments, timing."""
     notes: str = ""
 
     @field_validator("name")
@@ -117,6 +124,18 @@ def spec_problems(manifest: ModelManifest, *, n_servers: int | None = None, para
     problems = []
     if obs.obs_spec_version != OBS_SPEC_VERSION:
         problems.append(f"observation spec version {obs.obs_spec_version!r}, serving {OBS_SPEC_VERSION!r}")
+    if manifest.kind == "migration" and manifest.architecture.kind == PER_SERVER:
+        # One shared network scores each (vehicle, server) pair from physical features computed with the
+        # serving scenario's own parameters: any number of servers, any city.
+        if obs.per_server_features is None or tuple(obs.per_server_features) != PER_SERVER_FEATURES:
+            problems.append(
+                f"per-server features {list(obs.per_server_features or [])}, serving {list(PER_SERVER_FEATURES)}"
+            )
+        if obs.feature_dim != len(PER_SERVER_FEATURES):
+            problems.append(f"feature_dim {obs.feature_dim}, serving {len(PER_SERVER_FEATURES)} per-server features")
+        if manifest.action.type != "discrete":
+            problems.append(f"action must be discrete (a server), got {manifest.action}")
+        return problems
     if manifest.kind == "migration":
         if obs.n_servers is None:
             problems.append("a migration model must record observation.n_servers")
@@ -150,3 +169,16 @@ def check_spec(manifest: ModelManifest, *, n_servers: int | None = None, param_h
     problems = spec_problems(manifest, n_servers=n_servers, param_hash=param_hash)
     if problems:
         raise ModelSpecMismatch(f"model {manifest.name!r} does not fit this scenario: " + "; ".join(problems))
+
+
+def per_server_spec(train_servers: int, history_window: int | None = None) -> tuple[ObservationSpec, ActionSpec]:
+    """The spec of a per-server migration actor (any number of servers; ``train_servers`` is for the record)."""
+    return (
+        ObservationSpec(
+            feature_dim=len(PER_SERVER_FEATURES),
+            n_servers=train_servers,
+            per_server_features=PER_SERVER_FEATURES,
+            history_window=history_window,
+        ),
+        ActionSpec(type="discrete", n=train_servers),
+    )

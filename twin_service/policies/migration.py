@@ -1,4 +1,4 @@
-"""Heuristic twin-migration policies (paper A): greedy, random and our default, sticky-nearest.
+"""Heuristic twin-migration policies (paper A): greedy, random, sticky-nearest and least-loaded.
 
 Every policy picks only among the servers its mask allows (Eq. 23), so none can return an infeasible
 target; the satellite is never masked, so there is always one.
@@ -11,9 +11,16 @@ import threading
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from twin_service.config import BITS_PER_MB, TaskParams
+from twin_service.config import BITS_PER_MB, ChannelParams, SatelliteParams, TaskParams
 from twin_service.observe import MigrationObservation, ServerTable
-from twin_service.physics import nearest_feasible_server
+from twin_service.physics import (
+    access_latency_s,
+    free_space_rate_bps,
+    migration_rate_bps,
+    nearest_feasible_server,
+    satellite_leg_delay_s,
+    satellite_propagation_delay_s,
+)
 from twin_service.policies.base import HEURISTIC_VERSION, MigrationDecision, one_hot
 
 
@@ -207,3 +214,163 @@ class StickyNearestPolicy:
                 observation.distances_m[movers], mask[movers], free, self.incoming_bits, sat
             )
         return MigrationDecision(target, one_hot(target, servers.size))
+
+
+class LeastLoadedPolicy:
+    """Load balancing: each twin goes where its expected latency after it joins is lowest, staying unless moving pays.
+
+    For vehicle v and a feasible server m (Eq. 23) the expected latency is the access latency at the current
+    distance (Eq. 6-7), the compute latency on m once v's data has joined it (Eq. 9:
+    ``e_v (S'_m + S_v) / C_m``, the satellite with its own CPU) and, when m is not v's current host, the
+    migration latency (Eq. 11-12) over an upper bound of the host-to-m distance (``D_vh + D_vm``): the penalty
+    for moving. Staying on the current host costs its compute latency with the load it has now.
+
+    Vehicles whose current host is still best stay (their load is committed first); the others (new twins,
+    twins whose host became infeasible, and those a move would serve better) are assigned one at a time, those
+    that must move first, then by decreasing gain, each to the server with the lowest expected latency given
+    the twins already placed, whose load is updated as it goes. A ground or air server takes a twin only
+    while its load stays within L_max; the satellite takes everyone. Deterministic; probabilities are one-hot.
+    """
+
+    version = HEURISTIC_VERSION
+
+    def __init__(
+        self,
+        task: TaskParams | None = None,
+        channel: ChannelParams | None = None,
+        satellite: SatelliteParams | None = None,
+        name: str = "least-loaded",
+    ) -> None:
+        self.name = name
+        self.task = task or TaskParams()
+        self.channel = channel or ChannelParams()
+        self.satellite = satellite or SatelliteParams()
+
+    def _pair_cost_s(
+        self,
+        dist: NDArray[np.floating],
+        host: NDArray[np.int64],
+        rows: NDArray[np.intp],
+        cols: NDArray[np.intp],
+        sat: NDArray[np.bool_],
+    ) -> NDArray[np.float64]:
+        """Access latency (Eq. 6-7) plus the migration penalty (Eq. 11-12) of vehicle ``rows`` on server ``cols``.
+
+        Computed for the feasible pairs only (a few per vehicle), not for every vehicle and server.
+        """
+        c = self.channel
+        data = self.task.data_size_mb * BITS_PER_MB
+        prop = float(satellite_propagation_delay_s(self.satellite.altitude_m))
+        d = np.asarray(dist[rows, cols], dtype=np.float64)
+        on_sat = sat[cols]
+        up = free_space_rate_bps(
+            d, c.bandwidth_up_hz, c.vehicle_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        down = free_space_rate_bps(
+            d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        cost = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop) + access_latency_s(
+            data, down, on_sat, c.satellite_rate_bps, prop
+        )
+        h = host[rows]
+        moving = (h >= 0) & (h != cols)
+        if moving.any():
+            hm, rm, cm = h[moving], rows[moving], cols[moving]
+            legs = np.asarray(dist[rm, hm], dtype=np.float64) + d[moving]  # bounds the host-to-server distance
+            rate = migration_rate_bps(
+                legs,
+                c.bandwidth_mig_hz,
+                c.server_tx_power_w,
+                c.noise_w,
+                c.carrier_hz,
+                sat[hm],
+                sat[cm],
+                c.satellite_rate_bps,
+                c.gain_coefficient,
+            )
+            cost[moving] += self.task.migration_size_mb * BITS_PER_MB / rate + satellite_leg_delay_s(
+                sat[hm], sat[cm], prop
+            )
+        return cost
+
+    def decide(
+        self,
+        observation: MigrationObservation,
+        servers: ServerTable,
+        host: NDArray[np.int64] | None = None,
+    ) -> MigrationDecision:
+        mask = observation.mask
+        n, m = mask.shape
+        s_v = self.task.data_size_mb * BITS_PER_MB
+        e_v = self.task.cycles_per_bit
+        sat = servers.is_satellite
+        cpu = np.asarray(servers.cpu_hz, dtype=np.float64)
+        limit = servers.load_max_bits  # inf for the satellite
+        current = np.full(n, -1, dtype=np.int64) if host is None else np.asarray(host, dtype=np.int64)
+        valid = (current >= 0) & (current < m)
+        current = np.where(valid, current, -1)
+        rows = np.arange(n)
+        load = np.asarray(observation.predicted_load_bits, dtype=np.float64).copy()  # S'_m: hosted twins included
+        if n == 0:
+            return MigrationDecision(np.zeros(0, dtype=np.int64), np.zeros((0, m), dtype=np.float32))
+
+        current_cols = np.maximum(current, 0)
+        can_stay = valid & mask[rows, current_cols]
+        c = self.channel
+        d_host = np.asarray(observation.distances_m[rows, current_cols], dtype=np.float64)
+        stay = np.where(can_stay, self._pair_cost_s(observation.distances_m, current, rows, current_cols, sat), np.inf)
+        stay += e_v * load[current_cols] / cpu[current_cols]
+        # Only a vehicle whose host is slower than the fastest server by more than the cheapest migration it could
+        # make can gain by moving: price the other servers for those vehicles only (few, most ticks).
+        fits = sat | (load + s_v <= limit)
+        fastest = float(np.min(np.where(fits & ~sat, e_v * (load + s_v) / cpu, np.inf)))
+        cheapest_move = (
+            self.task.migration_size_mb
+            * BITS_PER_MB
+            / migration_rate_bps(
+                d_host,
+                c.bandwidth_mig_hz,
+                c.server_tx_power_w,
+                c.noise_w,
+                c.carrier_hz,
+                sat[current_cols],
+                False,
+                c.satellite_rate_bps,
+                c.gain_coefficient,
+            )
+        )
+        sat_col = np.full(n, servers.satellite_index)
+        on_sat = self._pair_cost_s(observation.distances_m, current, rows, sat_col, sat)
+        on_sat += e_v * (load[sat_col] + np.where(current == sat_col, 0.0, s_v)) / cpu[sat_col]
+        # Staying costs access(h) + compute(h); a ground or air move at least the cheapest migration + fastest.
+        candidates = np.flatnonzero(~can_stay | (on_sat < stay) | (stay - fastest > cheapest_move))
+        cr, pc = np.nonzero(mask[candidates])
+        pr = candidates[cr]
+        base = self._pair_cost_s(observation.distances_m, current, pr, pc, sat)
+        # A move adds v's data to the new server (it already counts on its host).
+        move = np.where((current[pr] == pc) | ~fits[pc], np.inf, base + e_v * (load[pc] + s_v) / cpu[pc])
+        best_move = np.full(n, np.inf)
+        np.minimum.at(best_move, pr, move)
+        movers = np.flatnonzero(~can_stay | (best_move < stay))
+        target = np.where(can_stay, current, -1)
+        if movers.size:
+            # Movers leave their hosts; then they are placed one at a time.
+            leaving = current[movers]
+            np.subtract.at(load, leaving[leaving >= 0], s_v)
+            must = ~can_stay[movers]
+            gain = np.where(must, np.inf, stay[movers] - best_move[movers])
+            order = movers[np.lexsort((movers, -gain))]
+            starts = np.searchsorted(pr, np.arange(n + 1))  # pairs are grouped by vehicle (row-major)
+            for v in order.tolist():
+                lo, hi = starts[v], starts[v + 1]
+                options = pc[lo:hi]
+                room = sat[options] | (load[options] + s_v <= limit[options])
+                options, costs = options[room], base[lo:hi][room]
+                if not options.size:
+                    target[v] = servers.satellite_index
+                    continue
+                costs = costs + e_v * (load[options] + s_v) / cpu[options]
+                pick = int(options[np.argmin(costs)])
+                target[v] = pick
+                load[pick] += s_v
+        return MigrationDecision(target.astype(np.int64), one_hot(target, m))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from twin_service.config import BITS_PER_MB, OffloadParams, TaskParams
+from twin_service.config import BITS_PER_MB, ChannelParams, OffloadParams, SatelliteParams, TaskParams
 from twin_service.policies.base import MigrationPolicy, OffloadPolicy, PolicyKind
 from twin_service.policies.errors import ModelError, UnknownPolicyError
 from twin_service.policies.manifest import (
@@ -30,7 +30,7 @@ from twin_service.policies.manifest import (
     ModelManifest,
     check_spec,
 )
-from twin_service.policies.migration import GreedyPolicy, RandomPolicy, StickyNearestPolicy
+from twin_service.policies.migration import GreedyPolicy, LeastLoadedPolicy, RandomPolicy, StickyNearestPolicy
 from twin_service.policies.offload import LocalOnlyPolicy, NearestLeastLoadedPolicy
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATION_HEURISTICS = ("sticky-nearest", "greedy", "random")
+MIGRATION_HEURISTICS = ("sticky-nearest", "greedy", "random", "least-loaded")
 """Names of the built-in migration policies; ``sticky-nearest`` is the default."""
 OFFLOAD_HEURISTICS = ("nearest-least-loaded", "local-only")
 """Names of the built-in offloading policies; ``nearest-least-loaded`` is the default."""
@@ -164,11 +164,14 @@ def migration_policy(
     registry: ModelRegistry | None = None,
     n_servers: int | None = None,
     param_hash: str | None = None,
+    channel: ChannelParams | None = None,
+    satellite: SatelliteParams | None = None,
 ) -> MigrationPolicy:
     """The migration policy called ``name``: a heuristic, or a stored model checked against the scenario.
 
     ``task`` gives S_v (what hosting a twin adds to a server) to the capacity-aware default; ``seed``
-    seeds greedy's exploration and random's draws.
+    seeds greedy's exploration and random's draws; ``channel`` and ``satellite`` (the scenario's; defaults
+    otherwise) give least-loaded its latency model.
     """
     if name == "sticky-nearest":
         return StickyNearestPolicy((task or TaskParams()).data_size_mb * BITS_PER_MB)
@@ -176,10 +179,12 @@ def migration_policy(
         return GreedyPolicy(seed=seed)
     if name == "random":
         return RandomPolicy(seed=seed)
+    if name == "least-loaded":
+        return LeastLoadedPolicy(task, channel, satellite)
     model = _registry_model("migration", name, registry, n_servers, param_hash)
     from twin_service.policies.learned import build_migration_policy
 
-    return build_migration_policy(model.manifest, model.state_dict)
+    return build_migration_policy(model.manifest, model.state_dict, task=task)
 
 
 def offload_policy(

@@ -8,6 +8,7 @@ actor with :func:`twin_service.policies.registry.save_model`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -64,6 +65,35 @@ def load_actor(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) 
     return actor
 
 
+class ExecutionSampler:
+    """How a trained migration actor turns probabilities into targets: ``argmax`` (paper A, Eq. 20) or ``sample``.
+
+    Argmax sends every vehicle that sees the same best server there at once; sampling keeps the mixed strategy
+    a shared policy learned, which spreads the vehicles (the trainer keeps whichever validated better, in the
+    manifest's ``architecture.options["execution"]``). Draws come from a generator seeded by the manifest's
+    seed, so a run is reproducible; a lock keeps it consistent when the API calls from several threads.
+    """
+
+    def __init__(self, manifest: ModelManifest) -> None:
+        self.mode = str(manifest.architecture.options.get("execution", "argmax"))
+        if self.mode not in ("argmax", "sample"):
+            raise ModelSpecMismatch(f"model {manifest.name!r}: execution must be argmax or sample, got {self.mode!r}")
+        self._rng = np.random.default_rng(manifest.seed)
+        self._lock = threading.Lock()
+
+    def choose(self, logits: torch.Tensor, probs: torch.Tensor) -> NDArray[np.int64]:
+        if self.mode == "argmax" or len(logits) == 0:
+            return torch.argmax(logits, dim=-1).numpy().astype(np.int64)
+        p = probs.double().numpy()
+        cum = np.cumsum(p, axis=1)
+        with self._lock:
+            u = self._rng.random(len(p))[:, None] * cum[:, -1:]
+        target = (cum < u).sum(axis=1)
+        # Never beyond the last allowed server (rounding at the top of the cumulative sum).
+        last = p.shape[1] - 1 - np.argmax(p[:, ::-1] > 0, axis=1)
+        return np.minimum(target, last).astype(np.int64)
+
+
 def masked_probabilities(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax of the logits with masked entries set to :data:`MASKED_LOGIT` (exactly 0 after)."""
     masked = logits.masked_fill(~mask, MASKED_LOGIT)
@@ -82,6 +112,7 @@ class TorchMigrationPolicy:
         self.name = manifest.name
         self.version = manifest.version
         self.actor = actor
+        self.sampler = ExecutionSampler(manifest)
 
     def decide(
         self,
@@ -99,8 +130,8 @@ class TorchMigrationPolicy:
         with torch.inference_mode():
             logits = self.actor(torch.from_numpy(np.ascontiguousarray(observation.features, np.float32)))
             probs = masked_probabilities(logits, mask)
-            target = torch.argmax(logits.masked_fill(~mask, MASKED_LOGIT), dim=-1)
-        return MigrationDecision(target.numpy().astype(np.int64), probs.double().numpy())
+            masked = logits.masked_fill(~mask, MASKED_LOGIT)
+        return MigrationDecision(self.sampler.choose(masked, probs), probs.double().numpy())
 
 
 class TorchOffloadPolicy:
@@ -130,8 +161,10 @@ class TorchOffloadPolicy:
         return expected_outcome(rho.double().numpy(), inputs, self.params)
 
 
-def build_migration_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor]) -> TorchMigrationPolicy:
-    """The ``mlp`` architecture's migration policy (``twin_service.policies.learned``)."""
+def build_migration_policy(
+    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: object = None
+) -> TorchMigrationPolicy:
+    """The ``mlp`` architecture's migration policy (``twin_service.policies.learned``): paper A's o_v."""
     return TorchMigrationPolicy(manifest, load_actor(manifest, state_dict))
 
 

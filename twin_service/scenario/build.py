@@ -61,6 +61,9 @@ OUTPUT_FILES = (NET_FILE, ROUTES_FILE, EDGE_SERVERS_FILE, SUMOCFG_FILE, PARAMS_F
 CITY_CYCLES_PER_BIT = 72.3
 """e_v found by calibrating ``city`` with seed 1 (see its params.toml [calibration]); the rural
 scenario reuses it so that city and rural differ in topology and demand only, not in physics."""
+CITY_DROPPED_SHARE = 0.1093
+"""Share of the twins' data that nearest-server hosting drops at the city's peak with that e_v (its params.toml
+[calibration] ``dropped_data_share_at_peak``): what an imported city is provisioned to (``scenario.provision``)."""
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,15 @@ Paper A's Eq. 8-9 need a backlog dynamic it leaves out. The one used here (and b
   ``S'_m = backlog_m + sum of S_v hosted on m`` (Eq. 8, :func:`physics.migration.server_load_bits`);
 * after the tick the server has worked off ``C_m / e_v * tick_s`` bits:
   ``backlog_m = max(0, S'_m - C_m / e_v * tick_s)`` (:func:`physics.migration.drain_backlog_bits`);
-* an RSU is overloaded when ``S'_m > L_max`` (``rsu.cache_mb``).
+* an RSU is overloaded when ``S'_m > L_max`` (``rsu.cache_mb``);
+* what neither the tick's work nor the cache takes is dropped (:func:`physics.migration.dropped_bits`;
+  the satellite's cache is its finite queue, ``satellite.queue_mb``): :func:`dropped_share_at_peak` is the
+  share of the twins' data dropped around the peak, recorded beside the overloaded RSU share.
 
-:func:`record_hosting` runs SUMO headless (libsumo) over a window around the demand peak and keeps
-each tick's host of every vehicle; the load dynamic is then replayed cheaply for any e_v.
+:func:`twin_service.bridge.calibrate.record_positions` runs SUMO headless (libsumo) over a window around
+the demand peak and keeps every vehicle's position per tick; :func:`nearest_hosting` turns those into each
+tick's host for a layout, and the load dynamic is then replayed cheaply for any e_v (or, on an imported
+city, for any server count: :mod:`twin_service.scenario.provision`).
 A larger e_v drains less, so the overloaded share only grows with e_v: :func:`calibrate_cycles_per_bit`
 bisects log(e_v) until the share at the peak (mean over ``peak +- peak_halfwidth_s``) reaches the
 target (20 %, inside NOTES.md's 10-30 %), then rounds e_v up to 3 significant digits.
@@ -28,10 +33,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB, ScenarioError, ScenarioParams
-from twin_service.physics.migration import drain_backlog_bits, server_load_bits
+from twin_service.physics import (
+    drain_backlog_bits,
+    dropped_bits,
+    nearest_feasible_server,
+    projected_distance_matrix_m,
+    satellite_queue_bits,
+    server_load_bits,
+)
 from twin_service.scenario.edge_servers import EdgeLayout
+from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
 
 TARGET_SHARE = 0.20
+LOAD_MODEL = (
+    "S' = backlog + n_hosted * S_v per tick; backlog = clip(S' - cpu_hz / e_v * tick_s, 0, cache); "
+    "the satellite's cache is its queue; dropped = what the clip cuts off"
+)
 WARMUP_S = 600.0
 """The window starts this long before the peak with empty backlogs."""
 AFTER_PEAK_S = 300.0
@@ -51,6 +68,45 @@ class HostingTrace:
 
 
 @dataclass(frozen=True)
+class PositionTrace:
+    """Per recorded tick: the sim time and every running vehicle's position (net metres, SUMO's id order)."""
+
+    start_s: float
+    """Sim time the SUMO run began at: UAVs start their patrols then, as in the bridge."""
+    times_s: NDArray[np.float64]
+    x_m: tuple[NDArray[np.float64], ...]
+    y_m: tuple[NDArray[np.float64], ...]
+
+    @property
+    def vehicles(self) -> NDArray[np.int64]:
+        return np.array([len(x) for x in self.x_m], dtype=np.int64)
+
+
+def nearest_hosting(positions: PositionTrace, layout: EdgeLayout) -> HostingTrace:
+    """Each tick's host of every vehicle under nearest-server hosting, for ``layout``.
+
+    The nearest RSU or UAV whose range covers the vehicle (UAVs where their patrol has them at that
+    time; plane distances with altitude in the net's projection, as the engine computes them), else
+    the satellite: the hosting the calibration targets.
+    """
+    patrols = patrol_table_from_layout(layout) if len(layout.uav_indices) else None
+    uav_idx = layout.uav_indices
+    srv_x = layout.xy_m[:, 0].copy()
+    srv_y = layout.xy_m[:, 1].copy()
+    alt = layout.altitude_m
+    range_m = layout.range_m
+    sat = layout.satellite_index
+    hosts: list[NDArray[np.intp]] = []
+    for t, x, y in zip(positions.times_s, positions.x_m, positions.y_m, strict=True):
+        if patrols is not None:
+            uxy, _ = uav_positions(patrols, t - positions.start_s)
+            srv_x[uav_idx], srv_y[uav_idx] = uxy[:, 0], uxy[:, 1]
+        dist = projected_distance_matrix_m(x, y, srv_x, srv_y, alt)
+        hosts.append(nearest_feasible_server(dist, dist <= range_m, sat).astype(np.intp))
+    return HostingTrace(np.asarray(positions.times_s, dtype=np.float64), tuple(hosts))
+
+
+@dataclass(frozen=True)
 class CalibrationResult:
     """What :func:`calibrate_scenario` found; :meth:`as_dict` is the params.toml ``[calibration]``."""
 
@@ -58,6 +114,8 @@ class CalibrationResult:
     share_at_peak: float
     share_mean_window: float
     share_max_window: float
+    dropped_share_at_peak: float
+    """Share of the data offered around the peak that the servers drop (:func:`dropped_share_at_peak`)."""
     vehicles_at_peak: float
     satellite_hosted_share_at_peak: float
     """Share of vehicles out of every RSU/UAV range (hosted by the satellite) around the peak."""
@@ -74,6 +132,7 @@ class CalibrationResult:
             "overloaded_rsu_share_window_mean": round(self.share_mean_window, 4),
             "overloaded_rsu_share_window_max": round(self.share_max_window, 4),
             **({"target_share": TARGET_SHARE} if self.calibrated else {}),
+            "dropped_data_share_at_peak": round(self.dropped_share_at_peak, 4),
             "vehicles_at_peak": round(self.vehicles_at_peak, 1),
             "satellite_hosted_share_at_peak": round(self.satellite_hosted_share_at_peak, 4),
             "peak_time_s": self.peak_time_s,
@@ -81,9 +140,7 @@ class CalibrationResult:
             "window_begin_s": self.window_begin_s,
             "window_end_s": self.window_end_s,
             "hosting": "nearest RSU/UAV in range, else satellite",
-            "load_model": (
-                "S' = backlog + n_hosted * S_v per tick; backlog = clip(S' - cpu_hz / e_v * tick_s, 0, cache)"
-            ),
+            "load_model": LOAD_MODEL,
             "method": self.method,
         }
 
@@ -107,13 +164,25 @@ class HostingRecorder(Protocol):
     ) -> HostingTrace: ...
 
 
+def server_hold_bits(layout: EdgeLayout, satellite_queue_mb: float = math.inf) -> NDArray[np.float64]:
+    """``(M,)`` most each server holds after a tick's work, bits: its cache, the satellite its queue (as the bridge)."""
+    is_satellite = np.arange(len(layout)) == layout.satellite_index
+    queue = satellite_queue_bits(is_satellite, satellite_queue_mb * BITS_PER_MB)
+    return np.minimum(layout.cache_mb * BITS_PER_MB, queue)
+
+
 def rsu_load_trace(
-    trace: HostingTrace, layout: EdgeLayout, data_size_mb: float, cycles_per_bit: float, tick_s: float = 1.0
+    trace: HostingTrace,
+    layout: EdgeLayout,
+    data_size_mb: float,
+    cycles_per_bit: float,
+    tick_s: float = 1.0,
+    satellite_queue_mb: float = math.inf,
 ) -> NDArray[np.float64]:
     """``(T, M)`` loads S'_m (bits) of every server at every recorded tick, backlogs starting empty."""
     data_bits = data_size_mb * BITS_PER_MB
     cpu = layout.cpu_hz
-    cache_bits = layout.cache_mb * BITS_PER_MB
+    cache_bits = server_hold_bits(layout, satellite_queue_mb)
     backlog = np.zeros(len(layout))
     loads = np.empty((len(trace.hosts), len(layout)))
     for k, host in enumerate(trace.hosts):
@@ -132,6 +201,29 @@ def overloaded_rsu_share(
     rsu = layout.rsu_indices
     limit = layout.cache_mb[rsu] * BITS_PER_MB
     return (loads[:, rsu] > limit).mean(axis=1)
+
+
+def dropped_share_at_peak(
+    trace: HostingTrace,
+    layout: EdgeLayout,
+    data_size_mb: float,
+    cycles_per_bit: float,
+    peak_s: float,
+    tick_s: float = 1.0,
+    satellite_queue_mb: float = math.inf,
+    halfwidth_s: float = PEAK_HALFWIDTH_S,
+) -> float:
+    """Share of the twins' data offered over ``peak_s +- halfwidth_s`` that the servers drop.
+
+    Offered is every running vehicle's S_v each tick; dropped is what overflows the caches of the servers
+    the hosting overloads (:func:`physics.dropped_bits`; the satellite's cache is its queue).
+    """
+    loads = rsu_load_trace(trace, layout, data_size_mb, cycles_per_bit, tick_s, satellite_queue_mb)
+    hold = server_hold_bits(layout, satellite_queue_mb)
+    dropped = dropped_bits(loads, layout.cpu_hz, cycles_per_bit, tick_s, hold).sum(axis=1)
+    at_peak = _peak_mask(trace, peak_s, halfwidth_s)
+    offered = trace.vehicles[at_peak].sum() * data_size_mb * BITS_PER_MB
+    return float(dropped[at_peak].sum() / offered) if offered > 0 else 0.0
 
 
 def _satellite_share(trace: HostingTrace, satellite_index: int, ticks: NDArray[np.bool_]) -> float:
@@ -237,18 +329,46 @@ def calibrate_scenario(
     else:
         ev = float(cycles_per_bit)
         method = "e_v taken from the city calibration (shared physics); share measured the same way"
-    shares = overloaded_rsu_share(trace, layout, s_v, ev, tick)
-    at_peak = _peak_mask(trace, peak, PEAK_HALFWIDTH_S)
+    return measure_overload(
+        trace,
+        layout,
+        s_v,
+        ev,
+        peak,
+        tick,
+        method,
+        calibrated=cycles_per_bit is None,
+        satellite_queue_mb=params.satellite.queue_mb,
+    )
+
+
+def measure_overload(
+    trace: HostingTrace,
+    layout: EdgeLayout,
+    data_size_mb: float,
+    cycles_per_bit: float,
+    peak_s: float,
+    tick_s: float,
+    method: str,
+    calibrated: bool = False,
+    satellite_queue_mb: float = math.inf,
+) -> CalibrationResult:
+    """The overloaded RSU share (at the peak, over the window), dropped data and hosting figures of ``trace``."""
+    shares = overloaded_rsu_share(trace, layout, data_size_mb, cycles_per_bit, tick_s)
+    at_peak = _peak_mask(trace, peak_s, PEAK_HALFWIDTH_S)
     return CalibrationResult(
-        cycles_per_bit=ev,
+        cycles_per_bit=cycles_per_bit,
         share_at_peak=float(shares[at_peak].mean()),
         share_mean_window=float(shares.mean()),
         share_max_window=float(shares.max()),
+        dropped_share_at_peak=dropped_share_at_peak(
+            trace, layout, data_size_mb, cycles_per_bit, peak_s, tick_s, satellite_queue_mb
+        ),
         vehicles_at_peak=float(trace.vehicles[at_peak].mean()),
         satellite_hosted_share_at_peak=_satellite_share(trace, layout.satellite_index, at_peak),
-        peak_time_s=peak,
-        window_begin_s=begin,
-        window_end_s=end,
+        peak_time_s=peak_s,
+        window_begin_s=float(trace.times_s[0]),
+        window_end_s=float(trace.times_s[-1]),
         method=method,
-        calibrated=cycles_per_bit is None,
+        calibrated=calibrated,
     )

@@ -241,21 +241,33 @@ def _r(x: float, digits: int) -> float:
     return round(float(x), digits)
 
 
-def place_edge_servers(
-    net_file: str | Path,
-    route_files: list[str | Path],
-    rule: LayoutRule,
-    rsu: RsuParams,
-    uav: UavParams,
-    satellite: SatelliteParams,
-    seed: int = 1,
-    end_s: float = 3600.0,
-    description: str = "",
-) -> tuple[EdgeLayout, dict[str, float | int | str]]:
-    """Apply the placement rule to a geo-referenced net and its demand.
+@dataclass(frozen=True)
+class NetSites:
+    """What the placement rule reads from a net and its demand, once: :func:`place_on_sites` places any count.
 
-    Returns the layout and what the rule found (centre, count, spacing scale...) for ``[layout]``.
+    Reading the net and routing the demand take about a second on a real city; placing is fast, so a
+    count search (``twin_service.scenario.provision``) reads once and places many times.
     """
+
+    net: object
+    """The sumolib net (without internal edges)."""
+    projection: NetProjection
+    traffic: dict[str, float]
+    traffic_source: str
+    junction_xy: np.ndarray
+    junction_score: np.ndarray
+    signalised: np.ndarray
+    centre: np.ndarray
+    """Downtown: the traffic-weighted centroid of the junctions (net metres)."""
+
+    @property
+    def busy_junctions(self) -> int:
+        """Junctions with traffic: the most RSUs the rule can place."""
+        return int((self.junction_score > 0).sum())
+
+
+def read_sites(net_file: str | Path, route_files: list[str | Path], seed: int = 1, end_s: float = 3600.0) -> NetSites:
+    """Read a geo-referenced net, its traffic per edge and junction, and downtown (step 1 of the rule)."""
     import sumolib
 
     projection = read_projection(net_file)  # raises on a net without geo-reference
@@ -276,13 +288,45 @@ def place_edge_servers(
         centre = (jxy * jscore[:, None]).sum(axis=0) / jscore.sum()
     else:
         centre = np.asarray(projection.center_xy)
-    centre = np.round(centre, 2)
+    return NetSites(net, projection, traffic, traffic_source, jxy, jscore, signalised, np.round(centre, 2))
 
+
+def place_edge_servers(
+    net_file: str | Path,
+    route_files: list[str | Path],
+    rule: LayoutRule,
+    rsu: RsuParams,
+    uav: UavParams,
+    satellite: SatelliteParams,
+    seed: int = 1,
+    end_s: float = 3600.0,
+    description: str = "",
+) -> tuple[EdgeLayout, dict[str, float | int | str]]:
+    """Apply the placement rule to a geo-referenced net and its demand.
+
+    Returns the layout and what the rule found (centre, count, spacing scale...) for ``[layout]``.
+    """
+    sites = read_sites(net_file, route_files, seed=seed, end_s=end_s)
+    return place_on_sites(sites, rule, rsu, uav, satellite, seed=seed, description=description, name=str(net_file))
+
+
+def place_on_sites(
+    sites: NetSites,
+    rule: LayoutRule,
+    rsu: RsuParams,
+    uav: UavParams,
+    satellite: SatelliteParams,
+    seed: int = 1,
+    description: str = "",
+    name: str = "the network",
+) -> tuple[EdgeLayout, dict[str, float | int | str]]:
+    """Steps 2-4 of the rule on sites read by :func:`read_sites`; as :func:`place_edge_servers`."""
+    projection, centre, jxy, signalised = sites.projection, sites.centre, sites.junction_xy, sites.signalised
     target = rule.rsu_target(projection)
-    chosen, scale = _pick_rsus(jxy, jscore, signalised, centre, target, rule, seed)
+    chosen, scale = _pick_rsus(jxy, sites.junction_score, signalised, centre, target, rule, seed)
     if len(chosen) < target:
-        raise ScenarioError(f"{net_file}: only {len(chosen)} junctions carry traffic; cannot place {target} RSUs")
-    patrols = _pick_patrols(net, traffic, centre, rule, rule.uav_target(projection), seed)
+        raise ScenarioError(f"{name}: only {len(chosen)} junctions carry traffic; cannot place {target} RSUs")
+    patrols = _pick_patrols(sites.net, sites.traffic, centre, rule, rule.uav_target(projection), seed)
 
     servers: list[EdgeServer] = []
     rsu_xy = np.round(jxy[chosen], 2)
@@ -352,7 +396,7 @@ def place_edge_servers(
         "uavs_placed": len(patrols),
         "downtown_x_m": float(centre[0]),
         "downtown_y_m": float(centre[1]),
-        "traffic_source": traffic_source,
+        "traffic_source": sites.traffic_source,
         "seed": seed,
     }
     return EdgeLayout(tuple(servers), description=description), found

@@ -69,6 +69,9 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("satellite", "altitude_m"): "paper A: LEO, altitude not given; 550 km (Starlink shell)",
     ("satellite", "cpu_hz"): "paper A Table I: C_s 80 GHz",
     ("satellite", "cache_mb"): "paper A: no limit; effectively unlimited, never masked (Eq. 23)",
+    ("satellite", "queue_mb"): (
+        "paper A: unbounded; ours: as long a wait as a full RSU cache (300 MB x 80 / 32 GHz); overflow fails (Eq. 14)"
+    ),
     ("reward", "w_latency"): "paper A Eq. 21: 2",
     ("reward", "w_load"): "paper A Eq. 21: 1",
     ("reward", "w_failure"): "paper A Eq. 21: 1",

@@ -1,0 +1,63 @@
+# twin-service in one image: the bridge (SUMO, sumo-gui under Xvfb, served by x11vnc and noVNC) and the
+# decision API with the dashboard. docker-compose.yml runs it twice (services bridge and api) beside Redis.
+#
+# Two stages: "build" makes a virtual environment with the project and its wheels (eclipse-sumo, the CPU
+# build of torch, websockify) and unpacks noVNC's web page; "runtime" is Python slim with only the X, GL and
+# VNC libraries sumo-gui and the display need, that environment, and the project source, run as a non-root
+# user. No compiler, no Node.js, no second Python; nothing is fetched at run time.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+# noVNC's web page from Debian's package, unpacked without its dependencies (Node.js, Debian's Python):
+# websockify comes from PyPI into the environment below.
+WORKDIR /novnc
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get download novnc \
+ && dpkg-deb -x novnc_*.deb /novnc \
+ && rm -f novnc_*.deb \
+ && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# PyPI's default torch wheel for Linux is the CUDA build (several GB); the service needs the CPU one.
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+WORKDIR /app
+# Dependencies first (a layer that survives source edits): the package is installed editable, so that
+# the source copied below, with the scenarios beside it, is what runs.
+COPY pyproject.toml README.md ./
+RUN mkdir twin_service && touch twin_service/__init__.py \
+ && pip install --no-cache-dir -e . websockify==0.13.0
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="twin-service" \
+      org.opencontainers.image.description="SUMO co-simulation digital twins: bridge with sumo-gui in the browser, decision API, live dashboard" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# The libraries sumo-gui loads from the system (the eclipse-sumo wheel bundles the rest: FOX, GDAL, PROJ,
+# fontconfig...), a font, Xvfb and x11vnc. Versions follow the pinned Debian release of the base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      xvfb x11vnc \
+      libgl1 libglx-mesa0 libgl1-mesa-dri libx11-6 libxext6 libxrender1 libexpat1 libatomic1 libstdc++6 \
+      fontconfig-config fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -m 1777 /tmp/.X11-unix \
+ && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin twin
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /novnc/usr/share/novnc /usr/share/novnc
+COPY --from=build /novnc/usr/share/doc/novnc /usr/share/doc/novnc
+WORKDIR /app
+# The source, the committed scenarios and any trained models (.dockerignore leaves out the rest).
+COPY . .
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TWIN_API_HOST=0.0.0.0 \
+    TWIN_NOVNC_HOST=0.0.0.0
+USER 10001
+EXPOSE 8000 6080
+# The api service's command; the bridge service runs `python -m twin_service.webstack up ...`.
+CMD ["twin-service", "api"]

@@ -1,0 +1,110 @@
+"""docker-compose.yml: valid for Debian's ``docker-compose`` and for the Compose Specification's JSON schema
+(vendored in ``compose-spec/``, used offline), with the services, ports, health checks and start order the
+README promises, and commands the image can run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.main import get_command
+
+from tests.debian import ensure_debian_tool
+from twin_service import webstack
+from twin_service.cli import app as cli_app
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).parent / "compose-spec" / "compose-spec.json"
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict:
+    """``docker-compose config``: the file as Compose reads it, with the variables set."""
+    compose = ensure_debian_tool("docker-compose", "docker-compose")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    env |= {"TWIN_API_KEY": "s3cret", "TWIN_SCENARIO": "rural", "TWIN_SPEED": "max", "TWIN_API_PORT": "18000"}
+    done = subprocess.run(
+        [compose, "--project-directory", str(ROOT), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_docker_compose_accepts_the_file_with_its_services(resolved: dict):
+    services = resolved["services"]
+    assert set(services) == {"redis", "api", "bridge"}
+    assert services["redis"]["image"].split(":")[0] == "redis"  # the official image
+    assert services["api"]["image"] == services["bridge"]["image"]  # one image, built once
+    ports = {
+        name: [(int(p["published"]), int(p["target"])) for p in s.get("ports", [])] for name, s in services.items()
+    }
+    assert ports == {"redis": [], "api": [(18000, 8000)], "bridge": [(6080, 6080)]}
+
+
+def test_every_service_has_a_health_check_and_starts_after_what_it_needs(resolved: dict):
+    services = resolved["services"]
+    tests = {name: " ".join(s["healthcheck"]["test"]) for name, s in services.items()}
+    assert tests["redis"] == "CMD redis-cli ping"
+    assert "http://127.0.0.1:8000/v1/health" in tests["api"]
+    assert tests["bridge"].startswith("CMD python -m twin_service.webstack check")
+    depends = {name: s.get("depends_on", {}) for name, s in services.items()}
+    assert depends["redis"] == {}
+    assert depends["api"] == {"redis": {"condition": "service_healthy"}}
+    assert depends["bridge"] == {"redis": {"condition": "service_healthy"}, "api": {"condition": "service_healthy"}}
+
+
+def test_settings_pass_through(resolved: dict):
+    api, bridge = resolved["services"]["api"]["environment"], resolved["services"]["bridge"]["environment"]
+    assert api["TWIN_API_KEY"] == bridge["TWIN_API_KEY"] == "s3cret"
+    assert api["TWIN_REDIS_URL"] == bridge["TWIN_REDIS_URL"] == "redis://redis:6379/0"
+    assert (bridge["TWIN_SCENARIO"], bridge["TWIN_SPEED"]) == ("rural", "max")
+
+
+def test_the_file_follows_the_compose_specification_schema():
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert [e.message for e in validator.iter_errors(document)] == []
+    broken = yaml.safe_load(COMPOSE.read_text())
+    broken["services"]["bridge"]["depends_on"]["api"]["condition"] = "service_happy"
+    broken["services"]["api"]["healthcheck"]["interval"] = 10
+    assert len(list(validator.iter_errors(broken))) == 2  # the schema does catch what it should
+
+
+def test_the_commands_are_ones_the_image_runs():
+    """Each service's command and health check parse with the project's own command lines."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    api = services["api"]["command"]
+    assert api[0] == "twin-service"
+    cli = get_command(cli_app)
+    cli.make_context("twin-service", list(api[1:]))  # raises on an unknown option
+    bridge = services["bridge"]["command"]
+    assert bridge[:3] == ["python", "-m", "twin_service.webstack"]
+    args, rest = webstack._parser().parse_known_args(bridge[3:])
+    run = webstack.run_command(args, rest)
+    assert run[:3] == [sys.executable, "-m", "twin_service.cli"] and "--decisions" in run
+    cli.make_context("twin-service", run[3:])
+    check = services["bridge"]["healthcheck"]["test"]
+    assert webstack._parser().parse_args(check[4:]).command == "check"
+    compile(services["api"]["healthcheck"]["test"][3], "<api healthcheck>", "exec")
+
+
+def test_published_container_ports_are_the_images(resolved: dict):
+    exposed = {
+        int(p)
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("EXPOSE")
+        for p in line.split()[1:]
+    }
+    targets = {int(p["target"]) for s in resolved["services"].values() for p in s.get("ports", [])}
+    assert targets == exposed == {8000, 6080}

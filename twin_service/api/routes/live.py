@@ -1,0 +1,237 @@
+"""``GET /v1/map`` and ``GET /v1/stream``: the run's road map, and its ticks as a live delta stream.
+
+Both feed the dashboard (``/dashboard``) and suit any other live client: the map once per run, then
+Server-Sent Events with one small delta per tick (``twin_service.api.live``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from twin_service.api.deps import API_KEY_HEADER, StateDep, StoreDep, require_api_key
+from twin_service.api.errors import ERROR_RESPONSES, RETRY_AFTER_S
+from twin_service.api.live import SERVER_FIELDS, VEHICLE_FIELDS, LiveFeed, sse
+from twin_service.api.schemas import ErrorBody
+from twin_service.config import BITS_PER_MB, ScenarioError, load_params, resolve_scenario
+from twin_service.policies.inputs import MissingTwinData
+from twin_service.scenario.netmap import RoadMap, read_road_map
+from twin_service.twins import TwinStoreUnavailable, UnknownTickError
+
+router = APIRouter(tags=["live"])
+
+KEEPALIVE_S = 15.0
+"""A comment line this often keeps proxies from closing a quiet stream (the bridge may be paused)."""
+RECONNECT_MS = 2000
+"""The SSE ``retry`` a client waits before reconnecting."""
+GZIP_MIN_BYTES = 32 * 1024
+
+
+class RoadOut(BaseModel):
+    id: str = Field(description="SUMO edge id (one of the road's two directions).")
+    lanes: int = Field(description="Lanes in the wider direction.")
+    xy: list[float] = Field(description="Polyline in net metres, flat: x0, y0, x1, y1, ...", examples=[[0, 0, 250, 0]])
+
+
+class MapServerOut(BaseModel):
+    id: str
+    tier: str = Field(examples=["rsu"])
+    x_m: float
+    y_m: float
+    range_m: float | None = Field(description="Coverage radius (null: unlimited, the satellite).")
+    cache_bits: float | None = Field(description="L_max, the load at which it is overloaded (null: unlimited).")
+    patrol_xy: list[list[float]] = Field(description="A UAV's patrol polyline in net metres (empty otherwise).")
+
+
+class RunMap(BaseModel):
+    scenario: str | None = Field(description="The run's scenario name (null before a run has started).")
+    started_wall_time: str | None = Field(description="Identifies the run: it changes when a new run starts.")
+    boundary: list[float] = Field(description="xmin, ymin, xmax, ymax in net metres.")
+    roads: list[RoadOut]
+    roads_detail: str = Field(description="Why ``roads`` is empty, when it is.")
+    servers: list[MapServerOut]
+
+
+@lru_cache(maxsize=4)
+def _road_map(path: str, mtime_ns: int) -> RoadMap:  # mtime in the key: a rebuilt net is read again
+    return read_road_map(path)
+
+
+def _roads_of(run: dict[str, str]) -> tuple[RoadMap | None, str]:
+    """The road map of the run's scenario, looked up as the decision service finds its parameters."""
+    reasons = []
+    for candidate in (run.get("scenario_dir", ""), run.get("scenario", "")):
+        if not candidate:
+            continue
+        try:
+            folder = resolve_scenario(candidate)
+            net = Path(load_params(folder).scenario.net_file)
+            net = net if net.is_absolute() else folder / net
+            return _road_map(str(net), net.stat().st_mtime_ns), ""
+        except (ScenarioError, OSError) as exc:
+            reasons.append(str(exc))
+    if not run:
+        return None, "no run in Redis yet"
+    return None, "the run's scenario is not readable here: " + "; ".join(reasons or ["the run names none"])
+
+
+def _finite_or_none(value: Any, limit: float = math.inf) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v < limit else None
+
+
+@router.get(
+    "/v1/map",
+    response_model=RunMap,
+    summary="Road map and edge servers of the run",
+    responses={
+        200: {"description": "The map; gzip-encoded when large and the client accepts it."},
+        503: ERROR_RESPONSES[503],
+    },
+)
+def run_map(request: Request, store: StoreDep) -> Response:
+    """The roads of the run's SUMO net (centre lines, simplified to 1 m) and the edge servers with their
+    coverage radius, load limit and UAV patrols, in net metres: what a map of the live run draws under
+    the vehicles. Fetch it again when ``started_wall_time`` changes (a new run)."""
+    run = store.read_run_meta()
+    layout = store.read_layout()
+    road_map, detail = _roads_of(run)
+    servers = [
+        {
+            "id": str(s.get("id")),
+            "tier": str(s.get("tier")),
+            "x_m": float(s.get("x_m", 0.0)),
+            "y_m": float(s.get("y_m", 0.0)),
+            "range_m": None if s.get("tier") == "satellite" else _finite_or_none(s.get("range_m"), 1e11),
+            "cache_bits": None
+            if s.get("tier") == "satellite"
+            else _finite_or_none(float(s.get("cache_mb", math.inf)) * BITS_PER_MB),
+            "patrol_xy": [[float(v) for v in p] for p in s.get("patrol_xy", [])],
+        }
+        for s in layout
+    ]
+    if road_map is not None:
+        boundary = list(road_map.boundary)
+    else:
+        xs = [s["x_m"] for s in servers if s["tier"] != "satellite"] or [0.0]
+        ys = [s["y_m"] for s in servers if s["tier"] != "satellite"] or [0.0]
+        boundary = [min(xs), min(ys), max(xs), max(ys)]
+    body = {
+        "scenario": run.get("scenario"),
+        "started_wall_time": run.get("started_wall_time"),
+        "boundary": boundary,
+        "roads": [{"id": r.edge_id, "lanes": r.lanes, "xy": list(r.xy)} for r in road_map.roads] if road_map else [],
+        "roads_detail": detail,
+        "servers": servers,
+    }
+    raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    if len(raw) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(
+            gzip.compress(raw, 5),
+            media_type="application/json",
+            headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+        )
+    return Response(raw, media_type="application/json", headers={"Vary": "Accept-Encoding"})
+
+
+STREAM_DESCRIPTION = f"""\
+Server-Sent Events (`text/event-stream`), one event per tick the bridge writes. Each `data:` line is
+JSON:
+
+* `snapshot` (first, and again when a new run starts): everything the client needs. `vehicles` holds
+  every vehicle, `servers` every server, `kpis` the recent KPI history, plus `run`, `server_ids`,
+  `server_tiers` and `load_source` (what `predicted_load_bits` is: the current load until a workload
+  predictor is loaded).
+* `tick`: only what changed since the previous event of this stream. `vehicles` holds new or changed
+  rows `[{", ".join(("id", *VEHICLE_FIELDS))}]` (positions to 0.1 m), `left` the ids that are gone,
+  `migrations` `[id, from_server_index, to_server_index]`, `servers` changed rows
+  `[{", ".join(("index", *SERVER_FIELDS))}]`, `kpis` the KPI samples written since.
+* `status`: Redis became unreachable (the stream retries every {RETRY_AFTER_S} s and goes on).
+
+A client that reads slower than the bridge ticks skips ticks but always holds the exact state of the
+last tick it was sent. With `TWIN_API_KEY` set the `{API_KEY_HEADER}` header is required (read the stream
+with `fetch`, which can send headers; `EventSource` cannot).
+"""
+
+
+@router.get(
+    "/v1/stream",
+    summary="Live tick stream (Server-Sent Events, deltas)",
+    description=STREAM_DESCRIPTION,
+    dependencies=[Depends(require_api_key)],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "An endless event stream (ends after `max_events` events when given).",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": 'id: 42\nevent: tick\ndata: {"tick":42,"sim_time_s":42.0,"n_vehicles":2,'
+                    '"vehicles":[["veh7",812.4,1630.0,3,0]],"left":["veh2"],"migrations":[["veh7",1,3]],'
+                    '"servers":[[3,1500.0,990.2,36000000,18,0,36000000]],"kpis":[...]}\n\n',
+                }
+            },
+        },
+        401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key (when the service has a key)."},
+        503: ERROR_RESPONSES[503],
+    },
+)
+async def stream(
+    request: Request,
+    state: StateDep,
+    max_events: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="End the stream after this many events (default: never).")
+    ] = None,
+    poll_ms: Annotated[int, Query(ge=20, le=5000, description="How often Redis is checked for a new tick.")] = 100,
+) -> StreamingResponse:
+    store = state.store()  # 503 now, before the stream starts, when Redis is not configured or down
+    await run_in_threadpool(store.ping)
+    feed = LiveFeed(state)
+    poll_s = poll_ms / 1000.0
+
+    async def events():  # noqa: ANN202 - an async generator of str
+        yield f"retry: {RECONNECT_MS}\n\n"
+        sent = 0
+        quiet_s = 0.0
+        while True:
+            try:
+                event = await run_in_threadpool(feed.poll)
+            except TwinStoreUnavailable as exc:
+                yield sse("status", {"redis": "unreachable", "detail": str(exc)})
+                await asyncio.sleep(RETRY_AFTER_S)
+                continue
+            except (UnknownTickError, MissingTwinData):
+                event = None  # the tick left the window meanwhile, or a new run is writing its first tick
+            if event is not None:
+                yield event
+                sent += 1
+                quiet_s = 0.0
+                if max_events is not None and sent >= max_events:
+                    return
+                continue
+            if await request.is_disconnected():
+                return
+            quiet_s += poll_s
+            if quiet_s >= KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                quiet_s = 0.0
+            await asyncio.sleep(poll_s)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

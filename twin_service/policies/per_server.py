@@ -1,0 +1,170 @@
+"""The per-server migration actor: one shared network scores every candidate server of a vehicle.
+
+The logit of server m for vehicle v comes from the features of the pair (``observe.per_server_features``:
+distance over range, the compute latency the twin would see there, load, room, tier, whether m is the current
+host, and the current host's latency and distance), embedded by a shared MLP and compared with the mean
+embedding of the vehicle's feasible servers (a Deep Sets context, so that a server is scored against its
+alternatives). Only feasible pairs are scored; the others keep
+:data:`~twin_service.policies.torch_policy.MASKED_LOGIT`. The action is the argmax (paper A Eq. 20) or a draw
+from the policy (``execution`` in the manifest: whichever validated better). The same network serves any
+number of servers, in any city.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from twin_service.config import BITS_PER_MB, TaskParams
+from twin_service.observe import PER_SERVER_FEATURES, MigrationObservation, ServerTable, per_server_features
+from twin_service.policies.base import MigrationDecision
+from twin_service.policies.errors import ModelSpecMismatch
+from twin_service.policies.manifest import ModelManifest
+from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, ExecutionSampler, masked_probabilities
+
+
+def _mlp(sizes: Sequence[int], activation: str, last_activation: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2 or last_activation:
+            layers.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class PerServerActor(nn.Module):
+    """Scores (vehicle, server) pairs: ``(P, F)`` pair features -> ``(B, M)`` logits, unscored pairs masked.
+
+    Only the candidate pairs are given (:func:`candidate_mask`: a few per vehicle among the M servers), so the
+    cost grows with them, not with the layout. ``rows`` (ascending) and ``cols`` name each pair's vehicle (row
+    of the batch) and server.
+    """
+
+    def __init__(self, n_features: int, hidden: Sequence[int] = (32, 32), activation: str = "tanh") -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        width = hidden[-1]
+        self.embed = _mlp([n_features, *hidden], activation, last_activation=True)
+        self.score = _mlp([2 * width, width, 1], activation, last_activation=False)
+        self.stay_bias = nn.Parameter(torch.tensor(STAY_BIAS_INIT))
+        """Added to the current host's logit: a learned prior for staying put (a migration costs 60 MB)."""
+        self.host_feature = PER_SERVER_FEATURES.index("is_current_host")
+
+    def forward(
+        self, features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int]
+    ) -> torch.Tensor:
+        n, m = shape
+        h = self.embed(features)
+        # The mean embedding of each vehicle's candidates (rows come sorted: segments of the pair list).
+        lengths = torch.bincount(rows, minlength=n)
+        context = torch.segment_reduce(h, "mean", lengths=lengths, unsafe=True)
+        scores = self.score(torch.cat([h, context[rows]], dim=-1)).squeeze(-1)
+        scores = scores + self.stay_bias * features[:, self.host_feature]
+        logits = torch.full((n, m), MASKED_LOGIT, dtype=scores.dtype)
+        return logits.index_put((rows, cols), scores)
+
+
+def build_actor(manifest: ModelManifest) -> PerServerActor:
+    arch = manifest.architecture
+    return PerServerActor(manifest.observation.feature_dim, arch.hidden, arch.activation)
+
+
+STAY_BIAS_INIT = 5.0
+"""Initial prior for the current host: an untrained actor moves a twin in about 5 % of the ticks (e^5 = 148 to
+one, against about eight candidates) instead of migrating at random every tick; training adjusts it."""
+DEFAULT_CANDIDATES = 8
+"""Ground or air servers a vehicle weighs: its nearest feasible ones (plus its host and the satellite)."""
+
+
+def candidate_mask(
+    observation: MigrationObservation, host: NDArray[np.int64] | None, nearest: int = DEFAULT_CANDIDATES
+) -> NDArray[np.bool_]:
+    """``(V, M)`` the servers the actor scores: the ``nearest`` feasible ground or air servers of each vehicle,
+    its current host and the satellite, when feasible (Eq. 23). A farther server would cost more access and
+    migration latency than a nearer one with room; leaving it out keeps the actor's cost per vehicle fixed
+    however many servers the city has."""
+    mask = np.asarray(observation.mask, dtype=bool)
+    n, m = mask.shape
+    sat = observation.servers.is_satellite
+    dist = np.where(mask & ~sat[None, :], np.asarray(observation.distances_m, dtype=np.float32), np.inf)
+    keep = np.zeros_like(mask)
+    k = min(nearest, m)
+    if n and k:
+        nearest_cols = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+        rows = np.repeat(np.arange(n), nearest_cols.shape[1])
+        cols = nearest_cols.reshape(-1)
+        finite = np.isfinite(dist[rows, cols])
+        keep[rows[finite], cols[finite]] = True
+    keep[:, sat] = mask[:, sat]
+    if host is not None:
+        h = np.asarray(host, dtype=np.int64)
+        ok = np.flatnonzero((h >= 0) & (h < m))
+        keep[ok, h[ok]] |= mask[ok, h[ok]]
+    return keep
+
+
+def feasible_pairs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``(rows, cols)`` of the allowed (vehicle, server) pairs, vehicle by vehicle (rows ascending)."""
+    rows, cols = np.nonzero(mask)
+    return rows, cols
+
+
+class PerServerMigrationPolicy:
+    """A trained per-server actor behind the migration interface."""
+
+    needs_window_mean = False
+
+    def __init__(self, manifest: ModelManifest, actor: PerServerActor, task: TaskParams) -> None:
+        if manifest.kind != "migration":
+            raise ModelSpecMismatch(f"model {manifest.name!r} is a {manifest.kind} model, not a migration one")
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.actor = actor
+        self.task = task
+        self.nearest = int(manifest.architecture.options.get("candidates", DEFAULT_CANDIDATES))
+        self.sampler = ExecutionSampler(manifest)
+
+    def logits(self, observation: MigrationObservation, host: NDArray[np.int64] | None) -> torch.Tensor:
+        """``(V, M)`` logits of each vehicle's candidate servers (the others at ``MASKED_LOGIT``)."""
+        rows, cols = feasible_pairs(candidate_mask(observation, host, self.nearest))
+        features = per_server_features(
+            observation, host, self.task.cycles_per_bit, self.task.data_size_mb * BITS_PER_MB, (rows, cols)
+        )
+        with torch.inference_mode():
+            return self.actor(
+                torch.from_numpy(features),
+                torch.from_numpy(rows).long(),
+                torch.from_numpy(cols).long(),
+                observation.mask.shape,
+            )
+
+    def decide(
+        self,
+        observation: MigrationObservation,
+        servers: ServerTable,
+        host: NDArray[np.int64] | None = None,
+    ) -> MigrationDecision:
+        logits = self.logits(observation, host)
+        with torch.inference_mode():
+            probs = masked_probabilities(logits, logits > MASKED_LOGIT / 2)
+        return MigrationDecision(self.sampler.choose(logits, probs), probs.numpy())
+
+
+def build_migration_policy(
+    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: TaskParams | None = None
+) -> PerServerMigrationPolicy:
+    if manifest.observation.feature_dim != len(PER_SERVER_FEATURES):
+        raise ModelSpecMismatch(f"model {manifest.name!r} expects {manifest.observation.feature_dim} features")
+    actor = build_actor(manifest)
+    try:
+        actor.load_state_dict(dict(state_dict), strict=True)
+    except RuntimeError as exc:
+        raise ModelSpecMismatch(f"model {manifest.name!r}: weights do not fit its manifest: {exc}") from exc
+    actor.eval()
+    return PerServerMigrationPolicy(manifest, actor, task or TaskParams())
