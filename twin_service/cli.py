@@ -949,6 +949,10 @@ def predictor_evaluate(
                 split = split or ",".join(f"{f:g}" for f in first.data.split.fractions or ())
             else:
                 recordings = [Path(r["path"]) for r in first.data.recordings if r.get("part") == "test"]
+                if not recordings and first.data.recordings:  # held out at training: beside the days it read
+                    folder = Path(first.data.recordings[0]["path"]).parent
+                    recordings = [folder / f"{day}.npz" for day in first.data.split.test]
+                    test_days = ",".join(day.rsplit("-s", 1)[-1] for day in first.data.split.test)
                 if not recordings:
                     fail(f"{first.name} names no held-out recording: give --recordings")
         data = _predictor_data(

@@ -183,7 +183,8 @@ def city_series(
             method="days",
             train=[p.name for p in split["train"]],
             val=[p.name for p in split["val"]],
-            test=[p.name for p in split["test"]],
+            # The held-out days by name even when not loaded (training never loads them): what evaluation reads.
+            test=sorted({p.name for p in split["test"]} | {f"{sc.params.scenario.name}-s{d}" for d in test_days}),
         ),
     )
     return SeriesData(CITY_FEATURES, split["train"], split["val"], split["test"], spec)
