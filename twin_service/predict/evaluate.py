@@ -239,9 +239,9 @@ def plot_first_part(
     lo, hi = max(0, centre - span // 2), min(len(actual), centre + span // 2)
     fig, axes = plt.subplots(3, 1, figsize=(11, 10))
     for ax, (a, b) in zip(axes[:2], ((0, len(actual)), (lo, hi)), strict=True):
-        ax.plot(t[a:b], actual[a:b], color="black", lw=1.6, label="actual")
         for name in models:
             ax.plot(t[a:b], first_part[name][a:b, j] / unit_scale, lw=0.9, color=colours[name], label=name)
+        ax.plot(t[a:b], actual[a:b], color="black", lw=1.4, label="actual", zorder=5)
         ax.set_ylabel(f"{evaluation.busy_series}{f' ({unit})' if unit else ''}")
         ax.grid(alpha=0.3)
     axes[0].set_title(
