@@ -930,6 +930,9 @@ def predictor_evaluate(
     split: Annotated[str | None, typer.Option(help="With --series: train,validation,test shares.")] = None,
     val_days: Annotated[str, typer.Option(help="With --recordings: the validation day(s), by seed.")] = "7",
     test_days: Annotated[str, typer.Option(help="With --recordings: the held-out day(s) evaluated on.")] = "8,9",
+    record: Annotated[
+        bool, typer.Option(help="Also record each predictor's test figures in its manifest (evaluation.test).")
+    ] = True,
 ) -> None:
     """Table II on the held-out part: each predictor, persistence and the window mean (metrics.json, plots)."""
     from twin_service.config import ScenarioError
@@ -967,6 +970,10 @@ def predictor_evaluate(
             "data": data.spec.model_dump(mode="json", exclude={"series_names"}),
         }
         write_outputs(evaluation, first_part, out, about, unit=unit, unit_scale=unit_scale)
+        if record:
+            from twin_service.predict.evaluate import record_test_figures
+
+            record_test_figures(evaluation, folders)
     except (PredictorError, SeriesError, RecordingError, ScenarioError, ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(

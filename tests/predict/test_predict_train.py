@@ -88,6 +88,8 @@ def test_train_and_evaluate_commands_write_table_ii(tmp_path):
         assert (tmp_path / "eval" / name).stat().st_size > 0
     about = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert about["test_parts"] == ["rows 480-600"] and about["horizon_steps"] == 1
+    recorded = json.loads((tmp_path / "models" / "ramp-gru-1" / "manifest.json").read_text())["evaluation"]
+    assert recorded["test"]["wape"] == pytest.approx(metrics["GRU"]["runs"][0]["wape"])
 
 
 def test_a_table_compares_one_horizon(tmp_path):

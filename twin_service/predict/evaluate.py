@@ -173,6 +173,22 @@ def table_markdown(evaluation: Evaluation, unit: str = "", unit_scale: float = 1
     return "\n".join(lines)
 
 
+def record_test_figures(evaluation: Evaluation, folders: Sequence[str | Path]) -> None:
+    """Write each evaluated predictor's own test figures into its manifest (``evaluation.test``)."""
+    from twin_service.predict.manifest import MANIFEST_FILE, PredictorManifest
+
+    figures = {run["name"]: run for score in evaluation.scores for run in score.runs}
+    for folder in folders:
+        path = Path(folder) / MANIFEST_FILE
+        manifest = PredictorManifest.model_validate_json(path.read_text())
+        run = figures.get(manifest.name)
+        if run is None:
+            continue
+        test = {k: float(run[k]) for k in ("rmse", "mae", "wape", "mape", "r2")}
+        updated = manifest.model_copy(update={"evaluation": {**manifest.evaluation, "test": test}})
+        path.write_text(json.dumps(updated.model_dump(mode="json"), indent=2) + "\n")
+
+
 def metrics_dict(evaluation: Evaluation) -> dict[str, Any]:
     """``metrics.json``: model -> {rmse, mae, wape, mape, r2} on the original scale, with the normalised-scale
     figures, the spread across seeds and each run beside them."""
