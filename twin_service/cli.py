@@ -263,7 +263,7 @@ def run(
                 api_thread = _start_api(engine, redis.url, options, settings, api_host, api_port)
                 engine.decisions = HttpDecisions(api_thread.url, engine.decisions, api_key=settings.api_key)
                 typer.echo(f"decision API at {api_thread.url}  (docs: {api_thread.url}/docs)")
-            typer.echo(f"decisions: {_describe_decisions(engine.decisions)}")
+            typer.echo(f"decisions: {_describe_decisions(engine.decisions)}; workload predictor: {predictor}")
             with _graceful_stop() as stop_requested:
                 summary = run_loop(
                     engine, store, options, url=redis.url, on_progress=_print_progress, should_stop=stop_requested
