@@ -101,7 +101,7 @@ class Bridge:
     def __init__(self, args: argparse.Namespace, port: int) -> None:
         cmd = [sys.executable, "-m", "twin_service.cli", "run", "--scenario", args.scenario, "--api",
                "--api-port", str(port), "--speed", str(args.speed), "--begin", str(args.begin)]  # fmt: skip
-        if args.api_workers:
+        if args.api_workers is not None:
             cmd += ["--api-workers", str(args.api_workers)]
         env = {k: v for k, v in os.environ.items() if k not in ("TWIN_API_KEY", "TWIN_REDIS_URL")}
         self.proc = subprocess.Popen(
@@ -164,7 +164,9 @@ def main() -> None:
     ap.add_argument("--scenario", default="city")
     ap.add_argument("--begin", type=float, default=1500.0, help="Sim time the run starts at (near the peak).")
     ap.add_argument("--min-vehicles", type=int, default=500, help="Start the load once the run has this many.")
-    ap.add_argument("--api-workers", type=int, default=0, help="Serve the API from N processes (0: in the bridge).")
+    ap.add_argument(
+        "--api-workers", type=int, help="run --api-workers N: the API in N processes, 0 in a thread of the bridge."
+    )
     args = ap.parse_args()
     if not 1 <= args.users <= MAX_USERS or not 1 <= args.seconds <= MAX_SECONDS:
         raise SystemExit(f"--users must be 1..{MAX_USERS} and --seconds 1..{MAX_SECONDS}")
@@ -186,6 +188,7 @@ def main() -> None:
             time.sleep(0.5)
 
         helpers = _descendants(bridge.proc.pid)
+        api_processes = any(name.startswith("API") for name in helpers.values())
         with tempfile.TemporaryDirectory() as tmp:
             prefix = Path(tmp) / "load"
             cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
@@ -194,7 +197,11 @@ def main() -> None:
             before = _latest(client)
             t0 = time.monotonic()
             locust = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            pids = {bridge.proc.pid: "bridge (+ API threads)", **helpers, locust.pid: "locust (the 20 clients)"}
+            pids = {
+                bridge.proc.pid: "bridge (+ API threads)",
+                **helpers,
+                locust.pid: f"locust (the {args.users} clients)",
+            }
             time.sleep(min(3.0, args.seconds / 4))  # spawned and running
             mid_before = _latest(client)
             tm0 = time.monotonic()
@@ -225,7 +232,7 @@ def main() -> None:
     ticks_per_s = (mid_after["tick"] - mid_before["tick"]) / (tm1 - tm0)
     print(
         f"run: {args.scenario} at --speed {args.speed:g}, {before['n_vehicles']}-{after['n_vehicles']} vehicles; "
-        f"API {'in the bridge process' if not args.api_workers else f'in {args.api_workers} worker processes'}"
+        + ("API in processes of its own" if api_processes else "API in a thread of the bridge process")
     )
     print(f"load: {args.users} clients for {elapsed:.0f} s, single-vehicle migration decisions, latest tick")
     print(f"requests: {n} ({float(row['Requests/s']):.0f}/s), errors {errors}, vehicle left (404, not an error) {left}")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,23 +141,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running():
-    """As a terminal does: SIGINT to the bridge's whole process group (the API's processes included)."""
-    proc, lines, helpers = _start_ticking_run("--api", "--api-port", str(_free_port()), "--api-workers", "2")
+def _finish(proc: subprocess.Popen, lines: list[str], act: Callable[[], None]) -> tuple[str, str]:
+    """Do ``act`` to a ticking run and wait for it to exit; its whole stdout, and its stderr."""
     try:
-        assert len(helpers) >= 5, "expected a SUMO worker, an embedded redis-server and the API's three processes"
-        os.killpg(proc.pid, signal.SIGINT)
+        act()
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    stdout = "".join(lines) + out
+    return "".join(lines) + out, err
+
+
+def _summary_int(stdout: str, key: str) -> int:
+    return int(stdout.split("summary:")[1].split(key)[1].split()[0])
+
+
+def test_ctrl_c_finishes_the_tick_prints_the_summary_and_leaves_nothing_running():
+    """As a terminal does: SIGINT to the bridge's whole process group (the API's processes included)."""
+    proc, lines, helpers = _start_ticking_run("--api", "--api-port", str(_free_port()), "--api-workers", "2")
+    stdout, err = _finish(proc, lines, lambda: os.killpg(proc.pid, signal.SIGINT))
+    assert len(helpers) >= 5, "expected a SUMO worker, an embedded redis-server and the API's three processes"
     assert proc.returncode == 0, err
     assert "summary:" in stdout and "Traceback" not in err + stdout
-    ticks = int(stdout.split("summary:")[1].split("ticks")[1].split()[0])
-    assert ticks > 1
+    assert _summary_int(stdout, "ticks") > 1
     assert "decisions: decision service http://127.0.0.1:" in stdout
-    fallback = int(stdout.split("fallback_ticks")[1].split()[0])
+    fallback = _summary_int(stdout, "fallback_ticks")
     assert fallback == 0, "every tick's decisions should have come from the API's processes"
     alive = _wait_gone(helpers, 10)
     assert not alive, f"still running after the run exited: {_names(alive)}"
@@ -181,17 +190,12 @@ def test_a_killed_sumo_worker_ends_the_run_with_a_message_and_its_summary(tmp_pa
     """kill -9 of the libsumo worker: 'SUMO step failed', exit 2, the summary of the ticks stored whole."""
     per_tick = tmp_path / "ticks.csv"
     proc, lines, helpers = _start_ticking_run("--speed", "20", "--kpi-csv", str(per_tick))
-    try:
-        (worker,) = [p for p in helpers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
-        os.kill(worker, signal.SIGKILL)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    stdout = "".join(lines) + out
+    workers = [p for p in helpers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    stdout, err = _finish(proc, lines, lambda: [os.kill(w, signal.SIGKILL) for w in workers[:1]])
+    assert len(workers) == 1, "expected one SUMO worker"
     assert proc.returncode == 2, err
     assert err.strip() == "error: SUMO step failed: the SUMO worker process was killed (SIGKILL)"
-    ticks = int(stdout.split("summary:")[1].split("ticks")[1].split()[0])
+    ticks = _summary_int(stdout, "ticks")
     rows = list(csv.DictReader(per_tick.open()))
     assert ticks > 1 and [int(r["tick"]) for r in rows] == list(range(1, ticks + 1))
     assert not _wait_gone(helpers, 10), "the embedded Redis outlived the run"
