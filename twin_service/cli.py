@@ -199,7 +199,7 @@ def run(
         models_dir=settings.models_dir,
         parallel=parallel,
     )
-    api_thread = None
+    api_server = None
     try:
         with open_bridge(options) as (engine, store, redis):
             typer.echo(
@@ -207,9 +207,9 @@ def run(
                 f"backend {backend}, twins in Redis at {redis.url}" + (" (embedded)" if redis.embedded else "")
             )
             if serve_api:
-                api_thread = _start_api(engine, redis.url, options, settings, api_host, api_port, api_workers)
-                engine.decisions = HttpDecisions(api_thread.url, engine.decisions, api_key=settings.api_key)
-                typer.echo(f"decision API at {api_thread.url}  (docs: {api_thread.url}/docs)")
+                api_server = _start_api(engine, redis.url, options, settings, api_host, api_port, api_workers)
+                engine.decisions = HttpDecisions(api_server.url, engine.decisions, api_key=settings.api_key)
+                typer.echo(f"decision API at {api_server.url}  (docs: {api_server.url}/docs)")
             typer.echo(f"decisions: {_describe_decisions(engine.decisions)}")
             with _graceful_stop() as stop_requested:
                 summary = run_loop(
@@ -229,8 +229,8 @@ def run(
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     finally:
-        if api_thread is not None:
-            api_thread.stop()
+        if api_server is not None:
+            api_server.stop()
     _report(summary, kpi_csv, summary_csv)
 
 
