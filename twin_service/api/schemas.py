@@ -20,7 +20,8 @@ CellValue = float | str | None
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # JSON has no NaN or Infinity, but Python's parser reads them (and 1e999 as infinity): refuse them by name.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ErrorBody(BaseModel):
@@ -215,6 +216,7 @@ class MigrationRequest(_Body):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {"vehicle_ids": ["veh0", "veh1"]},
