@@ -18,6 +18,7 @@ Server order is the candidate-host order of paper A: RSUs, then UAVs, then the s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -181,10 +182,10 @@ def check_layout_matches_params(layout: EdgeLayout, params: ScenarioParams, path
     file edited on one side only would make the run silently use the other, so a disagreement is an error
     that names the server, the key and both values.
     """
+    on_server = {f.name for f in dataclasses.fields(EdgeServer)}  # what the layout file repeats per server
     tiers = {
-        "rsu": params.rsu.model_dump(),
-        "uav": params.uav.model_dump(exclude={"count"}),
-        "satellite": params.satellite.model_dump(),
+        tier: {k: v for k, v in section.model_dump().items() if k in on_server}
+        for tier, section in (("rsu", params.rsu), ("uav", params.uav), ("satellite", params.satellite))
     }
     if len(layout.uavs) != params.uav.count:
         raise ScenarioError(
