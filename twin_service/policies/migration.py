@@ -343,7 +343,9 @@ class LeastLoadedPolicy:
         on_sat = self._pair_cost_s(observation.distances_m, current, rows, sat_col, sat)
         on_sat += e_v * (load[sat_col] + np.where(current == sat_col, 0.0, s_v)) / cpu[sat_col]
         # Staying costs access(h) + compute(h); a ground or air move at least the cheapest migration + fastest.
-        candidates = np.flatnonzero(~can_stay | (on_sat < stay) | (stay - fastest > cheapest_move))
+        with np.errstate(invalid="ignore"):  # inf - inf where a vehicle cannot stay and nothing fits: not a candidate
+            gains = stay - fastest > cheapest_move
+        candidates = np.flatnonzero(~can_stay | (on_sat < stay) | gains)
         cr, pc = np.nonzero(mask[candidates])
         pr = candidates[cr]
         base = self._pair_cost_s(observation.distances_m, current, pr, pc, sat)
