@@ -176,8 +176,9 @@ def run(
         ),
     ] = None,
     migration_policy: Annotated[
-        str, typer.Option(help="Migration policy: sticky-nearest, greedy, random, or a model name in models/.")
-    ] = "sticky-nearest",
+        str,
+        typer.Option(help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/."),
+    ] = "least-loaded",
     offload_policy: Annotated[
         str, typer.Option(help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.")
     ] = "nearest-least-loaded",
@@ -528,7 +529,7 @@ def evaluate(
         models_dir=Settings().models_dir,
     )
     options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
-    migration = _split(migration_policy) or ["sticky-nearest"]
+    migration = _split(migration_policy) or ["least-loaded"]
     offload = _split(offload_policy) or ["nearest-least-loaded"]
     try:
         ticks = 0
@@ -795,8 +796,9 @@ def api(
         str | None, typer.Option(help="Key prefix the bridge writes under (default TWIN_KEY_PREFIX or twin).")
     ] = None,
     migration_policy: Annotated[
-        str, typer.Option(help="Default migration policy: sticky-nearest, greedy, random, or a model name.")
-    ] = "sticky-nearest",
+        str,
+        typer.Option(help="Default migration policy: least-loaded, sticky-nearest, greedy, random, or a model name."),
+    ] = "least-loaded",
     offload_policy: Annotated[
         str, typer.Option(help="Default offloading policy: nearest-least-loaded, local-only, or a model name.")
     ] = "nearest-least-loaded",

@@ -35,7 +35,7 @@ class ErrorBody(BaseModel):
 
 class PolicyInfo(BaseModel):
     kind: Literal["migration", "offload"]
-    name: str = Field(examples=["sticky-nearest"])
+    name: str = Field(examples=["least-loaded"])
     version: str = Field(examples=["1"])
     source: Literal["heuristic", "model"] = "heuristic"
 
@@ -336,9 +336,9 @@ class BatchResponse(BaseModel):
                         "cost": [2.05, 1.51],
                         "deadline_met": [True, False],
                     },
-                    "migration_policy": {"name": "sticky-nearest", "version": "1"},
+                    "migration_policy": {"name": "least-loaded", "version": "1"},
                     "offload_policy": {"name": "nearest-least-loaded", "version": "1"},
-                    "source": "sticky-nearest@1+nearest-least-loaded@1",
+                    "source": "least-loaded@1+nearest-least-loaded@1",
                 }
             ]
         }
