@@ -97,6 +97,46 @@ class ServerTable:
 
 
 @dataclass(frozen=True)
+class VehicleMotion:
+    """Where the vehicles and servers are and how the vehicles move (the net's plane metres, m/s).
+
+    The twins hold position, speed and heading (SUMO's angle: degrees clockwise from north), so the bridge, an
+    environment and the API all know which servers a vehicle is driving towards or away from.
+    """
+
+    vehicle_xy_m: NDArray[np.float64]
+    """``(V, 2)``."""
+    velocity_mps: NDArray[np.float64]
+    """``(V, 2)``."""
+    server_xy_m: NDArray[np.float64]
+    """``(M, 2)``."""
+
+    @classmethod
+    def from_twins(
+        cls,
+        x_m: NDArray[np.floating],
+        y_m: NDArray[np.floating],
+        speed_mps: NDArray[np.floating],
+        heading_deg: NDArray[np.floating],
+        server_x_m: NDArray[np.floating],
+        server_y_m: NDArray[np.floating],
+    ) -> VehicleMotion:
+        angle = np.radians(np.asarray(heading_deg, dtype=np.float64))
+        speed = np.asarray(speed_mps, dtype=np.float64)
+        return cls(
+            np.stack([np.asarray(x_m, dtype=np.float64), np.asarray(y_m, dtype=np.float64)], axis=1),
+            np.stack([speed * np.sin(angle), speed * np.cos(angle)], axis=1),
+            np.stack([np.asarray(server_x_m, dtype=np.float64), np.asarray(server_y_m, dtype=np.float64)], axis=1),
+        )
+
+    def closing_mps(self, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray[np.float64]:
+        """How fast each vehicle ``rows`` approaches server ``cols`` on the ground (negative: moving away)."""
+        d = self.server_xy_m[cols] - self.vehicle_xy_m[rows]
+        norm = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1.0)
+        return (d * self.velocity_mps[rows]).sum(axis=1) / norm
+
+
+@dataclass(frozen=True)
 class MigrationObservation:
     """Paper A observation o_v (Eq. 19) and mask K_v (Eq. 23) for a batch of vehicles."""
 
@@ -106,6 +146,8 @@ class MigrationObservation:
     """``(V, M)`` metres: float32 from the bridge (its plane distances), float64 from API requests."""
     predicted_load_bits: NDArray[np.float64]
     servers: ServerTable
+    motion: VehicleMotion | None = None
+    """How the vehicles move relative to the servers (None where the twins carry no position or heading)."""
 
     @cached_property
     def features(self) -> NDArray[np.float32]:
@@ -142,6 +184,7 @@ def migration_observation(
     host_index: NDArray[np.int64] | None = None,
     *,
     dynamic_mask: bool = True,
+    motion: VehicleMotion | None = None,
 ) -> MigrationObservation:
     """Build paper A's observation and dynamic mask.
 
@@ -169,7 +212,7 @@ def migration_observation(
     if loads.shape != (servers.size,):
         raise ValueError(f"predicted loads must be ({servers.size},), got {loads.shape}")
     if not dynamic_mask:
-        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers)
+        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers, motion)
     mask = migration_mask(
         dist,
         servers.range_m,
@@ -180,7 +223,7 @@ def migration_observation(
         host_index,
         None if servers.all_active else servers.active,
     )
-    return MigrationObservation(mask, dist, loads, servers)
+    return MigrationObservation(mask, dist, loads, servers, motion)
 
 
 PER_SERVER_FEATURES = (
@@ -195,14 +238,20 @@ PER_SERVER_FEATURES = (
     "tier_satellite",
     "host_compute_latency_s",
     "host_distance_over_range",
+    "closing_speed",
+    "minutes_in_range",
 )
 """Features of each (vehicle, server) pair for an actor that scores every server with one shared network.
 
 Unlike o_v (Eq. 19), whose length is tied to the layout, these describe a candidate host by what the
 physics makes of it: how far it is relative to its range, the compute latency the twin would see there
 (Eq. 9 with the predicted load plus the twin's own data unless it is already there), how full it is, its
-tier, whether it is the current host; and the vehicle's current host's latency and distance. One policy then
-serves any number of servers in any city, and UAVs joining or leaving need no retraining."""
+tier, whether it is the current host; the vehicle's current host's latency and distance; and how the vehicle
+moves relative to it: its closing speed (m/s over 20, negative when driving away) and how long it stays in range
+at that speed (minutes, at most 2). One policy then serves any number of servers in any city, and UAVs joining or
+leaving need no retraining."""
+IN_RANGE_CAP_S = 120.0
+"""Beyond two minutes in range a server is as good as staying for ever (and the satellite always is)."""
 
 
 def per_server_features(
@@ -253,6 +302,16 @@ def per_server_features(
     )
     out[:, 9] = host_latency[rows]
     out[:, 10] = host_ratio[rows]
+    motion = observation.motion
+    if motion is None:  # twins without position or heading: as if parked, in range for good
+        out[:, 11] = 0.0
+        out[:, 12] = IN_RANGE_CAP_S / 60.0
+    else:
+        closing = motion.closing_mps(rows, cols)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            leaving_s = np.where(closing < -0.1, (servers.range_m[cols] - dist) / -closing, IN_RANGE_CAP_S)
+        out[:, 11] = closing / 20.0
+        out[:, 12] = np.where(s, IN_RANGE_CAP_S, np.clip(leaving_s, 0.0, IN_RANGE_CAP_S)) / 60.0
     return out if pairs is not None else out.reshape(n, m, len(PER_SERVER_FEATURES))
 
 
