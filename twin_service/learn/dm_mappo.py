@@ -71,7 +71,9 @@ class Args:
     total_ticks: int = 24_000
     """Environment ticks of training (every agent present acts in each)."""
     rollout_ticks: int = 64
-    """Ticks per PPO update."""
+    """Ticks per PPO update, over all environments."""
+    n_envs: int = 4
+    """Environments stepped in turn, each in its own episode: every update sees several days and hours."""
     episode_s: float = 600.0
     """Episode length: a window of a training day."""
     warmup_s: float = 60.0
@@ -399,7 +401,14 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
     curves: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor], dict[str, float]] | None = None
     n_updates = max(args.total_ticks // args.rollout_ticks, 1)
-    batch = env.reset(args.seed)
+    # Several environments, each in its own episode (another day, another hour): an update learns from all of
+    # them at once, not from one stretch of one day (which drifts the policy with the time of day).
+    envs = [env] + [
+        MigrationCore(scenario, args.recordings, options, reward=args.reward, reward_stats=stats, seed=args.seed + k)
+        for k in range(1, args.n_envs)
+    ]
+    batches = [e.reset(args.seed + 1000 * k) for k, e in enumerate(envs)]
+    per_env = max(args.rollout_ticks // len(envs), 1)
     ticks_done = 0
     for update in range(1, n_updates + 1):
         # ---- rollout: every agent acts; the selected ones' transitions are kept -------------------
@@ -407,10 +416,15 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         actions, logps, values, rewards, terminated, agent_ids, tick_of, states = [], [], [], [], [], [], [], []
         next_index: list[NDArray[np.int64]] = []
         bootstrap_rows: list[tuple[int, NDArray[np.intp], MigrationBatch]] = []
-        prev_ids, prev_first = np.zeros(0, dtype=np.int64), 0
+        prev_first = 0
         n_stored = 0
         kpi_sums: dict[str, float] = {"latency_total_s": 0.0, "vehicles": 0.0, "packet_loss_n": 0.0, "var": 0.0}
-        for t in range(args.rollout_ticks):
+        segments = [(k, t) for k in range(len(envs)) for t in range(per_env)]
+        for g, (k, t) in enumerate(segments):
+            env_k = envs[k]
+            batch = batches[k]
+            if t == 0:
+                prev_ids = np.zeros(0, dtype=np.int64)
             everyone = np.arange(len(batch))
             with torch.no_grad():
                 x_all = policy.inputs(batch, everyone)
@@ -423,7 +437,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             with torch.no_grad():
                 value = value_norm.denormalize(critic(torch.from_numpy(np.ascontiguousarray(state)),
                                                       torch.from_numpy(x_sel.own)))  # fmt: skip
-            out = env.step(action.numpy())
+            out = env_k.step(action.numpy())
             inputs.append(x_sel)
             actions.append(action.numpy()[sel])
             logps.append(logp.numpy()[sel])
@@ -432,7 +446,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             terminated.append(out.terminated[sel])
             ids = batch.agent_ids[sel]
             agent_ids.append(ids)
-            tick_of.append(np.full(len(sel), t))
+            tick_of.append(np.full(len(sel), g))
             states.append(np.ascontiguousarray(state))
             next_index.append(np.full(len(sel), -1, dtype=np.int64))
             # Link last tick's transitions of the same agents to these (same episode only).
@@ -449,13 +463,13 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             kpi_sums["packet_loss_n"] += out.kpis["packet_loss"] * out.kpis["vehicles"]
             kpi_sums["var"] += out.kpis["load_variance_mb2"]
             ticks_done += 1
-            if out.truncated or t == args.rollout_ticks - 1:
+            if out.truncated or t == per_env - 1:
                 # Cut: the survivors' futures are the critic's value of their next observation.
                 bootstrap_rows.append((prev_first, sel, out.next))
-                batch = env.reset() if out.truncated else out.next
+                batches[k] = env_k.reset() if out.truncated else out.next
                 prev_ids = np.zeros(0, dtype=np.int64)
             else:
-                batch = out.next
+                batches[k] = out.next
                 prev_ids = ids
 
         # ---- advantages ----------------------------------------------------------------------------
@@ -526,7 +540,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             "reward_mean": float(rew.mean()),
             "latency_mean_s": kpi_sums["latency_total_s"] / max(kpi_sums["vehicles"], 1),
             "packet_loss": kpi_sums["packet_loss_n"] / max(kpi_sums["vehicles"], 1),
-            "load_variance_mb2": kpi_sums["var"] / args.rollout_ticks,
+            "load_variance_mb2": kpi_sums["var"] / len(segments),
             "transitions": float(n_stored),
             **{k: v / max(n_mb, 1) for k, v in stats_upd.items()},
         }
@@ -551,7 +565,8 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
 
     final = {k: v.clone() for k, v in policy.actor.state_dict().items()}
     chosen, chosen_row = (best[1], best[2]) if best is not None else (final, curves[-1])
-    env.close()
+    for e in envs:
+        e.close()
     if val_env is not None:
         val_env.close()
     _write_curves(out_dir, curves, baselines)
