@@ -35,6 +35,11 @@ def test_training_improves_and_beats_random(trained, small_recording: Path):
     stats = RewardStats(**manifest["training"]["reward_stats"])
     vals = [r[k] for r in rows for k in ("val_reward", "val_sample_reward") if k in r]
     assert len(vals) == 4 and manifest["evaluation"]["val_reward"] == max(vals)
+    curves = (out / "curves.csv").read_text().splitlines()
+    untrained = dict(zip(curves[0].split(","), curves[1].split(","), strict=False))
+    assert untrained["update"] == "0.0"
+    initial = max(float(untrained["val_reward"]), float(untrained["val_sample_reward"]))
+    assert manifest["evaluation"]["val_reward"] > initial  # learning happened
     assert manifest["architecture"]["options"]["execution"] in ("argmax", "sample")
     core = MigrationCore(
         None, [small_recording], EnvOptions(episode_s=60, warmup_s=20, starts_s=(200.0,)), reward_stats=stats
@@ -48,8 +53,6 @@ def test_training_improves_and_beats_random(trained, small_recording: Path):
 
     random_reward = validate(random_policy, core)["val_reward"]
     assert manifest["evaluation"]["val_reward"] > random_reward + 1.0
-    # Learning happened: the policy's training reward rose from its first rollouts to its last.
-    assert np.mean([r["reward_mean"] for r in rows[-2:]]) > np.mean([r["reward_mean"] for r in rows[:2]])
     assert (out / "curves.csv").is_file() and (out / "curves.png").stat().st_size > 1000
 
 

@@ -410,6 +410,12 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
     batches = [e.reset(args.seed + 1000 * k) for k, e in enumerate(envs)]
     per_env = max(args.rollout_ticks // len(envs), 1)
     ticks_done = 0
+    if val_env is not None:  # the untrained actor, for the curves and as the bar learning has to clear
+        curves.append(
+            {"update": 0.0, "ticks": 0.0, "wall_s": time.monotonic() - started}
+            | validate(policy, val_env, "argmax", "val_")
+            | validate(policy, val_env, "sample", "val_sample_")
+        )
     for update in range(1, n_updates + 1):
         # ---- rollout: every agent acts; the selected ones' transitions are kept -------------------
         inputs: list[ActorInput] = []
