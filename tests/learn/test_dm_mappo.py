@@ -11,6 +11,7 @@ import torch
 
 from twin_service.envs import EnvOptions, MigrationCore, RewardStats
 from twin_service.learn.dm_mappo import Args, Policy, train, validate
+from twin_service.observe import LatencyModel
 from twin_service.policies import ModelRegistry, migration_policy
 from twin_service.policies.decide import decide_migration
 from twin_service.policies.manifest import PER_SERVER
@@ -63,9 +64,12 @@ def test_the_served_model_matches_its_manifest_and_the_trained_actor(trained, sm
     assert manifest.algorithm == "DM-MAPPO" and manifest.architecture.kind == PER_SERVER
     assert manifest.training["recordings"][0]["seed"] == 3 and manifest.seed == 3
     core = MigrationCore(None, [small_recording], EnvOptions(episode_s=30, warmup_s=20, starts_s=(150.0,)))
-    served = migration_policy(out.name, task=core.params.task, registry=registry, n_servers=core.n_servers)
+    p = core.params
+    served = migration_policy(
+        out.name, task=p.task, channel=p.channel, satellite=p.satellite, registry=registry, n_servers=core.n_servers
+    )
     # The same weights in the trainer's wrapper decide the same as the served policy; never infeasibly.
-    policy = Policy(PER_SERVER, core.n_servers, core.feature_dim, 64, core.params.task.cycles_per_bit, 16e6)
+    policy = Policy(PER_SERVER, core.n_servers, core.feature_dim, 64, LatencyModel(p.task, p.channel, p.satellite))
     policy.actor.load_state_dict(dict(registry.load(out.name).state_dict))
     batch = core.reset(0)
     while True:

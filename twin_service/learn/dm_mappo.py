@@ -38,13 +38,12 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from twin_service.config import BITS_PER_MB
 from twin_service.envs import EnvOptions, MigrationBatch, MigrationCore, RewardStats
 from twin_service.envs.sim import scenario_of
 from twin_service.learn.gae import ragged_gae
 from twin_service.learn.masked import MaskedCategorical
 from twin_service.learn.valuenorm import ValueNorm
-from twin_service.observe import PER_SERVER_FEATURES, per_server_features
+from twin_service.observe import PER_SERVER_FEATURES, LatencyModel, per_server_features
 from twin_service.policies import migration_policy
 from twin_service.policies.decide import decide_migration
 from twin_service.policies.manifest import PER_SERVER, Architecture, ModelManifest, migration_spec, per_server_spec
@@ -167,15 +166,13 @@ class Policy:
         n_servers: int,
         feature_dim: int,
         hidden: int,
-        cycles_per_bit: float,
-        s_v: float,
+        latency: LatencyModel,
         candidates: int = DEFAULT_CANDIDATES,
     ):
         self.arch = arch
         self.candidates = candidates
         self.n_servers = n_servers
-        self.cycles_per_bit = cycles_per_bit
-        self.s_v = s_v
+        self.latency = latency
         if arch == "paper":
             self.actor: nn.Module = MlpActor(feature_dim, n_servers, (hidden, hidden), "tanh")
             self.own_dim = feature_dim
@@ -197,13 +194,13 @@ class Policy:
         mask = candidate_mask(obs, batch.host, self.candidates)[rows]
         sub_rows, cols = feasible_pairs(mask)
         pair_rows = rows[sub_rows]
-        feats = per_server_features(obs, batch.host, self.cycles_per_bit, self.s_v, (pair_rows, cols))
+        feats = per_server_features(obs, batch.host, self.latency, (pair_rows, cols))
         # The critic's own features: the pair at the current host (zeros if none is feasible) and the mean pair.
         own = np.zeros((len(rows), 2 * feats.shape[1]), dtype=np.float32)
         counts = np.maximum(np.bincount(sub_rows, minlength=len(rows)), 1)
         np.add.at(own[:, feats.shape[1] :], sub_rows, feats)
         own[:, feats.shape[1] :] /= counts[:, None]
-        at_host = feats[:, 5] > 0.5
+        at_host = feats[:, PER_SERVER_FEATURES.index("is_current_host")] > 0.5
         own[sub_rows[at_host], : feats.shape[1]] = feats[at_host]
         return ActorInput(
             pair_features=feats, pair_rows=sub_rows.astype(np.int64), pair_cols=cols.astype(np.int64), mask=mask,
@@ -381,14 +378,13 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
                 lambda b, h=heuristic: decide_migration(h, b.observation, b.observation.servers, b.host).target,
                 val_env,
             )
-    task = env.params.task
+    p = env.params
     policy = Policy(
         args.arch,
         env.n_servers,
         env.feature_dim,
         args.hidden,
-        task.cycles_per_bit,
-        task.data_size_mb * BITS_PER_MB,
+        LatencyModel(p.task, p.channel, p.satellite),
         args.candidates,
     )
     critic = Critic(env.state_dim, policy.own_dim, args.hidden)

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from twin_service.config import BITS_PER_MB
 from twin_service.envs import EnvOptions, MigrationCore
 from twin_service.envs.sim import scenario_of
 from twin_service.learn.dm_mappo import (
@@ -42,6 +41,7 @@ from twin_service.learn.dm_mappo import (
     validate,
 )
 from twin_service.learn.masked import MaskedCategorical
+from twin_service.observe import LatencyModel
 from twin_service.policies import migration_policy
 from twin_service.policies.decide import decide_migration
 from twin_service.policies.manifest import PER_SERVER, Architecture, ModelManifest, migration_spec, per_server_spec
@@ -162,11 +162,11 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         baselines[args.reference_policy] = validate(
             lambda b: decide_migration(heuristic, b.observation, b.observation.servers, b.host).target, val_env
         )
-    task = env.params.task
+    p = env.params
 
     def make() -> Policy:
-        return Policy(args.arch, env.n_servers, env.feature_dim, args.hidden, task.cycles_per_bit,
-                      task.data_size_mb * BITS_PER_MB, args.candidates)  # fmt: skip
+        return Policy(args.arch, env.n_servers, env.feature_dim, args.hidden,
+                      LatencyModel(p.task, p.channel, p.satellite), args.candidates)  # fmt: skip
 
     policy = make()
     critics = [make(), make()]  # twin critics: the actor's shape, one Q-value per server

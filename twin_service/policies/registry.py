@@ -171,7 +171,7 @@ def migration_policy(
     model = _registry_model("migration", name, registry, n_servers, param_hash)
     from twin_service.policies.learned import build_migration_policy
 
-    return build_migration_policy(model.manifest, model.state_dict, task=task)
+    return build_migration_policy(model.manifest, model.state_dict, task=task, channel=channel, satellite=satellite)
 
 
 def offload_policy(
