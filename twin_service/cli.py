@@ -584,7 +584,7 @@ def train_dm_mappo(
         str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
     ] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 16_384,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 12_288,
     rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
     episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[

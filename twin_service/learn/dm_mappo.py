@@ -67,7 +67,7 @@ class Args:
     arch: Literal["paper", "per-server"] = "per-server"
     """Actor: paper A's MLP over o_v, or ours, one network scoring each (vehicle, server) pair."""
     seed: int = 1
-    total_ticks: int = 24_000
+    total_ticks: int = 12_288
     """Environment ticks of training (every agent present acts in each)."""
     rollout_ticks: int = 64
     """Ticks per PPO update, over all environments."""
@@ -83,7 +83,7 @@ class Args:
     clip: float = 0.2
     epochs: int = 5
     minibatches: int = 4
-    lr_actor: float = 5e-4
+    lr_actor: float = 3e-4
     lr_critic: float = 5e-4
     entropy_coef: float = 0.01
     max_grad_norm: float = 10.0
