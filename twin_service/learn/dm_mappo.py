@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from twin_service.envs import EnvOptions, MigrationBatch, MigrationCore, RewardStats
+from twin_service.envs.parallel import follow_agents
 from twin_service.envs.sim import scenario_of
 from twin_service.learn.gae import ragged_gae
 from twin_service.learn.masked import MaskedCategorical
@@ -453,11 +454,8 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             next_index.append(np.full(len(sel), -1, dtype=np.int64))
             # Link last tick's transitions of the same agents to these (same episode only).
             if len(prev_ids) and t > 0:
-                order = np.argsort(ids)
-                pos = np.minimum(np.searchsorted(ids, prev_ids, sorter=order), max(len(ids) - 1, 0))
-                if len(ids):
-                    hit = ids[order[pos]] == prev_ids
-                    next_index[-2][hit] = n_stored + order[pos][hit]
+                rows_now, hit = follow_agents(prev_ids, ids)
+                next_index[-2][hit] = n_stored + rows_now[hit]
             prev_first = n_stored
             n_stored += len(sel)
             kpi_sums["latency_total_s"] += out.kpis["latency_total_s"]
