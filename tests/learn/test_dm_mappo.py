@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from twin_service.envs import EnvOptions, MigrationCore, RewardStats
-from twin_service.learn.dm_mappo import Args, Policy, train, validate
+from twin_service.learn.dm_mappo import Args, train
+from twin_service.learn.migration import Policy, validate
 from twin_service.observe import LatencyModel
 from twin_service.policies import ModelRegistry, migration_policy
 from twin_service.policies.decide import decide_migration
