@@ -33,6 +33,12 @@ end_s = 600.0
 data_size_mb = 2.0
 migration_size_mb = 60.0
 cycles_per_bit = 40.0
+
+[rsu]
+range_m = 600.0
+
+[uav]
+count = 1
 """
 
 

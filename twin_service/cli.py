@@ -7,7 +7,9 @@ turns the package's own errors into a one-line message and a non-zero exit, neve
 from __future__ import annotations
 
 import csv
+import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -163,6 +165,15 @@ def run(
     ] = False,
     api_host: Annotated[str, typer.Option(help="With --api: interface to listen on.")] = "127.0.0.1",
     api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --api: port to listen on.")] = 8000,
+    api_workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=64,
+            help="With --api: serve it from this many worker processes (0: a thread of the bridge's own process, "
+            "which then shares its GIL).",
+        ),
+    ] = 1,
     decisions: Annotated[
         str | None,
         typer.Option(
@@ -170,8 +181,9 @@ def run(
         ),
     ] = None,
     migration_policy: Annotated[
-        str, typer.Option(help="Migration policy: sticky-nearest, greedy, random, or a model name in models/.")
-    ] = "sticky-nearest",
+        str,
+        typer.Option(help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/."),
+    ] = "least-loaded",
     offload_policy: Annotated[
         str, typer.Option(help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.")
     ] = "nearest-least-loaded",
@@ -185,10 +197,14 @@ def run(
     seed: Annotated[
         int | None,
         typer.Option(
-            help="The day: seed for SUMO, twin sampling and (city, rural) the day's demand (default: the scenario's)."
+            min=0,
+            max=2**31 - 1,
+            help="The day: seed for SUMO, twin sampling and (city, rural) the day's demand (default: the scenario's).",
         ),
     ] = None,
-    begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
+    begin: Annotated[
+        float | None, typer.Option(min=0.0, help="Start at this sim time, s (default: the scenario's).")
+    ] = None,
     scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
     replay: Annotated[
         Path | None,
@@ -204,19 +220,22 @@ def run(
             "predictor in models/ ('twin-service predictor train')."
         ),
     ] = "persistence",
-    kpi_csv: Annotated[Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file.")] = None,
+    kpi_csv: Annotated[
+        Path | None, typer.Option(help="Also write every tick's KPIs to this CSV file (its folder is created).")
+    ] = None,
     summary_csv: Annotated[
-        Path | None, typer.Option(help="Also write the end-of-run KPI summary to this CSV file (kpi,value).")
+        Path | None,
+        typer.Option(help="Also write the end-of-run KPI summary to this CSV file (kpi,value; its folder is created)."),
     ] = None,
 ) -> None:
     """Run the live co-simulation: SUMO ticks into Redis twins, with hosting and offloading decided each tick."""
     from twin_service.bridge.backends import SumoError
-    from twin_service.bridge.decisions import HttpDecisions
-    from twin_service.bridge.runner import BridgeError, RunOptions, open_bridge, run_loop
+    from twin_service.bridge.decisions import HttpDecisions, check_service_url
+    from twin_service.bridge.runner import BridgeError, RunFailed, RunOptions, open_bridge, run_loop
     from twin_service.config import ScenarioError, Settings
     from twin_service.engine.recording import RecordingError
     from twin_service.policies import PolicyError
-    from twin_service.twins import TwinStoreUnavailable
+    from twin_service.twins import TwinStoreUnavailable, check_redis_url
 
     if backend not in ("libsumo", "traci"):
         fail(f"unknown backend {backend!r}; choose libsumo or traci")
@@ -224,6 +243,18 @@ def run(
         backend = "traci"
     if serve_api and decisions:
         fail("--api serves the decision API itself; give either --api or --decisions URL")
+    # Everything that can be checked before SUMO starts is checked now, not after a long run.
+    for option, value, check in (
+        ("--redis-url", redis_url, check_redis_url),
+        ("--decisions", decisions, check_service_url),
+    ):
+        try:
+            if value is not None:
+                check(value)
+        except ValueError as exc:
+            fail(f"{option}: {exc}")
+    _check_output_file(kpi_csv, "--kpi-csv")
+    _check_output_file(summary_csv, "--summary-csv")
     settings = Settings()
     from twin_service.predict.registry import predictor_names
 
@@ -252,7 +283,7 @@ def run(
         replay=replay,
         forecaster=predictor,
     )
-    api_thread = None
+    api_server = None
     try:
         with open_bridge(options) as (engine, store, redis):
             typer.echo(
@@ -260,14 +291,23 @@ def run(
                 f"backend {backend}, twins in Redis at {redis.url}" + (" (embedded)" if redis.embedded else "")
             )
             if serve_api:
-                api_thread = _start_api(engine, redis.url, options, settings, api_host, api_port)
-                engine.decisions = HttpDecisions(api_thread.url, engine.decisions, api_key=settings.api_key)
-                typer.echo(f"decision API at {api_thread.url}  (docs: {api_thread.url}/docs)")
+                api_server = _start_api(engine, redis.url, options, settings, api_host, api_port, api_workers)
+                engine.decisions = HttpDecisions(api_server.url, engine.decisions, api_key=settings.api_key)
+                typer.echo(f"decision API at {api_server.url}  (docs: {api_server.url}/docs)")
             typer.echo(f"decisions: {_describe_decisions(engine.decisions)}; workload predictor: {predictor}")
             with _graceful_stop() as stop_requested:
                 summary = run_loop(
-                    engine, store, options, url=redis.url, on_progress=_print_progress, should_stop=stop_requested
+                    engine,
+                    store,
+                    options,
+                    url=redis.url,
+                    on_progress=_print_progress,
+                    should_stop=stop_requested,
+                    on_notice=lambda line: typer.echo(line, err=True),
                 )
+    except RunFailed as exc:  # stopped mid-run: what was done is still reported
+        _report(exc.summary, kpi_csv, summary_csv)
+        fail(str(exc))
     except (
         ScenarioError,
         SumoError,
@@ -276,22 +316,43 @@ def run(
         PolicyError,
         RecordingError,
         RuntimeError,
+        OSError,
     ) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     finally:
-        if api_thread is not None:
-            api_thread.stop()
+        if api_server is not None:
+            api_server.stop()
+    _report(summary, kpi_csv, summary_csv)
+
+
+def _check_output_file(path: Path | None, option: str) -> None:
+    """Before the run: ``path`` must be a file that can be written; its folder is created now."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"{option} {path} is a folder; give a file in it, such as {path / 'kpis.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{option} {path}: cannot create the folder {path.parent}: {exc.strerror or exc}")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        fail(f"{option} {path}: not writable")
+
+
+def _report(summary: dict, kpi_csv: Path | None, summary_csv: Path | None) -> None:
     _print_summary(summary)
     if kpi_csv is not None:
         typer.echo(f"per-tick KPIs written to {kpi_csv}")
     if summary_csv is not None:
-        summary_csv.parent.mkdir(parents=True, exist_ok=True)
-        with summary_csv.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["kpi", "value"])
-            writer.writerows(summary.items())
+        try:
+            with summary_csv.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["kpi", "value"])
+                writer.writerows(summary.items())
+        except OSError as exc:
+            fail(f"--summary-csv {summary_csv}: {exc.strerror or exc}")
         typer.echo(f"KPI summary written to {summary_csv}")
 
 
@@ -481,7 +542,7 @@ def evaluate(
         models_dir=Settings().models_dir,
     )
     options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
-    migration = _split(migration_policy) or ["sticky-nearest"]
+    migration = _split(migration_policy) or ["least-loaded"]
     offload = _split(offload_policy) or ["nearest-least-loaded"]
     try:
         ticks = 0
@@ -536,7 +597,7 @@ def train_dm_mappo(
         str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
     ] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 16_384,
+    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 12_288,
     rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
     episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[
@@ -664,12 +725,24 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     typer.echo(f"wrote {folder} (manifest.json, weights.safetensors, curves.csv, curves.png)")
 
 
-def _start_api(engine, redis_url: str, options, settings, host: str, port: int):  # noqa: ANN001, ANN202
-    """The decision API on a thread of this process, reading the run's Redis."""
+def _start_api(engine, redis_url: str, options, settings, host: str, port: int, workers: int):  # noqa: ANN001, ANN202
+    """The decision API over the run's Redis: in ``workers`` processes of its own, or (0) a thread of this one."""
     from twin_service.api import create_app
-    from twin_service.api.serve import ApiThread
+    from twin_service.api.serve import ApiProcesses, ApiThread
+    from twin_service.api.worker import worker_env
+    from twin_service.config import resolve_scenario
 
     api_settings = settings.model_copy(update={"redis_url": redis_url, "key_prefix": options.key_prefix})
+    if workers:
+        env = worker_env(
+            api_settings,
+            migration_policy=options.migration_policy,
+            offload_policy=options.offload_policy,
+            scenario_dir=resolve_scenario(options.scenario),
+            seed=engine.seed,
+            predictor=options.forecaster or "persistence",
+        )
+        return ApiProcesses(host, port, workers, env).start()
     application = create_app(
         api_settings,
         migration_policy=options.migration_policy,
@@ -738,8 +811,9 @@ def api(
         str | None, typer.Option(help="Key prefix the bridge writes under (default TWIN_KEY_PREFIX or twin).")
     ] = None,
     migration_policy: Annotated[
-        str, typer.Option(help="Default migration policy: sticky-nearest, greedy, random, or a model name.")
-    ] = "sticky-nearest",
+        str,
+        typer.Option(help="Default migration policy: least-loaded, sticky-nearest, greedy, random, or a model name."),
+    ] = "least-loaded",
     offload_policy: Annotated[
         str, typer.Option(help="Default offloading policy: nearest-least-loaded, local-only, or a model name.")
     ] = "nearest-least-loaded",
@@ -750,11 +824,22 @@ def api(
             "predictor in models/ (forecasts each server's load from its window in Redis)."
         ),
     ] = "persistence",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes, each with its own interpreter, all on one port and one Redis (uvicorn --workers).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve twins, KPIs and migration/offloading decisions over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
 
     from twin_service.api import create_app
+    from twin_service.api.metrics import MULTIPROCESS_DIR_VAR
+    from twin_service.api.serve import SERVER_OPTIONS
+    from twin_service.api.worker import FACTORY, worker_env
     from twin_service.config import Settings
     from twin_service.policies import PolicyError
 
@@ -774,9 +859,27 @@ def api(
     typer.echo(
         f"serving http://{settings.api_host}:{settings.api_port} (docs at /docs), twins from "
         f"{settings.redis_url} under prefix {settings.key_prefix!r}; policies {migration_policy} + {offload_policy}, "
-        f"predictor {predictor}"
+        f"predictor {predictor}" + (f"; {workers} worker processes" if workers > 1 else "")
     )
-    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_level="info")
+    if workers == 1:
+        uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_level="info", **SERVER_OPTIONS)
+        return
+    # Each worker builds the app again from the environment (the checks above ran here once); /metrics adds up
+    # every worker's counts through prometheus_client's multiprocess files.
+    os.environ.update(
+        worker_env(settings, migration_policy=migration_policy, offload_policy=offload_policy, predictor=predictor)
+    )
+    with tempfile.TemporaryDirectory(prefix="twin-metrics-") as metrics_dir:
+        os.environ[MULTIPROCESS_DIR_VAR] = metrics_dir
+        uvicorn.run(
+            FACTORY,
+            factory=True,
+            workers=workers,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="info",
+            **SERVER_OPTIONS,
+        )
 
 
 def _predictor_data(

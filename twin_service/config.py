@@ -19,9 +19,9 @@ import json
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BITS_PER_MB = 8_000_000
@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_key: str | None = None
     """When set, the decision endpoints require the header ``X-API-Key`` with this value."""
+    api_key_reads: bool = False
+    """With ``api_key``: the key guards the read routes too (twins, ticks, KPIs, metrics); ``/v1/health``
+    and the OpenAPI docs stay open."""
+    api_body_timeout_s: float = Field(10.0, gt=0)
+    """A request body must arrive whole within this many seconds; else 408 and the connection is closed."""
     max_vehicles_per_request: int = 5000
     models_dir: Path = MODELS_DIR
 
@@ -54,98 +59,124 @@ class Settings(BaseSettings):
 # --------------------------------------------------------------------------------------------
 
 
+Positive = Annotated[float, Field(gt=0)]
+"""A physical quantity that must be finite and above zero (every section refuses NaN and infinity)."""
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
+    low, high = pair
+    if low > high:
+        raise ValueError(f"the range [{low:g}, {high:g}] is backwards: give [low, high]")
+    return pair
+
+
+PositiveRange = Annotated[tuple[Positive, Positive], AfterValidator(_ordered)]
+"""Paper B's uniform ``[low, high]`` ranges: both ends above zero, low <= high."""
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ScenarioMeta(_Section):
     name: str
     description: str = ""
-    seed: int = 1
+    seed: int = Field(1, ge=0, le=2**31 - 1)
     net_file: str = "net.net.xml.gz"
     """Paths are relative to the folder holding params.toml (imported scenarios: absolute)."""
     route_files: list[str] = Field(default_factory=lambda: ["routes.rou.xml.gz"])
     edge_servers_file: str = "edge_servers.add.xml"
     sumocfg: str = "scenario.sumocfg"
-    begin_s: float = 0.0
-    end_s: float = 3600.0
+    begin_s: NonNegative = 0.0
+    end_s: Positive = 3600.0
+
+    @model_validator(mode="after")
+    def _ends_after_begin(self) -> ScenarioMeta:
+        if self.end_s <= self.begin_s:
+            raise ValueError(f"end_s ({self.end_s:g}) must be after begin_s ({self.begin_s:g})")
+        return self
 
 
 class SimulationParams(_Section):
-    tick_s: float = 1.0
+    tick_s: Positive = 1.0
     """Bridge step length (paper B: twins synced every 1 s)."""
-    decision_interval_s: float = 1.0
+    decision_interval_s: Positive = 1.0
     """Paper A decides every 30 s slot; the service decides every tick by default."""
-    history_window: int = 10
+    history_window: int = Field(10, ge=1)
     """Ticks kept per twin for the sliding window (paper B Eq. 37: 10 s at 1 s)."""
 
 
 class DemandParams(_Section):
-    offpeak_veh_per_km2: float = 20.0
-    peak_veh_per_km2: float = 60.0
-    peak_time_s: float = 1800.0
+    offpeak_veh_per_km2: Positive = 20.0
+    peak_veh_per_km2: Positive = 60.0
+    peak_time_s: NonNegative = 1800.0
     """Sim time of the demand peak; demand ramps off-peak -> peak -> off-peak around it."""
-    mean_trip_s: float = 600.0
+    mean_trip_s: Positive = 600.0
     """Mean trip duration at the off-peak density, used to turn a density into an insertion rate."""
-    peak_mean_trip_s: float | None = None
+    peak_mean_trip_s: Positive | None = None
     """Mean trip duration at the peak density (congestion lengthens trips); None: ``mean_trip_s``.
     In between, the trip duration is interpolated linearly in density."""
-    segment_s: float = 120.0
+    segment_s: Positive = 120.0
     """The insertion rate is constant over segments of this length."""
-    min_trip_m: float = 500.0
+    min_trip_m: NonNegative = 500.0
     """Shortest straight-line trip generated (randomTrips ``--min-distance``)."""
-    downtown_gain: float = 0.0
+    downtown_gain: NonNegative = 0.0
     """Trip ends are (1 + gain) times likelier per lane-metre downtown than far from it."""
-    downtown_sigma_m: float = 1000.0
+    downtown_sigma_m: Positive = 1000.0
     """Width of the downtown bump (Gaussian around the network centre)."""
 
 
 class ChannelParams(_Section):
     """Paper A network model (Eq. 3-7, 11)."""
 
-    carrier_hz: float = 2.4e9
-    gain_coefficient: float = 1.0
-    noise_w: float = 1e-13
-    vehicle_tx_power_w: float = 1.0
-    server_tx_power_w: float = 1.0
-    bandwidth_up_hz: float = 300e6
-    bandwidth_down_hz: float = 300e6
-    bandwidth_mig_hz: float = 300e6
-    satellite_rate_bps: float = 150e6
+    carrier_hz: Positive = 2.4e9
+    gain_coefficient: Positive = 1.0
+    noise_w: Positive = 1e-13
+    vehicle_tx_power_w: Positive = 1.0
+    server_tx_power_w: Positive = 1.0
+    bandwidth_up_hz: Positive = 300e6
+    bandwidth_down_hz: Positive = 300e6
+    bandwidth_mig_hz: Positive = 300e6
+    satellite_rate_bps: Positive = 150e6
 
 
 class TaskParams(_Section):
     """Paper A per-vehicle workload (Eq. 6-12)."""
 
-    data_size_mb: float = 2.0
+    data_size_mb: Positive = 2.0
     """S_v: data each vehicle sends to its twin's host per decision slot."""
-    migration_size_mb: float = 60.0
+    migration_size_mb: Positive = 60.0
     """S_v^mig: twin state moved on a migration."""
-    cycles_per_bit: float = 1000.0
+    cycles_per_bit: Positive = 1000.0
     """e_v (calibrated per scenario: see the scenario's params.toml)."""
 
 
 class RsuParams(_Section):
-    range_m: float = 1200.0
-    cache_mb: float = 300.0
-    cpu_hz: float = 32e9
+    """Every RSU of the layout (``edge_servers.add.xml`` must carry the same values)."""
+
+    range_m: Positive = 1200.0
+    cache_mb: Positive = 300.0
+    cpu_hz: Positive = 32e9
 
 
 class UavParams(_Section):
-    count: int = 10
-    altitude_m: float = 50.0
-    speed_mps: float = 3.7
-    range_m: float = 1500.0
-    cache_mb: float = 300.0
-    cpu_hz: float = 32e9
+    """Every UAV of the layout; ``count`` is how many the layout has."""
+
+    count: int = Field(10, ge=0)
+    altitude_m: NonNegative = 50.0
+    speed_mps: NonNegative = 3.7
+    range_m: Positive = 1500.0
+    cache_mb: Positive = 300.0
+    cpu_hz: Positive = 32e9
 
 
 class SatelliteParams(_Section):
-    altitude_m: float = 550e3
-    cpu_hz: float = 80e9
-    cache_mb: float = 1e9
+    altitude_m: Positive = 550e3
+    cpu_hz: Positive = 80e9
+    cache_mb: Positive = 1e9
     """L_max, effectively unlimited: the satellite is never masked (NOTES.md, Eq. 23) nor overloaded (Eq. 9)."""
-    queue_mb: float = Field(default=750.0, gt=0)
+    queue_mb: Positive = 750.0
     """Its work queue, a separate bound from L_max (ours: paper A has none). Data that arrives while the queue
     is full is dropped, and the twins it hosts fail (Eq. 14) while it overflows; Eq. 9 waits on at most this
     much (``twin_service.physics.satellite_queue_bits``). Without it the backlog, and so the latency, grows
@@ -156,49 +187,49 @@ class SatelliteParams(_Section):
 class RewardParams(_Section):
     """Paper A Eq. 21-22 weights."""
 
-    w_latency: float = 2.0
-    w_load: float = 1.0
-    w_failure: float = 1.0
+    w_latency: NonNegative = 2.0
+    w_load: NonNegative = 1.0
+    w_failure: NonNegative = 1.0
 
 
 class OffloadParams(_Section):
     """Paper B (Table IV) twin ranges and cost model constants (Eq. 5-22)."""
 
-    vehicle_cpu_hz: tuple[float, float] = (1.5e9, 2.5e9)
-    rsu_cpu_hz: tuple[float, float] = (2.5e9, 3.5e9)
-    rsu_rate_bps: tuple[float, float] = (100e6, 150e6)
-    vehicle_energy_wh: tuple[float, float] = (200.0, 300.0)
-    rsu_energy_wh: tuple[float, float] = (1000.0, 1500.0)
-    deadline_s: tuple[float, float] = (0.1, 1.0)
-    task_cycles: tuple[float, float] = (0.5e9, 1.5e9)
-    task_size_mb: tuple[float, float] = (0.5, 2.0)
-    tx_power_w: float = 0.1
-    bandwidth_hz: float = 10e6
-    path_loss_exponent: float = 3.0
-    channel_gain: float = 1.2e-3
+    vehicle_cpu_hz: PositiveRange = (1.5e9, 2.5e9)
+    rsu_cpu_hz: PositiveRange = (2.5e9, 3.5e9)
+    rsu_rate_bps: PositiveRange = (100e6, 150e6)
+    vehicle_energy_wh: PositiveRange = (200.0, 300.0)
+    rsu_energy_wh: PositiveRange = (1000.0, 1500.0)
+    deadline_s: PositiveRange = (0.1, 1.0)
+    task_cycles: PositiveRange = (0.5e9, 1.5e9)
+    task_size_mb: PositiveRange = (0.5, 2.0)
+    tx_power_w: Positive = 0.1
+    bandwidth_hz: Positive = 10e6
+    path_loss_exponent: Positive = 3.0
+    channel_gain: Positive = 1.2e-3
     """h_n^2 of Eq. 8 (a power gain; paper Table IV: h_n 1e-7..1e-8, which gives r_n ~ 0).
 
     Calibrated (``twin_service.physics.channel.calibrated_channel_gain_sq``) so that r_n is
     20 Mbit/s at 1000 m: SNR = 2^(20/10) - 1 = 3, N0 W = 10^(-17.4) mW/Hz * 10 MHz = 3.981e-14 W,
     h^2 = 3 * 3.981e-14 * 1000^3 / 0.1 W = 1.194e-3, rounded up to 1.2e-3 (20.05 Mbit/s).
     With beta = 3 the rate then rises to 50 Mbit/s at 459.8 m; ``max_rate_bps`` caps it there."""
-    max_rate_bps: float = 50e6
+    max_rate_bps: Positive = 50e6
     """Ours: top of the truncated Shannon bound for Eq. 8 (Table IV r_n upper end). No single gain keeps
     d^-3 within 20-50 Mbit/s over 50-1000 m (an SNR ratio of 8000 against the ~10 the range allows)."""
     noise_dbm_per_hz: float = -174.0
-    interference_w: float = 0.0
-    kappa_local: float = 1e-6
-    kappa_edge: float = 1e-7
+    interference_w: NonNegative = 0.0
+    kappa_local: Positive = 1e-6
+    kappa_edge: Positive = 1e-7
     """kappa'_m of Eq. 11 (paper B: not given): an MEC server spends a tenth of an OBU's energy per cycle."""
-    output_ratio: float = 0.1
-    twin_sync_energy_j: float = 0.0
-    twin_sync_delay_s: float = 0.0
-    price_per_task: float = 0.5
+    output_ratio: NonNegative = 0.1
+    twin_sync_energy_j: NonNegative = 0.0
+    twin_sync_delay_s: NonNegative = 0.0
+    price_per_task: NonNegative = 0.5
     """p_n of Eq. 21 (paper B: not given): with P_max = 1 a full offload costs 0.5 in Eq. 22, so that
     offloading is a real trade-off against local energy and delay (with p_n = P_max it never pays)."""
-    energy_max_j: float = 1500.0
+    energy_max_j: Positive = 1500.0
     """E_max of Eq. 22 (paper: not given): the local energy of the largest task, kappa * 1.5 Gcycles."""
-    price_max: float = 1.0
+    price_max: Positive = 1.0
     """P_max of Eq. 22 (paper: not given): the price budget of one task."""
 
 
@@ -220,15 +251,7 @@ class ScenarioParams(_Section):
     calibration: dict[str, float | int | str | bool] = Field(default_factory=dict)
     """What the calibration found (e.g. overloaded RSU share at peak) and how it was measured."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    @model_validator(mode="after")
-    def _check(self) -> ScenarioParams:
-        if self.simulation.tick_s <= 0:
-            raise ValueError("simulation.tick_s must be > 0")
-        if self.simulation.history_window < 1:
-            raise ValueError("simulation.history_window must be >= 1")
-        return self
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
     @cached_property
     def param_hash(self) -> str:
@@ -278,8 +301,21 @@ def load_params(path: str | Path) -> ScenarioParams:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from exc
     try:
         return ScenarioParams.model_validate(raw)
-    except ValueError as exc:
-        raise ScenarioError(f"{p}: {exc}") from exc
+    except ValidationError as exc:
+        raise ScenarioError(f"{p}: {describe_errors(exc)}") from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """pydantic's errors on one line, each naming its key: ``offload.deadline_s.1: Input should be ...``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        shown = error.get("input")
+        if error["type"] not in ("missing", "extra_forbidden") and not isinstance(shown, dict | list):
+            message += f" (got {shown!r})"
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 def resolve_scenario(name_or_path: str | Path) -> Path:

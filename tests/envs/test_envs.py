@@ -29,7 +29,9 @@ def test_the_migration_core_sees_what_the_live_bridge_serves(
     """Same engine, same observe.py: with the live run's policy, every batch is the live tick's observation."""
     warmup, ticks = 20, 40
     core = MigrationCore(
-        small_scenario, [small_recording], EnvOptions(episode_s=ticks, warmup_s=warmup, starts_s=(float(warmup),))
+        small_scenario,
+        [small_recording],
+        EnvOptions(episode_s=ticks, warmup_s=warmup, starts_s=(float(warmup),), migration_policy="sticky-nearest"),
     )
     sticky = migration_policy("sticky-nearest", task=core.params.task)
     batches = [core.reset()]
@@ -38,7 +40,13 @@ def test_the_migration_core_sees_what_the_live_bridge_serves(
         target = decide_migration(sticky, b.observation, b.observation.servers, b.host).target
         batches.append(core.step(target).next)
 
-    options = RunOptions(scenario=small_scenario, seed=3, key_prefix=key_prefix, offload_policy="local-only")
+    options = RunOptions(
+        scenario=small_scenario,
+        seed=3,
+        key_prefix=key_prefix,
+        migration_policy="sticky-nearest",
+        offload_policy="local-only",
+    )
     with open_bridge(options, redis=redis_server) as (engine, _store, _):
         live = []
         for _ in range(warmup + ticks):
@@ -134,7 +142,12 @@ def test_parameter_overrides_change_the_physics(small_recording: Path):
         core = MigrationCore(
             None,
             [small_recording],
-            EnvOptions(episode_s=5, warmup_s=30, overrides={"task": {"migration_size_mb": size_mb}}),
+            EnvOptions(
+                episode_s=5,
+                warmup_s=30,
+                overrides={"task": {"migration_size_mb": size_mb}},
+                migration_policy="sticky-nearest",  # least-loaded's own choices would depend on the size
+            ),
             seed=0,
         )
         batch = core.reset()

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from twin_service.envs import EnvOptions, MigrationCore, RewardStats
-from twin_service.learn.dm_mappo import Args, Policy, train, validate
+from twin_service.learn.dm_mappo import Args, train
+from twin_service.learn.migration import Policy, validate
+from twin_service.observe import LatencyModel
 from twin_service.policies import ModelRegistry, migration_policy
 from twin_service.policies.decide import decide_migration
 from twin_service.policies.manifest import PER_SERVER
@@ -35,6 +37,11 @@ def test_training_improves_and_beats_random(trained, small_recording: Path):
     stats = RewardStats(**manifest["training"]["reward_stats"])
     vals = [r[k] for r in rows for k in ("val_reward", "val_sample_reward") if k in r]
     assert len(vals) == 4 and manifest["evaluation"]["val_reward"] == max(vals)
+    curves = (out / "curves.csv").read_text().splitlines()
+    untrained = dict(zip(curves[0].split(","), curves[1].split(","), strict=False))
+    assert untrained["update"] == "0.0"
+    initial = max(float(untrained["val_reward"]), float(untrained["val_sample_reward"]))
+    assert manifest["evaluation"]["val_reward"] > initial  # learning happened
     assert manifest["architecture"]["options"]["execution"] in ("argmax", "sample")
     core = MigrationCore(
         None, [small_recording], EnvOptions(episode_s=60, warmup_s=20, starts_s=(200.0,)), reward_stats=stats
@@ -48,8 +55,6 @@ def test_training_improves_and_beats_random(trained, small_recording: Path):
 
     random_reward = validate(random_policy, core)["val_reward"]
     assert manifest["evaluation"]["val_reward"] > random_reward + 1.0
-    # Learning happened: the policy's training reward rose from its first rollouts to its last.
-    assert np.mean([r["reward_mean"] for r in rows[-2:]]) > np.mean([r["reward_mean"] for r in rows[:2]])
     assert (out / "curves.csv").is_file() and (out / "curves.png").stat().st_size > 1000
 
 
@@ -60,9 +65,12 @@ def test_the_served_model_matches_its_manifest_and_the_trained_actor(trained, sm
     assert manifest.algorithm == "DM-MAPPO" and manifest.architecture.kind == PER_SERVER
     assert manifest.training["recordings"][0]["seed"] == 3 and manifest.seed == 3
     core = MigrationCore(None, [small_recording], EnvOptions(episode_s=30, warmup_s=20, starts_s=(150.0,)))
-    served = migration_policy(out.name, task=core.params.task, registry=registry, n_servers=core.n_servers)
+    p = core.params
+    served = migration_policy(
+        out.name, task=p.task, channel=p.channel, satellite=p.satellite, registry=registry, n_servers=core.n_servers
+    )
     # The same weights in the trainer's wrapper decide the same as the served policy; never infeasibly.
-    policy = Policy(PER_SERVER, core.n_servers, core.feature_dim, 64, core.params.task.cycles_per_bit, 16e6)
+    policy = Policy(PER_SERVER, core.n_servers, core.feature_dim, 64, LatencyModel(p.task, p.channel, p.satellite))
     policy.actor.load_state_dict(dict(registry.load(out.name).state_dict))
     batch = core.reset(0)
     while True:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from twin_service import __version__
-from twin_service.api.errors import install_error_handlers
+from twin_service.api.deps import require_api_key
+from twin_service.api.errors import AUTH_ERROR_RESPONSES, install_error_handlers
 from twin_service.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimitMiddleware
 from twin_service.api.metrics import ApiMetrics, MetricsMiddleware
 from twin_service.api.routes import decisions, health, live, metrics, ticks, twins
@@ -24,7 +25,10 @@ bridge, and the two decisions made on them:
   with the expected delay, energy, cost and deadline success.
 
 Decisions come from a stored tick (default the latest) or, in stateless mode, from twins in the request.
-When the service runs with an API key, the decision endpoints need the `X-API-Key` header.
+
+Access: with `TWIN_API_KEY` set, the decision endpoints need the `X-API-Key` header. Reads (twins, ticks,
+KPIs, metrics) stay open unless `TWIN_API_KEY_READS` is also set; `/v1/health` and these docs are always
+open. Each endpoint's lock in this document shows what this instance requires.
 """
 
 
@@ -66,6 +70,8 @@ def create_app(
     settings = settings or Settings()
     if not settings.redis_url and settings.redis_url is not None:  # TWIN_REDIS_URL="" means none
         settings = settings.model_copy(update={"redis_url": None})
+    if settings.api_key_reads and not settings.api_key:
+        raise ValueError("TWIN_API_KEY_READS asks the API key to guard reads, but no TWIN_API_KEY is set")
     app_metrics = ApiMetrics()
     state = ApiState(
         settings,
@@ -93,11 +99,14 @@ def create_app(
         redoc_url=None,
     )
     app.state.twin = state
-    for router in (health.router, ticks.router, twins.router, decisions.router, metrics.router, live.router):
+    for router in (health.router, decisions.router):
         app.include_router(router)
+    guard = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERROR_RESPONSES}
+    for router in (ticks.router, twins.router, metrics.router, live.router):
+        app.include_router(router, **(guard if settings.api_key_reads else {}))
     install_web(app)
     install_error_handlers(app)
     # Outermost first: time everything (413s included), then cap the body.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     return app

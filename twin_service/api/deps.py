@@ -17,11 +17,15 @@ API_KEY_HEADER = "X-API-Key"
 _api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
     auto_error=False,
-    description="Required by the decision endpoints when the service runs with TWIN_API_KEY set.",
+    description="The service's key (TWIN_API_KEY). Required by the decision endpoints whenever a key is set, and "
+    "by the read endpoints (twins, ticks, KPIs, metrics) when TWIN_API_KEY_READS is set too; /v1/health and the "
+    "docs are always open.",
 )
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
+    # async, like every dependency that does no I/O: FastAPI runs a plain ``def`` dependency on a worker
+    # thread, and that hop cost more CPU than the decision itself (profiled under bench_load.py).
     return request.app.state.twin
 
 
@@ -42,8 +46,11 @@ def get_store(state: StateDep) -> TwinStore:
 StoreDep = Annotated[TwinStore, Depends(get_store)]
 
 
-def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
-    """401 unless the request carries the configured API key (no key configured: open)."""
+async def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
+    """401 unless the request carries the configured API key (no key configured: open).
+
+    The decision routes always depend on this; the read routes do when ``Settings.api_key_reads`` is set.
+    """
     expected = state.settings.api_key
     if not expected:
         return

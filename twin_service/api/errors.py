@@ -1,16 +1,23 @@
-"""How errors become responses: 404 unknown tick or twin, 409 data or model that cannot serve, 503 Redis down.
+"""How errors become responses: 422 bad input, 404 unknown tick or twin, 409 data or model that cannot serve,
+503 Redis down.
 
 No handler lets a stack trace out: anything unexpected is logged with an id and answered with a JSON 500
 naming that id (a last resort; the tests check that none occurs).
+
+A 422 echoes the offending input, and Python's JSON parser accepts what JSON cannot carry back: ``NaN``,
+``Infinity`` and lone surrogates (``"\\ud800"``). Every error body goes through :func:`json_safe` first, so
+such input is answered with a 422 that names the field instead of a response that cannot be rendered.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -32,9 +39,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
     },
 }
+AUTH_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key (when the service has a key)."},
+}
 DECISION_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
-    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key (when the service has a key)."},
+    **AUTH_ERROR_RESPONSES,
     409: {"model": ErrorBody, "description": "The stored twins or the named model cannot serve this decision."},
     413: {"model": ErrorBody, "description": "Request body too large."},
 }
@@ -45,8 +55,36 @@ def policy_not_found(field: str, exc: UnknownPolicyError, name: str | None) -> R
     return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": str(exc), "input": name}])
 
 
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that JSON can carry: non-finite floats as the strings ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"``, text that has no UTF-8 form (lone surrogates) with those characters as ``\\uXXXX`` escapes."""
+    if isinstance(value, float):
+        return (
+            value if math.isfinite(value) else ("NaN" if math.isnan(value) else f"{'-' if value < 0 else ''}Infinity")
+        )
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _detail(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=code, headers=headers)
+    return JSONResponse({"detail": json_safe(message)}, status_code=code, headers=headers)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 with pydantic's errors (``loc`` names the field), the echoed input made safe to render."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        {"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +110,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(TwinStoreUnavailable, _unavailable)
     app.add_exception_handler(UnknownTickError, _not_found)
     app.add_exception_handler(UnknownTwinError, _not_found)

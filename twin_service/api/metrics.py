@@ -1,11 +1,20 @@
-"""Prometheus metrics of one app, in its own registry (two apps in one process do not clash)."""
+"""Prometheus metrics of one app, in its own registry (two apps in one process do not clash).
+
+With several worker processes (``twin-service api --workers N``, ``run --api-workers N``) each worker counts
+its own requests; ``PROMETHEUS_MULTIPROC_DIR`` (set by those commands) makes ``/metrics`` add up every
+worker's, whichever worker answers the scrape (prometheus_client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -32,11 +41,23 @@ class ApiMetrics:
             "twin_api_latest_tick_age_seconds",
             "Wall-clock age of the latest tick in Redis when last seen (NaN: none seen).",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.latest_tick_age.set(float("nan"))
         self.latest_tick = Gauge(
-            "twin_api_latest_tick", "Number of the latest tick in Redis when last seen.", registry=self.registry
+            "twin_api_latest_tick",
+            "Number of the latest tick in Redis when last seen.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """The text format of every metric: this process's, or with several workers, all of theirs added up."""
+        if os.environ.get(MULTIPROCESS_DIR_VAR):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
 
     def saw_tick(self, tick: int, wall_time: float) -> float:
         """Record the latest tick; return its age in seconds."""

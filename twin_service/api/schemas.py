@@ -20,7 +20,8 @@ CellValue = float | str | None
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # JSON has no NaN or Infinity, but Python's parser reads them (and 1e999 as infinity): refuse them by name.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ErrorBody(BaseModel):
@@ -34,7 +35,7 @@ class ErrorBody(BaseModel):
 
 class PolicyInfo(BaseModel):
     kind: Literal["migration", "offload"]
-    name: str = Field(examples=["sticky-nearest"])
+    name: str = Field(examples=["least-loaded"])
     version: str = Field(examples=["1"])
     source: Literal["heuristic", "model"] = "heuristic"
 
@@ -215,6 +216,7 @@ class MigrationRequest(_Body):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {"vehicle_ids": ["veh0", "veh1"]},
@@ -334,9 +336,9 @@ class BatchResponse(BaseModel):
                         "cost": [2.05, 1.51],
                         "deadline_met": [True, False],
                     },
-                    "migration_policy": {"name": "sticky-nearest", "version": "1"},
+                    "migration_policy": {"name": "least-loaded", "version": "1"},
                     "offload_policy": {"name": "nearest-least-loaded", "version": "1"},
-                    "source": "sticky-nearest@1+nearest-least-loaded@1",
+                    "source": "least-loaded@1+nearest-least-loaded@1",
                 }
             ]
         }

@@ -115,17 +115,17 @@ def snapshot_from_store(state: ApiState, tick: int | None) -> Snapshot:
         raise UnknownTickError("no tick written yet: is the bridge running and writing to this Redis and prefix?")
     state.metrics.saw_tick(meta.tick, meta.wall_time)
     latest = tick is None or tick == meta.tick
-    key = ("snapshot", store.prefix, meta.tick, meta.write_id)
+
+    def build(n: int) -> tuple[tuple[Any, ...], Snapshot]:
+        # Vehicles, servers and the tick's own meta in one transaction: never two versions of a rewritten tick.
+        read, veh, srv = store.tick_frames(n)
+        snap = _snapshot(state, store, read.tick, read.sim_time_s, veh, srv)
+        return ("snapshot", store.prefix, read.tick, read.write_id), snap
+
     if latest:
-        cached = state.cache.get(key)
-        if cached is not None:
-            return cached
-    # Vehicles, servers and the tick's own meta in one transaction: never two versions of a rewritten tick.
-    read, veh, srv = store.tick_frames(meta.tick if tick is None else tick)
-    snap = _snapshot(state, store, read.tick, read.sim_time_s, veh, srv)
-    if latest:
-        state.cache.put(("snapshot", store.prefix, read.tick, read.write_id), snap)
-    return snap
+        return state.cache.get_or_build(("snapshot", store.prefix, meta.tick, meta.write_id), lambda: build(meta.tick))
+    assert tick is not None
+    return build(tick)[1]
 
 
 def _snapshot(state: ApiState, store: TwinStore, n: int, sim_time: float | None, veh: Block, srv: Block) -> Snapshot:

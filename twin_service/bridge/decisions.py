@@ -21,6 +21,17 @@ from twin_service.engine import Decisions, PolicyDecisions, TickContext
 log = logging.getLogger(__name__)
 
 
+def check_service_url(url: str) -> str:
+    """``url`` without a trailing slash; ``ValueError`` unless it is an http(s) URL with a host."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{url!r} is not an http(s) URL of a decision service, such as http://127.0.0.1:8000")
+    return url.rstrip("/")
+
+
 class HttpDecisions:
     """Ask the decision service (``POST /v1/decisions/batch``) for every decision of a tick."""
 
@@ -38,7 +49,7 @@ class HttpDecisions:
         offload: str | None = None,
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
-        self.url = url.rstrip("/")
+        self.url = check_service_url(url)
         self.client = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
         self.fallback = fallback
         self.retry_after_s = retry_after_s

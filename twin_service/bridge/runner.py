@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from twin_service.bridge.backends import BackendName, open_backend
+from twin_service.bridge.backends import BackendName, SumoError, open_backend
 from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
@@ -56,6 +56,14 @@ def sumo_options(
         "extra_args": extra,
     }
     return options, day
+
+
+class RunFailed(BridgeError):
+    """The run stopped on an error after some ticks: the message says why, ``summary`` covers the ticks stored."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -204,8 +212,13 @@ def run_loop(
     on_progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 1.0,
     should_stop: Callable[[], bool] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Tick until the scenario ends, ``options.ticks`` is reached or ``should_stop()``; return the summary."""
+    """Tick until the scenario ends, ``options.ticks`` is reached or ``should_stop()``; return the summary.
+
+    ``on_notice`` gets one line when the bridge starts holding a tick for Redis and one when it goes on.
+    An error that stops the run after it started raises :class:`RunFailed`, which carries the summary.
+    """
     tick_s = engine.params.simulation.tick_s
     overlay = GuiOverlay(engine) if engine.backend.has_gui and options.overlay else None
     started = time.monotonic()
@@ -219,7 +232,7 @@ def run_loop(
             write_run_records(engine, store, options, resolve_scenario(options.scenario))
 
     def write(frame: TickFrame) -> int:
-        return write_with_retry(store, frame, options.redis_retry_s, url, on_reconnect=restore)
+        return write_with_retry(store, frame, options.redis_retry_s, url, on_reconnect=restore, notify=on_notice)
 
     end_s = options.end_s if options.end_s is not None else engine.params.scenario.end_s
     if isinstance(engine.backend, ReplayBackend):
@@ -248,6 +261,20 @@ def run_loop(
     if options.kpi_csv is not None:
         options.kpi_csv.parent.mkdir(parents=True, exist_ok=True)
         csv_file = options.kpi_csv.open("w", newline="")
+
+    def summarise() -> dict[str, Any]:
+        elapsed = time.monotonic() - started
+        return {
+            "scenario": engine.params.scenario.name,
+            "backend": engine.backend.name,
+            **engine.totals.summary(),
+            "sim_time_s": engine.last_sim_time_s,
+            "wall_time_s": elapsed,
+            "ticks_per_s": engine.tick_number / elapsed if elapsed > 0 else 0.0,
+            "sumo_ms_per_tick": 1e3 * engine.sumo_wall_s / max(engine.tick_number, 1),
+            "redis_retries": redis_retries + (writer.retries if writer is not None else 0),
+        }
+
     try:
         while True:
             if not wants_another_tick():
@@ -300,6 +327,9 @@ def run_loop(
                 time.sleep(max(0.0, tick_s / options.speed - (time.monotonic() - tick_started)))
         if writer is not None:
             writer.flush()
+    except (SumoError, BridgeError) as exc:
+        # SUMO failed before its tick was computed, or Redis stayed away (the message names the tick not stored).
+        raise RunFailed(str(exc), summarise()) from exc
     finally:
         if isinstance(ticker, PipelinedTicks):
             ticker.close()
@@ -307,15 +337,4 @@ def run_loop(
             writer.close()
         if csv_file is not None:
             csv_file.close()
-    elapsed = time.monotonic() - started
-    summary: dict[str, Any] = {
-        "scenario": engine.params.scenario.name,
-        "backend": engine.backend.name,
-        **engine.totals.summary(),
-        "sim_time_s": engine.last_sim_time_s,
-        "wall_time_s": elapsed,
-        "ticks_per_s": engine.tick_number / elapsed if elapsed > 0 else 0.0,
-        "sumo_ms_per_tick": 1e3 * engine.sumo_wall_s / max(engine.tick_number, 1),
-        "redis_retries": redis_retries + (writer.retries if writer is not None else 0),
-    }
-    return summary
+    return summarise()

@@ -86,6 +86,8 @@ class ProcessBackend:
         self._proc.start()
         child.close()
         self._in_flight = 0
+        self._send_error: SumoError | None = None
+        """A request that could not be sent (the worker died): raised where its reply would be awaited."""
         self._last: SumoTick | None = None
         self._count = 0
         self.last_step_s = 0.0
@@ -100,25 +102,52 @@ class ProcessBackend:
         self.epoch_s = float(self._time_s)
         """Sim time the run started at (the UAVs' patrol clock counts from here)."""
 
+    def _stopped(self) -> str:
+        """How the worker ended, for messages."""
+        self._proc.join(timeout=1.0)
+        code = self._proc.exitcode
+        if code is None:
+            return "the SUMO worker process stopped answering"
+        if code < 0:
+            return f"the SUMO worker process was killed ({signal.Signals(-code).name})"
+        return f"the SUMO worker process stopped (exit code {code})"
+
+    def _send(self, request: str) -> None:
+        try:
+            self._conn.send(request)
+        except OSError as exc:  # BrokenPipeError: the worker is gone
+            raise SumoError(self._stopped()) from exc
+
     def _receive(self, timeout_s: float) -> tuple:
         if not self._conn.poll(timeout_s):
             if not self._proc.is_alive():
-                raise SumoError(f"the SUMO worker process stopped (exit code {self._proc.exitcode})")
+                raise SumoError(self._stopped())
             raise SumoError(f"the SUMO worker did not answer within {timeout_s:.0f} s")
         try:
             return self._conn.recv()
         except (EOFError, OSError) as exc:
-            raise SumoError(f"the SUMO worker process stopped (exit code {self._proc.exitcode})") from exc
+            raise SumoError(self._stopped()) from exc
 
     # -- asynchronous stepping ----------------------------------------------------------------
     def start_step(self) -> None:
-        self._conn.send("step")
+        """Ask for the next step. If the worker is gone, :meth:`finish_step` of this step says so: the ticks
+        it sent before are still collected first."""
+        if self._send_error is None:
+            try:
+                self._send("step")
+            except SumoError as exc:
+                self._send_error = exc
         self._in_flight += 1
 
     def finish_step(self) -> SumoTick:
         if self._in_flight == 0:
             raise SumoError("no step in flight")
-        reply = self._receive(STEP_TIMEOUT_S)
+        try:
+            if self._send_error is not None and not self._conn.poll(0):
+                raise self._send_error
+            reply = self._receive(STEP_TIMEOUT_S)
+        except SumoError as exc:
+            raise SumoError(f"SUMO step failed: {exc}") from exc
         self._in_flight -= 1
         if reply[0] == "error":
             raise SumoError(f"SUMO step failed: {reply[1]}")
@@ -135,8 +164,11 @@ class ProcessBackend:
         """
         if self._in_flight:
             raise SumoError("a step is in flight")
-        self._conn.send("advance")
-        reply = self._receive(STEP_TIMEOUT_S)
+        try:
+            self._send("advance")
+            reply = self._receive(STEP_TIMEOUT_S)
+        except SumoError as exc:
+            raise SumoError(f"SUMO step failed: {exc}") from exc
         if reply[0] == "error":
             raise SumoError(f"SUMO step failed: {reply[1]}")
         _, self._time_s, self._expected, self._count, self.last_step_s = reply
@@ -171,7 +203,7 @@ class ProcessBackend:
     def close(self) -> None:
         """Stop the worker (waiting for a step in flight); SUMO closes in the worker."""
         try:
-            while self._in_flight:
+            while self._in_flight and self._send_error is None:
                 self._receive(STEP_TIMEOUT_S)
                 self._in_flight -= 1
             self._conn.send("close")

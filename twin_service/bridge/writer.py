@@ -28,27 +28,36 @@ def write_with_retry(
     retry_s: float,
     url: str = "",
     on_reconnect: Callable[[], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> int:
     """Store a tick, retrying with backoff while Redis is away; returns the number of retries.
 
     The tick is rewritten whole on each try (writes are idempotent per tick), so a reader never sees part
     of it. ``on_reconnect`` runs before the retried write that finds Redis back: a restarted server comes
-    back empty, and the run's metadata and server layout must be there before its ticks.
+    back empty, and the run's metadata and server layout must be there before its ticks. ``notify`` gets a
+    line when the first write fails (the run holds) and one when a retry succeeds (the run goes on).
     """
     delay = 0.05
-    deadline = time.monotonic() + retry_s
+    started = time.monotonic()
+    deadline = started + retry_s
     retries = 0
+    where = f" at {url}" if url else ""
     while True:
         try:
             if retries and on_reconnect is not None:
                 on_reconnect()
             store.write_tick(frame)
+            if retries and notify is not None:
+                notify(
+                    f"Redis{where} is back after {time.monotonic() - started:.1f} s: tick {frame.tick} stored, going on"
+                )
             return retries
         except TwinStoreUnavailable as exc:
+            if not retries and notify is not None:
+                notify(f"Redis{where} unreachable ({exc}); holding tick {frame.tick}, retrying for {retry_s:.0f} s")
             if time.monotonic() + delay > deadline:
                 raise BridgeError(
-                    f"Redis{' at ' + url if url else ''} unreachable for {retry_s:.0f} s; "
-                    f"stopped before tick {frame.tick} was stored ({exc})"
+                    f"Redis{where} unreachable for {retry_s:.0f} s; stopped before tick {frame.tick} was stored ({exc})"
                 ) from exc
             time.sleep(delay)
             retries += 1

@@ -41,6 +41,7 @@ from twin_service.observe import (
     MigrationObservation,
     OffloadWindow,
     ServerTable,
+    VehicleMotion,
     WindowSnapshot,
     migration_observation,
 )
@@ -514,7 +515,15 @@ class Engine:
             vehicle_ids=batch.ids,
             host=host,
             observation=migration_observation(
-                dist, predicted, self.data_bits, servers, host, dynamic_mask=self.dynamic_mask
+                dist,
+                predicted,
+                self.data_bits,
+                servers,
+                host,
+                dynamic_mask=self.dynamic_mask,
+                motion=VehicleMotion.from_twins(
+                    batch.x_m, batch.y_m, batch.speed_mps, batch.heading_deg, self.srv_x.copy(), self.srv_y.copy()
+                ),
             ),
             offload_now=offload.now if offload is not None else {},
             servers=servers,

@@ -23,7 +23,6 @@ Eq. 21 (the z-scored load variance over all servers instead of the chosen server
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,10 @@ from typing import Any, Literal
 import gymnasium
 import numpy as np
 from numpy.typing import NDArray
-from pettingzoo import ParallelEnv
 
 from twin_service.config import RewardParams
 from twin_service.engine import Decisions, TickContext
+from twin_service.envs.parallel import AgentParallelEnv, follow_agents
 from twin_service.envs.sim import EnvOptions, ReplaySim, scenario_of
 from twin_service.observe import MigrationObservation
 from twin_service.physics import RunningZScore, load_variance, shaped_reward, unshaped_reward
@@ -198,17 +197,15 @@ class MigrationCore:
         self._ctx = nxt = self.sim.step(Decisions(actions, np.zeros(len(actions))))
         rewards_next = migration_reward(nxt, self.scale, self.params.reward, self.reward_kind)
         batch = self._make_batch(nxt)
-        # Match the agents that acted to their next tick (both id arrays come in SUMO's order, not sorted).
-        order = np.argsort(batch.agent_ids, kind="stable")
-        pos = np.searchsorted(batch.agent_ids, prev.agent_ids, sorter=order)
-        pos = np.minimum(pos, max(len(order) - 1, 0))
-        rows = order[pos] if len(order) else np.zeros(len(prev), dtype=np.int64)
-        alive = (batch.agent_ids[rows] == prev.agent_ids) if len(order) else np.zeros(len(prev), dtype=bool)
-        rewards = np.where(alive, rewards_next[rows] if len(order) else 0.0, 0.0)
+        rows, alive = follow_agents(prev.agent_ids, batch.agent_ids)
         result = nxt.migration
         assert result is not None
-        latency = np.where(alive, result.latency_s[rows] if len(order) else np.nan, np.nan)
-        failed = alive & (result.failed[rows] if len(order) else False)
+        if len(batch):
+            rewards = np.where(alive, rewards_next[rows], 0.0)
+            latency = np.where(alive, result.latency_s[rows], np.nan)
+            failed = alive & result.failed[rows]
+        else:
+            rewards, latency, failed = np.zeros(len(prev)), np.full(len(prev), np.nan), np.zeros(len(prev), bool)
         self._batch = batch
         return MigrationStep(
             rewards=rewards,
@@ -268,7 +265,7 @@ class MigrationCore:
         ).astype(np.float32)
 
 
-class MigrationEnv(ParallelEnv):
+class MigrationEnv(AgentParallelEnv):
     """Paper A's migration task as a PettingZoo ``ParallelEnv`` (module docstring).
 
     Agents are the vehicle ids present; the observation of each is ``{"observation": o_v, "action_mask":
@@ -285,94 +282,24 @@ class MigrationEnv(ParallelEnv):
         options: EnvOptions | None = None,
         **core_options: Any,
     ) -> None:
-        self.core = MigrationCore(scenario, recordings, options, **core_options)
-        names: list[str] = []
-        for path in self.core.sim.recordings:
-            names.extend(self.core.sim._recording(path).vehicle_names.tolist())
-        self.possible_agents = sorted(set(names))
-        self.agents: list[str] = []
-        m, f = self.core.n_servers, self.core.feature_dim
-        self._obs_space = gymnasium.spaces.Dict(
+        core = MigrationCore(scenario, recordings, options, **core_options)
+        observation = gymnasium.spaces.Dict(
             {
-                "observation": gymnasium.spaces.Box(-np.inf, np.inf, shape=(f,), dtype=np.float32),
-                "action_mask": gymnasium.spaces.MultiBinary(m),
+                "observation": gymnasium.spaces.Box(-np.inf, np.inf, shape=(core.feature_dim,), dtype=np.float32),
+                "action_mask": gymnasium.spaces.MultiBinary(core.n_servers),
             }
         )
-        self._act_space = gymnasium.spaces.Discrete(m)
-        self.state_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(self.core.state_dim,), dtype=np.float32)
-        self._batch: MigrationBatch | None = None
-
-    @classmethod
-    def from_recording(cls, path: str | Path | Sequence[str | Path], **options: Any) -> MigrationEnv:
-        """An environment over one recording (or several), on the scenario they were recorded on.
-
-        Keyword options go to :class:`~twin_service.envs.sim.EnvOptions` (``episode_s``, ``no_uavs``...) or to
-        :class:`MigrationCore` (``reward``, ``reward_stats``, ``seed``); ``scenario`` overrides the folder.
-        """
-        paths = [path] if isinstance(path, str | Path) else list(path)
-        env_fields = set(EnvOptions.__dataclass_fields__)
-        env_options = EnvOptions(**{k: v for k, v in options.items() if k in env_fields})
-        scenario = options.get("scenario")
-        core = {k: v for k, v in options.items() if k not in env_fields and k != "scenario"}
-        return cls(scenario, paths, env_options, **core)
-
-    @functools.cache  # noqa: B019 - PettingZoo wants the same space object per agent
-    def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
-        return self._obs_space
-
-    @functools.cache  # noqa: B019
-    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
-        return self._act_space
+        super().__init__(core, observation, gymnasium.spaces.Discrete(core.n_servers))
 
     def _observations(self, batch: MigrationBatch) -> dict[str, dict[str, NDArray]]:
         mask = batch.mask.astype(np.int8)
         return {vid: {"observation": batch.obs[k], "action_mask": mask[k]} for k, vid in enumerate(batch.vehicle_ids)}
 
-    def reset(
-        self, seed: int | None = None, options: dict | None = None
-    ) -> tuple[dict[str, dict[str, NDArray]], dict[str, dict]]:
-        self._batch = batch = self.core.reset(seed)
-        self.agents = list(batch.vehicle_ids)
-        return self._observations(batch), {vid: {} for vid in self.agents}
+    def _action_array(self, actions: dict[str, Any], vehicle_ids: list[str]) -> NDArray[np.int64]:
+        return np.array([int(actions[vid]) for vid in vehicle_ids], dtype=np.int64)
 
-    def step(self, actions: dict[str, int]) -> tuple[dict, dict, dict, dict, dict]:
-        prev = self._batch
-        if prev is None:
-            raise RuntimeError("call reset() first")
-        missing = [vid for vid in prev.vehicle_ids if vid not in actions]
-        if missing:
-            raise ValueError(f"no action for agents {missing[:5]}")
-        acts = np.array([int(actions[vid]) for vid in prev.vehicle_ids], dtype=np.int64)
-        out = self.core.step(acts)
-        self._batch = batch = out.next
-        obs = self._observations(batch)
-        last = self._observations(prev)
-        rewards: dict[str, float] = {}
-        terminated: dict[str, bool] = {}
-        truncated: dict[str, bool] = {}
-        infos: dict[str, dict] = {}
-        for k, vid in enumerate(prev.vehicle_ids):
-            rewards[vid] = float(out.rewards[k])
-            terminated[vid] = bool(out.terminated[k])
-            truncated[vid] = bool(out.truncated and out.alive[k])
-            infos[vid] = {"latency_s": float(out.latency_s[k]), "failed": bool(out.failed[k])}
-            if not out.alive[k]:
-                obs[vid] = last[vid]  # its last observation: it has left
-        for vid in [] if out.truncated else batch.vehicle_ids:  # vehicles that just entered the city
-            if vid not in rewards:
-                rewards[vid], terminated[vid], truncated[vid], infos[vid] = 0.0, False, False, {}
-        if out.truncated:  # vehicles entering at the last tick never act in this episode
-            obs = {vid: obs[vid] for vid in prev.vehicle_ids}
-        self.agents = [] if out.truncated else list(batch.vehicle_ids)
-        return obs, rewards, terminated, truncated, infos
-
-    def state(self) -> NDArray[np.float32]:
-        if self._batch is None:
-            raise RuntimeError("call reset() first")
-        return self._batch.state
-
-    def close(self) -> None:
-        self.core.close()
+    def _info(self, out: MigrationStep, k: int) -> dict[str, Any]:
+        return {"latency_s": float(out.latency_s[k]), "failed": bool(out.failed[k])}
 
 
 __all__ = [

@@ -14,7 +14,6 @@ a PettingZoo ``ParallelEnv`` over it (:class:`OffloadEnv`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 from numpy.typing import NDArray
-from pettingzoo import ParallelEnv
 
 from twin_service.engine import Decisions, TickContext
+from twin_service.envs.parallel import AgentParallelEnv, follow_agents
 from twin_service.envs.sim import EnvOptions, ReplaySim, scenario_of
 from twin_service.observe import OFFLOAD_FEATURES, offload_feature_dim, offload_observation
 from twin_service.physics import offload_reward
@@ -113,19 +112,12 @@ class OffloadCore:
         hosts = decide_migration(self.sim.background.migration, ctx.observation, ctx.servers, ctx.host)
         self._ctx = nxt = self.sim.step(Decisions(hosts.target, rho))
         batch = self._make_batch(nxt)
-        order = np.argsort(batch.agent_ids, kind="stable")
-        n_prev = len(prev)
-        if len(order):
-            pos = np.minimum(np.searchsorted(batch.agent_ids, prev.agent_ids, sorter=order), len(order) - 1)
-            rows = order[pos]
-            alive = batch.agent_ids[rows] == prev.agent_ids
-        else:
-            rows, alive = np.zeros(n_prev, dtype=np.int64), np.zeros(n_prev, dtype=bool)
+        rows, alive = follow_agents(prev.agent_ids, batch.agent_ids)
         out = nxt.offload
         assert out is not None
 
         def pick(values: NDArray, fill: float) -> NDArray:
-            return np.where(alive, values[rows] if len(order) else fill, fill)
+            return np.where(alive, values[rows] if len(batch) else fill, fill)
 
         cost = pick(out.cost, np.nan)
         self._batch = batch
@@ -181,7 +173,7 @@ class OffloadCore:
         ).astype(np.float32)
 
 
-class OffloadEnv(ParallelEnv):
+class OffloadEnv(AgentParallelEnv):
     """Paper B's offloading task as a PettingZoo ``ParallelEnv`` (module docstring).
 
     The observation of each agent is ``offload_observation`` (float32, ``(2F,)``); the action is a ``(1,)``
@@ -197,81 +189,27 @@ class OffloadEnv(ParallelEnv):
         options: EnvOptions | None = None,
         **core_options: Any,
     ) -> None:
-        self.core = OffloadCore(scenario, recordings, options, **core_options)
-        names: list[str] = []
-        for path in self.core.sim.recordings:
-            names.extend(self.core.sim._recording(path).vehicle_names.tolist())
-        self.possible_agents = sorted(set(names))
-        self.agents: list[str] = []
-        self._obs_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(self.core.feature_dim,), dtype=np.float32)
-        self._act_space = gymnasium.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
-        self.state_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(self.core.state_dim,), dtype=np.float32)
-        self._batch: OffloadBatch | None = None
+        core = OffloadCore(scenario, recordings, options, **core_options)
+        super().__init__(
+            core,
+            gymnasium.spaces.Box(-np.inf, np.inf, shape=(core.feature_dim,), dtype=np.float32),
+            gymnasium.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
+        )
 
-    @classmethod
-    def from_recording(cls, path: str | Path | Sequence[str | Path], **options: Any) -> OffloadEnv:
-        """An environment over one recording (or several); options as :meth:`MigrationEnv.from_recording`."""
-        paths = [path] if isinstance(path, str | Path) else list(path)
-        env_fields = set(EnvOptions.__dataclass_fields__)
-        env_options = EnvOptions(**{k: v for k, v in options.items() if k in env_fields})
-        core = {k: v for k, v in options.items() if k not in env_fields and k != "scenario"}
-        return cls(options.get("scenario"), paths, env_options, **core)
+    def _observations(self, batch: OffloadBatch) -> dict[str, NDArray[np.float32]]:
+        return {vid: batch.obs[k] for k, vid in enumerate(batch.vehicle_ids)}
 
-    @functools.cache  # noqa: B019 - PettingZoo wants the same space object per agent
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        return self._obs_space
+    def _action_array(self, actions: dict[str, Any], vehicle_ids: list[str]) -> NDArray[np.float64]:
+        rho = np.array([float(np.asarray(actions[vid]).reshape(-1)[0]) for vid in vehicle_ids])
+        return np.clip(rho, 0.0, 1.0)
 
-    @functools.cache  # noqa: B019
-    def action_space(self, agent: str) -> gymnasium.spaces.Box:
-        return self._act_space
-
-    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        self._batch = batch = self.core.reset(seed)
-        self.agents = list(batch.vehicle_ids)
-        return {vid: batch.obs[k] for k, vid in enumerate(batch.vehicle_ids)}, {vid: {} for vid in self.agents}
-
-    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        prev = self._batch
-        if prev is None:
-            raise RuntimeError("call reset() first")
-        missing = [vid for vid in prev.vehicle_ids if vid not in actions]
-        if missing:
-            raise ValueError(f"no action for agents {missing[:5]}")
-        rho = np.array([float(np.asarray(actions[vid]).reshape(-1)[0]) for vid in prev.vehicle_ids])
-        out = self.core.step(np.clip(rho, 0.0, 1.0))
-        self._batch = batch = out.next
-        obs = {vid: batch.obs[k] for k, vid in enumerate(batch.vehicle_ids)}
-        rewards: dict[str, float] = {}
-        terminated: dict[str, bool] = {}
-        truncated: dict[str, bool] = {}
-        infos: dict[str, dict] = {}
-        for k, vid in enumerate(prev.vehicle_ids):
-            rewards[vid] = float(out.rewards[k])
-            terminated[vid] = bool(out.terminated[k])
-            truncated[vid] = bool(out.truncated and out.alive[k])
-            infos[vid] = {
-                "delay_s": float(out.delay_s[k]),
-                "energy_j": float(out.energy_j[k]),
-                "cost": float(out.cost[k]),
-                "success": bool(out.success[k]),
-            }
-            if not out.alive[k]:
-                obs[vid] = prev.obs[k]
-        for vid in [] if out.truncated else batch.vehicle_ids:
-            if vid not in rewards:
-                rewards[vid], terminated[vid], truncated[vid], infos[vid] = 0.0, False, False, {}
-        if out.truncated:  # vehicles entering at the last tick never act in this episode
-            obs = {vid: obs[vid] for vid in prev.vehicle_ids}
-        self.agents = [] if out.truncated else list(batch.vehicle_ids)
-        return obs, rewards, terminated, truncated, infos
-
-    def state(self) -> NDArray[np.float32]:
-        if self._batch is None:
-            raise RuntimeError("call reset() first")
-        return self._batch.state
-
-    def close(self) -> None:
-        self.core.close()
+    def _info(self, out: OffloadStep, k: int) -> dict[str, Any]:
+        return {
+            "delay_s": float(out.delay_s[k]),
+            "energy_j": float(out.energy_j[k]),
+            "cost": float(out.cost[k]),
+            "success": bool(out.success[k]),
+        }
 
 
 __all__ = ["OFFLOAD_FEATURES", "OffloadBatch", "OffloadCore", "OffloadEnv", "OffloadStep"]

@@ -70,7 +70,7 @@ class EnvOptions:
     predictor: str | None = None
     """Workload predictor for the observation and mask (None or ``persistence``: the current load)."""
     models_dir: Path | None = None
-    migration_policy: str = "sticky-nearest"
+    migration_policy: str = "least-loaded"
     """Who decides hosts where the learner does not (warm-up; every tick of the offloading environment)."""
     offload_policy: str = "local-only"
     """Who decides rho where the learner does not (warm-up; the migration environment)."""

@@ -27,21 +27,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from twin_service.config import BITS_PER_MB
 from twin_service.envs import EnvOptions, MigrationCore
 from twin_service.envs.sim import scenario_of
-from twin_service.learn.dm_mappo import (
+from twin_service.learn.masked import MaskedCategorical
+from twin_service.learn.migration import (
     ActorInput,
     Policy,
-    _concat,
-    _describe,
-    _selected,
-    _take,
-    _write_curves,
+    concat_inputs,
+    describe_recording,
     reference_moments,
+    selected,
+    take_inputs,
     validate,
+    write_curves,
 )
-from twin_service.learn.masked import MaskedCategorical
+from twin_service.observe import LatencyModel
 from twin_service.policies import migration_policy
 from twin_service.policies.decide import decide_migration
 from twin_service.policies.manifest import PER_SERVER, Architecture, ModelManifest, migration_spec, per_server_spec
@@ -119,16 +119,16 @@ class Replay:
         idx = self.rng.integers(0, len(self.items), size=n)
         chosen = [self.items[i] for i in idx]
         return (
-            _concat([c[0] for c in chosen]),
+            concat_inputs([c[0] for c in chosen]),
             torch.tensor([c[1] for c in chosen]),
             torch.tensor([c[2] for c in chosen], dtype=torch.float32),
-            _concat([c[3] for c in chosen]),
+            concat_inputs([c[3] for c in chosen]),
             torch.tensor([c[4] for c in chosen], dtype=torch.float32),
         )
 
 
 def _one(x: ActorInput, k: int) -> ActorInput:
-    return _take(x, np.array([k]))
+    return take_inputs(x, np.array([k]))
 
 
 def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str, float]], None] | None = None) -> Path:
@@ -162,11 +162,11 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         baselines[args.reference_policy] = validate(
             lambda b: decide_migration(heuristic, b.observation, b.observation.servers, b.host).target, val_env
         )
-    task = env.params.task
+    p = env.params
 
     def make() -> Policy:
-        return Policy(args.arch, env.n_servers, env.feature_dim, args.hidden, task.cycles_per_bit,
-                      task.data_size_mb * BITS_PER_MB, args.candidates)  # fmt: skip
+        return Policy(args.arch, env.n_servers, env.feature_dim, args.hidden,
+                      LatencyModel(p.task, p.channel, p.satellite), args.candidates)  # fmt: skip
 
     policy = make()
     critics = [make(), make()]  # twin critics: the actor's shape, one Q-value per server
@@ -201,7 +201,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         out = env.step(action)
         reward_sum += float(out.rewards.sum())
         reward_n += len(out.rewards)
-        sel = np.flatnonzero(_selected(batch.agent_ids, args.train_share, args.seed))
+        sel = np.flatnonzero(selected(batch.agent_ids, args.train_share, args.seed))
         nxt = out.next
         rows_next = {a: k for k, a in enumerate(nxt.agent_ids.tolist())}
         alive_rows = [rows_next[a] for a in batch.agent_ids[sel].tolist() if a in rows_next]
@@ -287,7 +287,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
     if val_env is not None:
         val_env.close()
     chosen, chosen_row = (best[1], best[2]) if best is not None else (policy.actor.state_dict(), curves[-1])
-    _write_curves(out_dir, curves, baselines)
+    write_curves(out_dir, curves, baselines)
     params = env.params
     execution = str(chosen_row.get("execution", "argmax"))
     if args.arch == "paper":
@@ -314,8 +314,8 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         evaluation={k: float(v) for k, v in chosen_row.items() if k.startswith("val_") and "sample" not in k},
         training={
             "args": asdict(args),
-            "recordings": [_describe(r) for r in args.recordings],
-            "val_recordings": [_describe(r) for r in args.val_recordings],
+            "recordings": [describe_recording(r) for r in args.recordings],
+            "val_recordings": [describe_recording(r) for r in args.val_recordings],
             "reward_stats": stats.as_dict(),
             "validation_baselines": baselines,
             "train_seconds": round(time.monotonic() - started, 1),

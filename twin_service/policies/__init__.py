@@ -2,7 +2,8 @@
 
 * :mod:`.base` - the interface: ``MigrationPolicy.decide(observation, servers, host) -> MigrationDecision``
   and ``OffloadPolicy.decide(OffloadInputs) -> OffloadDecision``.
-* :mod:`.migration` - ``sticky-nearest`` (default), ``greedy`` and ``random`` (paper A baselines) and
+* :mod:`.migration` - ``least-loaded`` (default), ``sticky-nearest``, ``greedy`` and ``random`` (paper A
+  baselines) and
   :func:`~.migration.capacity_aware_nearest`.
 * :mod:`.offload` - ``nearest-least-loaded`` (default, paper B's non-DRL baseline) and ``local-only``.
 * :mod:`.registry` - policies by name; stored models (``models/<name>/``: manifest + safetensors).

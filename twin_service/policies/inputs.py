@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.observe import MigrationObservation, ServerTable, migration_observation
+from twin_service.observe import MigrationObservation, ServerTable, VehicleMotion, migration_observation
 from twin_service.physics import distance_matrix_m, projected_distance_matrix_m
 from twin_service.policies.errors import PolicyError
 
@@ -112,8 +112,15 @@ def tick_inputs(
         )
     else:  # positions given only as lon/lat (stateless requests): Eq. 1-2 on the sphere
         dist = distance_matrix_m(v_lat, v_lon, s_lat, s_lon, s_alt)
+    motion = None
+    if {"x_m", "y_m", "speed_mps", "heading_deg"} <= set(vehicle_columns) and {"x_m", "y_m"} <= set(server_columns):
+        motion = VehicleMotion.from_twins(
+            *(_column(vehicle_columns, c, "vehicle", n) for c in ("x_m", "y_m", "speed_mps", "heading_deg")),
+            _column(server_columns, "x_m", "server", m),
+            _column(server_columns, "y_m", "server", m),
+        )
     predicted = load if predicted_load_bits is None else np.asarray(predicted_load_bits, dtype=np.float64)
-    obs = migration_observation(dist, predicted, incoming_bits, servers, host)
+    obs = migration_observation(dist, predicted, incoming_bits, servers, host, motion=motion)
     now: dict[str, NDArray[np.float64]] = {}
     if offload:
         now = offload_features(vehicle_columns, n, servers, server_columns, host, energy_capacity_j)

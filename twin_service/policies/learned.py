@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from twin_service.config import OffloadParams, TaskParams
+from twin_service.config import ChannelParams, OffloadParams, SatelliteParams, TaskParams
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
 
@@ -37,12 +37,18 @@ def _builder(manifest: ModelManifest, function: str) -> Any:
 
 
 def build_migration_policy(
-    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: TaskParams | None = None
+    manifest: ModelManifest,
+    state_dict: Mapping[str, torch.Tensor],
+    task: TaskParams | None = None,
+    channel: ChannelParams | None = None,
+    satellite: SatelliteParams | None = None,
 ) -> Any:
     """The migration policy a stored model describes (:class:`ModelSpecMismatch` if it cannot be built).
 
-    ``task`` holds the serving scenario's S_v and e_v, which the per-server features are computed with."""
-    return _builder(manifest, "build_migration_policy")(manifest, state_dict, task=task or TaskParams())
+    ``task``, ``channel`` and ``satellite`` are the serving scenario's constants, which the per-server features
+    are computed with."""
+    builder = _builder(manifest, "build_migration_policy")
+    return builder(manifest, state_dict, task=task, channel=channel, satellite=satellite)
 
 
 def build_offload_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], params: OffloadParams) -> Any:

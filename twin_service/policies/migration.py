@@ -12,15 +12,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from twin_service.config import BITS_PER_MB, ChannelParams, SatelliteParams, TaskParams
-from twin_service.observe import MigrationObservation, ServerTable
-from twin_service.physics import (
-    access_latency_s,
-    free_space_rate_bps,
-    migration_rate_bps,
-    nearest_feasible_server,
-    satellite_leg_delay_s,
-    satellite_propagation_delay_s,
-)
+from twin_service.observe import LatencyModel, MigrationObservation, ServerTable, pair_latency_s
+from twin_service.physics import migration_rate_bps, nearest_feasible_server
 from twin_service.policies.base import HEURISTIC_VERSION, MigrationDecision, one_hot
 
 
@@ -245,6 +238,7 @@ class LeastLoadedPolicy:
         self.task = task or TaskParams()
         self.channel = channel or ChannelParams()
         self.satellite = satellite or SatelliteParams()
+        self.latency = LatencyModel(self.task, self.channel, self.satellite)
 
     def _pair_cost_s(
         self,
@@ -258,40 +252,8 @@ class LeastLoadedPolicy:
 
         Computed for the feasible pairs only (a few per vehicle), not for every vehicle and server.
         """
-        c = self.channel
-        data = self.task.data_size_mb * BITS_PER_MB
-        prop = float(satellite_propagation_delay_s(self.satellite.altitude_m))
-        d = np.asarray(dist[rows, cols], dtype=np.float64)
-        on_sat = sat[cols]
-        up = free_space_rate_bps(
-            d, c.bandwidth_up_hz, c.vehicle_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
-        )
-        down = free_space_rate_bps(
-            d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
-        )
-        cost = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop) + access_latency_s(
-            data, down, on_sat, c.satellite_rate_bps, prop
-        )
-        h = host[rows]
-        moving = (h >= 0) & (h != cols)
-        if moving.any():
-            hm, rm, cm = h[moving], rows[moving], cols[moving]
-            legs = np.asarray(dist[rm, hm], dtype=np.float64) + d[moving]  # bounds the host-to-server distance
-            rate = migration_rate_bps(
-                legs,
-                c.bandwidth_mig_hz,
-                c.server_tx_power_w,
-                c.noise_w,
-                c.carrier_hz,
-                sat[hm],
-                sat[cm],
-                c.satellite_rate_bps,
-                c.gain_coefficient,
-            )
-            cost[moving] += self.task.migration_size_mb * BITS_PER_MB / rate + satellite_leg_delay_s(
-                sat[hm], sat[cm], prop
-            )
-        return cost
+        access, migration = pair_latency_s(dist, host, rows, cols, sat, self.latency)
+        return access + migration
 
     def decide(
         self,
@@ -343,7 +305,9 @@ class LeastLoadedPolicy:
         on_sat = self._pair_cost_s(observation.distances_m, current, rows, sat_col, sat)
         on_sat += e_v * (load[sat_col] + np.where(current == sat_col, 0.0, s_v)) / cpu[sat_col]
         # Staying costs access(h) + compute(h); a ground or air move at least the cheapest migration + fastest.
-        candidates = np.flatnonzero(~can_stay | (on_sat < stay) | (stay - fastest > cheapest_move))
+        with np.errstate(invalid="ignore"):  # inf - inf where a vehicle cannot stay and nothing fits: not a candidate
+            gains = stay - fastest > cheapest_move
+        candidates = np.flatnonzero(~can_stay | (on_sat < stay) | gains)
         cr, pc = np.nonzero(mask[candidates])
         pr = candidates[cr]
         base = self._pair_cost_s(observation.distances_m, current, pr, pc, sat)

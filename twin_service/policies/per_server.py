@@ -19,8 +19,14 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from twin_service.config import BITS_PER_MB, TaskParams
-from twin_service.observe import PER_SERVER_FEATURES, MigrationObservation, ServerTable, per_server_features
+from twin_service.config import ChannelParams, SatelliteParams, TaskParams
+from twin_service.observe import (
+    PER_SERVER_FEATURES,
+    LatencyModel,
+    MigrationObservation,
+    ServerTable,
+    per_server_features,
+)
 from twin_service.policies.base import MigrationDecision
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
@@ -119,23 +125,21 @@ class PerServerMigrationPolicy:
 
     needs_window_mean = False
 
-    def __init__(self, manifest: ModelManifest, actor: PerServerActor, task: TaskParams) -> None:
+    def __init__(self, manifest: ModelManifest, actor: PerServerActor, latency: LatencyModel) -> None:
         if manifest.kind != "migration":
             raise ModelSpecMismatch(f"model {manifest.name!r} is a {manifest.kind} model, not a migration one")
         self.manifest = manifest
         self.name = manifest.name
         self.version = manifest.version
         self.actor = actor
-        self.task = task
+        self.latency = latency
         self.nearest = int(manifest.architecture.options.get("candidates", DEFAULT_CANDIDATES))
         self.sampler = ExecutionSampler(manifest)
 
     def logits(self, observation: MigrationObservation, host: NDArray[np.int64] | None) -> torch.Tensor:
         """``(V, M)`` logits of each vehicle's candidate servers (the others at ``MASKED_LOGIT``)."""
         rows, cols = feasible_pairs(candidate_mask(observation, host, self.nearest))
-        features = per_server_features(
-            observation, host, self.task.cycles_per_bit, self.task.data_size_mb * BITS_PER_MB, (rows, cols)
-        )
+        features = per_server_features(observation, host, self.latency, (rows, cols))
         with torch.inference_mode():
             return self.actor(
                 torch.from_numpy(features),
@@ -157,8 +161,13 @@ class PerServerMigrationPolicy:
 
 
 def build_migration_policy(
-    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: TaskParams | None = None
+    manifest: ModelManifest,
+    state_dict: Mapping[str, torch.Tensor],
+    task: TaskParams | None = None,
+    channel: ChannelParams | None = None,
+    satellite: SatelliteParams | None = None,
 ) -> PerServerMigrationPolicy:
+    """The per-server policy; its features are computed with the serving scenario's constants."""
     if manifest.observation.feature_dim != len(PER_SERVER_FEATURES):
         raise ModelSpecMismatch(f"model {manifest.name!r} expects {manifest.observation.feature_dim} features")
     actor = build_actor(manifest)
@@ -167,4 +176,5 @@ def build_migration_policy(
     except RuntimeError as exc:
         raise ModelSpecMismatch(f"model {manifest.name!r}: weights do not fit its manifest: {exc}") from exc
     actor.eval()
-    return PerServerMigrationPolicy(manifest, actor, task or TaskParams())
+    latency = LatencyModel(task or TaskParams(), channel or ChannelParams(), satellite or SatelliteParams())
+    return PerServerMigrationPolicy(manifest, actor, latency)

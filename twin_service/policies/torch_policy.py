@@ -162,7 +162,7 @@ class TorchOffloadPolicy:
 
 
 def build_migration_policy(
-    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], task: object = None
+    manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], **_constants: object
 ) -> TorchMigrationPolicy:
     """The ``mlp`` architecture's migration policy (``twin_service.policies.learned``): paper A's o_v."""
     return TorchMigrationPolicy(manifest, load_actor(manifest, state_dict))

@@ -18,6 +18,7 @@ Server order is the candidate-host order of paper A: RSUs, then UAVs, then the s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.config import ScenarioError
+from twin_service.config import ScenarioError, ScenarioParams
 
 Tier = Literal["rsu", "uav", "satellite"]
 PatrolMode = Literal["pingpong", "loop"]
@@ -171,6 +172,37 @@ class EdgeLayout:
     @property
     def satellite(self) -> EdgeServer:
         return self.servers[self.satellite_index]
+
+
+def check_layout_matches_params(layout: EdgeLayout, params: ScenarioParams, path: str | Path) -> None:
+    """Refuse a layout whose servers disagree with ``params.toml``.
+
+    ``params.toml`` is the one source of each tier's physics (``[rsu]``, ``[uav]``, ``[satellite]``) and of the
+    number of UAVs; the layout file repeats those values on every server for sumo-gui and other readers. A
+    file edited on one side only would make the run silently use the other, so a disagreement is an error
+    that names the server, the key and both values.
+    """
+    on_server = {f.name for f in dataclasses.fields(EdgeServer)}  # what the layout file repeats per server
+    tiers = {
+        tier: {k: v for k, v in section.model_dump().items() if k in on_server}
+        for tier, section in (("rsu", params.rsu), ("uav", params.uav), ("satellite", params.satellite))
+    }
+    if len(layout.uavs) != params.uav.count:
+        raise ScenarioError(
+            f"{path} has {len(layout.uavs)} UAVs but params.toml [uav] count = {params.uav.count}; "
+            "the two must agree (rebuild the scenario, or correct the count)"
+        )
+    for server in layout.servers:
+        for key, expected in tiers[server.tier].items():
+            found = float(getattr(server, key))
+            if not math.isclose(found, expected, rel_tol=1e-9):
+                wrong = sum(1 for s in layout.servers if s.tier == server.tier and getattr(s, key) != found)
+                raise ScenarioError(
+                    f"{path}: {server.tier} {server.id!r} has {key} = {found:g} but params.toml [{server.tier}] "
+                    f"{key} = {expected:g}; params.toml is the source of this value: rebuild the scenario "
+                    f"('twin-service scenario build' or 'scenario import') or make the two agree"
+                    + (f" ({wrong} other {server.tier} servers differ from this one)" if wrong else "")
+                )
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from twin_service.config import ScenarioError, ScenarioParams, load_params, resolve_scenario
-from twin_service.scenario.edge_servers import EdgeLayout, read_edge_servers
+from twin_service.scenario.edge_servers import EdgeLayout, check_layout_matches_params, read_edge_servers
 from twin_service.scenario.geo import NetProjection, read_projection
 
 
@@ -30,6 +30,7 @@ class Scenario:
         params = load_params(folder)
         meta = params.scenario
         layout = read_edge_servers(folder / meta.edge_servers_file)
+        check_layout_matches_params(layout, params, folder / meta.edge_servers_file)
         projection = read_projection(_resolve(folder, meta.net_file))
         sumocfg = folder / meta.sumocfg
         if not sumocfg.is_file():

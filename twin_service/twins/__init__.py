@@ -23,7 +23,7 @@ from twin_service.twins.frames import (
     WindowMean,
 )
 from twin_service.twins.keys import TwinKeys
-from twin_service.twins.server import RedisHandle, connect, open_redis
+from twin_service.twins.server import RedisHandle, check_redis_url, connect, open_redis
 from twin_service.twins.store import TwinStore
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "UnknownTwinError",
     "VehicleTwin",
     "WindowMean",
+    "check_redis_url",
     "connect",
     "open_redis",
 ]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from twin_service.twins.errors import TwinStoreUnavailable
@@ -50,6 +51,16 @@ class RedisHandle:
     def new_client(self) -> redis.Redis:
         """Another client to the same server (e.g. for a reader thread), from :func:`connect`."""
         return connect(self.url)
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ``ValueError`` saying what is wrong with ``url``; only parses it (nothing connects)."""
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ValueError(
+            f"{url!r} is not a Redis URL (redis://HOST:PORT, rediss://HOST:PORT or unix://PATH): {exc}"
+        ) from exc
 
 
 def connect(
@@ -186,7 +197,7 @@ def _embedded_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches the bridge only; it stops us after its last write
-        preexec_fn=_terminate_with_this_process(),
+        preexec_fn=terminate_with_this_process(),
     )
     try:
         _wait_until_up(proc, socket_path, tmp / "redis.log")
@@ -196,8 +207,8 @@ def _embedded_server() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _terminate_with_this_process() -> Callable[[], None] | None:
-    """A ``preexec_fn`` by which the server gets SIGTERM when this process dies, even by SIGKILL.
+def terminate_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` by which a child (a server) gets SIGTERM when this process dies, even by SIGKILL.
 
     Linux only, and only from the main thread: the kernel ties this to the starting *thread*. Otherwise
     (None) the server is stopped by the ``finally`` of :func:`_embedded_server` alone. libc is loaded here,

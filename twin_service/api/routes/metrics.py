@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from twin_service.api.deps import StateDep
 from twin_service.twins import TwinStoreError
@@ -27,4 +27,4 @@ def metrics(state: StateDep) -> Response:
             meta = None  # the gauge keeps its last value; /v1/health tells why
         if meta is not None:
             state.metrics.saw_tick(meta.tick, meta.wall_time)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
