@@ -7,6 +7,7 @@ import pytest
 
 from twin_service.config import BITS_PER_MB
 from twin_service.envs.load_series import city_series
+from twin_service.policies import DEFAULT_MIGRATION_POLICY
 from twin_service.predict.features import CITY_FEATURES
 from twin_service.scenario.folder import Scenario
 
@@ -26,7 +27,7 @@ def test_a_recorded_day_gives_every_servers_load_and_hosted_twins(small_scenario
     assert np.array_equal(hosted, np.round(hosted))
     spec = data.spec
     assert spec.source == "city" and spec.split.method == "days" and spec.split.test == ["test-grid-s3"]
-    assert spec.scenario_param_hash == sc.params.param_hash and spec.migration_policy == "sticky-nearest"
+    assert spec.scenario_param_hash == sc.params.param_hash and spec.migration_policy == DEFAULT_MIGRATION_POLICY
     assert spec.recordings[0]["seed"] == 3 and spec.recordings[0]["part"] == "test"
     # The cache gives the same series back.
     (cached,) = list(tmp_path.glob("*.npz"))
