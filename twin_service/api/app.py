@@ -41,6 +41,7 @@ def create_app(
     scenario_params: ScenarioParams | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     seed: int = 0,
+    predictor: str = "persistence",
 ) -> FastAPI:
     """Build the app.
 
@@ -61,6 +62,10 @@ def create_app(
         Larger request bodies get 413.
     seed
         Seed of the stochastic policies (greedy's exploration, random).
+    predictor
+        Workload predictor for the migration observation and mask: ``persistence`` (each server's current
+        load), ``window-mean`` or a predictor in ``settings.models_dir``, which forecasts every server's load
+        from its window in Redis (an unknown name raises :class:`~twin_service.policies.UnknownPolicyError`).
     """
     settings = settings or Settings()
     if not settings.redis_url and settings.redis_url is not None:  # TWIN_REDIS_URL="" means none
@@ -76,6 +81,7 @@ def create_app(
         scenario_params=scenario_params,
         metrics=app_metrics,
         seed=seed,
+        predictor=predictor,
     )
     app = FastAPI(
         title="twin-service",

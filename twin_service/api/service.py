@@ -23,9 +23,12 @@ from twin_service.observe import OFFLOAD_FEATURES, ServerTable
 from twin_service.policies import MigrationDecision, OffloadDecision, OffloadInputs
 from twin_service.policies.decide import decide_migration, decide_offload
 from twin_service.policies.inputs import MissingTwinData, TickInputs, offload_features, tick_inputs
+from twin_service.predict import LoadForecaster
+from twin_service.predict.base import LoadWindow
 from twin_service.twins import Block, TwinStore, UnknownTickError, UnknownTwinError
 
 LOAD_SOURCE = "current load_bits of each server (no workload predictor loaded)"
+STATELESS_LOAD_SOURCE = "load_bits of the request's servers (stateless: no window to forecast from)"
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Snapshot:
     vehicle_columns: dict[str, NDArray[np.float64]]
     server_columns: dict[str, NDArray[np.float64]]
     store: TwinStore | None = None
+    load_source: str = LOAD_SOURCE
+    """Where the observation's predicted loads come from (a predictor's forecast, or the current loads)."""
     results: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     _offload_now: dict[str, NDArray[np.float64]] | None = None
     _window_mean: dict[str, NDArray[np.float64]] | None = None
@@ -131,8 +136,30 @@ def _snapshot(state: ApiState, store: TwinStore, n: int, sim_time: float | None,
     except MissingTwinData:
         run = state.run_context(store, refresh=True)  # a new run may have started since the last read
         servers = run.servers(ids)
-    inputs = tick_inputs(veh.ids, veh.columns, servers, srv.columns, run.incoming_bits, offload=False)
-    return Snapshot(n, sim_time, inputs, run, veh.columns, srv.columns, store)
+    forecaster = state.forecaster(run)
+    predicted, source = None, LOAD_SOURCE
+    if forecaster is not None:
+        predicted, source = forecast_loads(store, n, list(ids), forecaster)
+    inputs = tick_inputs(
+        veh.ids, veh.columns, servers, srv.columns, run.incoming_bits, offload=False, predicted_load_bits=predicted
+    )
+    return Snapshot(n, sim_time, inputs, run, veh.columns, srv.columns, store, load_source=source)
+
+
+def forecast_loads(
+    store: TwinStore, tick: int, server_ids: list[str], forecaster: LoadForecaster
+) -> tuple[NDArray[np.float64] | None, str]:
+    """Every server's load ``forecaster.horizon`` ticks after ``tick``, from the window of its ``load_bits`` and
+    ``hosted`` columns in the store (what the bridge's engine keeps in memory); None when the run stores no
+    such window (persistence then)."""
+    ids, history = store.servers_history(tick, ("load_bits", "hosted"), forecaster.window)
+    if ids != server_ids or not len(history["load_bits"]):
+        return None, LOAD_SOURCE + f"; predictor {forecaster.name} found no server window to read"
+    forecast = forecaster.forecast(LoadWindow(history["load_bits"], history["hosted"]))
+    return np.asarray(forecast, dtype=np.float64), (
+        f"forecast by predictor {forecaster.name}@{forecaster.version}: each server's load "
+        f"{forecaster.horizon} tick(s) ahead from its last {len(history['load_bits'])} ticks of load_bits and hosted"
+    )
 
 
 def _stateless_run(state: ApiState) -> RunContext:
@@ -164,7 +191,7 @@ def snapshot_from_observation(state: ApiState, obs: MigrationObservationIn | Off
         run.incoming_bits if incoming is None else incoming,
         offload=False,
     )
-    return Snapshot(None, None, inputs, run, veh_cols, srv_cols)
+    return Snapshot(None, None, inputs, run, veh_cols, srv_cols, load_source=STATELESS_LOAD_SOURCE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +273,7 @@ def migration_body(snap: Snapshot, decision: MigrationDecision, policy: Any, row
         "policy": {"name": policy.name, "version": policy.version},
         "server_ids": server_ids,
         "predicted_load_bits": floats(snap.inputs.observation.predicted_load_bits),
-        "load_source": LOAD_SOURCE,
+        "load_source": snap.load_source,
         "decisions": out,
     }
 

@@ -37,6 +37,8 @@ from twin_service.policies import (
 from twin_service.policies.base import HEURISTIC_VERSION
 from twin_service.policies.inputs import server_table
 from twin_service.policies.registry import policy_catalogue
+from twin_service.predict import LoadForecaster
+from twin_service.predict.registry import load_forecaster, predictor_names
 from twin_service.twins import TwinStore, TwinStoreUnavailable, check_redis_url, connect
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,14 @@ NO_REDIS_HINT = (
     "no Redis configured: set TWIN_REDIS_URL (or 'twin-service api --redis-url') "
     "to the URL the bridge prints when it starts"
 )
+
+
+def _positive_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def default_store_factory(settings: Settings) -> StoreFactory:
@@ -86,6 +96,8 @@ class RunContext:
     offload: OffloadParams
     layout: tuple[dict[str, Any], ...]
     fetched_at: float
+    tick_s: float | None = None
+    """The bridge's tick, from the run's metadata (None when it does not say)."""
     channel: ChannelParams = field(default_factory=ChannelParams)
     satellite: SatelliteParams = field(default_factory=SatelliteParams)
     _tables: dict[tuple[str, ...], ServerTable] = field(default_factory=dict, repr=False, compare=False)
@@ -172,6 +184,7 @@ class ApiState:
         scenario_params: ScenarioParams | None,
         metrics: ApiMetrics,
         seed: int = 0,
+        predictor: str = "persistence",
     ) -> None:
         self.settings = settings
         self.store_factory = store_factory or default_store_factory(settings)
@@ -190,6 +203,11 @@ class ApiState:
         self._run: RunContext | None = None
         self._params_by_hash: dict[tuple[str, str], ScenarioParams | None] = {}
         self._policies: dict[tuple[Any, ...], Any] = {}
+        self.predictor = predictor
+        if predictor not in predictor_names(settings.models_dir):
+            choices = ", ".join(predictor_names(settings.models_dir))
+            raise UnknownPolicyError(f"unknown workload predictor {predictor!r}: choose one of {choices}")
+        self._forecasters: dict[tuple[Any, ...], LoadForecaster | None] = {}
 
     # ---- store -----------------------------------------------------------------------------
     def store(self) -> TwinStore:
@@ -213,6 +231,7 @@ class ApiState:
         if meta.get("window", "").isdigit() and int(meta["window"]) >= 1:
             store.window = int(meta["window"])  # read as much history as the writer keeps
         params, source = self._scenario_params(meta)
+        tick_s = _positive_float(meta.get("tick_s", ""))
         run = RunContext(
             scenario=meta.get("scenario"),
             param_hash=meta.get("param_hash") or (params.param_hash if params else None),
@@ -221,6 +240,7 @@ class ApiState:
             offload=params.offload if params else OffloadParams(),
             layout=layout,
             fetched_at=time.monotonic(),
+            tick_s=tick_s,
             channel=params.channel if params else ChannelParams(),
             satellite=params.satellite if params else SatelliteParams(),
         )
@@ -255,6 +275,22 @@ class ApiState:
         if params is None:
             return None, f"defaults (scenario {scenario!r} with parameters {wanted} not found)"
         return params, f"scenario {scenario}"
+
+    # ---- workload predictor ----------------------------------------------------------------
+    def forecaster(self, run: RunContext) -> LoadForecaster | None:
+        """The workload predictor for this run (None: persistence, the current loads), loaded once per run kind.
+
+        A stored predictor is checked against the run's scenario parameters and tick (``PredictorError``,
+        served as 409, when it does not fit).
+        """
+        if self.predictor == "persistence":
+            return None
+        key = (self.predictor, run.param_hash, run.tick_s)
+        if key not in self._forecasters:
+            self._forecasters[key] = load_forecaster(
+                self.predictor, None, self.settings.models_dir, param_hash=run.param_hash, tick_s=run.tick_s
+            )
+        return self._forecasters[key]
 
     # ---- policies --------------------------------------------------------------------------
     def check_policy_name(self, kind: str, name: str) -> None:

@@ -23,6 +23,8 @@ OFFLOAD_POLICY_VAR = "TWIN_API_OFFLOAD_POLICY"
 SCENARIO_DIR_VAR = "TWIN_API_SCENARIO_DIR"
 """The scenario to serve with (``run --api``: the run's own); unset: the one the run in Redis names."""
 SEED_VAR = "TWIN_API_SEED"
+PREDICTOR_VAR = "TWIN_API_PREDICTOR"
+"""The workload predictor (``--predictor``); unset: persistence."""
 
 
 def worker_env(
@@ -32,10 +34,12 @@ def worker_env(
     offload_policy: str,
     scenario_dir: Path | None = None,
     seed: int = 0,
+    predictor: str = "persistence",
 ) -> dict[str, str]:
     """The environment variables that make :func:`app_from_env` build this app (every setting included)."""
     env = {f"TWIN_{name.upper()}": str(value) for name, value in settings.model_dump().items() if value is not None}
     env |= {MIGRATION_POLICY_VAR: migration_policy, OFFLOAD_POLICY_VAR: offload_policy, SEED_VAR: str(seed)}
+    env[PREDICTOR_VAR] = predictor
     if scenario_dir is not None:
         env[SCENARIO_DIR_VAR] = str(scenario_dir)
     return env
@@ -50,4 +54,5 @@ def app_from_env() -> FastAPI:
         offload_policy=os.environ.get(OFFLOAD_POLICY_VAR, DEFAULT_OFFLOAD_POLICY),
         scenario_params=load_params(scenario_dir) if scenario_dir else None,
         seed=int(os.environ.get(SEED_VAR, "0")),
+        predictor=os.environ.get(PREDICTOR_VAR, "persistence"),
     )

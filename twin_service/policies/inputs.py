@@ -81,10 +81,12 @@ def tick_inputs(
     *,
     offload: bool = True,
     energy_capacity_j: float = 1.0,
+    predicted_load_bits: NDArray[np.float64] | None = None,
 ) -> TickInputs:
     """Observation, mask and offload features from the twins' columns (one tick).
 
-    The predicted load of each server is its current ``load_bits`` (no workload predictor is loaded);
+    The predicted load of each server is ``predicted_load_bits`` (a workload predictor's forecast from the
+    servers' window) or, without one, its current ``load_bits`` (persistence);
     servers' current positions (UAVs move) come from their ``x_m``/``y_m`` columns (else ``lon``/``lat``),
     their range, cache and CPU from the layout. ``energy_capacity_j`` turns ``energy_j`` into the feature
     ``energy_frac`` when the vehicles carry neither ``energy_frac`` nor ``energy_capacity_j``.
@@ -117,7 +119,8 @@ def tick_inputs(
             _column(server_columns, "x_m", "server", m),
             _column(server_columns, "y_m", "server", m),
         )
-    obs = migration_observation(dist, load, incoming_bits, servers, host, motion=motion)
+    predicted = load if predicted_load_bits is None else np.asarray(predicted_load_bits, dtype=np.float64)
+    obs = migration_observation(dist, predicted, incoming_bits, servers, host, motion=motion)
     now: dict[str, NDArray[np.float64]] = {}
     if offload:
         now = offload_features(vehicle_columns, n, servers, server_columns, host, energy_capacity_j)

@@ -94,7 +94,10 @@ class ModelRegistry:
         if not path.is_file():
             raise UnknownPolicyError(f"no model named {name!r} in {self.models_dir}")
         try:
-            manifest = ModelManifest.model_validate_json(path.read_text())
+            text = path.read_text()
+            if _is_predictor(text):
+                raise UnknownPolicyError(f"model {name!r} is a workload predictor, not a policy (use --predictor)")
+            manifest = ModelManifest.model_validate_json(text)
         except (ValidationError, OSError) as exc:
             raise ModelError(f"{path}: not a valid model manifest: {exc}") from exc
         if manifest.name != name:
@@ -107,6 +110,8 @@ class ModelRegistry:
         for name in self.names():
             try:
                 found.append(self.manifest(name))
+            except UnknownPolicyError:  # a workload predictor (twin_service.predict) shares the folder
+                continue
             except ModelError as exc:
                 log.warning("skipping model %s: %s", name, exc)
         return found
@@ -125,6 +130,15 @@ class ModelRegistry:
         except Exception as exc:  # safetensors raises its own SafetensorError and OSError
             raise ModelError(f"{weights}: unreadable weights: {exc}") from exc
         return LoadedModel(manifest, state)
+
+
+def _is_predictor(manifest_text: str) -> bool:
+    """Whether a manifest is a workload predictor's (``"kind": "predictor"``), stored beside the policies."""
+    try:
+        raw = json.loads(manifest_text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(raw, dict) and raw.get("kind") == "predictor"
 
 
 def _registry_model(

@@ -273,16 +273,17 @@ class TwinStore:
         raise UnknownTickError(f"the latest tick kept leaving the window while being read ({self.prefix!r})")
 
     def _read_window(
-        self, tick: int | None, queue: Callable[[Any, int], None], per_tick: int
+        self, tick: int | None, queue: Callable[[Any, int], None], per_tick: int, ticks_back: int | None = None
     ) -> list[tuple[StoredTick, list[Any]]]:
         """Meta and ``per_tick`` results of each held tick of the window ending at ``tick``.
 
         Oldest first; the last entry is the resolved tick itself. One MULTI (plus one round trip
-        to resolve the latest tick when ``tick`` is None).
+        to resolve the latest tick when ``tick`` is None). ``ticks_back`` reads only the last ticks.
         """
+        span = self.window if ticks_back is None else max(1, min(ticks_back, self.window))
         for _ in range(_READ_ATTEMPTS):
             n = self._latest_number() if tick is None else int(tick)
-            ticks = range(n - self.window + 1, n + 1)
+            ticks = range(n - span + 1, n + 1)
             pipe = self.redis.pipeline(transaction=True)
             for t in ticks:
                 pipe.get(self.keys.tick_meta(t))
@@ -442,6 +443,42 @@ class TwinStore:
         current_layout, (current_ids_raw, _) = held[-1][0].layouts[entity], held[-1][1]
         columns, counts = window_mean_aligned(blocks[-1][0], blocks)
         return WindowMean(ids=codec.decode_ids(current_ids_raw, current_layout.n), columns=columns, counts=counts)
+
+    @_unavailable_as_error
+    def servers_history(
+        self, tick: int | None = None, columns: Sequence[str] = ("load_bits",), ticks: int | None = None
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
+        """The edge servers' ``columns`` over the last ``ticks`` ticks of the window ending at ``tick``.
+
+        Returns the servers of ``tick`` and, per column, a ``(T, M)`` array aligned with them, oldest tick
+        first; T is at most ``ticks`` (fewer at a run's start). Only the recent ticks that hold every
+        column for every server are kept (what the workload predictor reads).
+        """
+
+        def queue(pipe: Any, t: int) -> None:
+            pipe.get(self.keys.block(t, "srv", "ids"))
+            pipe.get(self.keys.block(t, "srv", "num"))
+
+        held = self._read_window(tick, queue, per_tick=2, ticks_back=ticks)
+        rows: list[dict[str, np.ndarray]] = []
+        ids: list[str] = []
+        for stored, (ids_raw, num_raw) in reversed(held):  # newest first: stop at the first incomplete tick
+            layout = stored.layouts["srv"]
+            tick_ids = codec.decode_ids(ids_raw, layout.n)
+            if not ids:
+                ids = tick_ids
+            if any(c not in layout.columns for c in columns):
+                break
+            values = codec.decode_columns(num_raw, layout.n, layout.columns)
+            if tick_ids != ids:
+                where = {sid: k for k, sid in enumerate(tick_ids)}
+                if any(sid not in where for sid in ids):
+                    break
+                order = np.array([where[sid] for sid in ids], dtype=np.int64)
+                values = {c: v[order] for c, v in values.items()}
+            rows.append({c: values[c] for c in columns})
+        rows.reverse()
+        return ids, {c: np.stack([r[c] for r in rows]) if rows else np.zeros((0, len(ids))) for c in columns}
 
     # ------------------------------------------------------------------------------------------
     # Readers: KPIs
