@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from twin_service.train_cli import register_offload_trainers
+
 app = typer.Typer(
     name="twin-service",
     help="SUMO co-simulation digital twins for the Internet of Vehicles: "
@@ -30,6 +32,7 @@ scenario_app = typer.Typer(help="Build the committed scenarios or import a real 
 app.add_typer(scenario_app, name="scenario")
 train_app = typer.Typer(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
 
 def fail(message: str, code: int = 2) -> None:

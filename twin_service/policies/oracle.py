@@ -1,0 +1,139 @@
+"""The oracle upper bound of paper B's offloading (issue 13): each vehicle's best rho by search, the others fixed.
+
+For every vehicle, every rho of a fine grid (plus the exact point where the offloaded and the local parts take
+equally long, Eq. 14) is scored with the cost model of :func:`twin_service.policies.offload.expected_outcome`,
+including the CPU share of C.6 given the other vehicles' fractions on the same host. The best rho meets the
+deadline (C.1) whenever any rho can, and has the lowest cost (Eq. 22) among those that do. Vehicles update in
+turn (Gauss-Seidel over each host's vehicles) for a few rounds: a best response to the others' choices.
+
+Given the true state of a tick (the task, the rate and the host's CPU the task is processed with) this is the
+physical limit of any offloading policy here; :mod:`twin_service.envs.evaluate` applies it that way. As a
+policy deciding from the twin (``oracle``) it sees the same one-tick-old state a learned policy sees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from twin_service.config import OffloadParams
+from twin_service.physics import offload_outcome
+from twin_service.policies.base import HEURISTIC_VERSION, OffloadDecision, OffloadInputs
+from twin_service.policies.offload import _hosts, check_offload_inputs, expected_outcome
+
+GRID = np.linspace(0.0, 1.0, 101)
+INFEASIBLE = 1e6
+"""Added to the cost of a rho that misses the deadline: feasibility first, then cost."""
+
+
+def _scores(
+    rho: NDArray[np.float64], others: NDArray[np.float64], cpu: NDArray[np.float64], now: dict, p: OffloadParams
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Cost and delay ``(V, G)`` of each candidate rho ``(V, G)`` with ``others`` (V,) on the host of CPU ``cpu``."""
+    share = cpu[:, None] / np.maximum(others[:, None] + rho, 1.0)
+
+    def col(k: str) -> NDArray[np.float64]:
+        return np.asarray(now[k], dtype=np.float64)[:, None]
+
+    out = offload_outcome(
+        rho,
+        col("data_bits"),
+        col("cycles"),
+        col("deadline_s"),
+        col("f_hz"),
+        col("r_bps"),
+        share,
+        kappa_local=p.kappa_local,
+        kappa_edge=p.kappa_edge,
+        tx_power_w=p.tx_power_w,
+        output_ratio=p.output_ratio,
+        twin_sync_energy_j=p.twin_sync_energy_j,
+        twin_sync_delay_s=p.twin_sync_delay_s,
+        price_per_task=p.price_per_task,
+        energy_max_j=p.energy_max_j,
+        price_max=p.price_max,
+    )
+    return out.cost, out.delay_s
+
+
+def _candidates(now: dict, cpu: NDArray[np.float64], others: NDArray[np.float64], p: OffloadParams) -> NDArray:
+    """The grid plus the balance point of Eq. 14 (offloaded path = local part) for the share alone on the host."""
+    d = np.asarray(now["data_bits"], dtype=np.float64)
+    c = np.asarray(now["cycles"], dtype=np.float64)
+    f = np.asarray(now["f_hz"], dtype=np.float64)
+    r = np.asarray(now["r_bps"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_rho = d * (1.0 + p.output_ratio) / r + c * np.maximum(others, 0.0) / cpu  # remote time per unit rho
+        # remote(rho) ~ rho * (D (1 + delta) / r + C max(others + rho, 1) / f_m) = (1 - rho) C / f: solved for rho
+        # with the share at max(others, 1) (exact when the host is not saturated)
+        a = d * (1.0 + p.output_ratio) / r + c * np.maximum(others, 1.0) / cpu
+        balance = (c / f) / (a + c / f)
+    balance = np.where(np.isfinite(balance), np.clip(balance, 0.0, 1.0), 0.0)
+    del per_rho
+    return np.concatenate([np.broadcast_to(GRID, (len(d), len(GRID))), balance[:, None]], axis=1)
+
+
+def best_response(
+    now: dict[str, NDArray[np.float64]],
+    host: NDArray[np.intp],
+    host_cpu_hz: NDArray[np.float64],
+    params: OffloadParams,
+    rho0: NDArray[np.float64] | None = None,
+    rounds: int = 3,
+) -> NDArray[np.float64]:
+    """Each vehicle's best rho given the others' (module docstring), ``rounds`` Gauss-Seidel sweeps.
+
+    ``host`` (V,) is each vehicle's host index (-1: none, then rho = 0); ``host_cpu_hz`` (V,) its host's f_m.
+    """
+    n = len(host)
+    rho = np.zeros(n) if rho0 is None else np.asarray(rho0, dtype=np.float64).copy()
+    if n == 0:
+        return rho
+    attached = host >= 0
+    rho[~attached] = 0.0
+    hidx = np.where(attached, host, 0)
+    n_hosts = int(hidx.max()) + 1
+    order = np.lexsort((np.arange(n), hidx))
+    first = np.ones(n, dtype=bool)
+    first[1:] = hidx[order][1:] != hidx[order][:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - start
+    cpu = np.asarray(host_cpu_hz, dtype=np.float64)
+    layers = [np.flatnonzero((rank == k) & attached) for k in range(int(rank.max()) + 1)]
+    for _ in range(rounds):
+        changed = False
+        for idx in layers:
+            if not len(idx):
+                continue
+            total = np.bincount(hidx[attached], weights=rho[attached], minlength=n_hosts)
+            others = total[hidx[idx]] - rho[idx]
+            sub = {k: np.asarray(v)[idx] for k, v in now.items()}
+            cand = _candidates(sub, cpu[idx], others, params)
+            cost, delay = _scores(cand, others, cpu[idx], sub, params)
+            late = delay > np.asarray(sub["deadline_s"], dtype=np.float64)[:, None] + 1e-12
+            score = np.where(late, cost + INFEASIBLE, cost)
+            best = cand[np.arange(len(idx)), np.argmin(score, axis=1)]
+            changed |= bool(np.any(np.abs(best - rho[idx]) > 1e-9))
+            rho[idx] = best
+        if not changed:
+            break
+    return rho
+
+
+class OraclePolicy:
+    """The best response of :func:`best_response` on the twin's state (decides from the same inputs as any policy)."""
+
+    version = HEURISTIC_VERSION
+    needs_window_mean = False
+
+    def __init__(self, params: OffloadParams | None = None, name: str = "oracle") -> None:
+        self.name = name
+        self.params = params or OffloadParams()
+
+    def decide(self, inputs: OffloadInputs) -> OffloadDecision:
+        check_offload_inputs(inputs)
+        host, cpu = _hosts(inputs)
+        host_cpu = np.where(host >= 0, cpu[np.maximum(host, 0)], 0.0)
+        rho = best_response(inputs.now, host, host_cpu, self.params)
+        return expected_outcome(rho, inputs, self.params)
