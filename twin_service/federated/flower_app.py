@@ -211,7 +211,7 @@ def make_server_app() -> Any:
         def factory(
             model: AfMarlModel, targets: AfMarlModel, cfg: LocalConfig, generator: torch.Generator
         ) -> FlowerFederation:
-            obs_dim = model.q1.net[0].in_features - model.net.cvae.latent - 1
+            obs_dim = model.q1.net[0].in_features - model.net.cvae.latent - 2  # critic input: obs, z, others, rho
             feds.append(FlowerFederation(grid, model, targets, cfg, obs_dim, args.seed))
             return feds[-1]
 

@@ -1,12 +1,18 @@
-"""The semi-synchronous AdFL server, in-process (paper B, Sec. V-E, Alg. 3-4): RSUs aggregate vehicles' updates.
+"""The semi-synchronous AdFL server, in-process (paper B, Sec. V-E, Alg. 3-4): vehicles train, RSUs aggregate.
 
-Each RSU keeps the updates uploaded by the vehicles in its range. When its trigger fires (``tau_agg`` seconds
-since its last aggregation, or ``N_agg`` updates pending, whichever first: :func:`aggregate.trigger`), it keeps
-the updates whose contribution score (Eq. 42-43) reaches ``sigma_min``, averages them weighted by ``|D_n|``
-(Eq. 31) and applies the result to the global model; then it adapts ``sigma_min``, ``tau_agg`` and ``N_agg``
-(Eq. 45). RSUs share the one global model (they are connected by the backhaul), each on its own clock.
+A round r starts from the global model w^(r). The selected vehicles compute their local updates from w^(r) and
+upload them to the RSU whose range they are in. The round closes when its trigger fires: ``tau_agg`` seconds
+after it opened or ``N_agg`` updates received, whichever first (:func:`aggregate.trigger`). Then each RSU keeps
+the updates of its vehicles whose contribution score (Eq. 42-43) reaches ``sigma_min`` and averages them weighted
+by ``|D_n|`` (Eq. 31); the global model combines the RSUs' aggregates weighted by their summed ``|D_n|`` (the same
+Eq. 31 over every admitted vehicle) and moves to w^(r+1); ``sigma_min``, ``tau_agg`` and ``N_agg`` adapt (Eq. 45).
+An update computed from an older model (a late reply over Flower) joins the round it reaches.
 
-This class holds no network: updates are lists of numpy arrays, and the caller applies the aggregate. The same
+Why rounds and not each RSU on its own clock over one shared model: an RSU aggregating every 5 s while the others
+move the global model in between applies updates several global steps stale, and the critic's value estimate then
+oscillates (measured: it stops fitting the rewards at all with 5 s-stale updates). Within a round nothing is stale.
+
+The class holds no network: updates are lists of numpy arrays, and the caller applies the aggregate. The same
 class runs inside Flower's ServerApp (:mod:`twin_service.federated.flower_app`).
 """
 
@@ -38,82 +44,84 @@ class ClientUpdate:
     score: float
     """sigma_n of Eq. 43."""
     base_version: int = 0
-    """Global model version the update was computed from (for staleness statistics)."""
+    """Global model version the update was computed from."""
 
 
 @dataclass
 class Aggregation:
-    """What one RSU aggregation did (the AdFL curves of the trainer)."""
+    """What one round's aggregation did (the AdFL curves of the trainer)."""
 
-    rsu: int
     time_s: float
     reason: TriggerReason
     received: int
     admitted: int
+    rsus: int
+    """RSUs that aggregated updates of their vehicles in this round."""
     delta: Layers
     thresholds: Thresholds
+    """The thresholds the round ran with (before Eq. 45 adapted them)."""
     mean_score: float
+    stale: int
+    """Updates computed from an older global model than this round's."""
 
 
 @dataclass
-class RsuAggregator:
-    """One RSU's pending updates and trigger state."""
-
-    thresholds: Thresholds
-    last_s: float = 0.0
-    pending: list[ClientUpdate] = field(default_factory=list)
-
-
 class SemiSyncServer:
-    """Every RSU's semi-synchronous aggregation over one global model (module docstring)."""
+    """Rounds of semi-synchronous aggregation over one global model (module docstring)."""
 
-    def __init__(self, thresholds: Thresholds | None = None, *, adaptive: bool = True) -> None:
-        self.initial = thresholds or Thresholds()
-        self.adaptive = adaptive
-        self.rsus: dict[int, RsuAggregator] = {}
-        self.version = 0
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    adaptive: bool = True
+    version: int = 0
+    round_start_s: float = 0.0
+    pending: dict[int, list[ClientUpdate]] = field(default_factory=dict)
 
-    def receive(self, rsu: int, update: ClientUpdate, now_s: float) -> None:
-        agg = self.rsus.get(rsu)
-        if agg is None:
-            agg = self.rsus[rsu] = RsuAggregator(self.initial, last_s=now_s)
-        agg.pending.append(update)
+    @property
+    def received(self) -> int:
+        return sum(len(v) for v in self.pending.values())
 
-    def due(self, now_s: float) -> list[tuple[int, TriggerReason]]:
-        """RSUs whose trigger fires now, in RSU order."""
-        fired = []
-        for rsu in sorted(self.rsus):
-            agg = self.rsus[rsu]
-            reason = trigger(now_s - agg.last_s, len(agg.pending), agg.thresholds.tau_agg_s, agg.thresholds.n_agg)
-            if reason is not None:
-                fired.append((rsu, reason))
-        return fired
+    def receive(self, rsu: int, update: ClientUpdate) -> None:
+        """An upload reached RSU ``rsu``."""
+        self.pending.setdefault(rsu, []).append(update)
 
-    def aggregate(self, rsu: int, reason: TriggerReason, now_s: float) -> Aggregation:
-        """Aggregate one RSU's pending updates (Eq. 31 over those scoring at least sigma_min); adapt (Eq. 45)."""
-        agg = self.rsus[rsu]
-        updates, agg.pending = agg.pending, []
-        scores = [u.score for u in updates]
-        keep = admitted(scores, agg.thresholds.sigma_min)
-        chosen = [u for u, k in zip(updates, keep, strict=True) if k]
-        delta = weighted_average([u.delta for u in chosen], [max(u.n_samples, 1) for u in chosen])
-        elapsed = now_s - agg.last_s
-        before = agg.thresholds
+    def due(self, now_s: float) -> TriggerReason | None:
+        th = self.thresholds
+        return trigger(now_s - self.round_start_s, self.received, th.tau_agg_s, th.n_agg)
+
+    def aggregate(self, reason: TriggerReason, now_s: float) -> Aggregation:
+        """Close the round: every RSU's Eq. 31 over its admitted updates, then Eq. 31 over the RSUs; adapt (Eq. 45)."""
+        th = self.thresholds
+        everyone = [u for ups in self.pending.values() for u in ups]
+        scores = [u.score for u in everyone]
+        rsu_deltas, rsu_weights, n_admitted = [], [], 0
+        for rsu in sorted(self.pending):
+            ups = self.pending[rsu]
+            keep = admitted([u.score for u in ups], th.sigma_min)
+            chosen = [u for u, k in zip(ups, keep, strict=True) if k]
+            n_admitted += len(chosen)
+            rsu_deltas.append(weighted_average([u.delta for u in chosen], [max(u.n_samples, 1) for u in chosen]))
+            rsu_weights.append(sum(max(u.n_samples, 1) for u in chosen))
+        delta = weighted_average(rsu_deltas, rsu_weights)
+        stale = sum(u.base_version < self.version for u in everyone)
+        elapsed = now_s - self.round_start_s
         if self.adaptive:
-            agg.thresholds = adapt(before, reason, scores, elapsed)
-        agg.last_s = now_s
+            self.thresholds = adapt(th, reason, scores, elapsed)
+        result = Aggregation(
+            now_s, reason, len(everyone), n_admitted, len(rsu_deltas), delta, th, float(np.mean(scores)), stale
+        )
+        self.pending = {}
         self.version += 1
-        return Aggregation(rsu, now_s, reason, len(updates), len(chosen), delta, before, float(np.mean(scores)))
+        self.round_start_s = now_s
+        return result
 
-    def step(self, now_s: float) -> list[Aggregation]:
-        """Every aggregation due at ``now_s``."""
-        return [self.aggregate(rsu, reason, now_s) for rsu, reason in self.due(now_s)]
+    def step(self, now_s: float) -> Aggregation | None:
+        """The round's aggregation if its trigger fires at ``now_s``."""
+        reason = self.due(now_s)
+        return None if reason is None else self.aggregate(reason, now_s)
 
-    def restart_clocks(self, now_s: float) -> None:
-        """A new episode (another window of another day): every RSU's interval starts now."""
-        for agg in self.rsus.values():
-            agg.last_s = now_s
+    def restart_clock(self, now_s: float) -> None:
+        """A new episode (another window of another day): the round's interval starts now."""
+        self.round_start_s = now_s
 
-    def flush(self, now_s: float) -> list[Aggregation]:
-        """Aggregate whatever is pending (the end of an episode)."""
-        return [self.aggregate(rsu, "time", now_s) for rsu in sorted(self.rsus) if self.rsus[rsu].pending]
+    def flush(self, now_s: float) -> Aggregation | None:
+        """Close the round with whatever is pending (the end of an episode)."""
+        return self.aggregate("time", now_s) if self.received else None

@@ -39,6 +39,7 @@ from twin_service.federated.semisync import ClientUpdate, SemiSyncServer
 from twin_service.learn.af_marl_client import AUX, AfMarlModel, LocalConfig, LocalResult, local_update
 from twin_service.learn.offload_common import (
     CurveLog,
+    co_hosted_rho,
     EpisodeLog,
     ReplayBuffer,
     Timer,
@@ -84,6 +85,9 @@ class AfMarlArgs:
     batch_size: int = 64
     noise_std: float = 0.2
     noise_decay: float = 0.99
+    exploration_rate: float = 0.15
+    """Share of vehicles taking a uniformly random rho each tick (Table V: exploration rate 0.15), so that the
+    critics see the whole of [0, 1] and not only the Gaussian neighbourhood of the actor's choice."""
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
     policy_delay: int = 2
@@ -110,6 +114,8 @@ class AfMarlArgs:
     """A vehicle trains once its own dataset holds this many transitions."""
     learning_starts: int = 5_000
     """Transitions collected before the first local update."""
+    actor_starts: int = 500
+    """Global updates of the critics (and CVAE) before the actor first moves: it follows a critic that knows something."""
     tau_agg_s: float = 5.0
     n_agg: int = 10
     adaptive: bool = True
@@ -213,7 +219,7 @@ def train(
     federation = (federation_factory or InProcessFederation)(model, targets, cfg, gen)
     server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
     criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
-    buffer = ReplayBuffer(args.buffer_size, obs_dim)
+    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1)  # + the co-hosted vehicles' summed rho (critics only)
     curves = CurveLog(args.out / "curves.csv")
     aggregations = 0
 
@@ -221,7 +227,7 @@ def train(
         """Eq. 31's aggregate as the clients' average gradient (-Delta / eta) through Adam; TD3's delayed actor."""
         nonlocal aggregations
         aggregations += 1
-        update_actor = aggregations % args.policy_delay == 0
+        update_actor = aggregations % args.policy_delay == 0 and aggregations > args.actor_starts
         for k, d in zip(names, delta, strict=True):
             p = params[k]
             p.grad = None if (k.startswith("net.actor.") and not update_actor) else torch.from_numpy(-d / args.lr_local)
@@ -240,18 +246,29 @@ def train(
         std = exploration_std(args.noise_std, args.noise_decay, episode)
         ep, rho_sum = EpisodeLog(), 0.0
         loss_sum, loss_n, adfl = np.zeros(len(AUX)), 0, []
-        server.restart_clocks(batch.time_s)
+        server.restart_clock(batch.time_s)
         while not core.done:
             # 1. act (Alg. 4 l. 8)
             with torch.no_grad():
                 obs_t = torch.from_numpy(batch.obs)
                 rho = explore(model.net(obs_t), std, gen).numpy().astype(np.float64)
+            uniform = rng.random(len(rho)) < args.exploration_rate
+            rho = np.where(uniform, rng.random(len(rho)), rho)
             rho_sum += float(rho.sum())
             ok, host = eligible_clients(core, criteria)
             step = core.step(rho)
             # 2. store (Alg. 4 l. 10)
             next_obs, done, rew = transition(batch, step)
-            buffer.add(batch.obs, rho, rew, next_obs, done, batch.agent_ids)
+            others = co_hosted_rho(batch.host, rho)[:, None]
+            seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
+            buffer.add(
+                np.concatenate([batch.obs, others], 1)[seen],
+                rho[seen],
+                rew[seen],
+                np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's stand in
+                done[seen],
+                batch.agent_ids[seen],
+            )
             ep.add(step)
             now_s = step.next.time_s
             # 3. client selection (Eq. 24) and local updates (Eq. 41-43)
@@ -269,22 +286,22 @@ def train(
                         tick, clients, client_batches(buffer, agents, args.batch_size, rng), server.version
                     )
                 for rsu, update, losses in federation.collect():
-                    server.receive(rsu, update, now_s)
+                    server.receive(rsu, update)
                     loss_sum += losses
                     loss_n += 1
-                # 4-5. semi-synchronous aggregation at the RSUs (Eq. 31, 44-45)
-                for agg in server.step(now_s):
+                # 4-5. the round closes when its semi-synchronous trigger fires: RSUs aggregate (Eq. 31, 44-45)
+                agg = server.step(now_s)
+                if agg is not None:
                     apply(agg.delta)
-                    adfl.append(
-                        (agg.admitted, agg.received, agg.thresholds.tau_agg_s, agg.thresholds.n_agg, agg.reason)
-                    )
+                    adfl.append(agg)
             batch = step.next
             tick += 1
         for rsu, update, losses in federation.collect(wait=True):
-            server.receive(rsu, update, batch.time_s)
+            server.receive(rsu, update)
             loss_sum += losses
             loss_n += 1
-        for agg in server.flush(batch.time_s):
+        agg = server.flush(batch.time_s)
+        if agg is not None:
             apply(agg.delta)
         row = {"episode": episode, "exploration_std": std, **ep.row(), "rho_mean": rho_sum / max(ep.n, 1)}
         if loss_n:
@@ -293,10 +310,12 @@ def train(
         if adfl:
             row |= {
                 "aggregations": len(adfl),
-                "admitted_share": float(np.sum([a[0] for a in adfl]) / max(np.sum([a[1] for a in adfl]), 1)),
-                "tau_agg_s": float(np.mean([a[2] for a in adfl])),
-                "n_agg": float(np.mean([a[3] for a in adfl])),
-                "count_triggers": float(np.mean([a[4] == "count" for a in adfl])),
+                "admitted_share": sum(a.admitted for a in adfl) / max(sum(a.received for a in adfl), 1),
+                "rsus_per_round": float(np.mean([a.rsus for a in adfl])),
+                "tau_agg_s": float(np.mean([a.thresholds.tau_agg_s for a in adfl])),
+                "n_agg": float(np.mean([a.thresholds.n_agg for a in adfl])),
+                "sigma_min": float(np.mean([a.thresholds.sigma_min for a in adfl])),
+                "count_triggers": float(np.mean([a.reason == "count" for a in adfl])),
             }
         row["wall_s"] = timer.elapsed_s
         curves.add(row)

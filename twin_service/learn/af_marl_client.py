@@ -1,6 +1,10 @@
 """AF-MARL's local update (paper B, Eq. 41-43, 48-54): what a vehicle computes from the global model and its data.
 
-One function, :func:`local_update`, serves the in-process federation and Flower's ClientApp alike. Given the
+One function, :func:`local_update`, serves the in-process federation and Flower's ClientApp alike. A transition's
+observation carries one extra column for the critics only: the summed rho of the other vehicles offloading to the
+same host in that tick (their actions, as a centralised-training critic sees them; C.6 couples vehicles only through
+it). Without it the critics cannot tell a crowded host's outcome from their own action's, and every vehicle, sharing
+one actor, swung between all-local and all-offload (measured). The actor, the CVAE and serving never see it. Given the
 global model (CVAE, actor, twin critics), the global target networks and a minibatch per client from its own
 dataset D_n, every client does ``local_steps`` SGD steps (Eq. 41) on its local loss
 
@@ -39,8 +43,8 @@ class AfMarlModel(nn.Module):
     ):
         super().__init__()
         self.net = AfMarlNetwork(latent, d_model, n_layers, hidden, cvae_hidden)
-        self.q1 = Critic(obs_dim + latent, critic_hidden)
-        self.q2 = Critic(obs_dim + latent, critic_hidden)
+        self.q1 = Critic(obs_dim + latent + 1, critic_hidden)  # + the co-hosted vehicles' summed rho
+        self.q2 = Critic(obs_dim + latent + 1, critic_hidden)
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,10 @@ def td_targets(
 ) -> torch.Tensor:
     """``y`` of Eq. 49 with the global target networks (target-policy smoothing on the target action)."""
     with torch.no_grad():
-        nxt = batch["next_obs"]
+        nxt, others = batch["next_obs"][..., :-1], batch["next_obs"][..., -1:]
         z_next = targets.net.latent(nxt)
         a_next = smoothed_target_action(targets.net.actor(nxt, z_next), noise, cfg.target_noise_clip)
-        s_next = torch.cat([nxt, z_next], dim=-1)
+        s_next = torch.cat([nxt, z_next, others], dim=-1)
         q1, q2 = targets.q1(s_next, a_next)[..., 0], targets.q2(s_next, a_next)[..., 0]
         return td_target(batch["rew"], q1, q2, batch["done"], cfg.gamma)
 
@@ -75,12 +79,13 @@ def td_targets(
 def make_loss(model: AfMarlModel, cfg: LocalConfig):
     """The local loss ``L_n(w; batch)`` as a function of the parameters (for ``torch.func``)."""
 
-    def loss(params: dict[str, torch.Tensor], obs, act, y, eps):
+    def loss(params: dict[str, torch.Tensor], obs_others, act, y, eps):
+        obs, others = obs_others[..., :-1], obs_others[..., -1:]
         x, c = split_xc(obs)
         x_hat, mu, logvar = functional_call(model.net.cvae, _sub(params, "net.cvae."), (x, c, eps))
         l_cvae, recon, kl = cvae_loss(x, x_hat, mu, logvar, cfg.kl_weight)
         z = mu.detach()
-        s = torch.cat([obs, z], dim=-1)
+        s = torch.cat([obs, z, others], dim=-1)
         q1_p, q2_p = _sub(params, "q1."), _sub(params, "q2.")
         l_q = critic_loss(functional_call(model.q1, q1_p, (s, act))[..., 0], y) + critic_loss(
             functional_call(model.q2, q2_p, (s, act))[..., 0], y
@@ -115,7 +120,8 @@ def local_update(
 ) -> LocalResult:
     """Every client's local update from the global ``model`` (module docstring).
 
-    ``batch`` holds ``(S, B, ...)`` tensors: obs, act, rew, next_obs, done, one minibatch of its own data per client.
+    ``batch`` holds ``(S, B, ...)`` tensors: obs, act, rew, next_obs, done, one minibatch of its own data per client;
+    obs and next_obs end with the co-hosted vehicles' summed rho (module docstring).
     """
     global_p = {k: v.detach() for k, v in model.named_parameters()}
     s, b = batch["obs"].shape[:2]

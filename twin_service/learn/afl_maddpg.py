@@ -27,6 +27,7 @@ from twin_service.envs.sim import EnvOptions
 from twin_service.federated.aggregate import async_mix, staleness_weight
 from twin_service.learn.offload_common import (
     CurveLog,
+    co_hosted_rho,
     EpisodeLog,
     ReplayBuffer,
     Timer,
@@ -60,6 +61,8 @@ class AflMaddpgArgs:
     batch_size: int = 64
     noise_std: float = 0.2
     noise_decay: float = 0.99
+    exploration_rate: float = 0.15
+    """Share of vehicles taking a uniformly random rho each tick (as AF-MARL, Table V)."""
     clients_per_tick: int = 8
     """Vehicles computing a local update per tick."""
     lr_local: float = 0.01
@@ -85,12 +88,6 @@ class CentralCritic(nn.Module):
 
     def forward(self, state: torch.Tensor, obs: torch.Tensor, others: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.q(torch.cat([state, obs, others], dim=-1), act)[..., 0]
-
-
-def co_hosted_rho(host: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """Per vehicle, the summed rho of the other vehicles on its host."""
-    total = np.bincount(host, weights=rho, minlength=int(host.max()) + 1 if len(host) else 1)
-    return (total[host] - rho).astype(np.float32)
 
 
 def train(args: AflMaddpgArgs) -> Path:
@@ -150,6 +147,7 @@ def train(args: AflMaddpgArgs) -> Path:
                     .numpy()
                     .astype(np.float64)
                 )
+            rho = np.where(rng.random(len(rho)) < args.exploration_rate, rng.random(len(rho)), rho)
             step = core.step(rho)
             rows, alive = next_rows(batch, step.next)
             nxt = step.next

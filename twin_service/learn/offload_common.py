@@ -116,6 +116,14 @@ def transition(prev: OffloadBatch, step: OffloadStep) -> tuple[NDArray, NDArray,
     return next_obs.astype(np.float32), (~alive).astype(np.float32), step.rewards.astype(np.float32)
 
 
+def co_hosted_rho(host: NDArray[np.int64], rho: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Per vehicle, the summed rho of the other vehicles on its host (the CPU share's coupling, C.6)."""
+    if len(host) == 0:
+        return np.zeros(0, np.float32)
+    total = np.bincount(host, weights=rho, minlength=int(host.max()) + 1)
+    return (total[host] - rho).astype(np.float32)
+
+
 def _context(core: OffloadCore) -> TickContext:
     # The core keeps the tick context its batch came from; selection needs the hosts' ranges and distances.
     ctx = core._ctx  # noqa: SLF001

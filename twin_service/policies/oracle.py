@@ -7,8 +7,7 @@ deadline (C.1) whenever any rho can, and has the lowest cost (Eq. 22) among thos
 turn (Gauss-Seidel over each host's vehicles) for a few rounds: a best response to the others' choices.
 
 Given the true state of a tick (the task, the rate and the host's CPU the task is processed with) this is the
-physical limit of any offloading policy here; :mod:`twin_service.envs.evaluate` applies it that way. As a
-policy deciding from the twin (``oracle``) it sees the same one-tick-old state a learned policy sees.
+physical limit of any offloading policy here; :mod:`twin_service.envs.evaluate` applies it that way.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from numpy.typing import NDArray
 
 from twin_service.config import OffloadParams
 from twin_service.physics import offload_outcome
-from twin_service.policies.base import HEURISTIC_VERSION, OffloadDecision, OffloadInputs
-from twin_service.policies.offload import _hosts, check_offload_inputs, expected_outcome
 
 GRID = np.linspace(0.0, 1.0, 101)
 INFEASIBLE = 1e6
@@ -63,13 +60,11 @@ def _candidates(now: dict, cpu: NDArray[np.float64], others: NDArray[np.float64]
     f = np.asarray(now["f_hz"], dtype=np.float64)
     r = np.asarray(now["r_bps"], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_rho = d * (1.0 + p.output_ratio) / r + c * np.maximum(others, 0.0) / cpu  # remote time per unit rho
-        # remote(rho) ~ rho * (D (1 + delta) / r + C max(others + rho, 1) / f_m) = (1 - rho) C / f: solved for rho
-        # with the share at max(others, 1) (exact when the host is not saturated)
+        # rho (D (1 + delta) / r + C max(others, 1) / f_m) = (1 - rho) C / f, solved for rho: exact while the host's
+        # summed rho stays under 1 (C.4), the grid covers the rest
         a = d * (1.0 + p.output_ratio) / r + c * np.maximum(others, 1.0) / cpu
         balance = (c / f) / (a + c / f)
     balance = np.where(np.isfinite(balance), np.clip(balance, 0.0, 1.0), 0.0)
-    del per_rho
     return np.concatenate([np.broadcast_to(GRID, (len(d), len(GRID))), balance[:, None]], axis=1)
 
 
@@ -119,21 +114,3 @@ def best_response(
         if not changed:
             break
     return rho
-
-
-class OraclePolicy:
-    """The best response of :func:`best_response` on the twin's state (decides from the same inputs as any policy)."""
-
-    version = HEURISTIC_VERSION
-    needs_window_mean = False
-
-    def __init__(self, params: OffloadParams | None = None, name: str = "oracle") -> None:
-        self.name = name
-        self.params = params or OffloadParams()
-
-    def decide(self, inputs: OffloadInputs) -> OffloadDecision:
-        check_offload_inputs(inputs)
-        host, cpu = _hosts(inputs)
-        host_cpu = np.where(host >= 0, cpu[np.maximum(host, 0)], 0.0)
-        rho = best_response(inputs.now, host, host_cpu, self.params)
-        return expected_outcome(rho, inputs, self.params)
