@@ -36,8 +36,9 @@ def test_superlink_and_two_supernodes_run_semi_synchronous_rounds(small_recordin
         )
     out = tmp_path / "afm-flower"
     cmd = [str(python.with_name("twin-service")), "train", "af-marl", "--federation", "flower", "--supernodes", "2"]
-    cmd += ["--recordings", str(small_recording), "--out", str(out), "--episodes", "1", "--episode-s", "12"]
-    for hp in ("warmup_s=20", "learning_starts=30", "clients_per_tick=4", "batch_size=16", "tau_agg_s=2", "n_agg=4"):
+    cmd += ["--recordings", str(small_recording), "--out", str(out), "--episodes", "1", "--episode-s", "30"]
+    hps = ("warmup_s=20", "learning_starts=30", "clients_per_tick=4", "batch_size=16", "tau_agg_s=2", "n_agg=4")
+    for hp in (*hps, "min_tick_s=1.0"):  # the world in real time: replies arrive within the 2 s rounds
         cmd += ["--hp", hp]
     done = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=840, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -84,9 +84,10 @@ def test_crowded_host_shares_the_cpu() -> None:
     rho = best_response(now, np.zeros(20, np.intp), np.full(20, 3e9), P, rounds=10)
     alone = best_response(_task(1, 1.0), np.array([0]), np.array([3e9]), P)[0]
     assert rho.mean() < alone
-    assert _outcome(rho, now, np.zeros(20, np.intp), np.array([3e9])).cost.mean() < _outcome(
-        np.zeros(20), now, np.zeros(20, np.intp), np.array([3e9])
-    ).cost.mean()
+    assert (
+        _outcome(rho, now, np.zeros(20, np.intp), np.array([3e9])).cost.mean()
+        < _outcome(np.zeros(20), now, np.zeros(20, np.intp), np.array([3e9])).cost.mean()
+    )
 
 
 def test_vehicles_without_host_stay_local() -> None:

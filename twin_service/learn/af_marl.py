@@ -23,6 +23,7 @@ SuperNodes (:mod:`twin_service.federated.flower_app`). The result is a model fol
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +40,11 @@ from twin_service.federated.semisync import ClientUpdate, SemiSyncServer
 from twin_service.learn.af_marl_client import AUX, AfMarlModel, LocalConfig, LocalResult, local_update
 from twin_service.learn.offload_common import (
     CurveLog,
-    co_hosted_rho,
     EpisodeLog,
     ReplayBuffer,
     Timer,
     args_dict,
+    co_hosted_rho,
     eligible_clients,
     make_core,
     plot_curves,
@@ -104,7 +105,7 @@ class AfMarlArgs:
     """Width of the CVAE's encoder and decoder layers (Table V: 3 layers each)."""
     critic_hidden: int = 128
     """Width of each critic's two ReLU layers (Table V: 2 layers)."""
-    clients_per_tick: int = 8
+    clients_per_tick: int = 16
     """Most selected vehicles computing a local update per tick."""
     local_steps: int = 1
     """SGD steps per local update (Eq. 41)."""
@@ -112,10 +113,10 @@ class AfMarlArgs:
     """eta of Eq. 41 (Table V: eta_AdFL 0.01)."""
     min_local_samples: int = 4
     """A vehicle trains once its own dataset holds this many transitions."""
-    learning_starts: int = 5_000
+    learning_starts: int = 3_000
     """Transitions collected before the first local update."""
-    actor_starts: int = 500
-    """Global updates of the critics (and CVAE) before the actor first moves: it follows a critic that knows something."""
+    actor_starts: int = 100
+    """Global updates of the critics (and CVAE) before the actor first moves (it follows a critic that learned)."""
     tau_agg_s: float = 5.0
     n_agg: int = 10
     adaptive: bool = True
@@ -125,6 +126,9 @@ class AfMarlArgs:
     t_min_s: float = 2.0
     threads: int = 1
     """torch threads (1: repeatable bit for bit)."""
+    min_tick_s: float = 0.0
+    """Least wall time per tick: 1.0 replays the world in real time, so that over Flower the semi-synchronous
+    rounds (tau_agg in seconds) see replies arrive as on the road; 0 runs as fast as the machine allows."""
     progress: bool = True
     command: str = ""
     """The command line recorded in the manifest."""
@@ -248,6 +252,7 @@ def train(
         loss_sum, loss_n, adfl = np.zeros(len(AUX)), 0, []
         server.restart_clock(batch.time_s)
         while not core.done:
+            tick_start = time.monotonic()
             # 1. act (Alg. 4 l. 8)
             with torch.no_grad():
                 obs_t = torch.from_numpy(batch.obs)
@@ -296,6 +301,8 @@ def train(
                     adfl.append(agg)
             batch = step.next
             tick += 1
+            if args.min_tick_s > 0:
+                time.sleep(max(0.0, args.min_tick_s - (time.monotonic() - tick_start)))
         for rsu, update, losses in federation.collect(wait=True):
             server.receive(rsu, update)
             loss_sum += losses
@@ -303,6 +310,7 @@ def train(
         agg = server.flush(batch.time_s)
         if agg is not None:
             apply(agg.delta)
+            adfl.append(agg)
         row = {"episode": episode, "exploration_std": std, **ep.row(), "rho_mean": rho_sum / max(ep.n, 1)}
         if loss_n:
             row |= {k: float(v) for k, v in zip(AUX, loss_sum / loss_n, strict=True)}

@@ -27,11 +27,11 @@ from twin_service.envs.sim import EnvOptions
 from twin_service.federated.aggregate import async_mix, staleness_weight
 from twin_service.learn.offload_common import (
     CurveLog,
-    co_hosted_rho,
     EpisodeLog,
     ReplayBuffer,
     Timer,
     args_dict,
+    co_hosted_rho,
     make_core,
     next_rows,
     plot_curves,

@@ -151,7 +151,11 @@ def train(args: SflPpoArgs) -> Path:
             rounds += 1
         row = {"episode": episode, **ep.row(), "wall_s": timer.elapsed_s, "rounds": rounds}
         if pl:
-            row |= {"policy_loss": float(np.mean(pl)), "value_loss": float(np.mean(vl)), "log_std": float(log_std.detach())}
+            row |= {
+                "policy_loss": float(np.mean(pl)),
+                "value_loss": float(np.mean(vl)),
+                "log_std": float(log_std.detach()),
+            }
         curves.add(row)
         bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
         bar.update()
