@@ -472,7 +472,10 @@ def evaluate(
         typer.Option(help="Migration policies to compare (repeatable; the first is the reference for z-scores)."),
     ] = None,
     offload_policy: Annotated[
-        list[str] | None, typer.Option(help="Offloading policies to compare (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Offloading policies to compare (repeatable); oracle: the upper bound, best rho on the true state."
+        ),
     ] = None,
     episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
     warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,

@@ -6,32 +6,15 @@ import numpy as np
 import pytest
 
 from twin_service.config import OffloadParams
-from twin_service.physics import edge_cpu_share_hz, offload_outcome
+from twin_service.physics import edge_cpu_share_hz
+from twin_service.policies.offload import task_outcome
 from twin_service.policies.oracle import best_response
 
 P = OffloadParams()
 
 
 def _outcome(rho, now, host, cpu):
-    share = edge_cpu_share_hz(host, rho, cpu)
-    return offload_outcome(
-        rho,
-        now["data_bits"],
-        now["cycles"],
-        now["deadline_s"],
-        now["f_hz"],
-        now["r_bps"],
-        share,
-        kappa_local=P.kappa_local,
-        kappa_edge=P.kappa_edge,
-        tx_power_w=P.tx_power_w,
-        output_ratio=P.output_ratio,
-        twin_sync_energy_j=P.twin_sync_energy_j,
-        twin_sync_delay_s=P.twin_sync_delay_s,
-        price_per_task=P.price_per_task,
-        energy_max_j=P.energy_max_j,
-        price_max=P.price_max,
-    )
+    return task_outcome(rho, now, edge_cpu_share_hz(host, rho, cpu), P)
 
 
 def _task(n: int, deadline: float = 0.5) -> dict[str, np.ndarray]:

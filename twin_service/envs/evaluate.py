@@ -37,8 +37,9 @@ from twin_service.config import BITS_PER_MB, OffloadParams, with_overrides
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
 from twin_service.envs.sim import EnvOptions, ServerSchedule, scenario_of
-from twin_service.physics import edge_cpu_share_hz, offload_outcome
+from twin_service.physics import edge_cpu_share_hz
 from twin_service.physics.offload import OffloadOutcome
+from twin_service.policies.offload import task_outcome
 from twin_service.policies.oracle import best_response
 from twin_service.predict.registry import load_forecaster
 from twin_service.scenario.folder import Scenario
@@ -297,24 +298,7 @@ def oracle_outcome(
     cpu = np.zeros(int(host.max()) + 1 if n else 1)
     cpu[host] = np.asarray(now["host_cpu_hz"], dtype=np.float64)
     share = edge_cpu_share_hz(host, rho, cpu)
-    out = offload_outcome(
-        rho,
-        fake["data_bits"],
-        fake["cycles"],
-        fake["deadline_s"],
-        fake["f_hz"],
-        fake["r_bps"],
-        share,
-        kappa_local=params.kappa_local,
-        kappa_edge=params.kappa_edge,
-        tx_power_w=params.tx_power_w,
-        output_ratio=params.output_ratio,
-        twin_sync_energy_j=params.twin_sync_energy_j,
-        twin_sync_delay_s=params.twin_sync_delay_s,
-        price_per_task=params.price_per_task,
-        energy_max_j=params.energy_max_j,
-        price_max=params.price_max,
-    )
+    out = task_outcome(rho, fake, share, params)
     engine_out = ctx.offload
     return out._replace(
         cost=np.where(known, out.cost, engine_out.cost),

@@ -16,9 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.config import OffloadParams
-from twin_service.physics import offload_outcome
+from twin_service.policies.offload import task_outcome
 
 GRID = np.linspace(0.0, 1.0, 101)
+TASK = ("data_bits", "cycles", "deadline_s", "f_hz", "r_bps")
+"""What the cost model needs of each task (its twin's features)."""
 INFEASIBLE = 1e6
 """Added to the cost of a rho that misses the deadline: feasibility first, then cost."""
 
@@ -29,27 +31,7 @@ def _scores(
     """Cost and delay ``(V, G)`` of each candidate rho ``(V, G)`` with ``others`` (V,) on the host of CPU ``cpu``."""
     share = cpu[:, None] / np.maximum(others[:, None] + rho, 1.0)
 
-    def col(k: str) -> NDArray[np.float64]:
-        return np.asarray(now[k], dtype=np.float64)[:, None]
-
-    out = offload_outcome(
-        rho,
-        col("data_bits"),
-        col("cycles"),
-        col("deadline_s"),
-        col("f_hz"),
-        col("r_bps"),
-        share,
-        kappa_local=p.kappa_local,
-        kappa_edge=p.kappa_edge,
-        tx_power_w=p.tx_power_w,
-        output_ratio=p.output_ratio,
-        twin_sync_energy_j=p.twin_sync_energy_j,
-        twin_sync_delay_s=p.twin_sync_delay_s,
-        price_per_task=p.price_per_task,
-        energy_max_j=p.energy_max_j,
-        price_max=p.price_max,
-    )
+    out = task_outcome(rho, {k: np.asarray(now[k], dtype=np.float64)[:, None] for k in TASK}, share, p)
     return out.cost, out.delay_s
 
 
