@@ -26,6 +26,7 @@ for the trainers' defaults. Heavy steps run one at a time (2 shared cores).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -95,28 +96,18 @@ def validation_day(budget: dict) -> Path:
     return day(7) if budget["heldout"] == "days" else traffic(1.0, 7)
 
 
-def ensure_recordings() -> None:
-    for n in range(1, 10):
+def ensure_recordings(budget: dict) -> None:
+    days = range(1, 10) if budget["heldout"] == "days" else (1,)
+    for n in days:
         if not day(n).exists():
             run([BIN, "record", "--scenario", "city", "--seed", n, "--out", day(n)])
-    for scale in (0.5, 1.0, 1.5):
-        if not traffic(scale).exists():
-            run(
-                [
-                    BIN,
-                    "record",
-                    "--scenario",
-                    "city",
-                    "--seed",
-                    8,
-                    "--end",
-                    900,
-                    "--scale",
-                    scale,
-                    "--out",
-                    traffic(scale),
-                ]
-            )
+    short = [(8, 0.5, 900), (8, 1.0, 900), (8, 1.5, 900), (9, 1.0, 900)]
+    if budget["heldout"] != "days":
+        short += [(7, 1.0, 900)]
+    for seed, scale, end in short:
+        if not traffic(scale, seed, end).exists():
+            cmd = [BIN, "record", "--scenario", "city", "--seed", seed, "--end", end, "--scale", scale]
+            run(cmd + ["--out", traffic(scale, seed, end)])
 
 
 def train(
@@ -131,6 +122,9 @@ def train(
     log_dir: Path,
 ) -> Path:
     out = MODELS / name
+    while (out / "curves.csv").exists() and not (out / "manifest.json").exists():
+        print(f"  {name} is being trained by another run: waiting for it", flush=True)
+        time.sleep(30)  # a model started by hand (or an interrupted run: delete its folder)
     if (out / "manifest.json").exists():
         return out
     cmd = [BIN, "train", algo, "--scenario", "city"]
@@ -187,7 +181,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "paper_b")
     ap.add_argument("--retrain", action="store_true", help="Retrain the models even where they exist.")
-    ap.add_argument("--skip-sweeps", action="store_true", help="Only the main comparison (steps 1-3).")
+    ap.add_argument(
+        "--part",
+        choices=("all", "main", "sweeps", "readme"),
+        default="all",
+        help="main: steps 1-3 and the training-curve figures; sweeps: Fig. 2 and 3 (needs the first seed's models); "
+        "readme: only rewrite README.md from the tables present.",
+    )
     args = ap.parse_args()
     budget = BUDGETS[args.budget]
     out = args.out
@@ -196,19 +196,31 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+
+    if args.part == "readme":
+        write_readme(out, budget, args)
+        return
+    ensure_recordings(budget)
+    names: dict[str, list[str]] = {a: [f"{a}-city-s{seed}" for seed in args.seeds] for a in ALGOS}
+    if args.part in ("all", "main"):
+        run_main(args, budget, names, out, logs)
+    if args.part in ("all", "sweeps"):
+        run_sweeps(budget, names, out, logs)
+    write_readme(out, budget, args)
+    print(f"wrote {out}")
+
+
+def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]], out: Path, logs: Path) -> None:
+    """Steps 2-3 and the training-curve figures (Fig. 4, 5a, 6)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    ensure_recordings(budget)
-    # 2. models
-    names: dict[str, list[str]] = {a: [] for a in ALGOS}
     for seed in args.seeds:
         for algo in reversed(ALGOS):  # AF-MARL last: the longest
             name = f"{algo}-city-s{seed}"
             if args.retrain:
                 shutil.rmtree(MODELS / name, ignore_errors=True)
             train(algo, name, seed, budget, budget["episodes"], budget["episode_s"], [], [], logs)
-            names[algo].append(name)
     served = MODELS / "af-marl-city"
     if args.retrain or not (served / "manifest.json").exists():
         shutil.rmtree(served, ignore_errors=True)
@@ -301,90 +313,88 @@ def main() -> None:
     fig.savefig(out / "fig6_heldout.png", dpi=100)
     plt.close(fig)
 
-    sweeps: dict[str, list[dict]] = {}
-    if not args.skip_sweeps:
-        # 4. Fig. 2: training cost for Table V's alternatives (short runs, seed 1)
-        e, es = budget["sweep_episodes"], budget["sweep_episode_s"]
-        grid = {
-            "buffer": [(f"buffer={b}", [f"buffer_size={b}"], []) for b in (50_000, 100_000, 200_000)],
-            "batch": [(f"batch={b}", [f"batch_size={b}"], []) for b in (32, 64, 256)],
-            "lr": [
-                (f"lr={a},{c}", [f"lr_actor={a}", f"lr_critic={c}"], [])
-                for a, c in ((1e-3, 1e-3), (1e-2, 1e-2), (1e-4, 1e-2))
-            ],
-            "deadline": [(f"T_n={t}", [], [f"offload.deadline_s=[{t}, {t}]"]) for t in (0.1, 0.5, 1.0)],
-        }
-        fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-        rows = []
-        for col, (group, points) in enumerate(grid.items()):
-            for i, (label, hps, sets) in enumerate(points):
-                slug = label.replace("=", "").replace(",", "-").replace(".", "p")
-                name = f"sweep-af-marl-{slug}"
-                train("af-marl", name, 1, budget, e, es, hps, sets, logs)
-                c = curves(name)
-                axes[col].plot([r["episode"] for r in c], [r["cost"] for r in c], color=f"C{i}", label=label)
-                rows.append(
-                    {
-                        "group": group,
-                        "setting": label,
-                        "final_cost": c[-1]["cost"],
-                        "final_success": c[-1]["success"],
-                        "episodes": len(c),
-                    }
-                )
-            axes[col].set_title(f"Fig. 2: {group}", fontsize=9)
-            axes[col].set_xlabel("training episode")
-            axes[col].legend(fontsize=7)
-        axes[0].set_ylabel("training cost (Eq. 22)")
-        fig.tight_layout()
-        fig.savefig(out / "fig2_sweeps.png", dpi=100)
-        plt.close(fig)
-        write_csv(out / "fig2_sweeps.csv", rows)
-        sweeps["fig2"] = rows
 
-        # 5. Fig. 3 (and 5b): held-out cost and success against task size, RSU CPU and traffic
-        policies = ["local-only", "nearest-least-loaded", "oracle"] + [names[a][0] for a in ALGOS]
-        conditions = (
-            [("task size", f"{mb} MB", traffic(1.0), [f"offload.task_size_mb=[{mb}, {mb}]"]) for mb in (0.5, 1.0, 2.0)]
-            + [("RSU CPU", f"{g} GHz", traffic(1.0), [f"offload.rsu_cpu_hz=[{g}e9, {g}e9]"]) for g in (2.5, 3.0, 3.5)]
-            + [("traffic", f"x{s}", traffic(s), []) for s in (0.5, 1.0, 1.5)]
-        )
-        rows = []
-        for axis_name, label, rec, sets in conditions:
-            slug = f"{axis_name.replace(' ', '_')}-{label.replace(' ', '')}"
-            for r in evaluate(policies, [rec], out / "fig3" / slug, sets, 210.0):
-                name = r["offload_policy"]
-                algo = next((a for a in ALGOS if name.startswith(a)), name)
-                rows.append(
-                    {
-                        "axis": axis_name,
-                        "setting": label,
-                        "policy": LABEL[algo],
-                        "cost": r["offload_cost_mean"],
-                        "success": r["task_success_rate"],
-                        "delay_s": r["offload_delay_mean_s"],
-                        "energy_j": r["offload_energy_mean_j"],
-                    }
-                )
-        write_csv(out / "fig3_conditions.csv", rows)
-        sweeps["fig3"] = rows
-        fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-        for col, (axis_name, key) in enumerate(
-            [("task size", "cost"), ("RSU CPU", "cost"), ("traffic", "cost"), ("traffic", "success")]
-        ):
-            sub = [r for r in rows if r["axis"] == axis_name]
-            settings = list(dict.fromkeys(r["setting"] for r in sub))
-            for i, pol in enumerate(dict.fromkeys(r["policy"] for r in sub)):
-                ys = [next(r[key] for r in sub if r["policy"] == pol and r["setting"] == s) for s in settings]
-                axes[col].plot(settings, ys, marker="o", color=f"C{i}", label=pol)
-            axes[col].set_title(f"{'Fig. 5b' if key == 'success' else 'Fig. 3'}: {key} vs {axis_name}", fontsize=9)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "fig3_fig5b_conditions.png", dpi=100)
-        plt.close(fig)
+def run_sweeps(budget: dict, names: dict[str, list[str]], out: Path, logs: Path) -> None:
+    """Fig. 2 (short AF-MARL runs) and Fig. 3 / 5b (every policy under changed conditions)."""
+    import matplotlib.pyplot as plt
 
-    write_readme(out, table, names, budget, args, oracle_success, sweeps)
-    print(f"wrote {out}")
+    # 4. Fig. 2: training cost for Table V's alternatives (short runs, seed 1)
+    e, es = budget["sweep_episodes"], budget["sweep_episode_s"]
+    grid = {
+        "buffer": [(f"buffer={b}", [f"buffer_size={b}"], []) for b in (50_000, 100_000, 200_000)],
+        "batch": [(f"batch={b}", [f"batch_size={b}"], []) for b in (32, 64, 256)],
+        "lr": [
+            (f"lr={a},{c}", [f"lr_actor={a}", f"lr_critic={c}"], [])
+            for a, c in ((1e-3, 1e-3), (1e-2, 1e-2), (1e-4, 1e-2))
+        ],
+        "deadline": [(f"T_n={t}", [], [f"offload.deadline_s=[{t}, {t}]"]) for t in (0.1, 0.5, 1.0)],
+    }
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    rows = []
+    for col, (group, points) in enumerate(grid.items()):
+        for i, (label, hps, sets) in enumerate(points):
+            slug = label.replace("=", "").replace(",", "-").replace(".", "p")
+            name = f"sweep-af-marl-{slug}"
+            train("af-marl", name, 1, budget, e, es, hps, sets, logs)
+            c = curves(name)
+            axes[col].plot([r["episode"] for r in c], [r["cost"] for r in c], color=f"C{i}", label=label)
+            rows.append(
+                {
+                    "group": group,
+                    "setting": label,
+                    "final_cost": c[-1]["cost"],
+                    "final_success": c[-1]["success"],
+                    "episodes": len(c),
+                }
+            )
+        axes[col].set_title(f"Fig. 2: {group}", fontsize=9)
+        axes[col].set_xlabel("training episode")
+        axes[col].legend(fontsize=7)
+    axes[0].set_ylabel("training cost (Eq. 22)")
+    fig.tight_layout()
+    fig.savefig(out / "fig2_sweeps.png", dpi=100)
+    plt.close(fig)
+    write_csv(out / "fig2_sweeps.csv", rows)
+
+    # 5. Fig. 3 (and 5b): held-out cost and success against task size, RSU CPU and traffic
+    policies = ["local-only", "nearest-least-loaded", "oracle"] + [names[a][0] for a in ALGOS]
+    conditions = (
+        [("task size", f"{mb} MB", traffic(1.0), [f"offload.task_size_mb=[{mb}, {mb}]"]) for mb in (0.5, 1.0, 2.0)]
+        + [("RSU CPU", f"{g} GHz", traffic(1.0), [f"offload.rsu_cpu_hz=[{g}e9, {g}e9]"]) for g in (2.5, 3.0, 3.5)]
+        + [("traffic", f"x{s}", traffic(s), []) for s in (0.5, 1.0, 1.5)]
+    )
+    rows = []
+    for axis_name, label, rec, sets in conditions:
+        slug = f"{axis_name.replace(' ', '_')}-{label.replace(' ', '')}"
+        for r in evaluate(policies, [rec], out / "fig3" / slug, sets, 210.0):
+            name = r["offload_policy"]
+            algo = next((a for a in ALGOS if name.startswith(a)), name)
+            rows.append(
+                {
+                    "axis": axis_name,
+                    "setting": label,
+                    "policy": LABEL[algo],
+                    "cost": r["offload_cost_mean"],
+                    "success": r["task_success_rate"],
+                    "delay_s": r["offload_delay_mean_s"],
+                    "energy_j": r["offload_energy_mean_j"],
+                }
+            )
+    write_csv(out / "fig3_conditions.csv", rows)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    for col, (axis_name, key) in enumerate(
+        [("task size", "cost"), ("RSU CPU", "cost"), ("traffic", "cost"), ("traffic", "success")]
+    ):
+        sub = [r for r in rows if r["axis"] == axis_name]
+        settings = list(dict.fromkeys(r["setting"] for r in sub))
+        for i, pol in enumerate(dict.fromkeys(r["policy"] for r in sub)):
+            ys = [next(r[key] for r in sub if r["policy"] == pol and r["setting"] == s) for s in settings]
+            axes[col].plot(settings, ys, marker="o", color=f"C{i}", label=pol)
+        axes[col].set_title(f"{'Fig. 5b' if key == 'success' else 'Fig. 3'}: {key} vs {axis_name}", fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "fig3_fig5b_conditions.png", dpi=100)
+    plt.close(fig)
 
 
 NOTES = """
@@ -424,9 +434,25 @@ def _f(v: float, d: int = 3) -> str:
     return "n/a" if not isinstance(v, float) or not math.isfinite(v) else f"{v:.{d}f}"
 
 
-def write_readme(
-    out: Path, table: list[dict], names: dict, budget: dict, args, oracle_success: float, sweeps: dict
-) -> None:  # noqa: ANN001
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            with contextlib.suppress(TypeError, ValueError):
+                r[k] = float(v)
+    return rows
+
+
+def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
+    """README.md from the tables present (heldout_table.csv, fig2_sweeps.csv, fig3_conditions.csv)."""
+    table = read_csv(out / "heldout_table.csv")
+    oracle = next((r for r in table if r["policy"] == "oracle"), None)
+    oracle_success = oracle["task_success_rate"] if oracle else math.nan
+    sweeps = {k: read_csv(out / f) for k, f in (("fig2", "fig2_sweeps.csv"), ("fig3", "fig3_conditions.csv"))}
+    sweeps = {k: v for k, v in sweeps.items() if v}  # noqa: ANN001
     lines = [
         "# Paper B (AF-MARL) reproduced: held-out results",
         "",

@@ -4,12 +4,9 @@ step with the batch that acted, the environments over recorded days, the episode
 from __future__ import annotations
 
 import csv
-import json
-import shlex
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -230,10 +227,6 @@ def plot_curves(rows: list[dict[str, Any]], columns: Sequence[str], path: Path, 
     plt.close(fig)
 
 
-def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["twin-service", *sys.argv[1:]]) if sys.argv else ""
-
-
 def seed_everything(seed: int, threads: int = 1) -> torch.Generator:
     """Seed torch and return a generator; one torch thread keeps runs bit-for-bit repeatable on a machine."""
     torch.manual_seed(seed)
@@ -249,10 +242,6 @@ def args_dict(args: Any) -> dict[str, Any]:
     return out
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 class Timer:
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -260,6 +249,3 @@ class Timer:
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.start
-
-
-__all__ = ["ReplayBuffer", "asdict"]
