@@ -150,7 +150,8 @@ def evaluate(policies: list[str], recordings: list[Path], out: Path, sets: list[
             "--out",
             out,
         ]
-        cmd += ["--episode-s", episode_s, "--warmup-s", 60]
+        # hosts as in training (the environments' background migration policy), whatever evaluate's default
+        cmd += ["--episode-s", episode_s, "--warmup-s", 60, "--migration-policy", "sticky-nearest"]
         for p in policies:
             cmd += ["--offload-policy", p]
         for s in sets:
