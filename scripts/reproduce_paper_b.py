@@ -199,6 +199,7 @@ def main() -> None:
     matplotlib.use("Agg")
 
     if args.part == "readme":
+        plot_fig3(out)
         write_readme(out, budget, args)
         return
     ensure_recordings(budget)
@@ -334,7 +335,7 @@ def run_sweeps(budget: dict, names: dict[str, list[str]], out: Path, logs: Path)
     rows = []
     for col, (group, points) in enumerate(grid.items()):
         for i, (label, hps, sets) in enumerate(points):
-            slug = label.replace("=", "").replace(",", "-").replace(".", "p")
+            slug = label.replace("=", "").replace(",", "-").replace(".", "p").replace("_", "").lower()
             name = f"sweep-af-marl-{slug}"
             train("af-marl", name, 1, budget, e, es, hps, sets, logs)
             c = curves(name)
@@ -364,15 +365,31 @@ def run_sweeps(budget: dict, names: dict[str, list[str]], out: Path, logs: Path)
         + [("RSU CPU", f"{g} GHz", traffic(1.0), [f"offload.rsu_cpu_hz=[{g}e9, {g}e9]"]) for g in (2.5, 3.0, 3.5)]
         + [("traffic", f"x{s}", traffic(s), []) for s in (0.5, 1.0, 1.5)]
     )
-    rows = []
     for axis_name, label, rec, sets in conditions:
-        slug = f"{axis_name.replace(' ', '_')}-{label.replace(' ', '')}"
-        for r in evaluate(policies, [rec], out / "fig3" / slug, sets, 210.0):
+        evaluate(policies, [rec], out / "fig3" / condition_slug(axis_name, label), sets, 210.0)
+    plot_fig3(out)
+
+
+def condition_slug(axis_name: str, label: str) -> str:
+    return f"{axis_name.replace(' ', '_')}-{label.replace(' ', '')}"
+
+
+AXES = {"task_size": "task size", "RSU_CPU": "RSU CPU", "traffic": "traffic"}
+
+
+def plot_fig3(out: Path) -> None:
+    """fig3_conditions.csv and its plot from every condition evaluated so far (fig3/<axis>-<setting>/)."""
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for folder in sorted((out / "fig3").glob("*/summary.json")):
+        axis_slug, _, label = folder.parent.name.partition("-")
+        for r in json.loads(folder.read_text())["policies"]:
             name = r["offload_policy"]
             algo = next((a for a in ALGOS if name.startswith(a)), name)
             rows.append(
                 {
-                    "axis": axis_name,
+                    "axis": AXES.get(axis_slug, axis_slug),
                     "setting": label,
                     "policy": LABEL[algo],
                     "cost": r["offload_cost_mean"],
@@ -381,15 +398,17 @@ def run_sweeps(budget: dict, names: dict[str, list[str]], out: Path, logs: Path)
                     "energy_j": r["offload_energy_mean_j"],
                 }
             )
+    if not rows:
+        return
     write_csv(out / "fig3_conditions.csv", rows)
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for col, (axis_name, key) in enumerate(
         [("task size", "cost"), ("RSU CPU", "cost"), ("traffic", "cost"), ("traffic", "success")]
     ):
         sub = [r for r in rows if r["axis"] == axis_name]
-        settings = list(dict.fromkeys(r["setting"] for r in sub))
+        settings = sorted(dict.fromkeys(r["setting"] for r in sub), key=lambda v: float(v.strip("xMBGHz ")))
         for i, pol in enumerate(dict.fromkeys(r["policy"] for r in sub)):
-            ys = [next(r[key] for r in sub if r["policy"] == pol and r["setting"] == s) for s in settings]
+            ys = [next((r[key] for r in sub if r["policy"] == pol and r["setting"] == st), math.nan) for st in settings]
             axes[col].plot(settings, ys, marker="o", color=f"C{i}", label=pol)
         axes[col].set_title(f"{'Fig. 5b' if key == 'success' else 'Fig. 3'}: {key} vs {axis_name}", fontsize=9)
     axes[0].legend(fontsize=7)

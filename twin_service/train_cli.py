@@ -95,8 +95,10 @@ def _common(recordings, out, validation, scenario, seed, episodes, episode_s, se
     import shlex
     import sys
 
-    if not out.name or out.name in (".", ".."):
-        _fail(f"--out {out}: name the model folder, e.g. models/af-marl-city")
+    from twin_service.policies.manifest import MODEL_NAME
+
+    if not MODEL_NAME.match(out.name):
+        _fail(f"--out {out}: the folder is the model's name, which must match {MODEL_NAME.pattern}")
     return {
         "recordings": _files(recordings),
         "out": out,

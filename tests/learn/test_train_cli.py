@@ -46,3 +46,10 @@ def test_federation_must_be_known(tmp_path: Path) -> None:
         app, ["train", "af-marl", "--recordings", str(rec), "--out", str(tmp_path / "m"), "--federation", "ray"]
     )
     assert out.exit_code == 2 and "inprocess or flower" in out.output
+
+
+def test_a_model_name_the_registry_would_refuse_fails_before_training(tmp_path: Path) -> None:
+    rec = tmp_path / "day.npz"
+    rec.write_bytes(b"")
+    out = runner.invoke(app, ["train", "af-marl", "--recordings", str(rec), "--out", str(tmp_path / "Bad_Name")])
+    assert out.exit_code == 2 and "model's name" in out.output
