@@ -140,6 +140,7 @@ def train(
 
 def evaluate(policies: list[str], recordings: list[Path], out: Path, sets: list[str], episode_s: float) -> list[dict]:
     if not (out / "summary.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
             BIN,
             "evaluate",
@@ -189,6 +190,9 @@ def main() -> None:
         help="main: steps 1-3 and the training-curve figures; sweeps: Fig. 2 and 3 (needs the first seed's models); "
         "readme: only rewrite README.md from the tables present.",
     )
+    ap.add_argument(
+        "--axes", nargs="*", default=[], help="Fig. 3 axes to evaluate (traffic, 'task size', 'RSU CPU'; default all)."
+    )
     args = ap.parse_args()
     budget = BUDGETS[args.budget]
     out = args.out
@@ -207,7 +211,7 @@ def main() -> None:
     if args.part in ("all", "main"):
         run_main(args, budget, names, out, logs)
     if args.part in ("all", "sweeps"):
-        run_sweeps(budget, names, out, logs)
+        run_sweeps(budget, names, out, logs, tuple(args.axes))
     write_readme(out, budget, args)
     print(f"wrote {out}")
 
@@ -316,7 +320,9 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
     plt.close(fig)
 
 
-def run_sweeps(budget: dict, names: dict[str, list[str]], out: Path, logs: Path) -> None:
+def run_sweeps(
+    budget: dict, names: dict[str, list[str]], out: Path, logs: Path, fig3_axes: tuple[str, ...] = ()
+) -> None:
     """Fig. 2 (short AF-MARL runs) and Fig. 3 / 5b (every policy under changed conditions)."""
     import matplotlib.pyplot as plt
 
@@ -361,11 +367,13 @@ def run_sweeps(budget: dict, names: dict[str, list[str]], out: Path, logs: Path)
     # 5. Fig. 3 (and 5b): held-out cost and success against task size, RSU CPU and traffic
     policies = ["local-only", "nearest-least-loaded", "oracle"] + [names[a][0] for a in ALGOS]
     conditions = (
-        [("task size", f"{mb} MB", traffic(1.0), [f"offload.task_size_mb=[{mb}, {mb}]"]) for mb in (0.5, 1.0, 2.0)]
+        [("traffic", f"x{s}", traffic(s), []) for s in (0.5, 1.0, 1.5)]
+        + [("task size", f"{mb} MB", traffic(1.0), [f"offload.task_size_mb=[{mb}, {mb}]"]) for mb in (0.5, 1.0, 2.0)]
         + [("RSU CPU", f"{g} GHz", traffic(1.0), [f"offload.rsu_cpu_hz=[{g}e9, {g}e9]"]) for g in (2.5, 3.0, 3.5)]
-        + [("traffic", f"x{s}", traffic(s), []) for s in (0.5, 1.0, 1.5)]
     )
     for axis_name, label, rec, sets in conditions:
+        if fig3_axes and axis_name not in fig3_axes:
+            continue
         evaluate(policies, [rec], out / "fig3" / condition_slug(axis_name, label), sets, 210.0)
     plot_fig3(out)
 
