@@ -445,6 +445,11 @@ NOTES = """
 - **Global model.** The transformer layer (Eq. 25-30) is the actor's trunk over the twin's features as tokens
   (each holding the feature now and its 10 s mean) and the CVAE latent; it is not pre-trained (the paper's
   pre-training data set is not available). The CVAE decoder's output is linear (our scaled features exceed 1).
+- **Fig. 2 in the quick budget** is three 60 s episodes per point: the actor first moves after 100 rounds, so it
+  trains for about the last 80 ticks. No buffer fills in that time (the three buffer sizes give the same run) and
+  the batch and learning-rate differences are within run-to-run noise; only a uniform deadline T_n shows the
+  paper's trend. `batch=64` and `lr=0.001,0.001` are both Table V's default: two runs, identical to the last digit
+  (a run is repeatable for a seed).
 - **Sizes.** Widths Table V leaves open: transformer d_model 16, CVAE layers 64 wide, critics 128, actor head 64.
 - **Oracle.** Each vehicle's best rho on the true state its task is processed in, by search (a 101-point grid
   plus the delay-balance point), deadline first and then the lowest cost, the others' choices fixed (best
