@@ -463,6 +463,10 @@ NOTES = """
 """
 
 
+def seeds_text(v: object) -> str:
+    return v if isinstance(v, str) else str(int(v))
+
+
 def _f(v: float, d: int = 3) -> str:
     return "n/a" if not isinstance(v, float) or not math.isfinite(v) else f"{v:.{d}f}"
 
@@ -516,7 +520,7 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
             return f"{_f(r[key])} ± {_f(spread)}"
 
         lines.append(
-            f"| {r['policy']} | {r['seeds'] if isinstance(r['seeds'], str) else int(r['seeds'])} | {pm('offload_cost_mean')} | {pm('task_success_rate')} | "
+            f"| {r['policy']} | {seeds_text(r['seeds'])} | {pm('offload_cost_mean')} | {pm('task_success_rate')} | "
             f"{r['success_vs_oracle']:.1%} | {pm('offload_delay_mean_s')} | {pm('offload_energy_mean_j')} |"
         )
     lines += [
