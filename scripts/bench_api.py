@@ -13,9 +13,11 @@ process (one worker, as ``twin-service api`` runs it); an ``httpx`` client over 
             timed request the bench writes a new tick (untimed), as the bridge does, so every batch reads
             Redis and decides from scratch.
 
-The last line is ``batch1000_p99_ms=<x>`` (target <= 25 ms on the 2-core dev machine).
+The last line is ``batch1000_p99_ms=<x>`` (target <= 25 ms on the 2-core dev machine). ``--offload-policy NAME``
+times the batch with that offloading policy, e.g. the trained ``af-marl-city`` (the run is then labelled with the
+city's scenario parameters, which a stored model must match).
 
-    .venv/bin/python scripts/bench_api.py [--vehicles 1000] [--batches 300] [--seconds 3]
+    .venv/bin/python scripts/bench_api.py [--vehicles 1000] [--batches 300] [--seconds 3] [--offload-policy NAME]
 """
 
 from __future__ import annotations
@@ -210,13 +212,19 @@ def main() -> None:
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=3.0, help="Duration of each requests/s measurement.")
+    ap.add_argument("--offload-policy", default=None, help="Offloading policy of the batch (default: the API's).")
     args = ap.parse_args()
 
     layout = city_layout()
     rng = np.random.default_rng(1)
     with open_redis(None) as redis_handle:
         store = TwinStore(redis_handle.client, PREFIX, window=10)
-        store.write_run_meta("bench-city", "0" * 16)
+        if args.offload_policy:  # a stored model only serves the scenario it was trained on
+            from twin_service.scenario.folder import Scenario
+
+            store.write_run_meta("city", Scenario.load("city").params.param_hash)
+        else:
+            store.write_run_meta("bench-city", "0" * 16)
         store.write_layout(layout)
         frames = [city_tick(t, args.vehicles, layout, rng) for t in range(1, 11)]
         for frame in frames:
@@ -243,7 +251,8 @@ def main() -> None:
                 frame = city_tick(tick, args.vehicles, layout, rng)
                 store.write_tick(frame)
                 t0 = time.perf_counter()
-                r = api.post("/v1/decisions/batch", json={"tick": tick})
+                request = {"tick": tick} | ({"offload_policy": args.offload_policy} if args.offload_policy else {})
+                r = api.post("/v1/decisions/batch", json=request)
                 elapsed = (time.perf_counter() - t0) * 1e3
                 r.raise_for_status()
                 body = r.json()
@@ -256,6 +265,7 @@ def main() -> None:
     q = statistics.quantiles(latencies_ms, n=100, method="inclusive")
     p50, p99 = statistics.median(latencies_ms), q[98]
     print(f"layout: {len(layout)} servers; {args.vehicles} vehicles per tick; uvicorn, 1 worker, h11; httpx keep-alive")
+    print(f"offloading policy of the batch: {args.offload_policy or 'the API default'}")
     print(f"single-vehicle requests/s: bare endpoint {rps_bare:8.0f}")
     print(f"                           migration     {rps_single:8.0f}  ({rps_single / rps_bare:.2f} x bare)")
     print(f"                           stateless     {rps_stateless:8.0f}  ({rps_stateless / rps_bare:.2f} x bare)")

@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from twin_service.train_cli import register_offload_trainers
+
 app = typer.Typer(
     name="twin-service",
     help="SUMO co-simulation digital twins for the Internet of Vehicles: "
@@ -35,6 +37,7 @@ predictor_app = typer.Typer(
 app.add_typer(predictor_app, name="predictor")
 train_app = typer.Typer(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -482,7 +485,10 @@ def evaluate(
         typer.Option(help="Migration policies to compare (repeatable; the first is the reference for z-scores)."),
     ] = None,
     offload_policy: Annotated[
-        list[str] | None, typer.Option(help="Offloading policies to compare (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Offloading policies to compare (repeatable); oracle: the upper bound, best rho on the true state."
+        ),
     ] = None,
     episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
     warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,

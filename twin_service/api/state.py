@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from twin_service.policies import (
 )
 from twin_service.policies.base import HEURISTIC_VERSION
 from twin_service.policies.inputs import server_table
+from twin_service.policies.learned import BUILDERS
 from twin_service.policies.registry import policy_catalogue
 from twin_service.predict import LoadForecaster
 from twin_service.predict.registry import load_forecaster, predictor_names
@@ -305,6 +307,9 @@ class ApiState:
             raise UnknownPolicyError(f"unknown {kind} policy {name!r}: choose one of {list(known) + models}") from None
         if manifest.kind != kind:
             raise UnknownPolicyError(f"model {name!r} is a {manifest.kind} model, not a {kind} policy")
+        module = BUILDERS.get(manifest.architecture.kind)
+        if module is not None:  # import the network's module (and torch, seconds) now, not in the first request
+            importlib.import_module(module)
 
     def migration_policy(self, name: str | None, run: RunContext, n_servers: int) -> MigrationPolicy:
         name = name or self.default_migration

@@ -11,6 +11,11 @@ consecutive episodes of ``episode_s`` seconds, and each episode gets both papers
   listed) over the same episodes, so every policy is scored on one scale;
 * paper B: mean cost (Eq. 22 of paper B), task success rate, delay and energy per task.
 
+The offloading policy ``oracle`` (:data:`ORACLE`) is paper B's upper bound: every tick, each vehicle's best rho
+found by search over the true state the task is processed in (its rate, host and the others' CPU share), the
+others' choices fixed (:func:`twin_service.policies.oracle.best_response`). It needs the future, so only the
+evaluation offers it: the engine runs with ``local-only`` and the oracle's outcome is scored after each tick.
+
 The mean of each KPI over episodes comes with a 95 % confidence interval (Student's t over episodes).
 Results: ``episodes.csv`` and ``episodes.json`` (one row per policy pair and episode), ``summary.csv``,
 ``summary.json`` and ``summary.md`` (mean and CI per pair), ``timeseries.csv`` (per tick), and plots.
@@ -28,12 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from twin_service.config import BITS_PER_MB, with_overrides
+from twin_service.config import BITS_PER_MB, OffloadParams, with_overrides
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
 from twin_service.envs.sim import EnvOptions, ServerSchedule, scenario_of
+from twin_service.physics import edge_cpu_share_hz
+from twin_service.physics.offload import OffloadOutcome
+from twin_service.policies.offload import task_outcome
+from twin_service.policies.oracle import best_response
 from twin_service.predict.registry import load_forecaster
 from twin_service.scenario.folder import Scenario
+
+ORACLE = "oracle"
+"""The offloading upper bound evaluated after the fact (module docstring)."""
 
 PAPER_A_KPIS = (
     "latency_mean_s",
@@ -74,7 +86,7 @@ class _Sums:
     delay: float = 0.0
     energy: float = 0.0
 
-    def add(self, ctx: Any) -> None:
+    def add(self, ctx: Any, offload: Any = None) -> None:
         m = ctx.migration
         n = len(m.latency_s)
         var = float(np.var(ctx.load_bits))
@@ -92,11 +104,12 @@ class _Sums:
         self.variance_mb2 += var / BITS_PER_MB**2
         self.overloaded += ctx.kpis["overloaded_rsu_share"]
         self.on_satellite += int(ctx.kpis["hosts_satellite"])
-        if ctx.offload is not None:
-            self.cost += float(ctx.offload.cost.sum())
-            self.success += int(ctx.offload.success.sum())
-            self.delay += float(ctx.offload.delay_s.sum())
-            self.energy += float(ctx.offload.energy_j.sum())
+        out = offload if offload is not None else ctx.offload
+        if out is not None:
+            self.cost += float(out.cost.sum())
+            self.success += int(out.success.sum())
+            self.delay += float(out.delay_s.sum())
+            self.energy += float(out.energy_j.sum())
 
 
 @dataclass(frozen=True)
@@ -166,11 +179,12 @@ def run_day(
     env = options.env
     params = scenario.params
     tick_s = params.simulation.tick_s
+    oracle = offload == ORACLE
     decisions = PolicyDecisions(
         params,
         len(scenario.layout),
         migration,
-        offload,
+        "local-only" if oracle else offload,
         seed=options.seed,
         models_dir=env.models_dir,
         check_param_hash=False,
@@ -220,6 +234,7 @@ def run_day(
     series: list[dict[str, Any]] = []
     end_s = first_s + n_episodes * options.episode_s
     rsus = np.flatnonzero(np.array([t == "rsu" for t in scenario.layout.tiers]))
+    pending: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # the oracle: last tick's keys and next tasks
     while backend.time_s + tick_s <= end_s + 1e-9:
         t_next = backend.time_s + tick_s
         k = int((t_next - first_s - 1e-9) // options.episode_s) if t_next > first_s else -1
@@ -231,8 +246,13 @@ def run_day(
         engine.set_server_active(schedule.active_at(t_next))
         _, ctx = engine.tick()
         engine.apply(decisions.decide(ctx))
+        best = None
+        if oracle:
+            best = oracle_outcome(pending, ctx, params.offload)
+            keys = np.asarray(ctx.vehicle_keys).copy()
+            pending = (keys, {n: np.asarray(ctx.offload_now[n]).copy() for n in ("data_bits", "cycles", "deadline_s")})
         if k >= 0:
-            sums[k].add(ctx)
+            sums[k].add(ctx, best)
             series.append(
                 {
                     "sim_time_s": ctx.sim_time_s,
@@ -248,6 +268,44 @@ def run_day(
         if on_tick is not None:
             on_tick()
     return sums, series
+
+
+def oracle_outcome(
+    pending: tuple[np.ndarray, dict[str, np.ndarray]] | None, ctx: Any, params: OffloadParams
+) -> OffloadOutcome:
+    """The oracle's outcome of the tasks processed in this tick (module docstring).
+
+    ``pending`` holds the previous tick's vehicle keys and the tasks that arrived then (processed now); this tick's
+    context gives the rate each is processed at, its host and the host's CPU. A vehicle in its first tick runs its
+    first task locally under every policy, so its outcome is the engine's.
+    """
+    now, host = ctx.offload_now, np.asarray(ctx.host)
+    n = len(host)
+    known = np.zeros(n, dtype=bool)
+    task = {k: np.zeros(n) for k in ("data_bits", "cycles", "deadline_s")}
+    if pending is not None and n and len(pending[0]):
+        keys, tasks = pending
+        order = np.argsort(keys, kind="stable")
+        pos = np.minimum(np.searchsorted(keys, ctx.vehicle_keys, sorter=order), len(keys) - 1)
+        rows = order[pos]
+        known = keys[rows] == ctx.vehicle_keys
+        for name in task:
+            task[name] = np.where(known, tasks[name][rows], 0.0)
+    inputs = {**{k: np.asarray(now[k], dtype=np.float64) for k in ("f_hz", "r_bps")}, **task}
+    # vehicles in their first tick keep rho = 0: give them a dummy feasible task and no host
+    fake = {k: np.where(known, v, 1.0) for k, v in inputs.items()}
+    rho = best_response(fake, np.where(known, host, -1), np.asarray(now["host_cpu_hz"], dtype=np.float64), params)
+    cpu = np.zeros(int(host.max()) + 1 if n else 1)
+    cpu[host] = np.asarray(now["host_cpu_hz"], dtype=np.float64)
+    share = edge_cpu_share_hz(host, rho, cpu)
+    out = task_outcome(rho, fake, share, params)
+    engine_out = ctx.offload
+    return out._replace(
+        cost=np.where(known, out.cost, engine_out.cost),
+        success=np.where(known, out.success, engine_out.success),
+        delay_s=np.where(known, out.delay_s, engine_out.delay_s),
+        energy_j=np.where(known, out.energy_j, engine_out.energy_j),
+    )
 
 
 def _episode_row(s: _Sums, moments: Moments, weights: Any) -> dict[str, float]:

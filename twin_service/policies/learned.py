@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 BUILDERS: dict[str, str] = {
     "mlp": "twin_service.policies.torch_policy",
     "per-server": "twin_service.policies.per_server",
+    "af-marl": "twin_service.policies.af_marl",
+    "q-bins": "twin_service.policies.q_offload",
 }
 """Architecture kind -> module with ``build_migration_policy`` and/or ``build_offload_policy``."""
 

@@ -45,7 +45,12 @@ def _hosts(inputs: OffloadInputs) -> tuple[NDArray[np.intp], NDArray[np.float64]
 
 
 def _outcome(rho: ArrayLike, edge_cpu_hz: ArrayLike, inputs: OffloadInputs, p: OffloadParams) -> OffloadOutcome:
-    now = inputs.now
+    return task_outcome(rho, inputs.now, edge_cpu_hz, p)
+
+
+def task_outcome(rho: ArrayLike, now: dict[str, ArrayLike], edge_cpu_hz: ArrayLike, p: OffloadParams) -> OffloadOutcome:
+    """Paper B's cost model for tasks described by ``now`` (``data_bits``, ``cycles``, ``deadline_s``, ``f_hz``,
+    ``r_bps``; broadcastable arrays) with the host CPU share ``edge_cpu_hz`` and the scenario's constants."""
     return offload_outcome(
         rho,
         now["data_bits"],

@@ -1,0 +1,91 @@
+"""Short training runs on a small recorded day: every trainer writes a servable model; AF-MARL is repeatable for
+a seed and beats random and local-only offloading after seconds of training (issue 13)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from twin_service.learn import af_marl, afl_maddpg, ddqn, sfl_ppo
+from twin_service.learn.sfl_ppo import fedsgd_gradient
+from twin_service.learn.validate import validate_offload
+from twin_service.policies import ModelRegistry, offload_policy
+
+pytestmark = pytest.mark.timeout(600)
+
+SHORT = {"episodes": 4, "episode_s": 40.0, "warmup_s": 20.0, "progress": False, "gamma": 0.0}
+
+
+def _af_marl_args(rec: Path, out: Path, **extra) -> af_marl.AfMarlArgs:
+    kw = {**SHORT, "learning_starts": 200, "clients_per_tick": 8, "batch_size": 32, "actor_starts": 20, **extra}
+    return af_marl.AfMarlArgs(recordings=[rec], out=out, validation=[rec], **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(small_recording: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return af_marl.train(_af_marl_args(small_recording, tmp_path_factory.mktemp("models") / "afm-small"))
+
+
+def test_af_marl_writes_a_servable_model_with_curves(trained: Path, small_recording: Path) -> None:
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["algorithm"] == "AF-MARL" and manifest["architecture"]["kind"] == "af-marl"
+    assert manifest["evaluation"]["validation_episodes"] == 2
+    header = (trained / "curves.csv").read_text().splitlines()[0].split(",")
+    for column in ("cost", "success", "cvae_loss", "adfl_loss", "critic_loss", "actor_loss", "aggregations"):
+        assert column in header
+    assert (trained / "curves.png").stat().st_size > 1000
+    policy = offload_policy(trained.name, registry=ModelRegistry(trained.parent))
+    assert policy.needs_window_mean
+
+
+def test_af_marl_beats_random_and_local_only(trained: Path, small_recording: Path) -> None:
+    policy = offload_policy(trained.name, registry=ModelRegistry(trained.parent))
+    net = policy.network
+    rng = torch.Generator().manual_seed(0)
+
+    def score(actor) -> float:  # noqa: ANN001
+        return validate_offload(actor, None, [small_recording], 40.0, 20.0, seed=1)["validation_cost_mean"]
+
+    learned = score(net)
+    local = score(lambda obs: torch.zeros(len(obs)))
+    random = score(lambda obs: torch.rand(len(obs), generator=rng))
+    assert learned < local and learned < random, (learned, local, random)
+
+
+def test_af_marl_is_repeatable_for_a_seed(trained: Path, small_recording: Path, tmp_path: Path) -> None:
+    again = af_marl.train(_af_marl_args(small_recording, tmp_path / "afm-small"))
+    a, b = load_file(str(trained / "weights.safetensors")), load_file(str(again / "weights.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("module", "cls", "kind"),
+    [(afl_maddpg, "AflMaddpgArgs", "mlp"), (sfl_ppo, "SflPpoArgs", "mlp"), (ddqn, "DdqnArgs", "q-bins")],
+)
+def test_baselines_train_and_serve(module, cls: str, kind: str, small_recording: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    extra = {} if module is sfl_ppo else {"learning_starts": 200}
+    args = getattr(module, cls)(recordings=[small_recording], out=tmp_path / "base", validation=[], **SHORT, **extra)
+    folder = module.train(args)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["architecture"]["kind"] == kind
+    policy = offload_policy(folder.name, registry=ModelRegistry(folder.parent))
+    assert policy.name == "base"
+
+
+def test_fedsgd_equals_pooled_gradient() -> None:
+    # Eq. 34 over gradients with |D_n| weights = the gradient of the mean loss over every client's samples
+    torch.manual_seed(0)
+    w = torch.randn(3, requires_grad=True)
+    data = [torch.randn(n, 3) for n in (2, 5)]
+    per_client = [((x @ w) ** 2).mean() for x in data]
+    fed = fedsgd_gradient(per_client, [2, 5], [w])[0]
+    pooled = torch.autograd.grad(((torch.cat(data) @ w) ** 2).mean(), [w])[0]
+    torch.testing.assert_close(fed, pooled)
+    assert np.isfinite(fed.numpy()).all()

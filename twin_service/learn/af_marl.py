@@ -1,0 +1,364 @@
+"""AF-MARL (paper B, Alg. 3-4): TD3-style actor and twin critics with a CVAE context, trained by semi-synchronous
+federated learning (AdFL) where vehicles are the clients and RSUs aggregate.
+
+Read top to bottom (CleanRL style). Every tick of a recorded day replayed through the engine (``OffloadCore``):
+
+1. every vehicle acts: ``rho = mu(o, z) + N(0, sigma_e^2)``, z the CVAE latent of (twin now, 10 s mean) (Eq. 46-47);
+2. its transition goes into its own dataset D_n (the replay buffer, tagged by vehicle; Table V: 100k);
+3. client selection (Eq. 24): vehicles with f >= 1.5 GHz, E >= 150 Wh and a predicted stay >= 2 s in their RSU's
+   range; up to ``clients_per_tick`` of them compute a local update on a minibatch of their own data (Eq. 41-43,
+   :func:`twin_service.learn.af_marl_client.local_update`) and upload it to their RSU;
+4. each RSU's semi-synchronous trigger (``tau_agg`` 5 s or ``N_agg`` 10 updates) aggregates the admitted updates
+   weighted by |D_n| (Eq. 31) into the global model (:class:`twin_service.federated.semisync.SemiSyncServer`),
+   whose thresholds adapt (Eq. 45);
+5. the aggregate is applied as the average gradient of the clients through Adam (Table V: Adam, lr 1e-3 for the
+   actor, critics and CVAE); the actor moves every ``policy_delay`` aggregations and the target networks follow by
+   soft updates (Eq. 50, 52).
+
+Where the clients compute is the federation's business: in-process (default, deterministic) or on Flower's
+SuperNodes (:mod:`twin_service.federated.flower_app`). The result is a model folder (weights + manifest, kind
+``af-marl``), curves.csv and curves.png.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from twin_service.envs.sim import EnvOptions
+from twin_service.federated.aggregate import Thresholds
+from twin_service.federated.selection import SelectionCriteria
+from twin_service.federated.semisync import ClientUpdate, SemiSyncServer
+from twin_service.learn.af_marl_client import AUX, AfMarlModel, LocalConfig, LocalResult, local_update
+from twin_service.learn.offload_common import (
+    CurveLog,
+    EpisodeLog,
+    ReplayBuffer,
+    Timer,
+    args_dict,
+    co_hosted_rho,
+    eligible_clients,
+    make_core,
+    plot_curves,
+    seed_everything,
+    transition,
+)
+from twin_service.learn.td3 import exploration_std, explore, soft_update
+from twin_service.learn.validate import save_offload_model, validate_offload
+from twin_service.policies.af_marl import KIND
+
+
+@dataclass
+class AfMarlArgs:
+    """Everything a run depends on (paper B Table V where it gives a value)."""
+
+    recordings: list[Path]
+    """Training days (the project's convention: days 1-6)."""
+    out: Path
+    """Model folder to write (its name is the model's name)."""
+    validation: list[Path] = field(default_factory=list)
+    """Days to score the trained actor on (day 7); none skips it."""
+    scenario: str | None = None
+    """Scenario folder; default: the one the recordings were made on."""
+    seed: int = 1
+    federation: Literal["inprocess", "flower"] = "inprocess"
+    """Where clients compute their local updates."""
+    episodes: int = 30
+    episode_s: float = 300.0
+    """An episode is this long a window of a recorded day (the paper never says)."""
+    warmup_s: float = 30.0
+    overrides: dict = field(default_factory=dict)
+    """Scenario parameter overrides (``{"offload": {"deadline_s": [0.5, 0.5]}}``) for the sweeps."""
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr_actor: float = 1e-3
+    lr_critic: float = 1e-3
+    lr_cvae: float = 1e-3
+    buffer_size: int = 100_000
+    batch_size: int = 64
+    noise_std: float = 0.2
+    noise_decay: float = 0.99
+    exploration_rate: float = 0.15
+    """Share of vehicles taking a uniformly random rho each tick (Table V: exploration rate 0.15), so that the
+    critics see the whole of [0, 1] and not only the Gaussian neighbourhood of the actor's choice."""
+    target_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    policy_delay: int = 2
+    latent: int = 64
+    """CVAE latent size (Table V: 64)."""
+    kl_weight: float = 0.1
+    """CVAE KL coefficient (Table V: 0.1)."""
+    d_model: int = 16
+    """Width of the global model's transformer (Eq. 25-30)."""
+    n_layers: int = 1
+    hidden: int = 64
+    """Actor head width (Table V: two Tanh layers)."""
+    cvae_hidden: int = 64
+    """Width of the CVAE's encoder and decoder layers (Table V: 3 layers each)."""
+    critic_hidden: int = 128
+    """Width of each critic's two ReLU layers (Table V: 2 layers)."""
+    clients_per_tick: int = 16
+    """Most selected vehicles computing a local update per tick."""
+    local_steps: int = 1
+    """SGD steps per local update (Eq. 41)."""
+    lr_local: float = 0.01
+    """eta of Eq. 41 (Table V: eta_AdFL 0.01)."""
+    min_local_samples: int = 4
+    """A vehicle trains once its own dataset holds this many transitions."""
+    learning_starts: int = 3_000
+    """Transitions collected before the first local update."""
+    actor_starts: int = 100
+    """Global updates of the critics (and CVAE) before the actor first moves (it follows a critic that learned)."""
+    tau_agg_s: float = 5.0
+    n_agg: int = 10
+    adaptive: bool = True
+    """Adapt sigma_min, tau_agg and N_agg (Eq. 45)."""
+    f_min_hz: float = 1.5e9
+    e_min_wh: float = 150.0
+    t_min_s: float = 2.0
+    threads: int = 1
+    """torch threads (1: repeatable bit for bit)."""
+    min_tick_s: float = 0.0
+    """Least wall time per tick: 1.0 replays the world in real time, so that over Flower the semi-synchronous
+    rounds (tau_agg in seconds) see replies arrive as on the road; 0 runs as fast as the machine allows."""
+    progress: bool = True
+    command: str = ""
+    """The command line recorded in the manifest."""
+
+
+class Federation(Protocol):
+    """Where the selected clients' local updates are computed; ``collect`` returns the updates that arrived."""
+
+    def submit(
+        self, tick: int, clients: list[tuple[int, int, int]], data: dict[str, torch.Tensor], version: int
+    ) -> None:
+        """``clients``: (agent id, RSU, |D_n|) per client, aligned with ``data``'s (S, B, ...) minibatches."""
+
+    def collect(self, wait: bool = False) -> list[tuple[int, ClientUpdate, np.ndarray]]:
+        """(RSU, update, local losses) of every update that arrived (all outstanding ones if ``wait``)."""
+
+
+class InProcessFederation:
+    """Clients compute in this process, at once (deterministic)."""
+
+    def __init__(self, model: AfMarlModel, targets: AfMarlModel, cfg: LocalConfig, generator: torch.Generator):
+        self.model, self.targets, self.cfg, self.generator = model, targets, cfg, generator
+        self._ready: list[tuple[int, ClientUpdate, np.ndarray]] = []
+
+    def submit(
+        self, tick: int, clients: list[tuple[int, int, int]], data: dict[str, torch.Tensor], version: int
+    ) -> None:
+        result = local_update(self.model, self.targets, data, self.cfg, self.generator)
+        self._ready += updates_of(result, clients, version)
+
+    def collect(self, wait: bool = False) -> list[tuple[int, ClientUpdate, np.ndarray]]:
+        ready, self._ready = self._ready, []
+        return ready
+
+
+def updates_of(
+    result: LocalResult, clients: list[tuple[int, int, int]], version: int
+) -> list[tuple[int, ClientUpdate, np.ndarray]]:
+    """Split a batched local result into one upload per client."""
+    names = list(result.delta)
+    out = []
+    for i, (agent, rsu, n) in enumerate(clients):
+        delta = [result.delta[k][i].numpy() for k in names]
+        out.append((rsu, ClientUpdate(agent, delta, n, float(result.scores[i]), version), result.losses[i].numpy()))
+    return out
+
+
+def client_batches(
+    buffer: ReplayBuffer, agents: Sequence[int], batch_size: int, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """``(S, B, ...)`` minibatches, client n's drawn (with replacement) from its own transitions D_n."""
+    idx = np.stack([rng.choice(buffer.agent_indices(a), size=batch_size, replace=True) for a in agents])
+    flat = buffer.tensors(idx.reshape(-1))
+    s = len(agents)
+    return {
+        "obs": flat["obs"].reshape(s, batch_size, -1),
+        "act": flat["act"].reshape(s, batch_size, -1),
+        "rew": flat["rew"].reshape(s, batch_size),
+        "next_obs": flat["next_obs"].reshape(s, batch_size, -1),
+        "done": flat["done"].reshape(s, batch_size),
+    }
+
+
+def train(
+    args: AfMarlArgs,
+    federation_factory: Callable[[AfMarlModel, AfMarlModel, LocalConfig, torch.Generator], Federation] | None = None,
+) -> Path:
+    """Train AF-MARL; returns the model folder (weights, manifest, curves)."""
+    timer = Timer()
+    gen = seed_everything(args.seed, args.threads)
+    rng = np.random.default_rng(args.seed)
+    options = EnvOptions(episode_s=args.episode_s, warmup_s=args.warmup_s, overrides=args.overrides)
+    core = make_core(args.scenario, args.recordings, options, args.seed)
+    obs_dim = core.feature_dim
+
+    # Networks (Alg. 4 l. 2-3): the global model and its targets theta' <- theta.
+    model = AfMarlModel(
+        obs_dim, args.latent, args.d_model, args.n_layers, args.hidden, args.cvae_hidden, args.critic_hidden
+    )
+    targets = copy.deepcopy(model)
+    for p in targets.parameters():
+        p.requires_grad_(False)
+    opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor)
+    opt_critic = torch.optim.Adam([*model.q1.parameters(), *model.q2.parameters()], lr=args.lr_critic)
+    opt_cvae = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
+    names = [k for k, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+
+    cfg = LocalConfig(
+        args.gamma, args.kl_weight, args.target_noise, args.target_noise_clip, args.lr_local, args.local_steps
+    )
+    federation = (federation_factory or InProcessFederation)(model, targets, cfg, gen)
+    server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
+    criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
+    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1)  # + the co-hosted vehicles' summed rho (critics only)
+    curves = CurveLog(args.out / "curves.csv")
+    aggregations = 0
+
+    def apply(delta: list[np.ndarray]) -> None:
+        """Eq. 31's aggregate as the clients' average gradient (-Delta / eta) through Adam; TD3's delayed actor."""
+        nonlocal aggregations
+        aggregations += 1
+        update_actor = aggregations % args.policy_delay == 0 and aggregations > args.actor_starts
+        for k, d in zip(names, delta, strict=True):
+            p = params[k]
+            p.grad = None if (k.startswith("net.actor.") and not update_actor) else torch.from_numpy(-d / args.lr_local)
+        opt_cvae.step()
+        opt_critic.step()
+        if update_actor:
+            opt_actor.step()
+            soft_update(targets, model, args.tau)  # Eq. 50, 52
+        for p in model.parameters():
+            p.grad = None
+
+    bar = tqdm(total=args.episodes, desc="AF-MARL", unit="episode", disable=not args.progress)
+    tick = 0
+    for episode in range(args.episodes):
+        batch = core.reset()
+        std = exploration_std(args.noise_std, args.noise_decay, episode)
+        ep, rho_sum = EpisodeLog(), 0.0
+        loss_sum, loss_n, adfl = np.zeros(len(AUX)), 0, []
+        server.restart_clock(batch.time_s)
+        while not core.done:
+            tick_start = time.monotonic()
+            # 1. act (Alg. 4 l. 8)
+            with torch.no_grad():
+                obs_t = torch.from_numpy(batch.obs)
+                rho = explore(model.net(obs_t), std, gen).numpy().astype(np.float64)
+            uniform = rng.random(len(rho)) < args.exploration_rate
+            rho = np.where(uniform, rng.random(len(rho)), rho)
+            rho_sum += float(rho.sum())
+            ok, host = eligible_clients(core, criteria)
+            step = core.step(rho)
+            # 2. store (Alg. 4 l. 10)
+            next_obs, done, rew = transition(batch, step)
+            others = co_hosted_rho(batch.host, rho)[:, None]
+            seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
+            buffer.add(
+                np.concatenate([batch.obs, others], 1)[seen],
+                rho[seen],
+                rew[seen],
+                np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's stand in
+                done[seen],
+                batch.agent_ids[seen],
+            )
+            ep.add(step)
+            now_s = step.next.time_s
+            # 3. client selection (Eq. 24) and local updates (Eq. 41-43)
+            if buffer.size >= args.learning_starts:
+                rows = [
+                    r
+                    for r in np.flatnonzero(ok)
+                    if buffer.dataset_size(int(batch.agent_ids[r])) >= args.min_local_samples
+                ]
+                if rows:
+                    pick = rng.choice(rows, size=min(args.clients_per_tick, len(rows)), replace=False)
+                    agents = [int(batch.agent_ids[r]) for r in pick]
+                    clients = [(a, int(host[r]), buffer.dataset_size(a)) for a, r in zip(agents, pick, strict=True)]
+                    federation.submit(
+                        tick, clients, client_batches(buffer, agents, args.batch_size, rng), server.version
+                    )
+                for rsu, update, losses in federation.collect():
+                    server.receive(rsu, update)
+                    loss_sum += losses
+                    loss_n += 1
+                # 4-5. the round closes when its semi-synchronous trigger fires: RSUs aggregate (Eq. 31, 44-45)
+                agg = server.step(now_s)
+                if agg is not None:
+                    apply(agg.delta)
+                    adfl.append(agg)
+            batch = step.next
+            tick += 1
+            if args.min_tick_s > 0:
+                time.sleep(max(0.0, args.min_tick_s - (time.monotonic() - tick_start)))
+        for rsu, update, losses in federation.collect(wait=True):
+            server.receive(rsu, update)
+            loss_sum += losses
+            loss_n += 1
+        agg = server.flush(batch.time_s)
+        if agg is not None:
+            apply(agg.delta)
+            adfl.append(agg)
+        row = {"episode": episode, "exploration_std": std, **ep.row(), "rho_mean": rho_sum / max(ep.n, 1)}
+        if loss_n:
+            row |= {k: float(v) for k, v in zip(AUX, loss_sum / loss_n, strict=True)}
+            row["adfl_loss"] = row.pop("local_loss")  # Eq. 32: the mean local loss over participating clients
+        if adfl:
+            row |= {
+                "aggregations": len(adfl),
+                "admitted_share": sum(a.admitted for a in adfl) / max(sum(a.received for a in adfl), 1),
+                "rsus_per_round": float(np.mean([a.rsus for a in adfl])),
+                "tau_agg_s": float(np.mean([a.thresholds.tau_agg_s for a in adfl])),
+                "n_agg": float(np.mean([a.thresholds.n_agg for a in adfl])),
+                "sigma_min": float(np.mean([a.thresholds.sigma_min for a in adfl])),
+                "count_triggers": float(np.mean([a.reason == "count" for a in adfl])),
+            }
+        row["wall_s"] = timer.elapsed_s
+        curves.add(row)
+        bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
+        bar.update()
+    bar.close()
+    core.close()
+    plot_curves(
+        curves.rows,
+        ["cost", "success", "cvae_loss", "adfl_loss", "critic_loss", "actor_loss"],
+        args.out / "curves.png",
+        f"AF-MARL training ({args.out.name})",
+    )
+    evaluation = validate_offload(
+        model.net, args.scenario, args.validation, args.episode_s, args.warmup_s, args.seed, args.overrides
+    )
+    evaluation["train_wall_s"] = round(timer.elapsed_s, 1)
+    evaluation["aggregations"] = aggregations
+    save_offload_model(
+        args.out,
+        {k: v.detach() for k, v in model.net.state_dict().items()},
+        algorithm="AF-MARL",
+        kind=KIND,
+        options={
+            "latent": args.latent,
+            "d_model": args.d_model,
+            "n_layers": args.n_layers,
+            "hidden": args.hidden,
+            "cvae_hidden": args.cvae_hidden,
+        },
+        scenario=core.sim.scenario,
+        args=args_dict(args),
+        command=args.command,
+        seed=args.seed,
+        evaluation=evaluation,
+        notes="TD3 actor (transformer global model + CVAE latent) trained by semi-synchronous FL (AdFL), paper B",
+    )
+    return args.out

@@ -1,0 +1,251 @@
+"""Pieces every paper B trainer shares: the replay buffer with per-vehicle datasets, aligning an environment
+step with the batch that acted, the environments over recorded days, the episode log, curves and plots."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from twin_service.engine import TickContext
+from twin_service.envs.offload import OffloadBatch, OffloadCore, OffloadStep
+from twin_service.envs.sim import EnvOptions
+from twin_service.federated.selection import WH_TO_J, SelectionCriteria, eligible, predicted_stay_s
+
+
+class ReplayBuffer:
+    """Transitions ``(o, rho, r, o', done)`` in a ring of ``capacity``, each tagged with its vehicle (agent id),
+    so that a vehicle's own transitions are its local dataset D_n (paper B, Eq. 41)."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int = 1, state_dim: int = 0) -> None:
+        self.capacity = int(capacity)
+        self.obs = np.zeros((capacity, obs_dim), np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        self.act = np.zeros((capacity, act_dim), np.float32)
+        self.rew = np.zeros(capacity, np.float32)
+        self.done = np.zeros(capacity, np.float32)
+        self.agent = np.full(capacity, -1, np.int64)
+        self.state = np.zeros((capacity, state_dim), np.float32)
+        self.next_state = np.zeros((capacity, state_dim), np.float32)
+        self.ptr = 0
+        self.size = 0
+        self._by_agent: dict[int, list[int]] = {}
+
+    def add(
+        self,
+        obs: NDArray,
+        act: NDArray,
+        rew: NDArray,
+        next_obs: NDArray,
+        done: NDArray,
+        agent: NDArray,
+        state: NDArray | None = None,
+        next_state: NDArray | None = None,
+    ) -> None:
+        n = len(obs)
+        if n == 0:
+            return
+        idx = (self.ptr + np.arange(n)) % self.capacity
+        self.obs[idx], self.next_obs[idx] = obs, next_obs
+        self.act[idx] = np.asarray(act, np.float32).reshape(n, -1)
+        self.rew[idx], self.done[idx], self.agent[idx] = rew, done, agent
+        if state is not None and self.state.shape[1]:
+            self.state[idx], self.next_state[idx] = state, next_state
+        for i, a in zip(idx.tolist(), np.asarray(agent).tolist(), strict=True):
+            self._by_agent.setdefault(a, []).append(i)
+        self.ptr = int((self.ptr + n) % self.capacity)
+        self.size = min(self.size + n, self.capacity)
+
+    def agent_indices(self, agent: int) -> NDArray[np.int64]:
+        """Where the agent's transitions still are (entries overwritten by the ring are dropped)."""
+        idx = self._by_agent.get(agent)
+        if not idx:
+            return np.zeros(0, np.int64)
+        arr = np.asarray(idx, np.int64)
+        live = self.agent[arr] == agent
+        if not live.all():
+            arr = arr[live]
+            if len(arr):
+                self._by_agent[agent] = arr.tolist()
+            else:
+                del self._by_agent[agent]
+        return arr
+
+    def dataset_size(self, agent: int) -> int:
+        return len(self.agent_indices(agent))
+
+    def sample(self, rng: np.random.Generator, batch: int) -> NDArray[np.int64]:
+        return rng.integers(0, self.size, size=batch)
+
+    def tensors(self, idx: NDArray[np.int64]) -> dict[str, torch.Tensor]:
+        return {
+            "obs": torch.from_numpy(self.obs[idx]),
+            "act": torch.from_numpy(self.act[idx]),
+            "rew": torch.from_numpy(self.rew[idx]),
+            "next_obs": torch.from_numpy(self.next_obs[idx]),
+            "done": torch.from_numpy(self.done[idx]),
+            "state": torch.from_numpy(self.state[idx]),
+            "next_state": torch.from_numpy(self.next_state[idx]),
+        }
+
+
+def next_rows(prev: OffloadBatch, nxt: OffloadBatch) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """For each row of ``prev``, its row in ``nxt`` and whether the agent is still there (match by agent id)."""
+    if len(nxt) == 0:
+        return np.zeros(len(prev), np.int64), np.zeros(len(prev), bool)
+    order = np.argsort(nxt.agent_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(nxt.agent_ids, prev.agent_ids, sorter=order), len(order) - 1)
+    rows = order[pos]
+    return rows, nxt.agent_ids[rows] == prev.agent_ids
+
+
+def transition(prev: OffloadBatch, step: OffloadStep) -> tuple[NDArray, NDArray, NDArray]:
+    """``(next_obs, done, reward)`` per row of ``prev``: a vehicle that left is terminal (its last obs is kept)."""
+    rows, alive = next_rows(prev, step.next)
+    next_obs = np.where(alive[:, None], step.next.obs[rows] if len(step.next) else prev.obs, prev.obs)
+    return next_obs.astype(np.float32), (~alive).astype(np.float32), step.rewards.astype(np.float32)
+
+
+def co_hosted_rho(host: NDArray[np.int64], rho: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Per vehicle, the summed rho of the other vehicles on its host (the CPU share's coupling, C.6)."""
+    if len(host) == 0:
+        return np.zeros(0, np.float32)
+    total = np.bincount(host, weights=rho, minlength=int(host.max()) + 1)
+    return (total[host] - rho).astype(np.float32)
+
+
+def _context(core: OffloadCore) -> TickContext:
+    # The core keeps the tick context its batch came from; selection needs the hosts' ranges and distances.
+    ctx = core._ctx  # noqa: SLF001
+    assert ctx is not None, "call reset() first"
+    return ctx
+
+
+def vehicle_energy_wh(core: OffloadCore) -> NDArray[np.float64]:
+    """E_n of every vehicle of the current batch (the twin's energy, Eq. 35), Wh."""
+    engine = core.sim.engine
+    assert engine is not None
+    capacity = engine.vehicles.f["energy_capacity_j"][engine._slots]  # noqa: SLF001 - rows of the last tick
+    return np.asarray(_context(core).offload_now["energy_frac"]) * capacity / WH_TO_J
+
+
+def eligible_clients(core: OffloadCore, criteria: SelectionCriteria) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """Eq. 24 for every vehicle of the current batch, and the RSU each would upload to (its host; only twins
+    hosted on a ground RSU can be clients, as RSUs aggregate)."""
+    ctx = _context(core)
+    servers = ctx.servers
+    host = np.asarray(ctx.host)
+    if len(host) == 0:
+        return np.zeros(0, bool), host
+    d_host = np.asarray(ctx.observation.distances_m)[np.arange(len(host)), host]
+    on_rsu = np.array([servers.tiers[h] == "rsu" for h in host])
+    stay = predicted_stay_s(d_host, servers.range_m[host], ctx.offload_now["speed_mps"])
+    ok = eligible(ctx.offload_now["f_hz"], vehicle_energy_wh(core), stay, criteria) & on_rsu
+    return ok, host
+
+
+def make_core(
+    scenario: str | Path | None, recordings: Sequence[str | Path], options: EnvOptions, seed: int
+) -> OffloadCore:
+    return OffloadCore(scenario, [Path(r) for r in recordings], options, seed=seed)
+
+
+@dataclass
+class EpisodeLog:
+    """Sums over one episode's vehicle-ticks (the cost and success curves)."""
+
+    cost: float = 0.0
+    success: int = 0
+    delay: float = 0.0
+    energy: float = 0.0
+    n: int = 0
+
+    def add(self, step: OffloadStep) -> None:
+        alive = step.alive
+        self.cost += float(np.nansum(step.cost[alive]))
+        self.success += int(step.success[alive].sum())
+        self.delay += float(np.nansum(step.delay_s[alive]))
+        self.energy += float(np.nansum(step.energy_j[alive]))
+        self.n += int(alive.sum())
+
+    def row(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {
+            "cost": self.cost / n,
+            "success": self.success / n,
+            "delay_s": self.delay / n,
+            "energy_j": self.energy / n,
+            "vehicle_ticks": self.n,
+        }
+
+
+class CurveLog:
+    """Rows of training curves, written to ``curves.csv`` as they come."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        with self.path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+
+
+def plot_curves(rows: list[dict[str, Any]], columns: Sequence[str], path: Path, title: str) -> None:
+    """One panel per column against the episode (curves.png beside curves.csv)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [c for c in columns if any(c in r and r[c] == r[c] for r in rows)]
+    if not present:
+        return
+    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False)
+    for ax, col in zip(axes[0], present, strict=True):
+        xs = [r["episode"] for r in rows if col in r]
+        ys = [r[col] for r in rows if col in r]
+        ax.plot(xs, ys, lw=1.2)
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel("episode", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def seed_everything(seed: int, threads: int = 1) -> torch.Generator:
+    """Seed torch and return a generator; one torch thread keeps runs bit-for-bit repeatable on a machine."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    return torch.Generator().manual_seed(seed)
+
+
+def args_dict(args: Any) -> dict[str, Any]:
+    out = {}
+    for f in fields(args):
+        v = getattr(args, f.name)
+        out[f.name] = [str(x) for x in v] if isinstance(v, list | tuple) else (str(v) if isinstance(v, Path) else v)
+    return out
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.start
