@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from twin_service.api import create_app
 from twin_service.config import BITS_PER_MB, Settings
-from twin_service.policies import save_model
+from twin_service.policies import DEFAULT_MIGRATION_POLICY, save_model
 from twin_service.policies.manifest import ModelManifest, migration_spec
 from twin_service.policies.torch_policy import build_actor
 
@@ -20,12 +20,12 @@ def test_migration_per_vehicle_is_feasible_and_matches_the_batch(client, filled)
     batch = client.post("/v1/decisions/batch", json={}).json()
     assert batch["tick"] == 12 and batch["server_ids"] == SERVER_IDS
     assert batch["vehicle_ids"] == filled[-1].vehicle_ids
-    assert batch["source"] == "sticky-nearest@1+nearest-least-loaded@1"
+    assert batch["source"] == f"{DEFAULT_MIGRATION_POLICY}@1+nearest-least-loaded@1"
     ids = ["veh20", "veh12", "veh51"]
     r = client.post("/v1/decisions/migration", json={"vehicle_ids": ids})
     assert r.status_code == 200
     body = r.json()
-    assert body["tick"] == 12 and body["policy"] == {"name": "sticky-nearest", "version": "1"}
+    assert body["tick"] == 12 and body["policy"] == {"name": DEFAULT_MIGRATION_POLICY, "version": "1"}
     assert body["predicted_load_bits"] == filled[-1].server_columns["load_bits"].tolist()
     for d in body["decisions"]:
         k = batch["vehicle_ids"].index(d["vehicle_id"])
@@ -101,7 +101,9 @@ def test_unknown_vehicles_ticks_and_policies(client, filled):
     assert client.post("/v1/decisions/offload", json={"tick": 999}).status_code == 404
     r = client.post("/v1/decisions/migration", json={"policy": "no-such"})
     assert r.status_code == 422
-    assert r.json()["detail"][0]["loc"] == ["body", "policy"] and "sticky-nearest" in r.json()["detail"][0]["msg"]
+    assert (
+        r.json()["detail"][0]["loc"] == ["body", "policy"] and DEFAULT_MIGRATION_POLICY in r.json()["detail"][0]["msg"]
+    )
     r = client.post("/v1/decisions/batch", json={"offload_policy": "greedy"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "offload_policy"]
     r = client.post("/v1/decisions/migration", json={"tick": "soon"})

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from twin_service.api import create_app
 from twin_service.config import Settings
+from twin_service.policies import DEFAULT_MIGRATION_POLICY
 from twin_service.twins import TwinStore, open_redis
 
 
@@ -20,7 +21,7 @@ def test_health_names_redis_tick_and_policies(client, filled):
     assert body["latest_tick"] == 12
     assert body["latest_tick_age_s"] > 0
     assert [(p["kind"], p["name"]) for p in body["defaults"]] == [
-        ("migration", "sticky-nearest"),
+        ("migration", DEFAULT_MIGRATION_POLICY),
         ("offload", "nearest-least-loaded"),
     ]
     assert {p["name"] for p in body["policies"]} >= {"greedy", "random", "local-only"}

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from twin_service.api import create_app
+from twin_service.policies import DEFAULT_MIGRATION_POLICY
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -30,7 +31,7 @@ def test_metrics_count_routes_decisions_and_tick_age(client, filled):
     assert s[key("/v1/twins/vehicles/{vehicle_id}", "200")] == 1  # the template, not the raw path
     assert s[key("/v1/twins/vehicles/{vehicle_id}", "404")] == 1
     decisions = "twin_api_decisions_total"
-    assert s[(decisions, (("kind", "migration"), ("policy", "sticky-nearest")))] == 2 + 40
+    assert s[(decisions, (("kind", "migration"), ("policy", DEFAULT_MIGRATION_POLICY)))] == 2 + 40
     assert s[(decisions, (("kind", "offload"), ("policy", "nearest-least-loaded")))] == 40
     age = s[("twin_api_latest_tick_age_seconds", ())]
     assert age > 0 and s[("twin_api_latest_tick", ())] == 12

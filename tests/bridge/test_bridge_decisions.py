@@ -12,6 +12,7 @@ from twin_service.api.serve import ApiThread
 from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
 from twin_service.bridge.runner import RunOptions, open_bridge, run_loop
 from twin_service.config import Settings
+from twin_service.policies import DEFAULT_MIGRATION_POLICY
 from twin_service.twins.server import RedisHandle
 
 
@@ -53,7 +54,7 @@ def test_decisions_come_from_the_service_and_respect_the_mask_then_fall_back(
         served = recorder.seen
         assert len(served) == 40
         for ctx, decisions in served:
-            assert decisions.source.startswith("api:sticky-nearest@")
+            assert decisions.source.startswith(f"api:{DEFAULT_MIGRATION_POLICY}@")
             assert not decisions.fallback
             rows = np.arange(len(ctx.vehicle_ids))
             assert ctx.observation.mask[rows, decisions.target].all(), "a decision named an infeasible server"

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.web.conftest import API_KEY, WebStack, get_json
+from twin_service.policies import DEFAULT_MIGRATION_POLICY
 
 pytestmark = pytest.mark.gui
 
@@ -166,7 +167,7 @@ def test_a_click_on_a_vehicle_shows_its_twin_window_and_decision(browser: Any, w
     assert len(shown) == min(feasible, 8)
     if feasible <= 8:
         assert sum(shown) == pytest.approx(1.0, abs=0.01)
-    assert "migration (sticky-nearest@" in body_text and "offload (nearest-least-loaded@" in body_text
+    assert f"migration ({DEFAULT_MIGRATION_POLICY}@" in body_text and "offload (nearest-least-loaded@" in body_text
 
 
 def test_api_docs_render_from_local_files(browser: Any, web_stack: WebStack):
