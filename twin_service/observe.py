@@ -155,6 +155,35 @@ class MigrationObservation:
     servers: ServerTable
     motion: VehicleMotion | None = None
     """How the vehicles move relative to the servers (None where the twins carry no position or heading)."""
+    incoming_bits: NDArray[np.float64] | float = 0.0
+    """What hosting each vehicle adds to a server (S_v), as the mask was built with."""
+    dynamic_mask: bool = True
+    """False: the mask allows every server (paper A's ablation without the mask)."""
+
+    def subset(
+        self,
+        rows: NDArray[np.intp],
+        predicted_load_bits: NDArray[np.float64] | None = None,
+        host_index: NDArray[np.int64] | None = None,
+    ) -> MigrationObservation:
+        """The observation of the vehicles ``rows`` only, with other predicted loads (their mask rebuilt).
+
+        What a vehicle deciding after others sees: the loads their moves left (``policies.sequential``).
+        """
+        loads = self.predicted_load_bits if predicted_load_bits is None else predicted_load_bits
+        motion = self.motion
+        if motion is not None:
+            motion = VehicleMotion(motion.vehicle_xy_m[rows], motion.velocity_mps[rows], motion.server_xy_m)
+        incoming = self.incoming_bits if np.ndim(self.incoming_bits) == 0 else np.asarray(self.incoming_bits)[rows]
+        return migration_observation(
+            self.distances_m[rows],
+            loads,
+            incoming,
+            self.servers,
+            host_index,
+            dynamic_mask=self.dynamic_mask,
+            motion=motion,
+        )
 
     @cached_property
     def features(self) -> NDArray[np.float32]:
@@ -218,8 +247,9 @@ def migration_observation(
         raise ValueError(f"distances must be (V, {servers.size}), got {dist.shape}")
     if loads.shape != (servers.size,):
         raise ValueError(f"predicted loads must be ({servers.size},), got {loads.shape}")
+    incoming = incoming_bits if np.ndim(incoming_bits) == 0 else np.asarray(incoming_bits, dtype=np.float64)
     if not dynamic_mask:
-        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers, motion)
+        return MigrationObservation(np.ones(dist.shape, dtype=bool), dist, loads, servers, motion, incoming, False)
     mask = migration_mask(
         dist,
         servers.range_m,
@@ -230,7 +260,7 @@ def migration_observation(
         host_index,
         None if servers.all_active else servers.active,
     )
-    return MigrationObservation(mask, dist, loads, servers, motion)
+    return MigrationObservation(mask, dist, loads, servers, motion, incoming, True)
 
 
 @dataclass(frozen=True)

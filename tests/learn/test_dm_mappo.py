@@ -72,14 +72,17 @@ def test_the_served_model_matches_its_manifest_and_the_trained_actor(trained, sm
     # The same weights in the trainer's wrapper decide the same as the served policy; never infeasibly.
     policy = Policy(PER_SERVER, core.n_servers, core.feature_dim, 64, LatencyModel(p.task, p.channel, p.satellite))
     policy.actor.load_state_dict(dict(registry.load(out.name).state_dict))
+    policy.chunk = manifest.architecture.options["decision_chunk"]
     batch = core.reset(0)
+    rng = np.random.default_rng(5)
     while True:
+        order = rng.permutation(len(batch))
+        served.sampler.order = lambda n, order=order: order  # the same turns on both sides
         decision = decide_migration(served, batch.observation, batch.observation.servers, batch.host)
-        with torch.no_grad():
-            mine = policy.distribution(policy.inputs(batch, np.arange(len(batch))))
-        np.testing.assert_allclose(decision.probabilities, mine.probs.numpy(), rtol=1e-5, atol=1e-7)
+        mine = policy.act(batch, "argmax", torch.Generator(), order)
+        np.testing.assert_allclose(decision.probabilities, mine.turns.probabilities, rtol=1e-5, atol=1e-7)
         if manifest.architecture.options["execution"] == "argmax":
-            np.testing.assert_array_equal(decision.target, mine.mode().numpy())
+            np.testing.assert_array_equal(decision.target, mine.actions)
         assert (decision.probabilities[np.arange(len(batch)), decision.target] > 0).all()
         assert batch.mask[np.arange(len(batch)), decision.target].all()
         np.testing.assert_allclose(decision.probabilities.sum(axis=1), 1.0, rtol=1e-5)

@@ -99,6 +99,9 @@ class Args:
     """Width of the paper actor and of the critic; the per-server actor uses half of it."""
     candidates: int = DEFAULT_CANDIDATES
     """Per-server actor: the nearest feasible ground or air servers it weighs (plus host and satellite)."""
+    decision_chunk: int | None = 32
+    """Vehicles deciding in one turn, later turns seeing the loads earlier moves left (policies.sequential);
+    None decides for everyone at once, as paper A does (which herds a crowded server's vehicles together)."""
     dynamic_mask: bool = True
     """False trains and serves without the dynamic mask (paper A Fig. 9)."""
     predictor: str | None = None
@@ -195,6 +198,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         args.hidden,
         LatencyModel(p.task, p.channel, p.satellite),
         args.candidates,
+        args.decision_chunk,
     )
     critic = Critic(env.state_dim, policy.own_dim, args.hidden)
     actor_opt = torch.optim.Adam(policy.actor.parameters(), lr=args.lr_actor, eps=1e-5)
@@ -236,22 +240,17 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             batch = batches[k]
             if t == 0:
                 prev_ids = np.zeros(0, dtype=np.int64)
-            everyone = np.arange(len(batch))
-            with torch.no_grad():
-                x_all = policy.inputs(batch, everyone)
-                dist = policy.distribution(x_all)
-                action = dist.sample(gen)
-                logp = dist.log_prob(action)
+            acted = policy.act(batch, "sample", gen, rng.permutation(len(batch)))
             sel = np.flatnonzero(selected(batch.agent_ids, args.train_share, args.seed))
-            x_sel = take_inputs(x_all, sel)
+            x_sel = acted.inputs(sel)
             state = np.broadcast_to(batch.state, (len(sel), batch.state.shape[0]))
             with torch.no_grad():
                 value = value_norm.denormalize(critic(torch.from_numpy(np.ascontiguousarray(state)),
                                                       torch.from_numpy(x_sel.own)))  # fmt: skip
-            out = env_k.step(action.numpy())
+            out = env_k.step(acted.actions)
             inputs.append(x_sel)
-            actions.append(action.numpy()[sel])
-            logps.append(logp.numpy()[sel])
+            actions.append(acted.actions[sel])
+            logps.append(acted.logp[sel])
             values.append(value.numpy())
             rewards.append(out.rewards[sel])
             terminated.append(out.terminated[sel])
@@ -388,7 +387,10 @@ def _save(args, scenario, env, policy, state_dict, row, stats, command, elapsed,
     if args.arch == "paper":
         obs_spec, act_spec = migration_spec(env.n_servers, params.simulation.history_window)
         arch = Architecture(
-            kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh", options={"execution": execution}
+            kind="mlp",
+            hidden=(args.hidden, args.hidden),
+            activation="tanh",
+            options={"execution": execution, "decision_chunk": args.decision_chunk},
         )
     else:
         obs_spec, act_spec = per_server_spec(env.n_servers, params.simulation.history_window)
@@ -397,7 +399,7 @@ def _save(args, scenario, env, policy, state_dict, row, stats, command, elapsed,
             kind=PER_SERVER,
             hidden=(width, width),
             activation="tanh",
-            options={"candidates": args.candidates, "execution": execution},
+            options={"candidates": args.candidates, "execution": execution, "decision_chunk": args.decision_chunk},
         )
     evaluation = {k: float(v) for k, v in row.items() if k.startswith("val_") and not k.startswith("val_sample_")}
     manifest = ModelManifest(

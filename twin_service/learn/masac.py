@@ -80,6 +80,8 @@ class Args:
     """Rewards are multiplied by this before they enter the replay buffer (SAC is sensitive to their scale)."""
     hidden: int = 64
     candidates: int = DEFAULT_CANDIDATES
+    decision_chunk: int | None = 32
+    """Vehicles deciding in one turn (as DM-MAPPO, policies.sequential)."""
     dynamic_mask: bool = True
     predictor: str | None = None
     reference_policy: str = "least-loaded"
@@ -166,7 +168,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
 
     def make() -> Policy:
         return Policy(args.arch, env.n_servers, env.feature_dim, args.hidden,
-                      LatencyModel(p.task, p.channel, p.satellite), args.candidates)  # fmt: skip
+                      LatencyModel(p.task, p.channel, p.satellite), args.candidates, args.decision_chunk)  # fmt: skip
 
     policy = make()
     critics = [make(), make()]  # twin critics: the actor's shape, one Q-value per server
@@ -195,9 +197,8 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
     losses = {"q_loss": 0.0, "actor_loss": 0.0, "alpha": 0.0, "entropy": 0.0}
     n_losses, reward_sum, reward_n = 0, 0.0, 0
     for tick in range(1, args.total_ticks + 1):
-        with torch.no_grad():
-            x_all = policy.inputs(batch, np.arange(len(batch)))
-            action = policy.distribution(x_all).sample(gen).numpy()
+        acted = policy.act(batch, "sample", gen, rng.permutation(len(batch)))
+        action = acted.actions
         out = env.step(action)
         reward_sum += float(out.rewards.sum())
         reward_n += len(out.rewards)
@@ -206,9 +207,10 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         rows_next = {a: k for k, a in enumerate(nxt.agent_ids.tolist())}
         alive_rows = [rows_next[a] for a in batch.agent_ids[sel].tolist() if a in rows_next]
         x_next_all = policy.inputs(nxt, np.array(alive_rows, dtype=np.intp)) if alive_rows else None
+        x_sel = acted.inputs(sel)
         j = 0
-        for k in sel.tolist():
-            x = _one(x_all, k)
+        for i, k in enumerate(sel.tolist()):
+            x = _one(x_sel, i)
             if out.alive[k]:
                 assert x_next_all is not None
                 replay.add(x, int(action[k]), args.reward_scale * float(out.rewards[k]), _one(x_next_all, j), False)
@@ -293,12 +295,13 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
     if args.arch == "paper":
         obs_spec, act_spec = migration_spec(env.n_servers, params.simulation.history_window)
         arch = Architecture(kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh",
-                            options={"execution": execution})  # fmt: skip
+                            options={"execution": execution, "decision_chunk": args.decision_chunk})  # fmt: skip
     else:
         obs_spec, act_spec = per_server_spec(env.n_servers, params.simulation.history_window)
         width = max(args.hidden // 2, 8)
         arch = Architecture(kind=PER_SERVER, hidden=(width, width), activation="tanh",
-                            options={"candidates": args.candidates, "execution": execution})  # fmt: skip
+                            options={"candidates": args.candidates, "execution": execution,
+                                     "decision_chunk": args.decision_chunk})  # fmt: skip
     manifest = ModelManifest(
         name=out_dir.name,
         kind="migration",

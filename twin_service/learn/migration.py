@@ -25,10 +25,11 @@ from torch import nn
 
 from twin_service.envs import MigrationBatch, MigrationCore, RewardStats
 from twin_service.learn.masked import MaskedCategorical
-from twin_service.observe import PER_SERVER_FEATURES, LatencyModel, per_server_features
+from twin_service.observe import PER_SERVER_FEATURES, LatencyModel, MigrationObservation, per_server_features
 from twin_service.policies import migration_policy
 from twin_service.policies.decide import decide_migration
 from twin_service.policies.per_server import DEFAULT_CANDIDATES, PerServerActor, candidate_mask, feasible_pairs
+from twin_service.policies.sequential import TurnsResult, decide_in_turns
 from twin_service.policies.torch_policy import MlpActor
 
 
@@ -63,9 +64,12 @@ class Policy:
         hidden: int,
         latency: LatencyModel,
         candidates: int = DEFAULT_CANDIDATES,
+        chunk: int | None = None,
     ):
         self.arch = arch
         self.candidates = candidates
+        self.chunk = chunk
+        """Vehicles deciding in one turn (``policies.sequential``); None: all at once."""
         self.n_servers = n_servers
         self.latency = latency
         if arch == "paper":
@@ -81,15 +85,17 @@ class Policy:
 
     def inputs(self, batch: MigrationBatch, rows: NDArray[np.intp]) -> ActorInput:
         """The actor's and critic's inputs for the agents ``rows`` of ``batch``."""
-        mask = batch.mask[rows]
+        return self.inputs_from(batch.observation, batch.host, rows)
+
+    def inputs_from(self, obs: MigrationObservation, host: NDArray[np.int64], rows: NDArray[np.intp]) -> ActorInput:
+        """The inputs for the vehicles ``rows`` of an observation (``host`` aligned with its vehicles)."""
         if self.arch == "paper":
-            obs = batch.obs[rows]
-            return ActorInput(obs=obs, mask=mask, own=obs)
-        obs = batch.observation
-        mask = candidate_mask(obs, batch.host, self.candidates)[rows]
+            features = obs.features[rows]
+            return ActorInput(obs=features, mask=obs.mask[rows], own=features)
+        mask = candidate_mask(obs, host, self.candidates)[rows]
         sub_rows, cols = feasible_pairs(mask)
         pair_rows = rows[sub_rows]
-        feats = per_server_features(obs, batch.host, self.latency, (pair_rows, cols))
+        feats = per_server_features(obs, host, self.latency, (pair_rows, cols))
         # The critic's own features: the pair at the current host (zeros if none is feasible) and the mean pair.
         own = np.zeros((len(rows), 2 * feats.shape[1]), dtype=np.float32)
         counts = np.maximum(np.bincount(sub_rows, minlength=len(rows)), 1)
@@ -115,6 +121,65 @@ class Policy:
 
     def distribution(self, x: ActorInput) -> MaskedCategorical:
         return MaskedCategorical(self.logits(x), torch.from_numpy(x.mask))
+
+    def act(
+        self,
+        batch: MigrationBatch,
+        execution: Literal["sample", "argmax"],
+        gen: torch.Generator,
+        order: NDArray[np.intp],
+    ) -> Acted:
+        """Every agent's action, in turns of :attr:`chunk` vehicles (``policies.sequential``) in ``order``."""
+        chunk = self.chunk
+        parts: list[ActorInput] = []
+
+        def score(obs: MigrationObservation, host: NDArray[np.int64], rows: NDArray[np.intp]) -> torch.Tensor:
+            x = self.inputs_from(obs, host, rows)
+            parts.append(x)
+            return self.distribution(x).logits
+
+        def choose(logits: torch.Tensor, probs: torch.Tensor, rows: NDArray[np.intp]) -> NDArray[np.int64]:
+            if execution == "argmax":
+                return logits.argmax(dim=-1).numpy()
+            return torch.multinomial(probs, 1, generator=gen).squeeze(-1).numpy()
+
+        n = len(batch)
+        with torch.no_grad():
+            turns = decide_in_turns(batch.observation, batch.host, score, choose, order, chunk or max(n, 1))
+            logp = torch.log_softmax(turns.logits, dim=-1).gather(-1, torch.from_numpy(turns.target).unsqueeze(-1))
+        return Acted(turns, parts, logp.squeeze(-1).numpy())
+
+
+@dataclass
+class Acted:
+    """A tick's decisions with what each vehicle saw when it decided (for the update)."""
+
+    turns: TurnsResult
+    parts: list[ActorInput]
+    logp: NDArray[np.float32]
+
+    @property
+    def actions(self) -> NDArray[np.int64]:
+        return self.turns.target
+
+    def inputs(self, rows: NDArray[np.intp]) -> ActorInput:
+        """The inputs of vehicles ``rows`` as each saw them in the turn it decided in, in the order of ``rows``."""
+        n = len(self.turns.target)
+        pieces: list[ActorInput] = []
+        stacked_row = np.empty(len(rows), dtype=np.int64)
+        done = 0
+        for k, (_, pass_rows) in enumerate(self.turns.passes):
+            mine = np.flatnonzero(self.turns.scored_in[rows] == k)
+            if not mine.size:
+                continue
+            position = np.full(n, -1, dtype=np.int64)
+            position[pass_rows] = np.arange(len(pass_rows))
+            pieces.append(take_inputs(self.parts[k], position[rows[mine]]))
+            stacked_row[mine] = done + np.arange(mine.size)
+            done += mine.size
+        if not pieces:
+            return take_inputs(self.parts[0], rows)
+        return take_inputs(concat_inputs(pieces), stacked_row)
 
 
 def concat_inputs(parts: Sequence[ActorInput]) -> ActorInput:
@@ -193,12 +258,12 @@ def validate(
     seed), or a function of the batch (a heuristic)."""
     batch = core.reset(0)
     gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
     rewards, latency, failed, variance, migrations, vehicles = [], [], [], [], 0.0, 0
     with torch.no_grad():
         while True:
             if isinstance(policy, Policy):
-                dist = policy.distribution(policy.inputs(batch, np.arange(len(batch))))
-                action = (dist.mode() if execution == "argmax" else dist.sample(gen)).numpy()
+                action = policy.act(batch, execution, gen, rng.permutation(len(batch))).actions
             else:
                 action = policy(batch)
             out = core.step(action)

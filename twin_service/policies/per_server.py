@@ -30,7 +30,7 @@ from twin_service.observe import (
 from twin_service.policies.base import MigrationDecision
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
-from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, ExecutionSampler, masked_probabilities
+from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, ExecutionSampler
 
 
 def _mlp(sizes: Sequence[int], activation: str, last_activation: bool) -> nn.Sequential:
@@ -136,15 +136,17 @@ class PerServerMigrationPolicy:
         self.nearest = int(manifest.architecture.options.get("candidates", DEFAULT_CANDIDATES))
         self.sampler = ExecutionSampler(manifest)
 
-    def logits(self, observation: MigrationObservation, host: NDArray[np.int64] | None) -> torch.Tensor:
+    def logits(
+        self, observation: MigrationObservation, host: NDArray[np.int64] | None, rows: object = None
+    ) -> torch.Tensor:
         """``(V, M)`` logits of each vehicle's candidate servers (the others at ``MASKED_LOGIT``)."""
-        rows, cols = feasible_pairs(candidate_mask(observation, host, self.nearest))
-        features = per_server_features(observation, host, self.latency, (rows, cols))
+        pr, pc = feasible_pairs(candidate_mask(observation, host, self.nearest))
+        features = per_server_features(observation, host, self.latency, (pr, pc))
         with torch.inference_mode():
             return self.actor(
                 torch.from_numpy(features),
-                torch.from_numpy(rows).long(),
-                torch.from_numpy(cols).long(),
+                torch.from_numpy(pr).long(),
+                torch.from_numpy(pc).long(),
                 observation.mask.shape,
             )
 
@@ -154,10 +156,7 @@ class PerServerMigrationPolicy:
         servers: ServerTable,
         host: NDArray[np.int64] | None = None,
     ) -> MigrationDecision:
-        logits = self.logits(observation, host)
-        with torch.inference_mode():
-            probs = masked_probabilities(logits, logits > MASKED_LOGIT / 2)
-        return MigrationDecision(self.sampler.choose(logits, probs), probs.numpy())
+        return self.sampler.decide(observation, host, self.logits)
 
 
 def build_migration_policy(

@@ -9,7 +9,7 @@ actor with :func:`twin_service.policies.registry.save_model`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -75,11 +75,40 @@ class ExecutionSampler:
     """
 
     def __init__(self, manifest: ModelManifest) -> None:
-        self.mode = str(manifest.architecture.options.get("execution", "argmax"))
+        self.options = dict(manifest.architecture.options)
+        self.mode = str(self.options.get("execution", "argmax"))
         if self.mode not in ("argmax", "sample"):
             raise ModelSpecMismatch(f"model {manifest.name!r}: execution must be argmax or sample, got {self.mode!r}")
         self._rng = np.random.default_rng(manifest.seed)
         self._lock = threading.Lock()
+
+    @property
+    def chunk(self) -> int | None:
+        """Vehicles deciding in one turn (``policies.sequential``); None: all at once."""
+        value = self.options.get("decision_chunk")
+        return None if value is None else int(value)
+
+    def order(self, n: int) -> NDArray[np.intp]:
+        """The order vehicles decide in this tick (drawn, so no vehicle always goes first)."""
+        with self._lock:
+            return self._rng.permutation(n)
+
+    def decide(
+        self,
+        observation: MigrationObservation,
+        host: NDArray[np.int64] | None,
+        score: Callable[[MigrationObservation, NDArray[np.int64], NDArray[np.intp]], torch.Tensor],
+    ) -> MigrationDecision:
+        """Targets for every vehicle: all at once, or in turns of ``chunk`` (``policies.sequential``)."""
+        from twin_service.policies.sequential import decide_in_turns
+
+        n = observation.mask.shape[0]
+        chunk = self.chunk or max(n, 1)
+        with torch.inference_mode():
+            turns = decide_in_turns(
+                observation, host, score, lambda logits, probs, rows: self.choose(logits, probs), self.order(n), chunk
+            )
+        return MigrationDecision(turns.target, turns.probabilities)
 
     def choose(self, logits: torch.Tensor, probs: torch.Tensor) -> NDArray[np.int64]:
         if self.mode == "argmax" or len(logits) == 0:
@@ -126,12 +155,14 @@ class TorchMigrationPolicy:
                 f"model {self.name!r} was trained for {spec.n_servers} servers and {spec.feature_dim} "
                 f"features; this scenario has {servers.size} servers and {observation.feature_dim} features"
             )
+        return self.sampler.decide(observation, host, self._logits)
+
+    def _logits(
+        self, observation: MigrationObservation, host: NDArray[np.int64], rows: NDArray[np.intp]
+    ) -> torch.Tensor:
         mask = torch.from_numpy(np.ascontiguousarray(observation.mask, dtype=bool))
-        with torch.inference_mode():
-            logits = self.actor(torch.from_numpy(np.ascontiguousarray(observation.features, np.float32)))
-            probs = masked_probabilities(logits, mask)
-            masked = logits.masked_fill(~mask, MASKED_LOGIT)
-        return MigrationDecision(self.sampler.choose(masked, probs), probs.double().numpy())
+        logits = self.actor(torch.from_numpy(np.ascontiguousarray(observation.features, np.float32)))
+        return logits.masked_fill(~mask, MASKED_LOGIT)
 
 
 class TorchOffloadPolicy:
