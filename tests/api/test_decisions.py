@@ -123,7 +123,8 @@ def _stateless(layout, vehicles, **extra):
 def test_stateless_migration_decides_from_the_request(client, layout):
     near_rsu1 = {"id": "a", "lon": layout[1]["lon"], "lat": layout[1]["lat"] + 0.001, "host_index": -1}
     near_rsu2 = {"id": "b", "lon": layout[2]["lon"], "lat": layout[2]["lat"], "host_index": SAT}
-    r = client.post("/v1/decisions/migration", json=_stateless(layout, [near_rsu1, near_rsu2]))
+    request = _stateless(layout, [near_rsu1, near_rsu2]) | {"policy": "sticky-nearest"}
+    r = client.post("/v1/decisions/migration", json=request)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["tick"] is None
@@ -131,6 +132,12 @@ def test_stateless_migration_decides_from_the_request(client, layout):
     assert "rsu_1" not in a["feasible_server_ids"]  # full: 299 + 2 MB > 300 MB
     assert a["target_server_id"] == "uav_0"  # 580 m away at 50 m altitude, in its 700 m range
     assert b["target_server_id"] == "rsu_2"  # back from the satellite to the ground
+
+    # The default policy weighs latency, not distance, but reads the same request: never the full rsu_1.
+    r = client.post("/v1/decisions/migration", json=_stateless(layout, [near_rsu1, near_rsu2]))
+    assert r.status_code == 200 and r.json()["policy"]["name"] == DEFAULT_MIGRATION_POLICY
+    for d in r.json()["decisions"]:
+        assert d["target_server_id"] in d["feasible_server_ids"] and d["target_server_id"] != "rsu_1"
 
 
 def test_stateless_offload_and_its_validation(client, layout):
