@@ -48,7 +48,8 @@ PAPER = {
 
 
 def day(scenario: str, n: int) -> str:
-    return str(DATA / f"{scenario}-s{n}.npz")
+    """A recorded day, relative to the repository (the commands, and so the manifests, stay portable)."""
+    return str((DATA / f"{scenario}-s{n}.npz").relative_to(ROOT))
 
 
 def run(cmd: list[str]) -> None:
@@ -60,7 +61,7 @@ def run(cmd: list[str]) -> None:
 
 
 def ensure_days(scenario: str, days: list[int]) -> None:
-    missing = [n for n in days if not Path(day(scenario, n)).is_file()]
+    missing = [n for n in days if not (ROOT / day(scenario, n)).is_file()]
     for n in missing:
         run(["record", "--scenario", scenario, "--seed", str(n), "--out", day(scenario, n)])
 
@@ -78,10 +79,10 @@ def train(name: str, algorithm: str, ticks: int, seed: int, extra: list[str], sk
 
 
 def evaluate(out: str, policies: list[str], days: list[str], extra: list[str] | None = None) -> dict:
-    target = OUT / out
+    target = (OUT / out).relative_to(ROOT)
     run(["evaluate", "--recordings", ",".join(days), "--migration-policy", ",".join(policies),
          "--offload-policy", "nearest-least-loaded", "--out", str(target), *(extra or [])])  # fmt: skip
-    return json.loads((target / "summary.json").read_text())
+    return json.loads((ROOT / target / "summary.json").read_text())
 
 
 def main() -> None:
@@ -159,15 +160,18 @@ def main() -> None:
         hamburg = ROOT / "data" / "scenarios" / "hamburg"
         if not (hamburg / "params.toml").is_file():
             shared = ROOT.parent / "shared" / "scenarios" / "tavf-hamburg" / "run_simulation.sumocfg"
-            run(["scenario", "import", str(shared), "--out", str(hamburg)])
+            run(["scenario", "import", str(shared), "--out", str(hamburg.relative_to(ROOT))])
         days = []
         for n in (1, 2):
-            path = ROOT / "data" / "recordings" / f"hamburg-s{n}.npz"
-            if not path.is_file():
-                run(["record", "--scenario", str(hamburg), "--seed", str(n), "--out", str(path)])
-            days.append(str(path))
+            path = day("hamburg", n)
+            if not (ROOT / path).is_file():
+                run(["record", "--scenario", str(hamburg.relative_to(ROOT)), "--seed", str(n), "--out", path])
+            days.append(path)
         report["hamburg"] = evaluate("hamburg", [main[0], *HEURISTICS], days, ["--episode-s", "300"])
-    (OUT / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    previous = OUT / "report.json"
+    if only and previous.is_file():  # --only redoes some figures: the others stay as they were
+        report = json.loads(previous.read_text()) | report
+    previous.write_text(json.dumps(report, indent=1) + "\n")
     write_report(report)
     print(f"\nwrote {OUT}/README.md and report.json; the tables and plots are in {OUT}/<figure>/")
 

@@ -330,8 +330,11 @@ def write_curves(out_dir: Path, curves: list[dict[str, float]], baselines: dict[
                 if k in figures:
                     ax.axhline(figures[k], color=f"C{i + 3}", ls="--", lw=0.8, label=f"{name} ({k})")
         ax.set_xlabel("environment ticks")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"DM-MAPPO training curves ({out_dir.name})")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:  # a panel of the other trainer's (MASAC has no PPO losses)
+            ax.set_visible(False)
+    fig.suptitle(f"training curves of {out_dir.name}")
     fig.tight_layout()
     fig.savefig(out_dir / "curves.png", dpi=80)
     plt.close(fig)
