@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,36 @@ def test_published_container_ports_are_the_images(resolved: dict):
     }
     targets = {int(p["target"]) for s in resolved["services"].values() for p in s.get("ports", [])}
     assert targets == exposed == {8000, 6080}
+
+
+def test_the_api_serves_the_committed_trained_models():
+    """The api service names trained policies and a predictor; each is in models/ and loads for the city."""
+    from twin_service.config import load_params, resolve_scenario
+    from twin_service.policies import migration_policy, offload_policy
+    from twin_service.policies.registry import ModelRegistry
+    from twin_service.predict.registry import load_forecaster
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    default = lambda value: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)  # noqa: E731 (Compose's ${VAR:-default})
+    api = [default(v) for v in services["api"]["command"]]
+    options = dict(zip(api[2::2], api[3::2], strict=False))
+    params = load_params(resolve_scenario("city") / "params.toml")
+    migration = options["--migration-policy"]
+    offload = options["--offload-policy"]
+    predictor = options["--predictor"]
+    models = ROOT / "models"  # what the image copies
+    for name in (migration, offload, predictor):
+        assert (models / name / "manifest.json").is_file(), name
+    registry = ModelRegistry(models)
+    hosting = migration_policy(migration, task=params.task, param_hash=params.param_hash, registry=registry)
+    assert hosting.name == migration
+    assert (
+        offload_policy(offload, offload=params.offload, param_hash=params.param_hash, registry=registry).name == offload
+    )
+    assert load_forecaster(predictor, params, models).name == predictor
+    bridge = [default(v) for v in services["bridge"]["command"]]  # its local fallback decides with the same policies
+    assert [bridge[bridge.index(k) + 1] for k in ("--migration-policy", "--offload-policy", "--predictor")] == [
+        migration,
+        offload,
+        predictor,
+    ]
