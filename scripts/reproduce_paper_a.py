@@ -15,7 +15,11 @@ Days: 1-6 train, 7 validates, 8 and 9 are held out (``./scripts/record_days.sh``
 ``twin-service train ...`` (the exact command lands in its manifest) into ``models/``; every evaluation is
 ``twin-service evaluate ...`` into ``results/paper_a/<figure>/``. The commands are printed as they run.
 
-    .venv/bin/python scripts/reproduce_paper_a.py [--skip-training] [--only fig6,fig9] [--main-ticks 16384]
+    .venv/bin/python scripts/reproduce_paper_a.py [--skip-training] [--only fig6,fig9] [--main-ticks 12288]
+        [--seeds 1,2,3] [--fig6-span 1200,2400] [--span 1200,2400] [--fig7-sizes 40,120] [--fig7-rates 1.0,3.0]
+
+Figures 7-10 run over ``--span`` (the busy part of each held-out day); each model is trained the first time a
+requested figure needs it. ``--only`` redoes some figures and keeps the others in ``report.json``.
 """
 
 from __future__ import annotations
@@ -89,10 +93,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-training", action="store_true", help="reuse the models already in models/")
     parser.add_argument("--only", default="", help="comma-separated figures (fig6,fig7,fig8,fig9,fig10,hamburg)")
-    parser.add_argument("--main-ticks", type=int, default=16384, help="training ticks of the main DM-MAPPO model")
+    parser.add_argument("--main-ticks", type=int, default=12288, help="training ticks of the main DM-MAPPO model")
     parser.add_argument("--ablation-ticks", type=int, default=6144, help="training ticks of the other models")
     parser.add_argument("--seeds", default="1,2,3", help="seeds of the main DM-MAPPO model (spread across seeds)")
-    parser.add_argument("--span", default="1200,2400", help="busy span (s) the sweeps evaluate over")
+    parser.add_argument("--span", default="1200,2400", help="busy span (s) figures 7-10 evaluate over")
+    parser.add_argument("--fig6-span", default="", help="span (s) of Fig. 6, e.g. 1200,2400 (default: whole days)")
+    parser.add_argument("--fig7-sizes", default="40,60,80,100,120", help="migration sizes (MB) of Fig. 7")
+    parser.add_argument("--fig7-rates", default="1.0,1.5,2.0,2.5,3.0", help="generated data (MB/s) of Fig. 7")
     parser.add_argument("--predictor", default="", help="workload predictor model (default: the one in models/)")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -107,32 +114,47 @@ def main() -> None:
          if json.loads(p.read_text()).get("kind") == "predictor"), "",
     )  # fmt: skip
     ticks, small = args.main_ticks, args.ablation_ticks
+    fig6_span = (
+        ["--begin", *args.fig6_span.split(",")[:1], "--end", *args.fig6_span.split(",")[1:]] if args.fig6_span else []
+    )
 
+    # Each model is trained the first time a figure needs it (or reused with --skip-training).
+    specs: dict[str, tuple[str, str, int, int, list[str]]] = {
+        "MASAC": ("masac-city", "masac", small, 1, []),
+        "MAPPO (paper actor)": ("mappo-paper-city", "dm-mappo", small, 1, ["--arch", "paper"]),
+        "MAPPO (no mask)": ("mappo-nomask-city", "dm-mappo", small, 1, ["--no-mask"]),
+        "MASAC (no mask)": ("masac-nomask-city", "masac", small, 1, ["--no-mask"]),
+    }
+    if predictor:
+        specs["DM-MAPPO + prediction"] = ("dm-mappo-pred-city", "dm-mappo", small, 1, ["--predictor", predictor])
+        specs["MASAC + prediction"] = ("masac-pred-city", "masac", small, 1, ["--predictor", predictor])
     main = [train("dm-mappo-city" if s == seeds[0] else f"dm-mappo-city-s{s}", "dm-mappo", ticks, s, [], skip)
             for s in seeds]  # fmt: skip
     learned: dict[str, str] = {"DM-MAPPO": main[0]}
-    learned["MASAC"] = train("masac-city", "masac", small, 1, [], skip)
-    learned["MAPPO (paper actor)"] = train("mappo-paper-city", "dm-mappo", small, 1, ["--arch", "paper"], skip)
-    if predictor:
-        learned["DM-MAPPO + prediction"] = train(
-            "dm-mappo-pred-city", "dm-mappo", small, 1, ["--predictor", predictor], skip
-        )
-        learned["MASAC + prediction"] = train("masac-pred-city", "masac", small, 1, ["--predictor", predictor], skip)
-    report: dict[str, object] = {"learned": learned, "seeds": main, "paper": PAPER}
 
+    def need(label: str) -> str:
+        if label not in learned:
+            learned[label] = train(*specs[label], skip)
+        return learned[label]
+
+    report: dict[str, object] = {"learned": learned, "seeds": main, "paper": PAPER}
     if want("fig6"):
-        report["fig6"] = evaluate("fig6", [*main, *[m for m in learned.values() if m != main[0]], *HEURISTICS], test)
+        fig6 = [need(k) for k in ("MASAC", "MAPPO (paper actor)", "DM-MAPPO + prediction", "MASAC + prediction")
+                if k in specs]  # fmt: skip
+        report["fig6"] = evaluate("fig6", [*main, *fig6, *HEURISTICS], test, fig6_span)
+        save(report, only)
     if want("fig7"):
-        for size in (40, 60, 80, 100, 120):
+        for size in (int(v) for v in args.fig7_sizes.split(",")):
             report[f"fig7_migration_{size}mb"] = evaluate(
-                f"fig7/migration_{size}mb", [main[0], learned["MASAC"], *HEURISTICS[:3]], test,
+                f"fig7/migration_{size}mb", [main[0], *HEURISTICS[:3]], test,
                 [*span, "--set", f"task.migration_size_mb={size}"],
             )  # fmt: skip
-        for rate in (1.0, 1.5, 2.0, 2.5, 3.0):
+        for rate in (float(v) for v in args.fig7_rates.split(",")):
             report[f"fig7_data_{rate}mbps"] = evaluate(
-                f"fig7/data_{rate}mbps", [main[0], learned["MASAC"], *HEURISTICS[:3]], test,
+                f"fig7/data_{rate}mbps", [main[0], *HEURISTICS[:3]], test,
                 [*span, "--set", f"task.data_size_mb={rate}"],
             )  # fmt: skip
+        save(report, only)
     if want("fig8"):
         for variant, flag in (("no_uavs", "--no-uavs"), ("no_satellite", "--no-satellite")):
             report[f"fig8_{variant}"] = evaluate(f"fig8/{variant}", [main[0], *HEURISTICS[:3]], test, [*span, flag])
@@ -140,22 +162,16 @@ def main() -> None:
         report["fig8_rural"] = evaluate(
             "fig8/rural", [main[0], *HEURISTICS[:3]], [day("rural", n) for n in TEST_DAYS], span
         )
+        save(report, only)
     if want("fig9"):
-        nomask = {
-            "MAPPO (no mask)": train("mappo-nomask-city", "dm-mappo", small, 1, ["--no-mask"], skip),
-            "MASAC (no mask)": train("masac-nomask-city", "masac", small, 1, ["--no-mask"], skip),
-        }
-        report["fig9_masked"] = evaluate("fig9/masked", [main[0], learned["MASAC"], "greedy"], test, span)
+        report["fig9_masked"] = evaluate("fig9/masked", [main[0], need("MASAC"), "greedy"], test, span)
         report["fig9_unmasked"] = evaluate(
-            "fig9/unmasked",
-            [nomask["MAPPO (no mask)"], nomask["MASAC (no mask)"], "greedy"],
-            test,
-            [*span, "--no-mask"],
+            "fig9/unmasked", [need("MAPPO (no mask)"), need("MASAC (no mask)"), "greedy"], test, [*span, "--no-mask"]
         )
+        save(report, only)
     if want("fig10"):
-        report["fig10"] = evaluate(
-            "fig10", [main[0], learned["MASAC"], *HEURISTICS], test, [*span, "--uav-churn", "5,6"]
-        )
+        report["fig10"] = evaluate("fig10", [main[0], need("MASAC"), *HEURISTICS], test, [*span, "--uav-churn", "5,6"])
+        save(report, only)
     if want("hamburg"):
         hamburg = ROOT / "data" / "scenarios" / "hamburg"
         if not (hamburg / "params.toml").is_file():
@@ -168,12 +184,22 @@ def main() -> None:
                 run(["record", "--scenario", str(hamburg.relative_to(ROOT)), "--seed", str(n), "--out", path])
             days.append(path)
         report["hamburg"] = evaluate("hamburg", [main[0], *HEURISTICS], days, ["--episode-s", "300"])
-    previous = OUT / "report.json"
-    if only and previous.is_file():  # --only redoes some figures: the others stay as they were
-        report = json.loads(previous.read_text()) | report
-    previous.write_text(json.dumps(report, indent=1) + "\n")
-    write_report(report)
+    save(report, only)
     print(f"\nwrote {OUT}/README.md and report.json; the tables and plots are in {OUT}/<figure>/")
+
+
+def save(report: dict, only: set[str]) -> None:
+    """Write report.json and README.md; with ``--only`` the figures not redone stay as they were."""
+    path = OUT / "report.json"
+    merged = dict(report)
+    if only and path.is_file():
+        before = json.loads(path.read_text())
+        merged = before | report | {"learned": before.get("learned", {}) | report["learned"]}
+        if "fig6" not in report:  # the seeds are those Fig. 6 was evaluated with
+            merged["seeds"] = before.get("seeds", report["seeds"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    write_report(merged)
 
 
 # --------------------------------------------------------------------------------------------
