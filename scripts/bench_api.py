@@ -14,10 +14,11 @@ process (one worker, as ``twin-service api`` runs it); an ``httpx`` client over 
             Redis and decides from scratch.
 
 The last line is ``batch1000_p99_ms=<x>`` (target <= 25 ms on the 2-core dev machine). ``--offload-policy NAME``
-times the batch with that offloading policy, e.g. the trained ``af-marl-city`` (the run is then labelled with the
-city's scenario parameters, which a stored model must match).
+and ``--migration-policy NAME`` time the batch with those policies, e.g. the trained ``af-marl-city`` and
+``dm-mappo-city`` (the run is then labelled with the city's scenario parameters, which a stored model must match).
 
     .venv/bin/python scripts/bench_api.py [--vehicles 1000] [--batches 300] [--seconds 3] [--offload-policy NAME]
+        [--migration-policy NAME]
 """
 
 from __future__ import annotations
@@ -213,13 +214,14 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=3.0, help="Duration of each requests/s measurement.")
     ap.add_argument("--offload-policy", default=None, help="Offloading policy of the batch (default: the API's).")
+    ap.add_argument("--migration-policy", default=None, help="Migration policy of the batch (default: the API's).")
     args = ap.parse_args()
 
     layout = city_layout()
     rng = np.random.default_rng(1)
     with open_redis(None) as redis_handle:
         store = TwinStore(redis_handle.client, PREFIX, window=10)
-        if args.offload_policy:  # a stored model only serves the scenario it was trained on
+        if args.offload_policy or args.migration_policy:  # a stored model only serves the scenario it was trained on
             from twin_service.scenario.folder import Scenario
 
             store.write_run_meta("city", Scenario.load("city").params.param_hash)
@@ -251,7 +253,11 @@ def main() -> None:
                 frame = city_tick(tick, args.vehicles, layout, rng)
                 store.write_tick(frame)
                 t0 = time.perf_counter()
-                request = {"tick": tick} | ({"offload_policy": args.offload_policy} if args.offload_policy else {})
+                request = {"tick": tick} | {
+                    k: v
+                    for k, v in (("offload_policy", args.offload_policy), ("migration_policy", args.migration_policy))
+                    if v
+                }
                 r = api.post("/v1/decisions/batch", json=request)
                 elapsed = (time.perf_counter() - t0) * 1e3
                 r.raise_for_status()
@@ -266,6 +272,7 @@ def main() -> None:
     p50, p99 = statistics.median(latencies_ms), q[98]
     print(f"layout: {len(layout)} servers; {args.vehicles} vehicles per tick; uvicorn, 1 worker, h11; httpx keep-alive")
     print(f"offloading policy of the batch: {args.offload_policy or 'the API default'}")
+    print(f"migration policy of the batch: {args.migration_policy or 'the API default'}")
     print(f"single-vehicle requests/s: bare endpoint {rps_bare:8.0f}")
     print(f"                           migration     {rps_single:8.0f}  ({rps_single / rps_bare:.2f} x bare)")
     print(f"                           stateless     {rps_stateless:8.0f}  ({rps_stateless / rps_bare:.2f} x bare)")

@@ -117,3 +117,22 @@ def test_the_paper_actor_is_refused_on_another_layout(small_recording: Path, tmp
     migration_policy("mappo-paper", registry=registry, n_servers=n)
     with pytest.raises(Exception, match=f"trained for {n} servers"):
         migration_policy("mappo-paper", registry=registry, n_servers=n + 1)
+
+
+def test_a_run_is_deterministic_for_its_seed(small_recording: Path, tmp_path: Path):
+    """Same seed, same weights bit for bit; another seed, other weights."""
+    from safetensors.torch import load_file
+
+    def run(name: str, seed: int) -> dict[str, torch.Tensor]:
+        out = tmp_path / name
+        args = Args(
+            recordings=(str(small_recording),), out=str(out), total_ticks=32, rollout_ticks=16, episode_s=40,
+            warmup_s=20, reference_ticks=20, seed=seed,
+        )  # fmt: skip
+        train(args, "pytest")
+        return load_file(str(out / "weights.safetensors"))
+
+    first, again, other = run("mappo-a", 4), run("mappo-b", 4), run("mappo-c", 5)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
