@@ -155,3 +155,31 @@ def test_a_torch_offload_policy_gives_rho_through_a_sigmoid_and_the_cost_model(t
     d = policy.decide(x)
     assert d.rho.tolist() == [0.5, 0.5, 0.5]
     assert d.cost == pytest.approx(expected_outcome(np.full(n, 0.5), x, policy.params).cost)
+
+
+def test_every_committed_model_serves_the_city():
+    """What models/ holds (the demo's and the reproductions' models) loads for the scenario it was made on."""
+    from pathlib import Path
+
+    from twin_service.predict.registry import load_forecaster
+    from twin_service.scenario.folder import Scenario
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    city = Scenario.load("city")
+    p = city.params
+    registry = ModelRegistry(models)
+    seen = {"migration": 0, "offload": 0, "predictor": 0}
+    for path in sorted(models.glob("*/manifest.json")):
+        name, kind = path.parent.name, json.loads(path.read_text())["kind"]
+        if kind == "predictor":
+            assert load_forecaster(name, p, models).name == name
+        elif kind == "migration":
+            policy = migration_policy(
+                name, task=p.task, channel=p.channel, satellite=p.satellite, registry=registry,
+                n_servers=len(city.layout), param_hash=p.param_hash,
+            )  # fmt: skip
+            assert policy.name == name
+        else:
+            assert offload_policy(name, offload=p.offload, registry=registry, param_hash=p.param_hash).name == name
+        seen[kind] += 1
+    assert all(seen.values()), seen  # trained hosting, offloading and a predictor are all committed
