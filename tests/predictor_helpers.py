@@ -57,6 +57,6 @@ def make_predictor(
             split=SplitSpec(method="days", train=["d1"], val=["d2"], test=["d3"]),
         ),
         seed=seed,
-        training_command="tests/predictor_helpers.py",
+        command="tests/predictor_helpers.py",
     )
     return save_predictor(models_dir / name, manifest, net.state_dict())

@@ -194,7 +194,7 @@ def _model(settings: Settings, name: str, n_servers: int, param_hash: str) -> No
     obs, act = migration_spec(n_servers)
     manifest = ModelManifest(
         name=name, kind="migration", algorithm="DM-MAPPO", version="0.0.1", observation=obs, action=act,
-        scenario_param_hash=param_hash, training_command="pytest", seed=0,
+        scenario_param_hash=param_hash, command="pytest", seed=0,
     )  # fmt: skip
     save_model(settings.models_dir / name, manifest, build_actor(manifest).state_dict())
 

@@ -43,7 +43,7 @@ def _manifest(name: str, options: dict) -> ModelManifest:
         architecture=Architecture(kind="af-marl", options=options),
         scenario="unit",
         scenario_param_hash=params.param_hash,
-        training_command="test",
+        command="test",
         seed=0,
     )
 

@@ -139,7 +139,7 @@ def test_sampled_execution_draws_allowed_servers_as_often_as_their_probability()
             name="m", kind="migration", algorithm="x", version="1",
             observation=ObservationSpec(feature_dim=5, n_servers=3), action=ActionSpec(type="discrete", n=3),
             architecture=Architecture(options={"execution": execution}), scenario_param_hash="h",
-            training_command="c", seed=7,
+            command="c", seed=7,
         )  # fmt: skip
 
     probs = torch.tensor([[0.2, 0.0, 0.8]] * 4000)

@@ -39,7 +39,7 @@ def manifest(name: str, kind: str = "migration", n_servers: int = 4, **extra) ->
         "architecture": {"hidden": [8], "activation": "tanh"},
         "scenario": "test",
         "scenario_param_hash": PARAM_HASH,
-        "training_command": "twin-service train --seed 1",
+        "command": "twin-service train --seed 1",
         "seed": 1,
         "evaluation": {"packet_loss": 0.04},
     }

@@ -35,7 +35,7 @@ def test_a_short_training_beats_persistence_and_is_stored_without_pickle(tmp_pat
     m = result.manifest
     assert m.algorithm == "LSTM-based Transformer" and m.window == 6 and m.horizon == 1 and m.seed == 3
     assert m.data.split.method == "chronological" and m.data.split.test == ["rows 480-600"]
-    assert m.training_command == "pytest" and 1 <= m.training["best_epoch"] <= m.training["epochs_run"]
+    assert m.command == "pytest" and 1 <= m.training["best_epoch"] <= m.training["epochs_run"]
     assert set(m.evaluation["validation"]) == {"rmse", "mae", "wape", "mape", "r2"}
     folder = save_predictor(tmp_path / "models" / "ramp-lt", m, result.state_dict)
     with safe_open(str(folder / "weights.safetensors"), framework="pt") as f:  # a flat tensor file, no pickle
@@ -72,7 +72,7 @@ def test_train_and_evaluate_commands_write_table_ii(tmp_path):
         models.append(str(out))
     manifest = json.loads((tmp_path / "models" / "ramp-gru-1" / "manifest.json").read_text())
     assert manifest["data"]["series_file"] == str(csv) and manifest["data"]["series_sha256"]
-    assert "--seed 1" in manifest["training_command"] and manifest["kind"] == "predictor"
+    assert "--seed 1" in manifest["command"] and manifest["kind"] == "predictor"
     r = runner.invoke(app, ["predictor", "evaluate", "--models", ",".join(models), "--out", str(tmp_path / "eval")])
     assert r.exit_code == 0, r.output
     assert "| GRU |" in r.output and "| persistence |" in r.output and "| window mean |" in r.output

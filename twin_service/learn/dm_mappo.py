@@ -412,7 +412,7 @@ def _save(args, scenario, env, policy, state_dict, row, stats, command, elapsed,
         architecture=arch,
         scenario=params.scenario.name,
         scenario_param_hash=scenario.params.param_hash,
-        training_command=command,
+        command=command,
         seed=args.seed,
         evaluation=evaluation,
         training={

@@ -83,7 +83,7 @@ def save_offload_model(
         architecture=Architecture(kind=kind, hidden=hidden, activation=activation, options=options),
         scenario=scenario.params.scenario.name,
         scenario_param_hash=scenario.params.param_hash,
-        training_command=command,
+        command=command,
         seed=seed,
         evaluation={k: float(v) for k, v in evaluation.items()},
         notes=notes,

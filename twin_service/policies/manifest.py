@@ -77,7 +77,8 @@ class ModelManifest(_Strict):
     scenario: str = ""
     scenario_param_hash: str
     """``ScenarioParams.param_hash`` of the scenario it was trained on."""
-    training_command: str
+    command: str
+    """The exact command that made it (paths relative to the repository): run it again to remake the model."""
     seed: int
     evaluation: dict[str, float] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)

@@ -92,7 +92,8 @@ class PredictorManifest(_Strict):
     """``mean`` and ``std`` per feature (one row, or one per series), fitted on the training part."""
     data: DataSpec
     seed: int
-    training_command: str
+    command: str
+    """The exact command that made it (paths relative to the repository): run it again to remake the model."""
     training: dict[str, Any] = Field(default_factory=dict)
     """Epochs, the best one, wall seconds, windows, batch size, learning rate, threads, per-epoch curve."""
     evaluation: dict[str, dict[str, float]] = Field(default_factory=dict)

@@ -231,7 +231,7 @@ def train_predictor(
         scaler=scaler.to_dict(),
         data=data.spec,
         seed=args.seed,
-        training_command=command or shlex.join(["twin-service", *sys.argv[1:]]),
+        command=command or shlex.join(["twin-service", *sys.argv[1:]]),
         training={
             **{k: v for k, v in asdict(args).items() if k not in ("options",)},
             "epochs_run": len(history),
