@@ -64,11 +64,17 @@ PAPER = {  # paper B's claims (Sec. VIII), for the tables
 }
 
 
+def rel(path: Path) -> str:
+    """A path inside the repository as the commands (and so the manifests) give it: relative, portable."""
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else str(path)
+
+
 def run(cmd: list[str], log: Path | None = None) -> None:
-    print("$", " ".join(str(c) for c in cmd), flush=True)
+    args = [rel(c) if isinstance(c, Path) else str(c) for c in cmd]
+    print("$", " ".join(args), flush=True)
     t0 = time.time()
     with log.open("w") if log else open("/dev/null", "w") as out:
-        done = subprocess.run([str(c) for c in cmd], cwd=ROOT, stdout=out if log else None, stderr=subprocess.STDOUT)
+        done = subprocess.run(args, cwd=ROOT, stdout=out if log else None, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise SystemExit(
             f"failed ({done.returncode}): {' '.join(str(c) for c in cmd)}" + (f" (log {log})" if log else "")
@@ -128,7 +134,7 @@ def train(
     if (out / "manifest.json").exists():
         return out
     cmd = [BIN, "train", algo, "--scenario", "city"]
-    cmd += ["--recordings", ",".join(str(d) for d in train_days(budget)), "--validation", validation_day(budget)]
+    cmd += ["--recordings", ",".join(rel(d) for d in train_days(budget)), "--validation", validation_day(budget)]
     cmd += ["--out", out, "--seed", seed, "--episodes", episodes, "--episode-s", episode_s, "--no-progress"]
     for hp in COMMON_HP + hps:
         cmd += ["--hp", hp]
@@ -147,7 +153,7 @@ def evaluate(policies: list[str], recordings: list[Path], out: Path, sets: list[
             "--scenario",
             "city",
             "--recordings",
-            ",".join(str(r) for r in recordings),
+            ",".join(rel(r) for r in recordings),
             "--out",
             out,
         ]

@@ -183,3 +183,17 @@ def test_every_committed_model_serves_the_city():
             assert offload_policy(name, offload=p.offload, registry=registry, param_hash=p.param_hash).name == name
         seen[kind] += 1
     assert all(seen.values()), seen  # trained hosting, offloading and a predictor are all committed
+
+
+def test_every_committed_model_says_how_to_make_it_again():
+    """Each manifest in models/ holds the command that made it: portable paths, and its own folder as --out."""
+    from pathlib import Path
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    for path in sorted(models.glob("*/manifest.json")):
+        manifest = json.loads(path.read_text())
+        command = manifest["command"].split()
+        assert command[0] == "twin-service" and "train" in command[1:3], path
+        assert command[command.index("--out") + 1] == f"models/{path.parent.name}", path
+        assert not any(arg.startswith("/") for arg in command), path  # repository-relative
+        assert isinstance(manifest["seed"], int) and manifest["evaluation"], path

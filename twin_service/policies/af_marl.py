@@ -225,9 +225,7 @@ def build_offload_policy(
     manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], params: OffloadParams
 ) -> AfMarlOffloadPolicy:
     """The ``af-marl`` architecture (``twin_service.policies.learned.BUILDERS``)."""
-    # A decision batch is one small forward pass: torch's intra-op threads only contend with the service's own
-    # (measured: 60 ms for 1,000 vehicles with 2 threads on the 2-core machine, 15 ms with 1)
-    torch.set_num_threads(1)
+    # One torch thread: policies.learned sets it for every learned policy it builds.
     network = AfMarlNetwork(**network_options(manifest))
     try:
         network.load_state_dict(dict(state_dict), strict=True)
