@@ -183,6 +183,15 @@ def run(
             help="URL of a running decision service to ask each tick (default: decide in-process, or the API of --api)."
         ),
     ] = None,
+    decision_deadline: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=60.0,
+            help="With --api or --decisions: the longest a tick waits for the service's answer (seconds) before "
+            "deciding locally.",
+        ),
+    ] = 1.0,
     migration_policy: Annotated[
         str,
         typer.Option(help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/."),
@@ -280,6 +289,7 @@ def run(
         offload_policy=offload_policy,
         decision_url=decisions,
         api_key=settings.api_key,
+        decision_deadline_s=decision_deadline,
         models_dir=settings.models_dir,
         parallel=parallel,
         scale=scale,
@@ -295,7 +305,9 @@ def run(
             )
             if serve_api:
                 api_server = _start_api(engine, redis.url, options, settings, api_host, api_port, api_workers)
-                engine.decisions = HttpDecisions(api_server.url, engine.decisions, api_key=settings.api_key)
+                engine.decisions = HttpDecisions(
+                    api_server.url, engine.decisions, api_key=settings.api_key, deadline_s=decision_deadline
+                )
                 typer.echo(f"decision API at {api_server.url}  (docs: {api_server.url}/docs)")
             typer.echo(f"decisions: {_describe_decisions(engine.decisions)}; workload predictor: {predictor}")
             with _graceful_stop() as stop_requested:
