@@ -20,11 +20,7 @@ from twin_service.api.state import NO_REDIS_HINT, ApiState
 from twin_service.policies import PolicyError
 from twin_service.policies.inputs import MissingTwinData
 from twin_service.twins import TwinStoreUnavailable, UnknownTickError
-
-FALLBACK_WINDOW_TICKS = 30
-"""Recent ticks over which the bridge's fallback share is counted."""
-MOSTLY = 0.5
-"""More than this share of recent fallback ticks is "mostly fallback"."""
+from twin_service.twins.health import FALLBACK_WINDOW_TICKS, MOSTLY, read_run_health
 
 Status = Literal["ok", "degraded", "unavailable"]
 
@@ -77,14 +73,12 @@ def assess(state: ApiState) -> HealthReport:
         return HealthReport("unavailable", "not configured", NO_REDIS_HINT)
     try:
         store = state.store()
-        store.ping()
-        meta = store.latest_tick()
+        run = read_run_health(store, FALLBACK_WINDOW_TICKS)
+        meta = run.latest
         if meta is None:
             return HealthReport("ok", "ok", "no tick written yet")
         report = HealthReport("ok", "ok", latest_tick=meta.tick, latest_tick_wall_time=meta.wall_time)
-        recent = store.kpi_history(last_n=FALLBACK_WINDOW_TICKS)
-        report.recent_ticks = len(recent)
-        report.recent_fallback_ticks = sum(1 for s in recent if s.kpis.get("fallback", 0.0) > 0.0)
+        report.recent_ticks, report.recent_fallback_ticks = run.recent_ticks, run.recent_fallback_ticks
         report.reasons = _decision_blockers(state, store, meta.tick)
     except TwinStoreUnavailable as exc:
         return HealthReport("unavailable", "unreachable", str(exc))

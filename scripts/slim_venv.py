@@ -1,0 +1,138 @@
+"""Slim the Docker image's virtual environment to what the live stack runs (the Dockerfile's build stage runs it).
+
+python scripts/slim_venv.py SITE_PACKAGES [--dry-run]
+
+1. Files that are byte for byte the same (1 MiB or more) are kept once: the others become relative symlinks
+   to it. The eclipse-sumo and libsumo wheels each bundle the same 111 libraries (230 MB), and sumo-data
+   repeats files of eclipse-sumo's data.
+2. Shared libraries and programs that still carry a symbol table (libtorch_cpu.so: 90 MB of it) are
+   stripped of what dynamic linking does not need (``strip --strip-unneeded``).
+3. What no command of the image uses is removed: torch's C++ headers, tests and test programs, SUMO's
+   netedit, its contributed tools and games, and the translation sources (``.po``) of its GUI.
+
+It prints what it saved, and refuses to touch anything outside SITE_PACKAGES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+MIN_DEDUP_BYTES = 1 << 20
+KEEP_FIRST = ("eclipse_sumo.libs/", "sumo/")
+"""When copies differ only in where they are, the copy under these stays (what sumo and sumo-gui load)."""
+UNUSED = (
+    "torch/include",
+    "torch/test",
+    "torch/share/cmake",
+    "torch/bin/protoc",
+    "torch/bin/protoc-3.13.0.0",
+    "torch/bin/test_*",
+    "sumo/bin/netedit",
+    "sumo/tools/contributed",
+    "sumo/tools/game",
+    "sumo/data/po",
+    "sumo_data/data/po",
+    "sumo/include",
+)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _size(root: Path) -> int:
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def remove_unused(site: Path, dry_run: bool) -> int:
+    freed = 0
+    for pattern in UNUSED:
+        for path in site.glob(pattern):
+            size = path.lstat().st_size if path.is_file() else _size(path)
+            freed += size
+            print(f"remove {path.relative_to(site)} ({size / 1e6:.1f} MB)")
+            if not dry_run:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    return freed
+
+
+def dedupe(site: Path, dry_run: bool) -> int:
+    by_size: dict[int, list[Path]] = defaultdict(list)
+    for path in site.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size >= MIN_DEDUP_BYTES:
+            by_size[path.stat().st_size].append(path)
+    freed = 0
+    for size, paths in by_size.items():
+        if len(paths) < 2:
+            continue
+        by_digest: dict[str, list[Path]] = defaultdict(list)
+        for path in paths:
+            by_digest[_digest(path)].append(path)
+        for same in by_digest.values():
+            if len(same) < 2:
+                continue
+            rel = [str(p.relative_to(site)) for p in same]
+            order = sorted(range(len(same)), key=lambda i: (not rel[i].startswith(KEEP_FIRST), rel[i]))
+            kept = same[order[0]]
+            for i in order[1:]:
+                copy = same[i]
+                target = os.path.relpath(kept, copy.parent)
+                freed += size
+                if not dry_run:
+                    copy.unlink()
+                    copy.symlink_to(target)
+    print(f"deduplicated: {freed / 1e6:.1f} MB")
+    return freed
+
+
+def strip_symbols(site: Path, dry_run: bool) -> int:
+    strip = shutil.which("strip")
+    if strip is None:
+        print("strip not found (binutils): symbol tables kept")
+        return 0
+    freed = 0
+    for path in site.rglob("*"):
+        if not path.is_file() or path.is_symlink() or path.stat().st_size < MIN_DEDUP_BYTES:
+            continue
+        with path.open("rb") as fh:
+            if fh.read(4) != b"\x7fELF":
+                continue
+        listing = subprocess.run(["readelf", "-S", "-W", str(path)], capture_output=True, text=True).stdout
+        if ".symtab" not in listing:
+            continue
+        before = path.stat().st_size
+        if dry_run:
+            continue
+        subprocess.run([strip, "--strip-unneeded", str(path)], check=True)
+        freed += before - path.stat().st_size
+    print(f"stripped: {freed / 1e6:.1f} MB")
+    return freed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("site_packages", type=Path)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    site = args.site_packages.resolve()
+    if site.name != "site-packages" or not site.is_dir():
+        print(f"error: {site} is not a site-packages folder", file=sys.stderr)
+        return 2
+    total = remove_unused(site, args.dry_run) + dedupe(site, args.dry_run) + strip_symbols(site, args.dry_run)
+    print(f"slim_venv: {total / 1e6:.0f} MB saved{' (dry run)' if args.dry_run else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
