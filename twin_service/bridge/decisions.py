@@ -69,8 +69,8 @@ class HttpDecisions:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.url = check_service_url(url)
         self.deadline_s = deadline_s
-        # Every phase bounded by the deadline, so that a request given up on also ends in its thread.
-        self.client = httpx.Client(base_url=self.url, timeout=deadline_s, headers=headers)
+        # Every phase of a request is bounded by the deadline too, so that one given up on also ends in its thread.
+        self.client = httpx.Client(base_url=self.url, headers=headers)
         self.fallback = fallback
         self.retry_after_s = retry_after_s
         self.notify = notify or log.warning
@@ -117,19 +117,24 @@ class HttpDecisions:
         self._down_until = time.monotonic() + back_off_s
 
     def _ask_within_deadline(self, ctx: TickContext) -> Decisions:
+        late = f"no answer within the {self.deadline_s:g} s deadline"
         if self._in_flight is not None and not self._in_flight.done():
-            raise _Unreachable(f"its answer to an earlier tick is still outstanding ({self.deadline_s:g} s deadline)")
+            raise _Unreachable(late)  # still busy with an earlier tick's request
         future = self._pool.submit(self._ask, ctx)
         try:
             return future.result(timeout=self.deadline_s)
         except FutureTimeout:
             self._in_flight = future  # ends by itself: every phase of the request has the same timeout
-            raise _Unreachable(f"no answer within the {self.deadline_s:g} s deadline") from None
+            raise _Unreachable(late) from None
+        except httpx.TimeoutException as exc:
+            raise _Unreachable(late) from exc
         except httpx.TransportError as exc:
             raise _Unreachable(_describe(exc)) from exc
 
     def _ask(self, ctx: TickContext) -> Decisions:
-        response = self.client.post("/v1/decisions/batch", json={"tick": ctx.tick, **self._body_extra})
+        response = self.client.post(
+            "/v1/decisions/batch", json={"tick": ctx.tick, **self._body_extra}, timeout=self.deadline_s
+        )
         response.raise_for_status()
         data = response.json()
         if int(data["tick"]) != ctx.tick:
