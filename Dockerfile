@@ -31,18 +31,20 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 WORKDIR /app
-# Dependencies first (a layer that survives source edits): the package is installed editable, so that
-# the source copied below, with the scenarios beside it, is what runs.
-COPY pyproject.toml README.md ./
-COPY scripts/slim_venv.py scripts/
+# Dependencies first, in layers that survive source edits: the package is installed editable, so that the
+# source copied below, with the scenarios beside it, is what runs. (An empty README stands in for the real one,
+# which pip only reads as the package's long description: editing the README does not reinstall everything.)
+COPY pyproject.toml ./
+RUN mkdir twin_service && touch twin_service/__init__.py README.md \
+ && pip install --no-cache-dir -e . websockify==0.13.0
 # The live stack (bridge, API, dashboard, scenario building and recording) never imports the training and
 # analysis packages (plots, statistics, the RL environments), nor torch's symbolic-maths dependencies: they
-# are left out; the commands that need them (train, evaluate, predictor evaluate) say so.
-RUN mkdir twin_service && touch twin_service/__init__.py \
- && pip install --no-cache-dir -e . websockify==0.13.0 \
- && pip uninstall -y matplotlib contourpy cycler fonttools kiwisolver pillow scipy pettingzoo gymnasium \
+# are left out, with pip itself; the commands that need them (train, evaluate, predictor) say so.
+COPY scripts/slim_venv.py scripts/
+RUN pip uninstall -y matplotlib contourpy cycler fonttools kiwisolver pillow scipy pettingzoo gymnasium \
       cloudpickle farama-notifications sympy mpmath networkx \
- && python scripts/slim_venv.py /opt/venv/lib/python3.11/site-packages
+ && python scripts/slim_venv.py /opt/venv/lib/python3.11/site-packages \
+ && python -m pip uninstall -y pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="twin-service" \
@@ -56,7 +58,8 @@ RUN apt-get update \
       xvfb x11vnc \
       libgl1 libglx-mesa0 libgl1-mesa-dri libx11-6 libxext6 libxrender1 libexpat1 libatomic1 libstdc++6 \
       fontconfig-config fonts-dejavu-core \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /usr/share/man/* /usr/share/info/* \
+ && find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name locale.alias -exec rm -rf {} + \
  && install -d -m 1777 /tmp/.X11-unix \
  && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin twin
 COPY --from=build /opt/venv /opt/venv

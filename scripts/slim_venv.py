@@ -2,13 +2,15 @@
 
 python scripts/slim_venv.py SITE_PACKAGES [--dry-run]
 
-1. Files that are byte for byte the same (1 MiB or more) are kept once: the others become relative symlinks
+1. Files that are byte for byte the same (16 KiB or more) are kept once: the others become relative symlinks
    to it. The eclipse-sumo and libsumo wheels each bundle the same 111 libraries (230 MB), and sumo-data
    repeats files of eclipse-sumo's data.
 2. Shared libraries and programs that still carry a symbol table (libtorch_cpu.so: 90 MB of it) are
    stripped of what dynamic linking does not need (``strip --strip-unneeded``).
-3. What no command of the image uses is removed: torch's C++ headers, tests and test programs, SUMO's
-   netedit, its contributed tools and games, and the translation sources (``.po``) of its GUI.
+3. What no command of the image uses is removed: torch's C++ headers, tests and test programs; SUMO's
+   netedit and the programs the project never runs (it runs sumo, sumo-gui, netconvert, netgenerate and,
+   through randomTrips, duarouter), its C++ client libraries, contributed tools and games, and the
+   translation sources (``.po``) of its GUI; pip and setuptools (nothing is installed at run time).
 
 It prints what it saved, and refuses to touch anything outside SITE_PACKAGES.
 """
@@ -24,7 +26,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-MIN_DEDUP_BYTES = 1 << 20
+MIN_DEDUP_BYTES = 16 << 10
+MIN_STRIP_BYTES = 1 << 20
 KEEP_FIRST = ("eclipse_sumo.libs/", "sumo/")
 """When copies differ only in where they are, the copy under these stays (what sumo and sumo-gui load)."""
 UNUSED = (
@@ -35,7 +38,17 @@ UNUSED = (
     "torch/bin/protoc-3.13.0.0",
     "torch/bin/test_*",
     "sumo/bin/netedit",
+    "sumo/bin/activitygen",
+    "sumo/bin/dfrouter",
+    "sumo/bin/emissionsDrivingCycle",
+    "sumo/bin/emissionsMap",
+    "sumo/bin/jtrrouter",
+    "sumo/bin/marouter",
+    "sumo/bin/od2trips",
+    "sumo/bin/polyconvert",
+    "sumo/lib64",
     "sumo/tools/contributed",
+    "sumo/tools/neteditTestFunctions",
     "sumo/tools/game",
     "sumo/data/po",
     "sumo_data/data/po",
@@ -103,7 +116,7 @@ def strip_symbols(site: Path, dry_run: bool) -> int:
         return 0
     freed = 0
     for path in site.rglob("*"):
-        if not path.is_file() or path.is_symlink() or path.stat().st_size < MIN_DEDUP_BYTES:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size < MIN_STRIP_BYTES:
             continue
         with path.open("rb") as fh:
             if fh.read(4) != b"\x7fELF":

@@ -40,6 +40,29 @@ app.add_typer(train_app, name="train")
 register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
 
+def _require_full_install() -> None:
+    """Refuse, before any work, a command that needs what the Docker image leaves out (see ``main``)."""
+    from importlib.util import find_spec
+
+    missing = sorted(name for name in ("matplotlib", "scipy", "pettingzoo", "gymnasium") if find_spec(name) is None)
+    if missing:
+        fail(
+            f"this command needs {', '.join(missing)}, which this installation leaves out (the Docker image runs the "
+            "live stack: bridge, API, dashboard); run it from a full install of twin-service (./scripts/test or "
+            "./scripts/demo make one)"
+        )
+
+
+@train_app.callback()
+def _train_group() -> None:
+    _require_full_install()
+
+
+@predictor_app.callback()
+def _predictor_group() -> None:
+    _require_full_install()
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error to stderr and exit non-zero."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
@@ -531,6 +554,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Compare migration and offloading policies (heuristic or trained) over held-out recordings."""
+    _require_full_install()
     import sys
 
     from rich.progress import Progress
@@ -1105,8 +1129,22 @@ def predictor_evaluate(
     typer.echo(f"wrote metrics.json, table.md and plots to {out}")
 
 
+LEFT_OUT_OF_THE_IMAGE = {"matplotlib", "scipy", "pettingzoo", "gymnasium", "sympy", "networkx", "PIL"}
+"""Packages the Docker image leaves out (it runs the live stack): training, evaluation and plots need them."""
+
+
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:  # a command that needs what the image leaves out, past its own check
+        if (exc.name or "").split(".")[0] not in LEFT_OUT_OF_THE_IMAGE:
+            raise
+        typer.echo(
+            f"error: this command needs {exc.name}, which this installation leaves out (the Docker image runs the "
+            "live stack: bridge, API, dashboard); run it from a full install of twin-service",
+            err=True,
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

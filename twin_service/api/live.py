@@ -292,11 +292,13 @@ class LiveHub:
         """A new client, or :class:`StreamFull` when the process serves ``max_clients`` already."""
         if len(self.clients) >= self.max_clients:
             self.stats.clients_refused += 1
+            self.state.metrics.stream_refused.inc()
             raise StreamFull(
                 f"this service streams to {self.max_clients} clients at most (TWIN_STREAM_MAX_CLIENTS); retry later"
             )
         client = LiveClient(self.buffer_ticks)
         self.clients.add(client)
+        self.state.metrics.stream_clients.set(len(self.clients))
         if self._status_event is not None and self._status["state"] != "ok":
             client.offer(self._status_event)
         loop = asyncio.get_running_loop()
@@ -306,9 +308,13 @@ class LiveHub:
 
     def unsubscribe(self, client: LiveClient) -> None:
         self.clients.discard(client)
+        metrics = self.state.metrics
+        metrics.stream_clients.set(len(self.clients))
         if client.dropped:
             self.stats.clients_dropped += 1
+            metrics.stream_dropped.inc()
         self.stats.resyncs += client.resyncs
+        metrics.stream_resyncs.inc(client.resyncs)
         client.resyncs = 0
 
     async def next_event(self, client: LiveClient) -> bytes | None:
@@ -353,6 +359,7 @@ class LiveHub:
                 data = await anyio.to_thread.run_sync(_snapshot_event, current)
                 self._snapshot = (current.seq, data)
                 self.stats.snapshots_built += 1
+                self.state.metrics.stream_snapshots.inc()
             return self._snapshot
 
     # ---- the producer -----------------------------------------------------------------------
@@ -390,6 +397,7 @@ class LiveHub:
         if tick_event is not None:
             events.append(tick_event)
             self.stats.ticks_read += 1
+            self.state.metrics.stream_ticks_read.inc()
             self.stats.produce_s += time.perf_counter() - started
         now = time.monotonic()
         if now - self._health_at >= HEALTH_EVERY_S:

@@ -50,6 +50,35 @@ class ApiMetrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
+        self.stream_clients = Gauge(
+            "twin_api_stream_clients",
+            "Live-stream (/v1/stream) clients connected now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.stream_ticks_read = Counter(
+            "twin_api_stream_ticks_read",
+            "Ticks the live stream read from Redis: once each, for all its clients.",
+            registry=self.registry,
+        )
+        self.stream_snapshots = Counter(
+            "twin_api_stream_snapshots", "Snapshots built for clients joining or catching up.", registry=self.registry
+        )
+        self.stream_refused = Counter(
+            "twin_api_stream_refused",
+            "Live-stream connections refused (503): the process served as many as it may.",
+            registry=self.registry,
+        )
+        self.stream_dropped = Counter(
+            "twin_api_stream_dropped",
+            "Live-stream clients disconnected because they read nothing while their buffer filled.",
+            registry=self.registry,
+        )
+        self.stream_resyncs = Counter(
+            "twin_api_stream_resyncs",
+            "Times a live-stream client fell a whole buffer behind and got a fresh snapshot.",
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """The text format of every metric: this process's, or with several workers, all of theirs added up."""

@@ -42,6 +42,9 @@ from twin_service.scenario.netmap import RoadMap, read_road_map
 router = APIRouter(tags=["live"])
 
 GZIP_MIN_BYTES = 32 * 1024
+SEND_BUFFER_BYTES = 256 * 1024
+"""The kernel's send buffer of a stream connection (SO_SNDBUF; Linux doubles it): with the server's own 64 KiB
+and the hub's queue, all that a client that does not read can hold before it is dropped."""
 TRANSPORT_SCOPE_KEY = "twin.transport"
 """Where the app puts the connection's transport, when the server exposes it (``app.TwinApi``): a dropped
 stream client's connection is aborted with it."""
@@ -247,6 +250,11 @@ class EventStream(Response):
 
     async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
         client, completed = self.client, False
+        transport = scope.get(TRANSPORT_SCOPE_KEY)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:  # what the kernel holds for a client that does not read: bounded too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": f"retry: {RETRY_MS}\n\n".encode(), "more_body": True})
@@ -264,7 +272,6 @@ class EventStream(Response):
         finally:
             self.hub.unsubscribe(client)
         if client.dropped:
-            transport = scope.get(TRANSPORT_SCOPE_KEY)
             if transport is not None:
                 _abort(transport)
                 for _ in range(3):  # let the server see the connection go before the app returns
