@@ -38,11 +38,12 @@ COPY pyproject.toml ./
 RUN mkdir twin_service && touch twin_service/__init__.py README.md \
  && pip install --no-cache-dir -e . websockify==0.13.0
 # The live stack (bridge, API, dashboard, scenario building and recording) never imports the training and
-# analysis packages (plots, statistics, the RL environments), nor torch's symbolic-maths dependencies: they
-# are left out, with pip itself; the commands that need them (train, evaluate, predictor) say so.
+# analysis packages (plots, statistics, the RL environments), torch's symbolic-maths dependencies, nor the JWT
+# packages of websockify's token plugins (unused): they are left out, with pip itself; the commands that need
+# them (train, evaluate, predictor) say so.
 COPY scripts/slim_venv.py scripts/
 RUN pip uninstall -y matplotlib contourpy cycler fonttools kiwisolver pillow scipy pettingzoo gymnasium \
-      cloudpickle farama-notifications sympy mpmath networkx \
+      cloudpickle farama-notifications sympy mpmath networkx jwcrypto cryptography cffi pycparser \
  && python scripts/slim_venv.py /opt/venv/lib/python3.11/site-packages \
  && python -m pip uninstall -y pip setuptools
 
@@ -73,6 +74,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     TWIN_API_HOST=0.0.0.0 \
     TWIN_NOVNC_HOST=0.0.0.0
+# The slimmed environment still loads what the stack runs (a broken library fails the build, not the stack).
+RUN python -c "import numpy, torch, libsumo, pyproj, twin_service.api.app, twin_service.bridge.runner; \
+torch.nn.Linear(4, 2)(torch.ones(1, 4)); numpy.linalg.inv(numpy.eye(3))"
 USER 10001
 EXPOSE 8000 6080
 # The api service's command; the bridge service runs `python -m twin_service.webstack up ...`.

@@ -5,12 +5,13 @@ python scripts/slim_venv.py SITE_PACKAGES [--dry-run]
 1. Files that are byte for byte the same (16 KiB or more) are kept once: the others become relative symlinks
    to it. The eclipse-sumo and libsumo wheels each bundle the same 111 libraries (230 MB), and sumo-data
    repeats files of eclipse-sumo's data.
-2. Shared libraries and programs that still carry a symbol table (libtorch_cpu.so: 90 MB of it) are
-   stripped of what dynamic linking does not need (``strip --strip-unneeded``).
-3. What no command of the image uses is removed: torch's C++ headers, tests and test programs; SUMO's
+2. torch's shared libraries, which still carry a symbol table (libtorch_cpu.so: 90 MB of it), are stripped of
+   what dynamic linking does not need (``strip --strip-unneeded``).
+3. What no command of the image uses is removed: torch's C++ headers, tests and test programs, and its
+   compiler for ``torch.compile`` (``torch._inductor``: the served models run eagerly); SUMO's
    netedit and the programs the project never runs (it runs sumo, sumo-gui, netconvert, netgenerate and,
    through randomTrips, duarouter), its C++ client libraries, contributed tools and games, and the
-   translation sources (``.po``) of its GUI; pip and setuptools (nothing is installed at run time).
+   translations of its GUI (the image runs it in English); pip and setuptools (nothing is installed at run time).
 
 It prints what it saved, and refuses to touch anything outside SITE_PACKAGES.
 """
@@ -28,10 +29,15 @@ from pathlib import Path
 
 MIN_DEDUP_BYTES = 16 << 10
 MIN_STRIP_BYTES = 1 << 20
+STRIP = ("torch/lib/*.so*",)
+"""Only torch's own libraries: the libraries that auditwheel bundled into other wheels were rewritten by
+patchelf, and stripping those breaks them (numpy's OpenBLAS: "ELF load command address/offset not
+page-aligned")."""
 KEEP_FIRST = ("eclipse_sumo.libs/", "sumo/")
 """When copies differ only in where they are, the copy under these stays (what sumo and sumo-gui load)."""
 UNUSED = (
     "torch/include",
+    "torch/_inductor",
     "torch/test",
     "torch/share/cmake",
     "torch/bin/protoc",
@@ -52,6 +58,8 @@ UNUSED = (
     "sumo/tools/game",
     "sumo/data/po",
     "sumo_data/data/po",
+    "sumo/data/locale",
+    "sumo_data/data/locale",
     "sumo/include",
 )
 
@@ -115,20 +123,16 @@ def strip_symbols(site: Path, dry_run: bool) -> int:
         print("strip not found (binutils): symbol tables kept")
         return 0
     freed = 0
-    for path in site.rglob("*"):
-        if not path.is_file() or path.is_symlink() or path.stat().st_size < MIN_STRIP_BYTES:
-            continue
-        with path.open("rb") as fh:
-            if fh.read(4) != b"\x7fELF":
+    for pattern in STRIP:
+        for path in site.glob(pattern):
+            if not path.is_file() or path.is_symlink() or path.stat().st_size < MIN_STRIP_BYTES:
                 continue
-        listing = subprocess.run(["readelf", "-S", "-W", str(path)], capture_output=True, text=True).stdout
-        if ".symtab" not in listing:
-            continue
-        before = path.stat().st_size
-        if dry_run:
-            continue
-        subprocess.run([strip, "--strip-unneeded", str(path)], check=True)
-        freed += before - path.stat().st_size
+            listing = subprocess.run(["readelf", "-S", "-W", str(path)], capture_output=True, text=True).stdout
+            if ".symtab" not in listing or dry_run:
+                continue
+            before = path.stat().st_size
+            subprocess.run([strip, "--strip-unneeded", str(path)], check=True)
+            freed += before - path.stat().st_size
     print(f"stripped: {freed / 1e6:.1f} MB")
     return freed
 
