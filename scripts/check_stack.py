@@ -97,11 +97,14 @@ class Stack:
 
 
 def get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """Status and body; status 0 when nothing answered (a service restarting)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - our own localhost stack
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+    except OSError:
+        return 0, b""
 
 
 def get_json(url: str, timeout_s: float = 5.0) -> tuple[int, dict]:
@@ -121,6 +124,8 @@ def post_json(url: str, body: dict, timeout_s: float = 10.0) -> tuple[int, dict]
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {}
+    except OSError:
+        return 0, {}
 
 
 @dataclass
@@ -257,12 +262,18 @@ def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, re
     numbers = [t for t, _ in log_ticks]
     fallback_after = sum(1 for t, f in log_ticks if f and (service == "bridge" or t > last.tick))
     if service == "redis":
-        # The restarted Redis is empty: its log starts with the tick the bridge held or wrote next.
+        # The restarted Redis is empty: its log starts with the tick the bridge held or wrote next. The ticks
+        # between the last one seen before the restart and that one were read from the old Redis meanwhile.
         first = numbers[0] if numbers else None
         contiguous = numbers == list(range(numbers[0], numbers[-1] + 1)) if numbers else False
-        ok = first is not None and contiguous and first <= last.tick + 1
+        old_redis = sorted({s.tick for s in poller.seen if s.at >= started and first is not None and s.tick < first})
+        covered = sorted({last.tick, *old_redis, *numbers})
+        ok = first is not None and contiguous and covered == list(range(last.tick, numbers[-1] + 1))
         held = f"{first}..{numbers[-1]}" if numbers else "none"
-        detail = f"last tick seen before: {last.tick}; the new Redis holds ticks {held}"
+        detail = (
+            f"last tick seen before the restart: {last.tick}, then {old_redis or 'none'} from the old Redis; "
+            f"the new Redis holds ticks {held}"
+        )
     elif service == "api":
         window = [t for t in numbers if t >= last.tick - 5]
         ok = bool(window) and window == list(range(window[0], window[-1] + 1)) and window[0] <= last.tick
@@ -324,6 +335,7 @@ def main() -> int:
     ap.add_argument("--recover-s", type=float, default=30.0, help="each restart must recover within this (30 s)")
     ap.add_argument("--up-timeout-s", type=float, default=300.0, help="wait this long for healthy after up")
     ap.add_argument("--screenshots", type=Path, help="also save the dashboard and noVNC as PNGs in this folder")
+    ap.add_argument("--screenshot-tick", type=int, default=120, help="take them once the run is this far (120)")
     args = ap.parse_args()
 
     api_port, novnc_port = free_port(), free_port()
@@ -382,6 +394,9 @@ def main() -> int:
         ok = status == 200 and b'<canvas id="map"' in page and script_status == 200
         results.append(Result("dashboard", ok, f"page {status}, script {script_status}"))
         if args.screenshots:
+            log(f"screenshots: once the run has {args.screenshot_tick} ticks")
+            while (poller.latest() is None or poller.latest().tick < args.screenshot_tick) and poller.seen:
+                time.sleep(1.0)
             shots = screenshots(api, novnc, args.screenshots)
             results.append(Result("screenshots", True, ", ".join(str(s) for s in shots)))
 
