@@ -128,32 +128,40 @@ class Bridge:
 
 
 async def _reader(port: int, seconds: float, stats: dict) -> None:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        stats["connect_errors"] += 1
-        return
-    writer.write(b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+    """Reads the stream as the dashboard does; on 503 (the service streams to as many as it may) it tries
+    again after the Retry-After 2 s, as the dashboard does."""
     end = time.monotonic() + seconds
-    first = True
-    try:
-        while (left := end - time.monotonic()) > 0:
-            data = await asyncio.wait_for(reader.read(1 << 16), left)
-            if not data:
-                stats["closed_by_service"] += 1
-                break
-            if first:
-                code = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "?"
-                stats["status"][code] = stats["status"].get(code, 0) + 1
-                first = False
-            stats["bytes"] += len(data)
-            stats["events"] += data.count(b"\nevent: ") + data.startswith(b"event: ")
-    except TimeoutError:
-        pass
-    except OSError:
-        stats["closed_by_service"] += 1
-    finally:
-        writer.close()
+    while end - time.monotonic() > 0:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            stats["connect_errors"] += 1
+            return
+        writer.write(b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        first, refused = True, False
+        try:
+            while (left := end - time.monotonic()) > 0:
+                data = await asyncio.wait_for(reader.read(1 << 16), left)
+                if not data:
+                    if not refused:
+                        stats["closed_by_service"] += 1
+                    break
+                if first:
+                    code = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "?"
+                    stats["status"][code] = stats["status"].get(code, 0) + 1
+                    refused = code == "503"
+                    first = False
+                stats["bytes"] += len(data)
+                stats["events"] += data.count(b"\nevent: ") + data.startswith(b"event: ")
+        except TimeoutError:
+            pass
+        except OSError:
+            stats["closed_by_service"] += 1
+        finally:
+            writer.close()
+        if not refused:
+            return
+        await asyncio.sleep(2.0)
 
 
 def _silent(port: int, n: int) -> list[socket.socket]:
@@ -263,6 +271,19 @@ def main() -> None:
         bridge.stop()
     if bridge.proc.returncode not in (0, None):
         print("\n".join(bridge.lines[-20:]))
+    notices = [line for line in bridge.lines if line.startswith(("decision service", "Redis"))]
+    if notices:
+        print("the bridge said:\n  " + "\n  ".join(notices[:10]))
+    gaps = sorted(
+        (b["wall_time"] - a["wall_time"], a["tick"])
+        for a, b in zip(samples, samples[1:], strict=False)
+        if t_view <= a["wall_time"] < t_after
+    )[-3:]
+    if gaps:
+        print(
+            "longest waits between ticks while viewers watched: "
+            + ", ".join(f"{g:.2f} s after tick {t}" for g, t in reversed(gaps))
+        )
 
     base = _rate(samples, t_base, t_view)
     view = _rate(samples, t_view, t_after)
@@ -278,7 +299,8 @@ def main() -> None:
     for name, (rate, ticks, fallback) in (("baseline", base), ("viewers", view), ("after", after)):
         print(f"  {name:<9} {rate:5.2f} ticks/s ({rate / args.speed:5.1%} of pace), {ticks} ticks, {fallback} fallback")
     print(
-        f"readers: HTTP {json.dumps(seen['status'])}, {seen['events']} events, {seen['bytes'] / 1e6:.1f} MB, "
+        f"readers: HTTP {json.dumps(seen['status'])} (a 503 is tried again after 2 s), {seen['events']} events, "
+        f"{seen['bytes'] / 1e6:.1f} MB, "
         f"{seen['closed_by_service']} closed by the service, {seen['connect_errors']} failed to connect"
     )
     print(f"silent: {seen['silent_closed_by_service']} of {args.silent} closed by the service")

@@ -158,7 +158,10 @@ class DeltaEncoder:
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:
     """One Server-Sent Event (``data`` as compact JSON, non-finite floats as null)."""
-    body = json.dumps(_finite(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere (rare): walk the data and replace them
+        body = json.dumps(_finite(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {body}\n\n"
 
@@ -183,6 +186,10 @@ HEALTH_EVERY_S = 2.0
 """How often the hub checks the service's health for the ``status`` events."""
 RETRY_MS = 2000
 """The SSE ``retry`` a client waits before reconnecting."""
+BRIDGE_ASKS_WITHIN_S = 3.0
+"""A bridge asks this process for its decisions when it answered a batch request this recently."""
+DECISION_FIRST_MAX_S = 0.5
+"""The longest the stream holds a new tick back for the bridge's decision request to be answered first."""
 
 
 _OK: dict[str, Any] = {"state": "ok", "reasons": []}
@@ -409,11 +416,15 @@ class LiveHub:
                 events.append(self._status_event)
         return events
 
+    def _after_the_decision(self, tick_wall_time: float) -> None:
+        _decision_first(self.state.metrics, tick_wall_time, 0.002)
+
     def _read_tick(self) -> _Event | None:
         store = self.state.store()
         meta = store.latest_tick()
         if meta is None or self._seen == (meta.tick, meta.write_id):
             return None
+        self._after_the_decision(meta.wall_time)
         run = store.read_run_meta()
         current = self._current
         started = run.get("started_wall_time", "")
@@ -468,6 +479,20 @@ class LiveHub:
         if snap.load_source != self._last_load_source:  # e.g. the predictor has its window now
             delta["load_source"] = self._last_load_source = snap.load_source
         return _Event(sse("tick", delta, live.tick).encode(), self._seq)
+
+
+def _decision_first(metrics: Any, tick_wall_time: float, poll_s: float) -> None:
+    """Wait until this process answered the bridge's decision request for the tick taken at ``tick_wall_time``
+    (at most ``DECISION_FIRST_MAX_S``), when a bridge asks it at all (it answered one in the last few seconds).
+
+    The bridge waits for that answer before it goes on; the stream's work on the same tick (and its sends to
+    every client) then runs while the bridge steps SUMO, not while it waits. The snapshot is read from the
+    decision's cache meanwhile, not again."""
+    if time.time() - metrics.batch_answered_at > BRIDGE_ASKS_WITHIN_S:
+        return
+    deadline = time.monotonic() + DECISION_FIRST_MAX_S
+    while metrics.batch_answered_at < tick_wall_time and time.monotonic() < deadline:
+        time.sleep(poll_s)
 
 
 def _positive(text: str | None, default: float) -> float:

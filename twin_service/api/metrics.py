@@ -19,6 +19,9 @@ MULTIPROCESS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+BATCH_ROUTE = "/v1/decisions/batch"
+
+
 class ApiMetrics:
     """Request latency per route, decisions served, and the age of the latest tick."""
 
@@ -44,6 +47,8 @@ class ApiMetrics:
             multiprocess_mode="mostrecent",
         )
         self.latest_tick_age.set(float("nan"))
+        self.batch_answered_at = 0.0
+        """Unix time this process last answered a batch decision (the bridge's per-tick request) with 200."""
         self.latest_tick = Gauge(
             "twin_api_latest_tick",
             "Number of the latest tick in Redis when last seen.",
@@ -128,6 +133,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            if template == BATCH_ROUTE and status["code"] == 200:
+                self.metrics.batch_answered_at = time.time()
             self.metrics.request_seconds.labels(template, scope.get("method", ""), str(status["code"])).observe(
                 time.perf_counter() - start
             )
