@@ -20,6 +20,7 @@ clients dropped and refused); and the CPU each process used meanwhile.
 The last line is ``stream_ratio=<viewers ticks/s / baseline ticks/s>``.
 
     .venv/bin/python scripts/bench_stream.py [--readers 200] [--silent 200] [--max-clients N] [--speed 10]
+    /other/checkout/.venv/bin/python scripts/bench_stream.py --repo /other/checkout    # its code, same bench
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Bridge:
         if args.max_clients is not None:
             env["TWIN_STREAM_MAX_CLIENTS"] = str(args.max_clients)
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            cmd, cwd=args.repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
         self.lines: list[str] = []
         self.url: str | None = None
@@ -232,6 +233,12 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=10.0, help="The run's pace: sim seconds per wall second.")
     ap.add_argument("--begin", type=float, default=1500.0, help="Sim time the run starts at (near the peak).")
     ap.add_argument("--predictor", default="city-predictor", help="As ./scripts/demo serves it.")
+    ap.add_argument(
+        "--repo",
+        type=Path,
+        default=ROOT,
+        help="Run the bridge of this checkout (with the Python running this script), e.g. to compare with main.",
+    )
     ap.add_argument("--warmup-s", type=float, default=20.0)
     ap.add_argument("--baseline-s", type=float, default=30.0)
     ap.add_argument("--viewers-s", type=float, default=40.0)

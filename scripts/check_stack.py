@@ -12,11 +12,12 @@ library only; ``--screenshots`` needs Playwright and Chromium, as the project's 
 3. the api: ``/v1/health`` is ``ok`` with the trained policies, a batch decision for the latest tick, the live
    stream's snapshot names the served workload predictor; noVNC: its page, and its WebSocket speaks RFB (the
    VNC protocol) from x11vnc; the dashboard: its page and script;
-4. ``compose restart`` redis, then api, then bridge, each right after a fresh tick: each must recover within
+4. ``FLUSHALL`` on redis, then ``compose restart`` redis, api and bridge, each right after a fresh tick: each
+   must recover within
    ``--recover-s`` (the bridge writes ticks again that the api decided, and the api's health is ``ok``), with
    no lost tick: the KPI log holds every tick number in order (for redis, the emptied server's log starts at
-   the tick after the last one seen before the restart; for the bridge, a new run starts at tick 1); and then
-   Docker reports all three healthy again;
+   the tick after the last one read before it was emptied; for the bridge, a new run starts at tick 1); and
+   then Docker reports all three healthy again;
 5. ``compose down`` (kept up with ``--keep``).
 
 Every step prints one line with its time; the exit code is 0 when every check passed, 1 otherwise.
@@ -222,6 +223,7 @@ def kpi_ticks(api: str, last: int = 600) -> list[tuple[int, bool]]:
 
 
 def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, recover_s: float) -> list[Result]:
+    label = "FLUSHALL redis" if service == "redis-flushall" else f"restart {service}"
     # Right after a fresh tick, so that the tick being computed is the one a restart can interrupt.
     before = poller.latest()
     deadline = time.monotonic() + 30
@@ -229,9 +231,12 @@ def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, re
         time.sleep(0.02)
     last = poller.latest()
     if last is None:
-        return [Result(f"restart {service}", False, "no tick seen before the restart")]
+        return [Result(label, False, "no tick seen before the restart")]
     started = time.monotonic()
-    stack.run("restart", service)
+    if service == "redis-flushall":
+        stack.run("exec", "-T", "redis", "redis-cli", "FLUSHALL")
+    else:
+        stack.run("restart", service)
     took_restart = time.monotonic() - started
     recovered_at = None
     while time.monotonic() - started < recover_s + 60:
@@ -247,23 +252,23 @@ def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, re
         time.sleep(0.1)
     results = []
     if recovered_at is None:
-        results.append(Result(f"restart {service}", False, f"not recovered within {recover_s + 60:.0f} s"))
+        results.append(Result(label, False, f"not recovered within {recover_s + 60:.0f} s"))
         return results
     took = recovered_at - started
     results.append(
         Result(
-            f"restart {service}: recovered",
+            f"{label}: recovered",
             took <= recover_s,
-            f"{took:.1f} s after 'restart' (the command itself took {took_restart:.1f} s)",
+            f"{took:.1f} s after the command (which itself took {took_restart:.1f} s)",
         )
     )
     time.sleep(5.0)  # a few more ticks, then read the log
     log_ticks = kpi_ticks(api)
     numbers = [t for t, _ in log_ticks]
     fallback_after = sum(1 for t, f in log_ticks if f and (service == "bridge" or t > last.tick))
-    if service == "redis":
-        # The restarted Redis is empty: its log starts with the tick the bridge held or wrote next. The ticks
-        # between the last one seen before the restart and that one were read from the old Redis meanwhile.
+    if service.startswith("redis"):
+        # The restarted (or emptied) Redis is empty: its log starts with the tick the bridge held or wrote next.
+        # The ticks between the last one seen before and that one were read from the old Redis meanwhile.
         first = numbers[0] if numbers else None
         contiguous = numbers == list(range(numbers[0], numbers[-1] + 1)) if numbers else False
         old_redis = sorted({s.tick for s in poller.seen if s.at >= started and first is not None and s.tick < first})
@@ -282,12 +287,12 @@ def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, re
         run = numbers[numbers.index(1) :] if 1 in numbers else []
         ok = bool(run) and run == list(range(1, run[-1] + 1))
         detail = f"a new run: ticks 1..{run[-1] if run else None} all in the log (the old one ended at {last.tick}+)"
-    results.append(Result(f"restart {service}: no lost tick", ok, detail + f"; {fallback_after} fallback ticks"))
+    results.append(Result(f"{label}: no lost tick", ok, detail + f"; {fallback_after} fallback ticks"))
     try:
         stack.wait_healthy(240)
-        results.append(Result(f"restart {service}: Docker healthy", True, f"{time.monotonic() - started:.0f} s"))
+        results.append(Result(f"{label}: Docker healthy", True, f"{time.monotonic() - started:.0f} s"))
     except RuntimeError as exc:
-        results.append(Result(f"restart {service}: Docker healthy", False, str(exc)))
+        results.append(Result(f"{label}: Docker healthy", False, str(exc)))
     return results
 
 
@@ -400,8 +405,8 @@ def main() -> int:
             shots = screenshots(api, novnc, args.screenshots)
             results.append(Result("screenshots", True, ", ".join(str(s) for s in shots)))
 
-        for service in SERVICES:
-            log(f"restart {service}")
+        for service in ("redis-flushall", *SERVICES):
+            log(f"{'FLUSHALL on redis' if service == 'redis-flushall' else 'restart ' + service}")
             results += restart_and_recover(stack, api, poller, service, args.recover_s)
     except (RuntimeError, OSError) as exc:
         results.append(Result("stack", False, str(exc)))
