@@ -29,6 +29,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -267,17 +268,25 @@ def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, re
     numbers = [t for t, _ in log_ticks]
     fallback_after = sum(1 for t, f in log_ticks if f and (service == "bridge" or t > last.tick))
     if service.startswith("redis"):
-        # The restarted (or emptied) Redis is empty: its log starts with the tick the bridge held or wrote next.
-        # The ticks between the last one seen before and that one were read from the old Redis meanwhile.
+        # The emptied Redis starts its log with the tick the bridge stored first after the event, which the
+        # bridge names ("holding tick K" ... "tick K stored", or "put them back with tick K"): every tick from
+        # there is in the log, and every earlier one was stored before (the bridge stores a tick before it
+        # computes the next); a tick stored just before a FLUSHALL is wiped with the rest, so the ticks read
+        # from the api before the event are only checked to be earlier.
+        said = [
+            line
+            for line in stack.run("logs", "--no-color", "--tail", "300", "bridge").splitlines()
+            if "Redis at" in line
+        ]
+        resumed = int(m.group(1)) if said and (m := re.search(r"tick (\d+)", said[-1])) else None
         first = numbers[0] if numbers else None
-        contiguous = numbers == list(range(numbers[0], numbers[-1] + 1)) if numbers else False
-        old_redis = sorted({s.tick for s in poller.seen if s.at >= started and first is not None and s.tick < first})
-        covered = sorted({last.tick, *old_redis, *numbers})
-        ok = first is not None and contiguous and covered == list(range(last.tick, numbers[-1] + 1))
+        contiguous = bool(numbers) and numbers == list(range(numbers[0], numbers[-1] + 1))
+        before = [seen.tick for seen in poller.seen if seen.at < started + took_restart and first and seen.tick < first]
+        ok = resumed is not None and first == resumed and contiguous and max(before, default=0) < resumed
         held = f"{first}..{numbers[-1]}" if numbers else "none"
         detail = (
-            f"last tick seen before the restart: {last.tick}, then {old_redis or 'none'} from the old Redis; "
-            f"the new Redis holds ticks {held}"
+            f"the bridge: {said[-1].split('|', 1)[-1].strip() if said else 'no line about Redis'}; "
+            f"the emptied Redis holds ticks {held}; last tick read before: {max(before, default=None)}"
         )
     elif service == "api":
         window = [t for t in numbers if t >= last.tick - 5]
