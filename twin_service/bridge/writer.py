@@ -68,7 +68,7 @@ def write_with_retry(
                 ) from exc
             time.sleep(delay)
             retries += 1
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 1.0)  # a Redis back is noticed within a second
 
 
 class TickWriter:
