@@ -295,14 +295,18 @@ class LiveHub:
         self._last_load_source = ""
 
     # ---- clients ----------------------------------------------------------------------------
-    def subscribe(self) -> LiveClient:
-        """A new client, or :class:`StreamFull` when the process serves ``max_clients`` already."""
+    def check_room(self) -> None:
+        """:class:`StreamFull` when the process serves ``max_clients`` already."""
         if len(self.clients) >= self.max_clients:
             self.stats.clients_refused += 1
             self.state.metrics.stream_refused.inc()
             raise StreamFull(
                 f"this service streams to {self.max_clients} clients at most (TWIN_STREAM_MAX_CLIENTS); retry later"
             )
+
+    def subscribe(self) -> LiveClient:
+        """A new client, or :class:`StreamFull` when the process serves ``max_clients`` already."""
+        self.check_room()
         client = LiveClient(self.buffer_ticks)
         self.clients.add(client)
         self.state.metrics.stream_clients.set(len(self.clients))

@@ -222,10 +222,11 @@ async def stream(
         ),
     ] = None,
 ) -> Response:
-    store = state.store()  # 503 now, before the stream starts, when Redis is not configured or down
-    await run_in_threadpool(store.ping)
     hub: LiveHub = request.app.state.live
     try:
+        hub.check_room()  # refused first, at no cost: no Redis round trip for a connection that cannot stay
+        store = state.store()  # 503 now, before the stream starts, when Redis is not configured or down
+        await run_in_threadpool(store.ping)
         client = hub.subscribe()
     except StreamFull as exc:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
