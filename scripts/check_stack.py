@@ -292,6 +292,15 @@ def restart_and_recover(stack: Stack, api: str, poller: Poller, service: str, re
         window = [t for t in numbers if t >= last.tick - 5]
         ok = bool(window) and window == list(range(window[0], window[-1] + 1)) and window[0] <= last.tick
         detail = f"ticks {window[0] if window else None}..{window[-1] if window else None} all in the log"
+        back = [line for line in stack.run("logs", "--no-color", "--tail", "300", "bridge").splitlines()
+                if "answers again after" in line]  # fmt: skip
+        results.append(
+            Result(
+                f"{label}: the bridge says it is back",
+                bool(back),
+                back[-1].split("|", 1)[-1].strip() if back else "no 'answers again' line in the bridge's log",
+            )
+        )
     else:
         run = numbers[numbers.index(1) :] if 1 in numbers else []
         ok = bool(run) and run == list(range(1, run[-1] + 1))
