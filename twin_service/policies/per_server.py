@@ -27,9 +27,11 @@ from twin_service.observe import (
     ServerTable,
     per_server_features,
 )
+from twin_service.policies import onnx_graphs
 from twin_service.policies.base import MigrationDecision
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
+from twin_service.policies.onnx_graphs import PerServerRuntime
 from twin_service.policies.sequential import PairScores, decide_in_turns_pairs
 from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, ExecutionSampler
 
@@ -174,9 +176,13 @@ class PerServerMigrationPolicy:
         self.nearest = int(manifest.architecture.options.get("candidates", DEFAULT_CANDIDATES))
         self.sampler = ExecutionSampler(manifest)
         self.fused = FusedPairScorer(actor)
+        self.runtime = PerServerRuntime(actor) if onnx_graphs.available() else None
+        """The actor as an ONNX Runtime graph (``policies.onnx_graphs``); None: the fused torch pass."""
 
     def network_scores(self, features: NDArray[np.float32], rows: NDArray[np.intp], n: int) -> NDArray[np.float32]:
         """The actor's logit of each (vehicle, server) pair (``rows`` ascending): where the network's output is made."""
+        if self.runtime is not None:
+            return self.runtime(features, rows, n)
         with torch.inference_mode():
             return self.fused(torch.from_numpy(features), torch.from_numpy(rows).long(), n).numpy()
 
