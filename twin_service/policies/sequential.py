@@ -167,7 +167,7 @@ def decide_in_turns_pairs(
       stay as they are, so every turn up to the first one with a mover is decided from what is already known.
     * A vehicle that is stale at its turn (a server it scored, or its host, changed load earlier) is re-scored
       with the loads of its turn, as in :func:`decide_in_turns`. The stale vehicles up to the next move all see
-      the same loads, so they are re-scored together, in one call, not turn by turn.
+      the same loads, so they are re-scored together, several turns in one call.
     * A re-scored vehicle's logits depend only on the loads of the servers its tick's mask allows and of its
       host; they are kept until one of those changes.
     """
@@ -199,6 +199,7 @@ def decide_in_turns_pairs(
     rescored_in = np.full(n, -1, dtype=np.int64)
     rescores: list[tuple[NDArray[np.intp], PairScores]] = []
     target = host_arr.copy()
+    window = max(n_turns // 8, 1)
     p = 0
     while p < n:
         rest = order[p:]
@@ -208,15 +209,20 @@ def decide_in_turns_pairs(
         end = n if not movers.size else int(turn_end[turn_of[p + movers[0]]])
         unknown = np.flatnonzero(~known[: end - p])
         if unknown.size:
-            # Everyone stale up to the end of the next move's turn sees the current loads: one re-scoring.
-            again = rest[unknown]
+            # Everyone stale up to the next move sees the current loads: they are re-scored together, over a
+            # window of turns that widens while no move comes and narrows when one does (a crowded tick, with
+            # movers in every turn, re-scores turn by turn; a quiet one in a few calls).
+            last_turn = min(int(turn_of[p + unknown[0]]) + window, n_turns) - 1
+            again = rest[unknown[p + unknown < turn_end[last_turn]]]
             sub = observation.subset(again, loads, host_arr[again])
             sub = replace(sub, mask=sub.mask & mask0[again])
             pairs = score(sub, host_arr[again])
-            rescored_choice[again] = first_choices(pairs, len(again), None if u_row is None else u_row[again])
+            choice_again = first_choices(pairs, len(again), None if u_row is None else u_row[again])
+            rescored_choice[again] = choice_again
             rescored_in[again] = len(rescores)
             rescores.append((again, pairs))
             fresh[again] = True
+            window = max(window // 2, 1) if (choice_again != host_arr[again]).any() else min(2 * window, n_turns)
             continue
         target[rest[: end - p]] = choice[: end - p]
         if not movers.size:
