@@ -154,3 +154,41 @@ def test_candidate_pairs_are_grouped_by_vehicle_in_server_order():
     assert list(rows) == sorted(rows)
     for r in range(2):
         assert list(cols[rows == r]) == sorted(cols[rows == r])
+
+
+def test_a_crowded_tick_is_decided_as_by_the_reference():
+    """Hundreds of movers, in every turn (a fifth of the RSUs over their cache): the window of re-scored turns
+    narrows to one, and every decision is still the reference's."""
+    from twin_service.config import BITS_PER_MB
+    from twin_service.observe import ServerTable, VehicleMotion, migration_observation
+
+    params = Scenario.load("city").params
+    reference, fast, _ = _policies(params)
+    rng = np.random.default_rng(7)
+    m, n = 92, 800
+    tiers = ("rsu",) * 81 + ("uav",) * 10 + ("satellite",)
+    servers = ServerTable(
+        tuple(f"s{k}" for k in range(m)),
+        tiers,
+        np.array([1200.0] * 81 + [1500.0] * 10 + [1e12]),
+        np.array([300 * BITS_PER_MB] * 91 + [1e15]),
+        np.array([32e9] * 91 + [80e9]),
+        np.array([0.0] * 81 + [50.0] * 10 + [550e3]),
+    )
+    sxy = np.vstack([rng.uniform(0, 5000, size=(m - 1, 2)), [[2500.0, 2500.0]]])
+    vxy = rng.uniform(0, 5000, size=(n, 2))
+    dist = np.hypot(np.hypot(*(vxy[:, None, :] - sxy[None]).transpose(2, 0, 1)), servers.altitude_m).astype(np.float32)
+    near = np.where(dist[:, :-1] <= 1200, dist[:, :-1], np.inf)
+    host = np.where(np.isfinite(near).any(axis=1), np.argmin(near, axis=1), m - 1)
+    backlog = np.where(rng.random(m) < 0.2, rng.uniform(250, 300, m), rng.uniform(0, 100, m)) * BITS_PER_MB
+    backlog[-1] = 0.0
+    loads = backlog + np.bincount(host, minlength=m) * 2 * BITS_PER_MB
+    motion = VehicleMotion.from_twins(
+        vxy[:, 0], vxy[:, 1], rng.uniform(0, 14, n), rng.uniform(0, 360, n), sxy[:, 0], sxy[:, 1]
+    )
+    obs = migration_observation(dist, loads, 2 * BITS_PER_MB, servers, host, motion=motion)
+    ref = reference.decide_reference(obs, servers, host)
+    got = fast.decide(obs, servers, host)
+    assert (ref.target != host).sum() > 200
+    np.testing.assert_array_equal(got.target, ref.target)
+    np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-5)
