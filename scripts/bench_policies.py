@@ -26,8 +26,6 @@ import os
 import statistics
 import time
 
-import numpy as np
-
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import write_with_retry
@@ -131,7 +129,9 @@ def main() -> None:
                 bridge.close()
                 bridge.store.clear()
     base = times["heuristics"]
-    print(f"city from {args.begin:g} s, warm-up {args.warmup} ticks, then {len(base)} blocks of {args.block} ticks each")
+    print(
+        f"city from {args.begin:g} s, warm-up {args.warmup} ticks, then {len(base)} blocks of {args.block} ticks each"
+    )
     print(f"running vehicles at the end: {running} (t={sim_t:.0f} s); table slots {vehicles}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ratios = {}
