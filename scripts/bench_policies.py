@@ -16,7 +16,7 @@ The copies run the same ticks in turn, a block of ``--block`` ticks each, so tha
 falls on all of them alike; each block gives one ratio of ticks/s against the heuristics' over the same simulated
 seconds, and the figure is the median over blocks. The last line is ``models_vs_heuristics=<x>`` (target >= 0.8).
 
-    .venv/bin/python scripts/bench_policies.py [--ticks 300] [--block 15] [--begin 1500] [--reference]
+    .venv/bin/python scripts/bench_policies.py [--ticks 300] [--block 15] [--begin 900] [--warmup 600] [--reference]
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=300, help="Timed ticks per copy.")
     ap.add_argument("--block", type=int, default=15, help="Ticks per block (each block gives one ratio).")
-    ap.add_argument("--begin", type=float, default=1500.0, help="Sim time the copies start at (the city's peak).")
-    ap.add_argument("--warmup", type=int, default=120, help="Ticks every copy runs before timing.")
+    ap.add_argument("--begin", type=float, default=900.0, help="Sim time SUMO starts at (its --begin).")
+    ap.add_argument(
+        "--warmup", type=int, default=600, help="Ticks every copy runs before timing (the city fills up: the peak)."
+    )
     ap.add_argument("--reference", action="store_true", help="Also time the models by their reference path.")
     args = ap.parse_args()
     scenario = Scenario.load("city")
