@@ -44,6 +44,14 @@ def sumo_options(
     """How SUMO is started for day ``seed`` of a scenario: the options of :func:`open_backend`, and the day."""
     if not scale > 0:
         raise ScenarioError(f"the demand scale must be > 0, got {scale}")
+    meta = scenario.params.scenario
+    first = meta.begin_s if begin_s is None else begin_s
+    last = meta.end_s if end_s is None else end_s
+    if not first < last:
+        raise ScenarioError(
+            f"begin {first:g} s is not before end {last:g} s"
+            + ("" if end_s is not None else f" (scenario {meta.name!r} ends at {meta.end_s:g} s)")
+        )
     day = scenario_day(scenario.folder, scenario.params, seed)
     extra = day.sumo_args()
     if scale != 1.0:
