@@ -18,9 +18,10 @@ from typing import Annotated
 
 import typer
 
+from twin_service.cli_options import CheckedTyper
 from twin_service.train_cli import register_offload_trainers
 
-app = typer.Typer(
+app = CheckedTyper(
     name="twin-service",
     help="SUMO co-simulation digital twins for the Internet of Vehicles: "
     "build scenarios, run the live bridge into Redis, serve migration and offloading decisions.",
@@ -28,14 +29,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-scenario_app = typer.Typer(help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True)
+scenario_app = CheckedTyper(help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
-predictor_app = typer.Typer(
+predictor_app = CheckedTyper(
     help="Workload predictors (paper A, section V): train on recorded city days or any series, evaluate (Table II).",
     no_args_is_help=True,
 )
 app.add_typer(predictor_app, name="predictor")
-train_app = typer.Typer(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
+train_app = CheckedTyper(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
@@ -75,11 +76,9 @@ def scenario_import(
     out: Annotated[Path, typer.Option(help="Folder to write the imported scenario into.")],
     seed: Annotated[int, typer.Option(help="Seed for SUMO, the layout's tie-breaks and twin sampling.")] = 1,
     rsus: Annotated[
-        int | None, typer.Option(min=1, help="Place this many RSUs instead of the count the demand needs.")
+        int | None, typer.Option(help="Place this many RSUs instead of the count the demand needs.")
     ] = None,
-    uavs: Annotated[
-        int | None, typer.Option(min=1, help="Fly this many UAVs instead of the city's 10 per 76 RSUs.")
-    ] = None,
+    uavs: Annotated[int | None, typer.Option(help="Fly this many UAVs instead of the city's 10 per 76 RSUs.")] = None,
 ) -> None:
     """Provision a real SUMO city for its traffic: RSUs, UAV patrols and the satellite; the original is never changed.
 
@@ -141,15 +140,13 @@ def run(
         str, typer.Option(help="libsumo (in-process, fastest, headless) or traci (socket; needed for --gui).")
     ] = "libsumo",
     gui: Annotated[bool, typer.Option("--gui", help="Show the run in sumo-gui (implies --backend traci).")] = False,
-    ticks: Annotated[
-        int | None, typer.Option(min=1, help="Stop after N ticks (default: when the scenario ends).")
-    ] = None,
+    ticks: Annotated[int | None, typer.Option(help="Stop after N ticks (default: when the scenario ends).")] = None,
     realtime: Annotated[
         bool, typer.Option("--realtime", help="Pace ticks to the wall clock (same as --speed 1).")
     ] = False,
     speed: Annotated[
         float | None,
-        typer.Option(min=0.01, help="Pace at this many sim seconds per wall second; default: as fast as possible."),
+        typer.Option(help="Pace at this many sim seconds per wall second; default: as fast as possible."),
     ] = None,
     redis_url: Annotated[
         str | None,
@@ -167,12 +164,10 @@ def run(
         ),
     ] = False,
     api_host: Annotated[str, typer.Option(help="With --api: interface to listen on.")] = "127.0.0.1",
-    api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --api: port to listen on.")] = 8000,
+    api_port: Annotated[int, typer.Option(help="With --api: port to listen on.")] = 8000,
     api_workers: Annotated[
         int,
         typer.Option(
-            min=0,
-            max=64,
             help="With --api: serve it from this many worker processes (0: a thread of the bridge's own process, "
             "which then shares its GIL).",
         ),
@@ -200,15 +195,11 @@ def run(
     seed: Annotated[
         int | None,
         typer.Option(
-            min=0,
-            max=2**31 - 1,
             help="The day: seed for SUMO, twin sampling and (city, rural) the day's demand (default: the scenario's).",
         ),
     ] = None,
-    begin: Annotated[
-        float | None, typer.Option(min=0.0, help="Start at this sim time, s (default: the scenario's).")
-    ] = None,
-    scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
+    begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
+    scale: Annotated[float, typer.Option(help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
     replay: Annotated[
         Path | None,
         typer.Option(
@@ -392,7 +383,7 @@ def record(
     ] = None,
     begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
     end: Annotated[float | None, typer.Option(help="Stop at this sim time, s (default: the scenario's end).")] = None,
-    scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
+    scale: Annotated[float, typer.Option(help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
 ) -> None:
     """Record a SUMO run's mobility (every tick's vehicles) for replay, training and evaluation."""
     import sys
@@ -402,10 +393,12 @@ def record(
     from twin_service.bridge.backends import SumoError
     from twin_service.bridge.record import record_scenario
     from twin_service.config import ScenarioError
-    from twin_service.engine.recording import RecordingError
+    from twin_service.engine.recording import RecordingError, RecordingInterrupted
 
     if out.exists() and out.is_dir():
         fail(f"--out {out} is a directory; give a file name such as {out / 'city-s1.npz'}")
+    if begin is not None and end is not None and end <= begin:
+        fail(f"--end {end:g} must be after --begin {begin:g}")
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
         with (
@@ -438,6 +431,10 @@ def record(
                 on_progress=progress,
                 should_stop=stop_requested,
             )
+    except RecordingInterrupted as exc:
+        fail(f"interrupted: {exc}", code=130)
+    except KeyboardInterrupt:
+        fail(f"interrupted: {out} was not written (a recording is kept only when complete)", code=130)
     except (ScenarioError, SumoError, RecordingError, OSError) as exc:
         fail(str(exc))
     size_mb = out.stat().st_size / 1e6
@@ -490,8 +487,8 @@ def evaluate(
             help="Offloading policies to compare (repeatable); oracle: the upper bound, best rho on the true state."
         ),
     ] = None,
-    episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
-    warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,
+    episode_s: Annotated[float, typer.Option(help="Length of an episode: days are cut into these.")] = 600.0,
+    warmup_s: Annotated[float, typer.Option(help="Seconds run before the first episode.")] = 60.0,
     begin: Annotated[
         float | None, typer.Option(help="Evaluate from this sim time, s (the warm-up starts here; default: start).")
     ] = None,
@@ -510,9 +507,7 @@ def evaluate(
     uav_churn: Annotated[
         str | None, typer.Option(help="UAVs joining and leaving in each episode, APPEAR,LEAVE (paper A Fig. 10: 5,6).")
     ] = None,
-    rsu_outage: Annotated[
-        int, typer.Option(min=0, help="The N busiest RSUs fail from 120 s to 300 s of each episode.")
-    ] = 0,
+    rsu_outage: Annotated[int, typer.Option(help="The N busiest RSUs fail from 120 s to 300 s of each episode.")] = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
@@ -603,9 +598,9 @@ def train_dm_mappo(
         str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
     ] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 12_288,
-    rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
-    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    total_ticks: Annotated[int, typer.Option(help="Environment ticks of training.")] = 12_288,
+    rollout_ticks: Annotated[int, typer.Option(help="Ticks per PPO update.")] = 64,
+    episode_s: Annotated[float, typer.Option(help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[
         bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23 (paper A Fig. 9).")
     ] = False,
@@ -640,8 +635,8 @@ def train_masac(
     scenario: Annotated[str | None, typer.Option(help="Scenario (default: the recordings').")] = None,
     arch: Annotated[str, typer.Option(help="per-server or paper (as for dm-mappo).")] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling, replay and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 8_192,
-    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    total_ticks: Annotated[int, typer.Option(help="Environment ticks of training.")] = 8_192,
+    episode_s: Annotated[float, typer.Option(help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23.")] = False,
     predictor: Annotated[
         str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
@@ -808,7 +803,7 @@ def api(
     host: Annotated[
         str | None, typer.Option(help="Interface to listen on (default TWIN_API_HOST or 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default TWIN_API_PORT or 8000).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TWIN_API_PORT or 8000).")] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(envvar="TWIN_REDIS_URL", help="The bridge's Redis: the URL 'twin-service run' prints."),
@@ -833,8 +828,6 @@ def api(
     workers: Annotated[
         int,
         typer.Option(
-            min=1,
-            max=64,
             help="Worker processes, each with its own interpreter, all on one port and one Redis (uvicorn --workers).",
         ),
     ] = 1,
@@ -952,7 +945,7 @@ def predictor_train(
         str | None, typer.Option(help="With --recordings: scenario folder or name (default: the recordings' own).")
     ] = None,
     series: Annotated[Path | None, typer.Option(help="A T x M series file (CSV or NPZ) instead of days.")] = None,
-    step_s: Annotated[float | None, typer.Option(min=1e-9, help="With --series: seconds per step.")] = None,
+    step_s: Annotated[float | None, typer.Option(help="With --series: seconds per step.")] = None,
     split: Annotated[
         str | None, typer.Option(help="With --series: train,validation,test shares (default 0.7,0.1,0.2).")
     ] = None,
@@ -961,16 +954,16 @@ def predictor_train(
     network: Annotated[
         str, typer.Option(help="lstm-transformer (paper A), lstm, gru, cnn-lstm or cnn-gru (Table II's baselines).")
     ] = "lstm-transformer",
-    horizon: Annotated[int, typer.Option(min=1, help="Steps ahead to forecast (ticks for the city).")] = 1,
-    window: Annotated[int, typer.Option(min=1, help="Steps of history per forecast (paper A: 6).")] = 6,
+    horizon: Annotated[int, typer.Option(help="Steps ahead to forecast (ticks for the city).")] = 1,
+    window: Annotated[int, typer.Option(help="Steps of history per forecast (paper A: 6).")] = 6,
     scaling: Annotated[str, typer.Option(help="global (one scale for all series) or per-series.")] = "global",
     target: Annotated[str, typer.Option(help="delta (the change over the horizon) or level.")] = "delta",
     loss: Annotated[str, typer.Option(help="huber (default), mse (paper A's) or l1, on the scaled target.")] = "huber",
     seed: Annotated[int, typer.Option(help="Seed of the weights and batches.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the learning rate decays over them).")] = 8,
-    steps_per_epoch: Annotated[int, typer.Option(min=1, help="Batches of 1,024 windows per epoch.")] = 100,
-    max_train_s: Annotated[float, typer.Option(min=1.0, help="CPU-seconds budget: no epoch starts after it.")] = 100.0,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Epochs (the learning rate decays over them).")] = 8,
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches of 1,024 windows per epoch.")] = 100,
+    max_train_s: Annotated[float, typer.Option(help="CPU-seconds budget: no epoch starts after it.")] = 100.0,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
 ) -> None:
     """Train a workload predictor; keeps the best epoch on the validation part; writes safetensors + manifest."""
     import re
@@ -1035,7 +1028,7 @@ def predictor_evaluate(
         typer.Option(help="Recorded days (default: those the first predictor's manifest names); the test days count."),
     ] = None,
     series: Annotated[Path | None, typer.Option(help="A series file (default: the first predictor's).")] = None,
-    step_s: Annotated[float | None, typer.Option(min=1e-9, help="With --series: seconds per step.")] = None,
+    step_s: Annotated[float | None, typer.Option(help="With --series: seconds per step.")] = None,
     split: Annotated[str | None, typer.Option(help="With --series: train,validation,test shares.")] = None,
     val_days: Annotated[str, typer.Option(help="With --recordings: the validation day(s), by seed.")] = "7",
     test_days: Annotated[str, typer.Option(help="With --recordings: the held-out day(s) evaluated on.")] = "8,9",

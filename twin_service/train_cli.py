@@ -21,8 +21,8 @@ Validation = Annotated[list[Path] | None, typer.Option(help="Validation days the
 Out = Annotated[Path, typer.Option(help="Model folder to write, e.g. models/af-marl-city (its name is the model's).")]
 Scenario = Annotated[str | None, typer.Option(help="Scenario folder or name (default: the recordings').")]
 Seed = Annotated[int, typer.Option(help="Seed of everything random: a run is repeatable for a seed.")]
-Episodes = Annotated[int, typer.Option(min=1, help="Episodes to train.")]
-EpisodeS = Annotated[float, typer.Option(min=10.0, help="Seconds of a recorded day per episode.")]
+Episodes = Annotated[int, typer.Option(help="Episodes to train.")]
+EpisodeS = Annotated[float, typer.Option(help="Seconds of a recorded day per episode.")]
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Scenario parameter override section.key=value (repeatable).", show_default=False),
@@ -139,7 +139,7 @@ def train_af_marl(
         str | None,
         typer.Option(help="With --federation flower: a running SuperLink HOST:PORT; default starts one on localhost."),
     ] = None,
-    supernodes: Annotated[int, typer.Option(min=1, help="SuperNodes started on localhost (--federation flower).")] = 2,
+    supernodes: Annotated[int, typer.Option(help="SuperNodes started on localhost (--federation flower).")] = 2,
     set_: Sets = None,
     hp: Hps = None,
     no_progress: NoProgress = False,
