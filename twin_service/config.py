@@ -30,6 +30,25 @@ BITS_PER_MB = 8_000_000
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = REPO_ROOT / "sumo_scenarios"
 MODELS_DIR = REPO_ROOT / "models"
+DATA_DIR_VAR = "TWIN_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """Where regenerated data is cached (a day's routes in ``days/``, load series in ``series/``).
+
+    ``TWIN_DATA_DIR`` when set (relative to the working directory); otherwise ``data/`` of the source checkout
+    the package runs from (git-ignored there); otherwise, for an installed package, the user's cache folder
+    (``$XDG_CACHE_HOME/twin-service``, by default ``~/.cache/twin-service``). Read at each call, never at import.
+    """
+    import os
+
+    configured = os.environ.get(DATA_DIR_VAR, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "twin_service").is_dir():
+        return REPO_ROOT / "data"
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(cache) / "twin-service"
 
 
 class Settings(BaseSettings):
@@ -52,6 +71,8 @@ class Settings(BaseSettings):
     """A request body must arrive whole within this many seconds; else 408 and the connection is closed."""
     max_vehicles_per_request: int = 5000
     models_dir: Path = MODELS_DIR
+    data_dir: Path | None = None
+    """``TWIN_DATA_DIR``: where regenerated data is cached (see :func:`data_dir`, which reads it)."""
 
 
 # --------------------------------------------------------------------------------------------
