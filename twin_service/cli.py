@@ -7,6 +7,7 @@ turns the package's own errors into a one-line message and a non-zero exit, neve
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import tempfile
@@ -18,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from twin_service.cli_options import CheckedTyper
+from twin_service.cli_options import CheckedTyper, one_line
 from twin_service.train_cli import register_offload_trainers
 
 app = CheckedTyper(
@@ -41,9 +42,21 @@ app.add_typer(train_app, name="train")
 register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
 
+def _settings():  # noqa: ANN202 - twin_service.config.Settings, imported lazily
+    """The ``TWIN_*`` settings; a bad one (``TWIN_API_PORT=x``, a key that is not ASCII) is one line and exit 2."""
+    from pydantic import ValidationError
+
+    from twin_service.config import Settings, describe_errors
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(f"bad TWIN_* setting: {describe_errors(exc)}")
+
+
 def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error to stderr and exit non-zero."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    """Print a one-line error to stderr and exit non-zero (a message of several lines is joined into one)."""
+    typer.secho(f"error: {one_line(message)}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
 
 
@@ -180,10 +193,17 @@ def run(
     ] = None,
     migration_policy: Annotated[
         str,
-        typer.Option(help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/."),
+        typer.Option(
+            envvar="TWIN_MIGRATION_POLICY",
+            help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/.",
+        ),
     ] = "least-loaded",
     offload_policy: Annotated[
-        str, typer.Option(help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.")
+        str,
+        typer.Option(
+            envvar="TWIN_OFFLOAD_POLICY",
+            help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.",
+        ),
     ] = "nearest-least-loaded",
     parallel: Annotated[
         bool,
@@ -210,8 +230,9 @@ def run(
     predictor: Annotated[
         str,
         typer.Option(
+            envvar="TWIN_PREDICTOR",
             help="Workload predictor for the migration observation and mask: persistence, window-mean or a "
-            "predictor in models/ ('twin-service predictor train')."
+            "predictor in models/ ('twin-service predictor train').",
         ),
     ] = "persistence",
     kpi_csv: Annotated[
@@ -226,7 +247,7 @@ def run(
     from twin_service.bridge.backends import SumoError
     from twin_service.bridge.decisions import HttpDecisions, check_service_url
     from twin_service.bridge.runner import BridgeError, RunFailed, RunOptions, open_bridge, run_loop
-    from twin_service.config import ScenarioError, Settings
+    from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
     from twin_service.policies import PolicyError
     from twin_service.twins import TwinStoreUnavailable, check_redis_url
@@ -249,7 +270,7 @@ def run(
             fail(f"{option}: {exc}")
     _check_output_file(kpi_csv, "--kpi-csv")
     _check_output_file(summary_csv, "--summary-csv")
-    settings = Settings()
+    settings = _settings()
     from twin_service.predict.registry import predictor_names
 
     known = predictor_names(settings.models_dir)
@@ -518,19 +539,27 @@ def evaluate(
 
     from rich.progress import Progress
 
-    from twin_service.config import ScenarioError, Settings
+    from twin_service.config import ScenarioError
     from twin_service.engine.recording import Recording, RecordingError
     from twin_service.envs.evaluate import EvalOptions, evaluate_policies, markdown_table, write_results
     from twin_service.envs.sim import EnvOptions, RsuOutage, UavChurn
+    from twin_service.files import atomic_files
+    from twin_service.option_ranges import UAV_CHURN
     from twin_service.policies import PolicyError
 
     files = [Path(p) for p in _split([str(r) for r in recordings])]
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder for the tables and plots (it is created if missing)")
+    _check_predictor(predictor)
     churn = None
     if uav_churn:
         try:
             appear, leave = (int(v) for v in uav_churn.split(","))
         except ValueError:
             fail(f"--uav-churn {uav_churn!r}: expected APPEAR,LEAVE such as 5,6")
+        for what, count in (("APPEAR", appear), ("LEAVE", leave)):
+            if problem := UAV_CHURN.problem(count):
+                fail(f"--uav-churn {uav_churn}: {what} {count}: {problem}")
         churn = UavChurn(appear, leave)
     env = EnvOptions(
         no_uavs=no_uavs,
@@ -540,7 +569,7 @@ def evaluate(
         rsu_outage=RsuOutage(count=rsu_outage) if rsu_outage else None,
         overrides=_overrides(set_),
         predictor=predictor,
-        models_dir=Settings().models_dir,
+        models_dir=_settings().models_dir,
     )
     options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
     migration = _split(migration_policy) or ["least-loaded"]
@@ -576,7 +605,10 @@ def evaluate(
                 "predictor": predictor,
             },
         }
-        write_results(result, out, meta)
+        with atomic_files(out) as folder:
+            write_results(result, folder, meta)
+    except KeyboardInterrupt:
+        fail(f"interrupted: nothing written to {out}", code=130)
     except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(markdown_table(result.summary, ("latency_mean_s", "packet_loss", "load_variance_mb2", "reward_eq22")))
@@ -613,13 +645,16 @@ def train_dm_mappo(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")] = False,
 ) -> None:
     """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
     from twin_service.learn.dm_mappo import Args, train
 
+    if rollout_ticks > total_ticks:
+        fail(f"--rollout-ticks {rollout_ticks} is more than --total-ticks {total_ticks}: not one whole update")
     _train(
         "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks},
+        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks}, force,
     )  # fmt: skip
 
 
@@ -647,13 +682,14 @@ def train_masac(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")] = False,
 ) -> None:
     """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
     from twin_service.learn.masac import Args, train
 
     _train(
         "masac", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512},
+        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512}, force,
     )  # fmt: skip
 
 
@@ -675,17 +711,22 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     no_satellite: bool,
     set_: list[str] | None,
     extra: dict[str, object],
+    force: bool = False,
 ) -> None:
     import sys
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from twin_service.config import ScenarioError, Settings
+    from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
+    from twin_service.files import atomic_folder, relocate_paths
+    from twin_service.option_ranges import hyperparameter_problems
     from twin_service.policies import PolicyError
 
     if arch not in ("per-server", "paper"):
         fail(f"unknown --arch {arch!r}; choose per-server or paper")
+    check_model_out(out, force)
+    _check_predictor(predictor)
     args = args_type(
         recordings=tuple(_split([str(r) for r in recordings])),
         val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
@@ -697,17 +738,22 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
         episode_s=episode_s,
         dynamic_mask=not no_mask,
         predictor=None if predictor == "persistence" else predictor,
-        models_dir=str(Settings().models_dir),
+        models_dir=str(_settings().models_dir),
         overrides=_overrides(set_),
         no_uavs=no_uavs,
         no_satellite=no_satellite,
         **extra,
     )
+    problems = hyperparameter_problems(args)
+    if problems:
+        fail("; ".join(problems))
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
-        with Progress(
-            TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()
-        ) as bar:
+        with (
+            atomic_folder(out, force=force, what="model") as folder,
+            Progress(TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()) as bar,
+        ):
+            args = dataclasses.replace(args, out=str(folder))
             task = bar.add_task("train", total=None, info="reference moments")
 
             def progress(done: int, total: int, row: dict[str, float]) -> None:
@@ -720,10 +766,39 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
                     f"entropy {row['entropy']:.2f}{val}",
                 )
 
-            folder = train(args, command, progress)
+            train(args, command, progress)
+            relocate_paths(folder, folder, out)
+    except KeyboardInterrupt:
+        fail(f"interrupted: no model written to {out} (the run's partial output was removed)", code=130)
     except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
         fail(str(exc))
-    typer.echo(f"wrote {folder} (manifest.json, weights.safetensors, curves.csv, curves.png)")
+    typer.echo(f"wrote {out} (manifest.json, weights.safetensors, curves.csv, curves.png)")
+
+
+def check_model_out(out: Path, force: bool, flag: str = "--out") -> None:
+    """Before any work: ``out`` names a model (its folder is its name), not a built-in one, and replaces an
+    existing folder only with ``--force``."""
+    from twin_service.policies.manifest import MODEL_NAME
+    from twin_service.policies.registry import MIGRATION_HEURISTICS, OFFLOAD_HEURISTICS
+    from twin_service.predict.naive import NAIVE_FORECASTS
+
+    if not MODEL_NAME.match(out.name):
+        fail(f"{flag} {out}: the folder is the model's name, which must match {MODEL_NAME.pattern}")
+    if out.name in (*MIGRATION_HEURISTICS, *OFFLOAD_HEURISTICS, *NAIVE_FORECASTS):
+        fail(f"{flag} {out}: {out.name!r} is the name of a built-in policy or forecast; choose another")
+    if out.exists() and not out.is_dir():
+        fail(f"{flag} {out} is a file; give a model folder such as models/{out.name}")
+    if out.exists() and not force:
+        fail(f"{flag} {out}: the model exists; give --force to replace it (only once the new one is complete)")
+
+
+def _check_predictor(name: str) -> None:
+    """Before any work: ``name`` is a naive forecast or a predictor in the models folder (never a path)."""
+    from twin_service.predict.registry import predictor_names
+
+    known = predictor_names(_settings().models_dir)
+    if name not in known:
+        fail(f"unknown workload predictor {name!r}; choose one of {', '.join(known)}")
 
 
 def _start_api(engine, redis_url: str, options, settings, host: str, port: int, workers: int):  # noqa: ANN001, ANN202
@@ -813,16 +888,24 @@ def api(
     ] = None,
     migration_policy: Annotated[
         str,
-        typer.Option(help="Default migration policy: least-loaded, sticky-nearest, greedy, random, or a model name."),
+        typer.Option(
+            envvar="TWIN_MIGRATION_POLICY",
+            help="Default migration policy: least-loaded, sticky-nearest, greedy, random, or a model name.",
+        ),
     ] = "least-loaded",
     offload_policy: Annotated[
-        str, typer.Option(help="Default offloading policy: nearest-least-loaded, local-only, or a model name.")
+        str,
+        typer.Option(
+            envvar="TWIN_OFFLOAD_POLICY",
+            help="Default offloading policy: nearest-least-loaded, local-only, or a model name.",
+        ),
     ] = "nearest-least-loaded",
     predictor: Annotated[
         str,
         typer.Option(
+            envvar="TWIN_PREDICTOR",
             help="Workload predictor for the migration observation and mask: persistence, window-mean or a "
-            "predictor in models/ (forecasts each server's load from its window in Redis)."
+            "predictor in models/ (forecasts each server's load from its window in Redis).",
         ),
     ] = "persistence",
     workers: Annotated[
@@ -839,11 +922,10 @@ def api(
     from twin_service.api.metrics import MULTIPROCESS_DIR_VAR
     from twin_service.api.serve import SERVER_OPTIONS
     from twin_service.api.worker import FACTORY, worker_env
-    from twin_service.config import Settings
     from twin_service.policies import PolicyError
 
     overrides = {"redis_url": redis_url, "key_prefix": key_prefix, "api_host": host, "api_port": port}
-    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = _settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     if not settings.redis_url:
         fail(
             "no Redis to read twins from. Start the bridge ('twin-service run'): it prints "
@@ -964,42 +1046,47 @@ def predictor_train(
     steps_per_epoch: Annotated[int, typer.Option(help="Batches of 1,024 windows per epoch.")] = 100,
     max_train_s: Annotated[float, typer.Option(help="CPU-seconds budget: no epoch starts after it.")] = 100.0,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Replace the predictor folder --out if it exists.")] = False,
 ) -> None:
     """Train a workload predictor; keeps the best epoch on the validation part; writes safetensors + manifest."""
-    import re
-
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
-    from twin_service.predict.manifest import MODEL_NAME_PATTERN
+    from twin_service.files import atomic_folder
+    from twin_service.option_ranges import hyperparameter_problems
     from twin_service.predict.neural import save_predictor
     from twin_service.predict.series import SeriesError
     from twin_service.predict.train import TrainArgs, train_predictor
 
-    if not re.match(MODEL_NAME_PATTERN, out.name):
-        fail(f"--out {out}: the folder names the predictor; use lower-case letters, digits, '.', '_' or '-'")
+    check_model_out(out, force)
     if scaling not in ("global", "per-series"):
         fail("--scaling is global or per-series")
     if target not in ("delta", "level") or loss not in ("huber", "mse", "l1"):
         fail("--target is delta or level; --loss is huber, mse or l1")
+    args = TrainArgs(
+        network=network,
+        window=window,
+        horizon=horizon,
+        target=target,  # type: ignore[arg-type]
+        scaling=scaling,  # type: ignore[arg-type]
+        loss=loss,  # type: ignore[arg-type]
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        max_train_s=max_train_s,
+        seed=seed,
+        threads=threads,
+    )
+    problems = hyperparameter_problems(args)
+    if problems:
+        fail("; ".join(problems))
     try:
         data = _predictor_data(
             recordings, series, scenario=scenario, step_s=step_s, split=split, val_days=val_days, test_days=test_days
         )
-        args = TrainArgs(
-            network=network,
-            window=window,
-            horizon=horizon,
-            target=target,  # type: ignore[arg-type]
-            scaling=scaling,  # type: ignore[arg-type]
-            loss=loss,  # type: ignore[arg-type]
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            max_train_s=max_train_s,
-            seed=seed,
-            threads=threads,
-        )
         result = train_predictor(data, args, out.name, command=_invocation(ctx))
-        save_predictor(out, result.manifest, result.state_dict)
+        with atomic_folder(out, force=force, what="predictor") as folder:
+            save_predictor(folder, result.manifest, result.state_dict)
+    except KeyboardInterrupt:
+        fail(f"interrupted: no predictor written to {out}", code=130)
     except (SeriesError, RecordingError, ScenarioError, ValueError, OSError) as exc:
         fail(str(exc))
     m = result.manifest
@@ -1033,18 +1120,25 @@ def predictor_evaluate(
     val_days: Annotated[str, typer.Option(help="With --recordings: the validation day(s), by seed.")] = "7",
     test_days: Annotated[str, typer.Option(help="With --recordings: the held-out day(s) evaluated on.")] = "8,9",
     record: Annotated[
-        bool, typer.Option(help="Also record each predictor's test figures in its manifest (evaluation.test).")
-    ] = True,
+        bool,
+        typer.Option(
+            help="Also record each predictor's test figures in its manifest (evaluation.test). Off by default: a "
+            "committed predictor's manifest is a tracked file, changed only when asked."
+        ),
+    ] = False,
 ) -> None:
     """Table II on the held-out part: each predictor, persistence and the window mean (metrics.json, plots)."""
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
+    from twin_service.files import atomic_files
     from twin_service.predict.evaluate import evaluate as evaluate_predictors
     from twin_service.predict.evaluate import table_markdown, write_outputs
     from twin_service.predict.neural import NeuralForecaster, PredictorError
     from twin_service.predict.series import SeriesError
 
     folders = [Path(p) for p in _split([str(m) for m in models])]
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder for metrics.json, table.md and the plots")
     try:
         forecasters = [NeuralForecaster.load(f) for f in folders]
         first = forecasters[0].manifest
@@ -1071,7 +1165,8 @@ def predictor_evaluate(
             "predictors": [str(f) for f in folders],
             "data": data.spec.model_dump(mode="json", exclude={"series_names"}),
         }
-        write_outputs(evaluation, first_part, out, about, unit=unit, unit_scale=unit_scale)
+        with atomic_files(out) as folder:
+            write_outputs(evaluation, first_part, folder, about, unit=unit, unit_scale=unit_scale)
         if record:
             from twin_service.predict.evaluate import record_test_figures
 

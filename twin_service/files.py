@@ -95,12 +95,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def check_new_output(path: str | Path, *, force: bool, what: str = "output", flag: str = "--out") -> None:
-    """Refuse (:class:`OutputExists`) to replace an existing ``path`` unless ``force``; a file where a folder goes
-    (or the reverse) is refused even then."""
+    """Refuse (:class:`OutputExists`) to replace an existing ``path`` unless ``force``."""
     target = Path(path)
-    if not target.exists():
-        return
-    if not force:
+    if target.exists() and not force:
         raise OutputExists(f"{flag} {target}: the {what} exists; give --force to replace it, or another {flag}")
 
 
@@ -108,32 +105,69 @@ def check_new_output(path: str | Path, *, force: bool, what: str = "output", fla
 def atomic_folder(
     path: str | Path, *, force: bool = False, what: str = "output", flag: str = "--out"
 ) -> Iterator[Path]:
-    """Write a folder's files into the temporary folder this yields; on success it becomes ``path``.
+    """Write a folder's files into the folder this yields; on success it becomes ``path``, whole.
 
-    An existing ``path`` is refused before anything is written unless ``force``; with ``force`` it is replaced
-    whole only once the new folder is complete (for a moment both exist under different names, never half of
-    either). On an exception the temporary folder is removed and ``path`` is left as it was.
+    The folder yielded has ``path``'s own name (a model's folder names the model), inside a temporary folder
+    beside ``path`` (``.NAME.partial-XXXX``, which no registry lists). An existing ``path`` is refused before
+    anything is written unless ``force``; with ``force`` it is replaced only once the new folder is complete.
+    On an exception (Ctrl-C included) the temporary folder is removed and ``path`` is left as it was.
     """
     target = Path(path)
     check_new_output(target, force=force, what=what, flag=flag)
     if target.exists() and not target.is_dir():
         raise OutputExists(f"{flag} {target} is a file; give a folder")
-    temporary = temporary_sibling(target, folder=True)
+    holder = temporary_sibling(target, folder=True)
     try:
-        yield temporary
-        for file in temporary.rglob("*"):
+        inner = holder / target.name
+        inner.mkdir(mode=0o777)
+        yield inner
+        mode = 0o666 & ~_umask()
+        for file in inner.rglob("*"):
             if file.is_file():
+                file.chmod(mode)  # as open() makes files (safetensors writes 0600: the service's user must read it)
                 fsync_path(file)
-        fsync_path(temporary)
-        old = None
+        fsync_path(inner)
         if target.exists():
-            old = temporary_sibling(target, folder=True)
-            old.rmdir()
-            os.replace(target, old)
-        os.replace(temporary, target)
+            os.replace(target, holder / f"{target.name}.replaced")
+        os.replace(inner, target)
         fsync_path(target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+@contextmanager
+def atomic_files(folder: str | Path, *, flag: str = "--out") -> Iterator[Path]:
+    """Write result files into the temporary folder this yields; on success each moves into ``folder``.
+
+    Other files already in ``folder`` stay; a file of the same name is replaced by the complete new one. An
+    interrupted run leaves ``folder`` as it was (its temporary folder is removed). ``folder`` must not be a file.
+    """
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise OutputExists(f"{flag} {target} is a file; give a folder (it is created if missing)")
+    target.mkdir(parents=True, exist_ok=True)
+    holder = temporary_sibling(target / "results", folder=True)
+    try:
+        yield holder
+        files = sorted(p for p in holder.rglob("*") if p.is_file())
+        for file in files:
+            fsync_path(file)
+        for file in files:
+            destination = target / file.relative_to(holder)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, destination)
+        fsync_path(target)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def relocate_paths(folder: str | Path, written: str | Path, wanted: str | Path) -> None:
+    """In the JSON files of ``folder``, write ``wanted`` wherever a trainer recorded ``written`` (the temporary
+    folder it was given, under :func:`atomic_folder`): a manifest records where the model was asked to go."""
+    import json
+
+    old, new = json.dumps(str(written))[1:-1], json.dumps(str(wanted))[1:-1]
+    for file in Path(folder).glob("*.json"):
+        text = file.read_text()
+        if old in text:
+            file.write_text(text.replace(old, new))
