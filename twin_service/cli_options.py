@@ -25,8 +25,13 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 EXIT_USAGE = 2
 
 
+def one_line(message: str) -> str:
+    """A message on one line: its lines joined, runs of blanks squeezed (torch and pydantic write several)."""
+    return " ".join(message.split())
+
+
 def _say(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.secho(f"error: {one_line(message)}", err=True, fg=typer.colors.RED)
 
 
 def _command_name(ctx: Any) -> str:
