@@ -263,5 +263,27 @@ def test_a_stopped_recording_leaves_no_file(tmp_path: Path, monkeypatch: pytest.
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_recording_short_of_its_span_with_vehicles_expected_is_refused(tmp_path: Path):
+    """A file that claims to be complete but stops before the end it was recording to (a recording interrupted
+    by an older build, or a file cut and re-indexed) is refused; one that ended because SUMO ran out of vehicles
+    is whole."""
+    meta = RecordingMeta(
+        scenario="t", scenario_dir="/x", param_hash="h", seed=1, scale=1.0, begin_s=0.0, end_s=0.0, tick_s=1.0,
+        sumo_version="test", span_end_s=100.0,
+    )  # fmt: skip
+    for expected, refused in ((5, True), (0, False)):
+        writer = RecordingWriter(tmp_path / f"short-{expected}.npz", meta)
+        for t in range(1, 11):
+            ids = ["a", "b"]
+            batch = VehicleBatch(ids, np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2), ["r", "r"])
+            writer.add(SumoTick(float(t), 0.0, (), batch, expected_remaining=expected if t == 10 else 5))
+        writer.close()
+        if refused:
+            with pytest.raises(RecordingError, match="short of the 100 s it was recording to"):
+                Recording(tmp_path / f"short-{expected}.npz")
+        else:
+            assert len(Recording(tmp_path / f"short-{expected}.npz")) == 10
+
+
 def test_limits_are_what_the_docstring_says():
     assert MAX_VEHICLES_PER_TICK * 60 * (4 * 6 + 8 * 4) < 1.5e9 / 4  # a chunk decodes well within 1.5 GB

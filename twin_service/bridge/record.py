@@ -70,6 +70,7 @@ def record_scenario(
         scale=scale,
         begin_s=backend.time_s,
         end_s=backend.time_s,
+        span_end_s=float(stop_s),
         tick_s=tick_s,
         sumo_version=sumo_version(),
         demand=day.description,

@@ -97,6 +97,9 @@ class RecordingMeta:
     command: str = ""
     mobility_hash: str = ""
     """``Scenario.mobility_hash``: the net, routes and demand it recorded (a replay checks this, not the physics)."""
+    span_end_s: float = 0.0
+    """The end the recording was asked to reach (0 in files older than this field): a file that stops short of it
+    while SUMO still expected vehicles was interrupted, and is refused."""
     ticks: int = 0
     rows: int = 0
     """Vehicle-ticks recorded."""
@@ -141,7 +144,7 @@ _REQUIRED_WITH_DEFAULT = ("ticks", "rows", "vehicles", "chunk_ticks")
 def _meta_field_problem(name: str, value: Any) -> str | None:
     """Why ``value`` cannot be the metadata field ``name`` (None if it can)."""
     integer = name in ("seed", "ticks", "rows", "vehicles", "chunk_ticks", "version")
-    number = name in ("scale", "begin_s", "end_s", "tick_s")
+    number = name in ("scale", "begin_s", "end_s", "span_end_s", "tick_s")
     if name == "extra":
         return None if isinstance(value, dict) else f"extra must be an object, got {type(value).__name__}"
     if integer:
@@ -417,6 +420,11 @@ class Recording:
                 raise RecordingError(f"its ticks are not {m.tick_s:g} s apart")
             if abs(t[-1] - m.end_s) > 1e-6:
                 raise RecordingError(f"its last tick ({t[-1]:g} s) is not its end ({m.end_s:g} s)")
+            if m.span_end_s and t[-1] <= m.span_end_s - m.tick_s - 1e-6 and self._expected[-1] > 0:
+                raise RecordingError(
+                    f"it stops at {t[-1]:g} s, short of the {m.span_end_s:g} s it was recording to, with vehicles "
+                    "still expected: an interrupted recording"
+                )
         for name, offsets, total in (
             ("row", self._rows, m.rows),
             ("arrival", self._arrived_offsets, len(self._arrived)),
