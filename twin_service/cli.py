@@ -276,6 +276,7 @@ def run(
     known = predictor_names(settings.models_dir)
     if predictor not in known:
         fail(f"unknown workload predictor {predictor!r}; choose one of {', '.join(known)}")
+    _check_models(settings, migration_policy, offload_policy, predictor)
     if replay is not None:
         scenario, seed = _replay_defaults(replay, scenario, seed)
     options = RunOptions(
@@ -792,6 +793,35 @@ def check_model_out(out: Path, force: bool, flag: str = "--out") -> None:
         fail(f"{flag} {out}: the model exists; give --force to replace it (only once the new one is complete)")
 
 
+def _check_models(settings, migration: str, offload: str, predictor: str) -> None:  # noqa: ANN001
+    """Before SUMO or the API start: a stored model named here must load (readable, finite weights, a manifest that
+    fits this build); whether it fits the scenario is checked when the run's scenario is known."""
+    from twin_service.policies import ModelRegistry, PolicyError, UnknownPolicyError
+    from twin_service.policies.registry import MIGRATION_HEURISTICS, OFFLOAD_HEURISTICS
+    from twin_service.predict.naive import NAIVE_FORECASTS
+
+    registry = ModelRegistry(settings.models_dir)
+    try:
+        for name, kind, heuristics in (
+            (migration, "migration", MIGRATION_HEURISTICS),
+            (offload, "offload", OFFLOAD_HEURISTICS),
+        ):
+            if name in heuristics:
+                continue
+            manifest = registry.manifest(name)  # an unknown name is reported by the run with the choices
+            if manifest.kind != kind:
+                fail(f"model {name!r} is a {manifest.kind} model, not a {kind} policy")
+            registry.load(name)
+        if predictor not in NAIVE_FORECASTS:
+            from twin_service.predict.neural import NeuralForecaster
+
+            NeuralForecaster.load(settings.models_dir / predictor)
+    except UnknownPolicyError:
+        return  # not a stored model of this name: the command names the choices
+    except PolicyError as exc:
+        fail(str(exc))
+
+
 def _check_predictor(name: str) -> None:
     """Before any work: ``name`` is a naive forecast or a predictor in the models folder (never a path)."""
     from twin_service.predict.registry import predictor_names
@@ -931,6 +961,7 @@ def api(
             "no Redis to read twins from. Start the bridge ('twin-service run'): it prints "
             "'twins in Redis at URL'; pass that URL with --redis-url (or TWIN_REDIS_URL)"
         )
+    _check_models(settings, migration_policy, offload_policy, predictor)
     try:
         application = create_app(
             settings, migration_policy=migration_policy, offload_policy=offload_policy, predictor=predictor

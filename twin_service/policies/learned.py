@@ -73,7 +73,7 @@ def _built(manifest: ModelManifest, build: Callable[[], Any]) -> Any:
     except ModelError:
         raise
     except (RuntimeError, MemoryError, ValueError, TypeError, KeyError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = " ".join(str(exc).split())[:600] or type(exc).__name__  # torch's message, on one line
         raise ModelSpecMismatch(
             f"model {manifest.name!r} cannot be built from its manifest and weights: {first}"
         ) from exc

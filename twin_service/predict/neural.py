@@ -74,7 +74,7 @@ def load_network(manifest: PredictorManifest, state_dict: Mapping[str, torch.Ten
         network = build_network(manifest.network.kind, len(manifest.features), manifest.network.options)
         network.load_state_dict(dict(state_dict), strict=True)
     except (RuntimeError, ValueError, TypeError, KeyError, MemoryError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = " ".join(str(exc).split())[:600] or type(exc).__name__  # torch's message, on one line
         raise PredictorError(f"predictor {manifest.name!r}: weights do not fit its network: {first}") from exc
     return network.eval()
 
