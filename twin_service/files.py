@@ -117,6 +117,7 @@ def atomic_folder(
     if target.exists() and not target.is_dir():
         raise OutputExists(f"{flag} {target} is a file; give a folder")
     holder = temporary_sibling(target, folder=True)
+    keep = False
     try:
         inner = holder / target.name
         inner.mkdir(mode=0o777)
@@ -128,11 +129,17 @@ def atomic_folder(
                 fsync_path(file)
         fsync_path(inner)
         if target.exists():
+            if not force:  # another run wrote it meanwhile: keep both, replace nothing unasked
+                keep = True
+                raise OutputExists(
+                    f"{flag} {target} appeared while this one was written; the new {what} is kept in {inner}"
+                )
             os.replace(target, holder / f"{target.name}.replaced")
         os.replace(inner, target)
         fsync_path(target.parent)
     finally:
-        shutil.rmtree(holder, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(holder, ignore_errors=True)
 
 
 @contextmanager
