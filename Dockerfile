@@ -41,10 +41,20 @@ RUN mkdir twin_service && touch twin_service/__init__.py README.md \
 # analysis packages (plots, statistics, the RL environments), torch's symbolic-maths dependencies, nor the JWT
 # packages of websockify's token plugins (unused): they are left out, with pip itself; the commands that need
 # them (train, evaluate, predictor) say so.
+# Bytecode is kept for what the stack's processes import (the source is copied for that; the runtime stage
+# copies it again with the rest).
 COPY scripts/slim_venv.py scripts/
+COPY twin_service/ twin_service/
 RUN pip uninstall -y matplotlib contourpy cycler fonttools kiwisolver pillow scipy pettingzoo gymnasium \
       cloudpickle farama-notifications sympy mpmath networkx jwcrypto cryptography cffi pycparser \
  && python scripts/slim_venv.py /opt/venv/lib/python3.11/site-packages \
+      --bytecode-of twin_service.cli,twin_service.api.app,twin_service.api.worker,twin_service.bridge.runner,\
+twin_service.bridge.backends,twin_service.webstack,twin_service.policies.learned,twin_service.policies.onnx_graphs,\
+twin_service.policies.per_server,twin_service.policies.af_marl,twin_service.policies.sequential,\
+twin_service.policies.torch_policy,twin_service.predict.neural,twin_service.predict.registry,onnx.helper,\
+onnx.numpy_helper,onnxruntime,safetensors.torch,websockify.websocketproxy \
+      --keep-bytecode-under libsumo,traci,sumolib,uvicorn,starlette,fastapi,pydantic,pydantic_core,anyio,httpx,\
+httpcore,h11,redis,typer,click,rich,websockify,prometheus_client \
  && python -m pip uninstall -y pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
