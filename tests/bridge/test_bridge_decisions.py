@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -100,10 +101,11 @@ class _Service:
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if service.down:
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(b'{"detail":"restarting"}')
+                    with contextlib.suppress(BrokenPipeError):
+                        self.send_response(503)
+                        self.send_header("Content-Type", "application/json")
+                        self.end_headers()
+                        self.wfile.write(b'{"detail":"restarting"}')
                     return
                 time.sleep(service.delay_s)
                 r = httpx.post(upstream + self.path, content=body, headers={"Content-Type": "application/json"})
@@ -144,14 +146,15 @@ def test_a_slow_service_misses_the_deadline_and_an_erring_one_is_asked_again_nex
         engine.decisions = recorder = Recording(decisions)
         try:
             run_loop(engine, store, options, url=handle.url)  # ticks 1-6: from the service (the first ones warm it)
-            decisions.deadline_s, service.delay_s = 0.3, 1.5
+            decisions.deadline_s, service.delay_s = 0.3, 3.0
             waited = []
             for ticks in (7, 8):
                 started = time.monotonic()
                 run_loop(engine, store, RunOptions(scenario=small_scenario, key_prefix=key_prefix, ticks=ticks))
                 waited.append(time.monotonic() - started)
-            service.delay_s, service.down = 0.0, True
-            time.sleep(1.6)  # the late answers come back meanwhile
+            # A generous deadline again, so that a loaded machine does not make the service look slow.
+            decisions.deadline_s, service.delay_s, service.down = 10.0, 0.0, True
+            time.sleep(3.2)  # the late answers come back meanwhile
             run_loop(engine, store, RunOptions(scenario=small_scenario, key_prefix=key_prefix, ticks=10))
             service.down = False
             run_loop(engine, store, RunOptions(scenario=small_scenario, key_prefix=key_prefix, ticks=12))
@@ -160,7 +163,7 @@ def test_a_slow_service_misses_the_deadline_and_an_erring_one_is_asked_again_nex
             api.stop()
     fallback = [d.fallback for _, d in recorder.seen]
     assert fallback == [False] * 6 + [True] * 4 + [False] * 2
-    assert max(waited) < 1.0, waited  # a tick waits the 0.3 s deadline, not the service's 1.5 s
+    assert max(waited) < 2.0, waited  # a tick waits the 0.3 s deadline, not the service's 3 s
     assert decisions.fallback_ticks == 4
     assert len(notices) == 3, notices
     assert notices[0].endswith("failed: no answer within the 0.3 s deadline; deciding locally (asking again next tick)")
