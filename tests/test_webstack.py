@@ -63,3 +63,65 @@ def test_check_fails_while_novnc_does_not_answer(capsys: pytest.CaptureFixture[s
         port = s.getsockname()[1]  # closed again when the check runs
     assert webstack.main(["check", "--novnc-port", str(port)]) == 1
     assert "unhealthy: noVNC does not answer" in capsys.readouterr().out
+
+
+@pytest.fixture
+def novnc_page(tmp_path: Path):  # noqa: ANN201
+    """An HTTP server answering /vnc.html, as websockify does for the check."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "vnc.html").write_text("<html></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def test_check_tells_the_truth_about_the_bridge(
+    novnc_page: int, redis_server, redis_client, key_prefix: str, monkeypatch, capsys
+):
+    """Healthy while its ticks are fresh, its run's records are in Redis and the service decides; unhealthy,
+    saying why, when most recent ticks are fallback or the records are gone."""
+    import time as clock
+
+    import numpy as np
+
+    from tests.twins.conftest import synthetic_frame
+    from twin_service.twins import TwinStore
+
+    monkeypatch.setenv("TWIN_KEY_PREFIX", key_prefix)
+    store = TwinStore(redis_client, key_prefix)
+    store.begin_run("city", "0123abcd", [{"id": "rsu_0"}])
+    rng = np.random.default_rng(0)
+
+    def write(tick: int, fallback: float) -> None:
+        frame = synthetic_frame(tick, ["a", "b"], rng)
+        frame.kpis["fallback"] = fallback
+        frame.wall_time = clock.time()
+        store.write_tick(frame)
+
+    def check() -> tuple[int, str]:
+        code = webstack.main(["check", "--novnc-port", str(novnc_page), "--redis-url", redis_server.url])
+        return code, capsys.readouterr().out
+
+    for tick in range(1, 21):
+        write(tick, 0.0)
+    code, out = check()
+    assert code == 0 and out.startswith("ok: tick 20") and "0 fallback ticks of the last 20" in out
+    for tick in range(21, 41):
+        write(tick, 1.0)
+    code, out = check()
+    assert code == 1 and "decided locally (fallback) in 20 of its last 30 ticks" in out
+    for tick in range(41, 71):
+        write(tick, 0.0)  # back to the service
+    assert check()[0] == 0
+    redis_client.delete(store.keys.run, store.keys.layout)  # what FLUSHALL does to them, before the next tick
+    code, out = check()
+    assert code == 1 and "Redis lacks the run's metadata and the edge-server layout of the run" in out
+    write(71, 0.0)  # the bridge's next tick puts them back
+    assert check()[0] == 0

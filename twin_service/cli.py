@@ -42,6 +42,29 @@ app.add_typer(train_app, name="train")
 register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
 
+def _require_full_install() -> None:
+    """Refuse, before any work, a command that needs what the Docker image leaves out (see ``main``)."""
+    from importlib.util import find_spec
+
+    missing = sorted(name for name in ("matplotlib", "scipy", "pettingzoo", "gymnasium") if find_spec(name) is None)
+    if missing:
+        fail(
+            f"this command needs {', '.join(missing)}, which this installation leaves out (the Docker image runs the "
+            "live stack: bridge, API, dashboard); run it from a full install of twin-service (./scripts/test or "
+            "./scripts/demo make one)"
+        )
+
+
+@train_app.callback()
+def _train_group() -> None:
+    _require_full_install()
+
+
+@predictor_app.callback()
+def _predictor_group() -> None:
+    _require_full_install()
+
+
 def _settings():  # noqa: ANN202 - twin_service.config.Settings, imported lazily
     """The ``TWIN_*`` settings; a bad one (``TWIN_API_PORT=x``, a key that is not ASCII) is one line and exit 2."""
     from pydantic import ValidationError
@@ -191,6 +214,13 @@ def run(
             help="URL of a running decision service to ask each tick (default: decide in-process, or the API of --api)."
         ),
     ] = None,
+    decision_deadline: Annotated[
+        float,
+        typer.Option(
+            help="With --api or --decisions: the longest a tick waits for the service's answer (seconds) before "
+            "deciding locally.",
+        ),
+    ] = 1.0,
     migration_policy: Annotated[
         str,
         typer.Option(
@@ -293,6 +323,7 @@ def run(
         offload_policy=offload_policy,
         decision_url=decisions,
         api_key=settings.api_key,
+        decision_deadline_s=decision_deadline,
         models_dir=settings.models_dir,
         parallel=parallel,
         scale=scale,
@@ -308,7 +339,9 @@ def run(
             )
             if serve_api:
                 api_server = _start_api(engine, redis.url, options, settings, api_host, api_port, api_workers)
-                engine.decisions = HttpDecisions(api_server.url, engine.decisions, api_key=settings.api_key)
+                engine.decisions = HttpDecisions(
+                    api_server.url, engine.decisions, api_key=settings.api_key, deadline_s=decision_deadline
+                )
                 typer.echo(f"decision API at {api_server.url}  (docs: {api_server.url}/docs)")
             typer.echo(f"decisions: {_describe_decisions(engine.decisions)}; workload predictor: {predictor}")
             with _graceful_stop() as stop_requested:
@@ -536,6 +569,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Compare migration and offloading policies (heuristic or trained) over held-out recordings."""
+    _require_full_install()
     import sys
 
     from rich.progress import Progress
@@ -1212,8 +1246,22 @@ def predictor_evaluate(
     typer.echo(f"wrote metrics.json, table.md and plots to {out}")
 
 
+LEFT_OUT_OF_THE_IMAGE = {"matplotlib", "scipy", "pettingzoo", "gymnasium", "sympy", "networkx", "PIL"}
+"""Packages the Docker image leaves out (it runs the live stack): training, evaluation and plots need them."""
+
+
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:  # a command that needs what the image leaves out, past its own check
+        if (exc.name or "").split(".")[0] not in LEFT_OUT_OF_THE_IMAGE:
+            raise
+        typer.echo(
+            f"error: this command needs {exc.name}, which this installation leaves out (the Docker image runs the "
+            "live stack: bridge, API, dashboard); run it from a full install of twin-service",
+            err=True,
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     """A request body must arrive whole within this many seconds; else 408 and the connection is closed."""
     max_vehicles_per_request: int = Field(5000, ge=1, le=10_000_000)
     models_dir: Path = MODELS_DIR
+    stream_max_clients: int = Field(100, ge=0, le=100_000)
+    """Live-stream (``/v1/stream``) clients one API process serves at once; more get 503 (0: no stream)."""
+    stream_buffer_ticks: int = Field(32, ge=2, le=10_000)
+    """Events queued for one stream client: one that falls this far behind gets a fresh snapshot, and one
+    that read nothing since is disconnected."""
+    stream_poll_ms: int = Field(100, ge=10, le=5_000)
+    """How often the stream checks Redis for a new tick (once for all clients)."""
     data_dir: Path | None = None
     """``TWIN_DATA_DIR``: where regenerated data is cached (see :func:`data_dir`, which reads it)."""
 

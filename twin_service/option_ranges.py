@@ -100,6 +100,7 @@ OPTIONS: dict[str, Bound] = {
     "supernodes": _int(1, 64),
     "total_ticks": _int(1, 1_000_000_000),
     "rollout_ticks": _int(1, 1_000_000),
+    "decision_deadline": Bound(0.01, 60),
 }
 """Numeric command-line options by parameter name (``--episode-s`` is ``episode_s``), for every command."""
 

@@ -289,7 +289,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--display", default=None, help="X display to create, e.g. :99 (default: the first free one)")
     add("--no-install", action="store_true", help="never apt-get install a missing tool")
     check = sub.add_parser(
-        "check", allow_abbrev=False, help="health check: noVNC answers and the bridge wrote a recent tick"
+        "check",
+        allow_abbrev=False,
+        help="health check: noVNC answers, and the bridge wrote a recent tick, its run's records are in Redis and "
+        "most of its recent ticks were decided by the service (not fallback)",
     )
     add = check.add_argument
     add("--novnc-port", type=int, default=int(env("TWIN_NOVNC_PORT", "6080")), help="noVNC's port (default 6080)")
@@ -377,30 +380,43 @@ def up(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Exit 0 when noVNC answers and (with a Redis URL) the bridge wrote a tick recently."""
+    """Exit 0 when noVNC answers and (with a Redis URL) the bridge does its job: a recent tick, the run's
+    records in Redis, and decisions from the service in most of its recent ticks (not mostly fallback)."""
     url = f"http://127.0.0.1:{args.novnc_port}/vnc.html"
     if not _http_ok(url):
         print(f"unhealthy: noVNC does not answer at {url}")
         return 1
-    if args.redis_url:
-        from twin_service.config import Settings
-        from twin_service.twins import TwinStore, TwinStoreError, connect
-
-        try:
-            meta = TwinStore(connect(args.redis_url), Settings().key_prefix).latest_tick()
-        except (TwinStoreError, ValueError) as exc:
-            print(f"unhealthy: Redis at {args.redis_url}: {exc}")
-            return 1
-        if meta is None:
-            print("unhealthy: the bridge has written no tick yet")
-            return 1
-        age = time.time() - meta.wall_time
-        if age > args.max_tick_age_s:
-            print(f"unhealthy: the latest tick ({meta.tick}) is {age:.0f} s old")
-            return 1
-        print(f"ok: tick {meta.tick}, {age:.1f} s old")
+    if not args.redis_url:
+        print("ok: noVNC answers")
         return 0
-    print("ok: noVNC answers")
+    from twin_service.config import Settings
+    from twin_service.twins import TwinStore, TwinStoreError, connect
+    from twin_service.twins.health import read_run_health
+
+    try:
+        run = read_run_health(TwinStore(connect(args.redis_url), Settings().key_prefix))
+    except (TwinStoreError, ValueError) as exc:
+        print(f"unhealthy: Redis at {args.redis_url}: {exc}")
+        return 1
+    meta = run.latest
+    if meta is None:
+        print("unhealthy: the bridge has written no tick yet")
+        return 1
+    age = time.time() - meta.wall_time
+    problems = []
+    if age > args.max_tick_age_s:
+        problems.append(f"the latest tick ({meta.tick}) is {age:.0f} s old")
+    if run.missing:
+        problems.append(f"Redis lacks {' and '.join(run.missing)} of the run")
+    if run.fallback_reason():
+        problems.append(run.fallback_reason())
+    if problems:
+        print("unhealthy: " + "; ".join(problems))
+        return 1
+    print(
+        f"ok: tick {meta.tick}, {age:.1f} s old; {run.recent_fallback_ticks} fallback ticks of the last "
+        f"{run.recent_ticks}"
+    )
     return 0
 
 

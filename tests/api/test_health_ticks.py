@@ -93,3 +93,33 @@ def test_no_redis_configured_says_where_to_point_it(tmp_path):
 def test_a_malformed_redis_url_fails_at_start(tmp_path):
     with pytest.raises(ValueError, match="not a Redis URL"):
         create_app(Settings(redis_url="http://localhost:6379", models_dir=tmp_path))
+
+
+def test_health_is_degraded_while_the_run_records_are_missing(client, store, make_fleet):
+    """Ticks but no run records (what a FLUSHALL leaves until the bridge's next tick): 503, degraded, and why."""
+    import numpy as np
+
+    store.write_tick(make_fleet(1, 8, np.random.default_rng(0)))
+    r = client.get("/v1/health")
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    body = r.json()
+    assert body["status"] == "degraded" and body["redis"] == "ok" and body["latest_tick"] == 1
+    assert any("metadata is missing" in reason for reason in body["reasons"])
+    assert any("no edge-server layout is stored" in reason for reason in body["reasons"])
+    assert body["detail"].startswith("cannot decide: ")
+    assert client.post("/v1/decisions/batch", json={}).status_code == 409  # what degraded means
+
+
+def test_health_counts_the_bridge_fallback_ticks(client, store, layout, make_fleet):
+    import numpy as np
+
+    store.write_run_meta("test-fleet", "0123456789abcdef")
+    store.write_layout(layout)
+    rng = np.random.default_rng(1)
+    for tick in range(1, 41):
+        frame = make_fleet(tick, 8, rng)
+        frame.kpis["fallback"] = float(tick > 20)
+        store.write_tick(frame)
+    body = client.get("/v1/health").json()
+    assert body["status"] == "ok"  # the service itself can decide
+    assert (body["recent_ticks"], body["recent_fallback_ticks"]) == (30, 20)

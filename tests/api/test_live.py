@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -172,6 +174,7 @@ def test_stream_sends_a_snapshot_then_deltas_that_rebuild_each_tick(served, stor
         assert kind == "snapshot" and snap["tick"] == 12
         assert snap["server_ids"] == ["rsu_0", "rsu_1", "rsu_2", "uav_0", "sat"]
         assert snap["server_tiers"][3:] == ["uav", "satellite"] and "no workload predictor" in snap["load_source"]
+        assert snap["load_source"].startswith("current load_bits")
         assert [s["tick"] for s in snap["kpis"]] == list(range(1, 13))
         assert snap["run"]["scenario"] == "test-fleet" and snap["run"]["window"] == 10
         client = Client()
@@ -214,6 +217,169 @@ def test_stream_is_503_while_redis_is_unreachable(tmp_path):
         assert r.status_code == 503 and r.headers["retry-after"] == "2"
 
 
+def _serve(settings: Settings, **update: object) -> ApiThread:
+    app = create_app(settings.model_copy(update=update))
+    api = ApiThread(app, "127.0.0.1", _free_port()).start()
+    api.app = app  # type: ignore[attr-defined]
+    return api
+
+
+class Reader(threading.Thread):
+    """A stream client on a thread of its own, keeping every event it reads."""
+
+    def __init__(self, url: str, until_tick: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.until_tick = url, until_tick
+        self.events: list[tuple[str, dict]] = []
+        self.connected = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("GET", f"{self.url}/v1/stream", timeout=20) as r:
+                self.connected.set()
+                for kind, body in _events(r.iter_lines()):
+                    self.events.append((kind, body))
+                    if body.get("tick", -1) >= self.until_tick:
+                        return
+        except httpx.HTTPError:  # the server stopped under a client that reads on
+            pass
+
+
+def test_many_clients_share_one_read_of_each_tick(settings, store, filled, make_fleet):
+    """Six viewers, four new ticks: the hub reads each tick once, and every viewer rebuilds every tick."""
+    api = _serve(settings)
+    hub = api.app.state.live
+    try:
+        readers = [Reader(api.url, 16) for _ in range(6)]
+        for reader in readers:
+            reader.start()
+            assert reader.connected.wait(10)
+        deadline = time.monotonic() + 10
+        while not all(reader.events for reader in readers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rng = np.random.default_rng(3)
+        frames = {}
+        for tick in range(13, 17):
+            frames[tick] = make_fleet(tick, 40, rng, vehicle_ids=[f"veh{k}" for k in range(tick, tick + 40)])
+            store.write_tick(frames[tick])
+            time.sleep(0.3)  # a tick every 0.3 s: each one is read while the viewers are there
+        for reader in readers:
+            reader.join(20)
+        stats = hub.stats
+    finally:
+        api.stop()
+    assert stats.ticks_read == 5  # tick 12 (for the first viewer) and 13-16: once each, not once per viewer
+    assert stats.snapshots_built <= 2 and stats.clients_dropped == 0
+    for reader in readers:
+        kinds = [(kind, body.get("tick")) for kind, body in reader.events if kind != "status"]
+        assert kinds == [("snapshot", 12), ("tick", 13), ("tick", 14), ("tick", 15), ("tick", 16)]
+        client = Client()
+        for kind, body in reader.events:
+            if kind != "status":
+                client.apply(body)
+        cols = frames[16].vehicle_columns
+        assert client.vehicles == {
+            vid: (round(cols["x_m"][k], 1), round(cols["y_m"][k], 1), int(cols["host_index"][k]), 0)
+            for k, vid in enumerate(frames[16].vehicle_ids)
+        }
+
+
+def test_connections_beyond_the_cap_get_503(settings, filled):
+    api = _serve(settings, stream_max_clients=2)
+    try:
+        with (
+            httpx.stream("GET", f"{api.url}/v1/stream", timeout=10) as one,
+            httpx.stream("GET", f"{api.url}/v1/stream", timeout=10) as two,
+        ):
+            assert one.status_code == two.status_code == 200
+            third = httpx.get(f"{api.url}/v1/stream", timeout=10)
+            assert third.status_code == 503 and third.headers["retry-after"] == "2"
+            assert "at most" in third.json()["detail"] and "TWIN_STREAM_MAX_CLIENTS" in third.json()["detail"]
+        deadline = time.monotonic() + 5
+        while api.app.state.live.clients and time.monotonic() < deadline:  # the two went away: slots free again
+            time.sleep(0.05)
+        r = httpx.get(f"{api.url}/v1/stream?max_events=1", timeout=10)
+        assert r.status_code == 200 and "event: snapshot" in r.text
+    finally:
+        api.stop()
+
+
+def test_a_client_that_does_not_read_is_dropped_and_decisions_stay_quick(settings, store, filled, make_fleet):
+    """A raw socket that sends the request and never reads: after its small buffer fills it is disconnected
+    (the server resets the connection), while a reading client and the decision route go on undisturbed."""
+    api = _serve(settings, stream_buffer_ticks=2)
+    hub = api.app.state.live
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        silent.connect(("127.0.0.1", int(api.url.rsplit(":", 1)[1])))
+        silent.sendall(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(api.url, 10_000)
+        reader.start()
+        rng = np.random.default_rng(4)
+        ids = [f"veh{k}" for k in range(3000)]  # large deltas: every vehicle moves every tick
+        decided_ms = []
+        tick = 13
+        deadline = time.monotonic() + 60
+        while not hub.stats.clients_dropped and time.monotonic() < deadline:
+            store.write_tick(make_fleet(tick, len(ids), rng, vehicle_ids=ids))
+            started = time.perf_counter()
+            r = httpx.post(f"{api.url}/v1/decisions/batch", json={"tick": tick}, timeout=10)
+            decided_ms.append((time.perf_counter() - started) * 1e3)
+            assert r.status_code == 200
+            tick += 1
+            time.sleep(0.12)
+        assert hub.stats.clients_dropped == 1, "the silent client was never dropped"
+        dropped_at = tick
+        silent.settimeout(5)
+        with pytest.raises(ConnectionResetError):  # reset by the server: what it buffered is gone with it
+            while silent.recv(1 << 20):
+                pass
+        assert len(hub.clients) == 1  # the reader is still there
+        store.write_tick(make_fleet(tick, len(ids), rng, vehicle_ids=ids))
+        deadline = time.monotonic() + 10
+        while not any(b.get("tick") == tick for _, b in reader.events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        silent.close()
+        api.stop()
+    assert dropped_at - 13 <= 40, f"dropped only after {dropped_at - 13} ticks"
+    assert any(b.get("tick") == tick for _, b in reader.events), "the reading client stopped getting ticks"
+    assert max(decided_ms) < 2000
+
+
+def test_a_client_is_resynced_when_it_falls_behind_and_dropped_when_it_reads_nothing():
+    from twin_service.api.live import LiveClient, _Event
+
+    client = LiveClient(buffer_ticks=3)
+    client.held = 1
+    for seq in (2, 3, 4):
+        client.offer(_Event(b"x", seq))
+    client.sent = 5  # it read meanwhile: a full queue means a fresh snapshot, not a drop
+    client.offer(_Event(b"x", 5))
+    assert client.held is None and [e.seq for e in client.queue] == [5] and not client.dropped
+    for seq in (6, 7):
+        client.offer(_Event(b"x", seq))
+    client.offer(_Event(b"x", 8))  # full again and nothing taken since the last time: dropped
+    assert client.dropped and not client.queue
+
+
+def test_the_stream_says_why_it_cannot_decide(settings, store, make_fleet):
+    """Ticks without the run's records (the state a FLUSHALL leaves, before the bridge heals it): a status event
+    says degraded, and why; the dashboard turns it into a banner."""
+    rng = np.random.default_rng(6)
+    store.write_tick(make_fleet(1, 10, rng))
+    api = _serve(settings)
+    try:
+        with httpx.stream("GET", f"{api.url}/v1/stream", timeout=20) as r:
+            kind, body = next(_events(r.iter_lines()))
+    finally:
+        api.stop()
+    assert kind == "status" and body["state"] == "degraded"
+    assert any("no edge-server layout is stored" in reason for reason in body["reasons"])
+    assert any("metadata is missing" in reason for reason in body["reasons"])
+
+
 # --------------------------------------------------------------------------------------------
 # Pages and the OpenAPI document
 # --------------------------------------------------------------------------------------------
@@ -224,7 +390,7 @@ def test_stream_is_in_the_openapi_document_with_its_key(client):
     op = doc["paths"]["/v1/stream"]["get"]
     assert "text/event-stream" in op["responses"]["200"]["content"]
     assert op["security"] == [{"APIKeyHeader": []}]
-    assert {p["name"] for p in op["parameters"]} == {"max_events", "poll_ms"}
+    assert {p["name"] for p in op["parameters"]} == {"max_events"}
     assert "/v1/map" in doc["paths"]
 
 

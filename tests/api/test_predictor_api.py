@@ -54,7 +54,11 @@ def test_an_unknown_or_unfit_predictor(settings, filled):
     make_predictor(settings.models_dir, "elsewhere", param_hash="ffffffffffffffff", n_series=5)
     with TestClient(create_app(settings, predictor="elsewhere")) as client:
         r = client.post("/v1/decisions/migration", json={})
+        health = client.get("/v1/health")
     assert r.status_code == 409 and "trained on scenario parameters ffffffffffffffff" in r.text
+    # The health check says so too: the service cannot decide for this run.
+    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    assert "trained on scenario parameters ffffffffffffffff" in health.json()["detail"]
 
 
 def test_the_api_forecasts_what_the_bridge_forecast(

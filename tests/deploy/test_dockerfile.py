@@ -70,13 +70,17 @@ def test_the_image_is_multi_stage_slim_and_runs_as_a_user():
     assert "/opt/venv" in copies and "/usr/share/novnc" in copies
     assert {"xvfb", "x11vnc"} <= _runtime_apt_packages()
     build = " ".join(stages[0])
-    assert "download.pytorch.org/whl/cpu torch==" in build and "websockify==" in build
+    # torch's CPU wheel from an index a build argument names (a mirror can be given), PyTorch's by default
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in build
+    assert '--index-url "${TORCH_INDEX_URL}" torch==' in build and "websockify==" in build
+    assert "slim_venv.py /opt/venv/lib/python3.11/site-packages" in build
 
 
 def test_the_build_context_leaves_out_what_the_image_does_not_need():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()}
-    assert {".git", ".venv", "tests", "**/__pycache__"} <= ignored
-    assert not {"README.md", "pyproject.toml", "twin_service", "sumo_scenarios"} & ignored  # pip needs the README
+    assert {".git", ".venv", "tests", "**/__pycache__", "results", "data", "docs"} <= ignored
+    assert not {"README.md", "pyproject.toml", "twin_service", "sumo_scenarios", "models"} & ignored  # pip reads README
+    assert "!scripts/slim_venv.py" in ignored  # the build stage runs it
 
 
 def _dpkg(*args: str) -> str:

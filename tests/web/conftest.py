@@ -30,6 +30,8 @@ from twin_service import webstack
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "browser-test-key"
+PREDICTOR = "city-predictor"
+"""The workload predictor the stack serves, as ./scripts/demo does: the dashboard names it."""
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -68,14 +70,16 @@ class WebStack:
 @pytest.fixture(scope="module")
 def web_stack() -> Iterator[WebStack]:
     """The committed city, ticking four times faster than real time, with sumo-gui under Xvfb behind noVNC
-    and the API (with an API key) serving the dashboard. Stopped with SIGINT, as Ctrl-C does, at the end."""
+    and the API (with an API key and the city's workload predictor) serving the dashboard. Stopped with SIGINT,
+    as Ctrl-C does, at the end."""
     try:  # installed here (as root) rather than by the launcher, so that the start deadline is the stack's own
         webstack.ensure_tools()
     except webstack.StackError as exc:
         pytest.skip(str(exc))
     api_port, novnc_port, vnc_port = free_port(), free_port(), free_port()
     cmd = [sys.executable, "-m", "twin_service.webstack", "up", "--api", "--scenario", "city", "--speed", "4",
-           "--api-port", str(api_port), "--novnc-port", str(novnc_port), "--vnc-port", str(vnc_port)]  # fmt: skip
+           "--api-port", str(api_port), "--novnc-port", str(novnc_port), "--vnc-port", str(vnc_port),
+           "--predictor", PREDICTOR]  # fmt: skip
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,

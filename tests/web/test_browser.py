@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.web.conftest import API_KEY, WebStack, get_json
+from tests.web.conftest import API_KEY, PREDICTOR, WebStack, get_json
 from twin_service.policies import DEFAULT_MIGRATION_POLICY
 
 pytestmark = pytest.mark.gui
@@ -106,10 +106,16 @@ def test_dashboard_draws_the_live_run_and_follows_it(browser: Any, web_stack: We
         first, shot1 = _frozen_view(page)
         page.wait_for_function(f"() => +document.getElementById('map').dataset.tick >= {first['tick'] + 2}")
         second, shot2 = _frozen_view(page)
+        label = page.text_content("#load-source")
+        banner_hidden = page.locator("#banner").is_hidden()
+        status = page.text_content("#status")
     finally:
         page.close()
     assert not errors, errors
     assert not _only_local(requests, web_stack.api), "the dashboard fetched from elsewhere"
+    # The forecast is labelled with what serves it: the workload predictor, by name.
+    assert label.startswith(f"forecast: forecast by predictor {PREDICTOR}@"), label
+    assert banner_hidden and status == "live"  # a healthy run: no banner
 
     for view in (first, second):
         assert view["drawnVehicles"] == len(view["vehicles"]) > 0
@@ -210,3 +216,46 @@ def test_novnc_shows_sumo_gui_with_the_overlay(browser: Any, web_stack: WebStack
     assert _near(shot1, RSU_BLUE).sum() > 150, "no host lines in the RSU tier's colour"
     assert (_near(shot1, (0, 200, 0), 60) | _near(shot1, (255, 200, 0), 60)).sum() > 30, "no load-coloured servers"
     assert (np.abs(shot1 - shot2).max(axis=2) > 30).sum() > 20, "sumo-gui's picture does not move"
+
+
+def test_the_dashboard_shows_a_banner_while_the_service_cannot_decide(
+    browser: Any, redis_server: Any, key_prefix: str, tmp_path: Any
+):
+    """Ticks whose run records are missing (a Redis emptied under the run, before the bridge's next tick): a
+    visible banner says the service is degraded and why; once the records are back it goes away."""
+    import socket
+
+    from tests.api.conftest import LAYOUT, fleet_frame
+    from twin_service.api import create_app
+    from twin_service.api.serve import ApiThread
+    from twin_service.config import Settings
+    from twin_service.twins import TwinStore
+
+    store = TwinStore(redis_server.new_client(), key_prefix)
+    rng = np.random.default_rng(0)
+    store.write_tick(fleet_frame(1, 30, rng))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(redis_url=redis_server.url, key_prefix=key_prefix, models_dir=tmp_path)
+    api = ApiThread(create_app(settings), "127.0.0.1", port).start()
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    try:
+        page.goto(f"{api.url}/dashboard/")
+        page.wait_for_selector("#banner:not([hidden])", timeout=20_000)
+        title = page.text_content("#banner-title")
+        reasons = page.locator("#banner-reasons li").all_text_contents()
+        shot = _pixels(page.locator("#banner").screenshot())
+        # The bridge's next tick puts the records back: the banner goes, the run shows.
+        store.begin_run("test-fleet", "0123456789abcdef", LAYOUT)
+        store.write_tick(fleet_frame(2, 30, rng))
+        page.wait_for_selector("#banner", state="hidden", timeout=20_000)
+        page.wait_for_function("() => +document.getElementById('map').dataset.vehicles > 0", timeout=20_000)
+    finally:
+        page.close()
+        api.stop()
+        store.clear()
+    assert title.startswith("Degraded")
+    assert any("no edge-server layout is stored" in r for r in reasons), reasons
+    assert any("metadata is missing" in r for r in reasons), reasons
+    assert shot.shape[0] > 20 and _near(shot, (0x5A, 0x4A, 0x12), 12).mean() > 0.5  # the banner's amber

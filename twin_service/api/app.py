@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI
 
 from twin_service import __version__
 from twin_service.api.deps import require_api_key
 from twin_service.api.errors import AUTH_ERROR_RESPONSES, install_error_handlers
 from twin_service.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimitMiddleware
+from twin_service.api.live import LiveHub
 from twin_service.api.metrics import ApiMetrics, MetricsMiddleware
 from twin_service.api.routes import decisions, health, live, metrics, ticks, twins
+from twin_service.api.routes.live import TRANSPORT_SCOPE_KEY
 from twin_service.api.state import ApiState, StoreFactory
 from twin_service.api.web import install_web
 from twin_service.config import ScenarioParams, Settings
@@ -30,6 +34,19 @@ Access: with `TWIN_API_KEY` set, the decision endpoints need the `X-API-Key` hea
 KPIs, metrics) stay open unless `TWIN_API_KEY_READS` is also set; `/v1/health` and these docs are always
 open. Each endpoint's lock in this document shows what this instance requires.
 """
+
+
+class TwinApi(FastAPI):
+    """FastAPI that hands the routes the connection's transport where the server exposes it (uvicorn's ``send``
+    is a method of its request cycle, which holds it): the live stream aborts a client it drops with it. Under
+    other servers nothing is added, and a dropped client's connection is closed the ordinary way."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None and hasattr(transport, "abort"):
+                scope[TRANSPORT_SCOPE_KEY] = transport
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -83,7 +100,7 @@ def create_app(
         seed=seed,
         predictor=predictor,
     )
-    app = FastAPI(
+    app = TwinApi(
         title="twin-service",
         version=__version__,
         description=DESCRIPTION,
@@ -99,6 +116,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.twin = state
+    app.state.live = LiveHub(
+        state,
+        max_clients=settings.stream_max_clients,
+        buffer_ticks=settings.stream_buffer_ticks,
+        poll_s=settings.stream_poll_ms / 1000.0,
+    )
     for router in (health.router, decisions.router):
         app.include_router(router)
     guard = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERROR_RESPONSES}

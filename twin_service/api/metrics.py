@@ -19,6 +19,9 @@ MULTIPROCESS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+BATCH_ROUTE = "/v1/decisions/batch"
+
+
 class ApiMetrics:
     """Request latency per route, decisions served, and the age of the latest tick."""
 
@@ -44,11 +47,42 @@ class ApiMetrics:
             multiprocess_mode="mostrecent",
         )
         self.latest_tick_age.set(float("nan"))
+        self.batch_answered_at = 0.0
+        """Unix time this process last answered a batch decision (the bridge's per-tick request) with 200."""
         self.latest_tick = Gauge(
             "twin_api_latest_tick",
             "Number of the latest tick in Redis when last seen.",
             registry=self.registry,
             multiprocess_mode="mostrecent",
+        )
+        self.stream_clients = Gauge(
+            "twin_api_stream_clients",
+            "Live-stream (/v1/stream) clients connected now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.stream_ticks_read = Counter(
+            "twin_api_stream_ticks_read",
+            "Ticks the live stream read from Redis: once each, for all its clients.",
+            registry=self.registry,
+        )
+        self.stream_snapshots = Counter(
+            "twin_api_stream_snapshots", "Snapshots built for clients joining or catching up.", registry=self.registry
+        )
+        self.stream_refused = Counter(
+            "twin_api_stream_refused",
+            "Live-stream connections refused (503): the process served as many as it may.",
+            registry=self.registry,
+        )
+        self.stream_dropped = Counter(
+            "twin_api_stream_dropped",
+            "Live-stream clients disconnected because they read nothing while their buffer filled.",
+            registry=self.registry,
+        )
+        self.stream_resyncs = Counter(
+            "twin_api_stream_resyncs",
+            "Times a live-stream client fell a whole buffer behind and got a fresh snapshot.",
+            registry=self.registry,
         )
 
     def exposition(self) -> bytes:
@@ -99,6 +133,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            if template == BATCH_ROUTE and status["code"] == 200:
+                self.metrics.batch_answered_at = time.time()
             self.metrics.request_seconds.labels(template, scope.get("method", ""), str(status["code"])).observe(
                 time.perf_counter() - start
             )

@@ -41,11 +41,20 @@ class PolicyInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="ok: able to decide now; degraded: Redis answers but no decision can be made (see reasons); "
+        "unavailable: Redis is not configured or unreachable."
+    )
     redis: Literal["ok", "unreachable", "not configured"]
     detail: str = ""
+    reasons: list[str] = Field(default_factory=list, description="Why the service cannot decide (degraded).")
     latest_tick: int | None = Field(default=None, examples=[120])
     latest_tick_age_s: float | None = Field(default=None, description="Wall-clock age of the latest tick.")
+    recent_ticks: int = Field(0, description="Recent ticks in the KPI log over which fallback ticks are counted.")
+    recent_fallback_ticks: int = Field(
+        0, description="Of those, the ticks the bridge decided locally (it got no decision from a service)."
+    )
+    checked_at: float | None = Field(default=None, description="Unix time of this check.")
     defaults: list[PolicyInfo] = Field(description="The policies used when a request names none.")
     policies: list[PolicyInfo] = Field(description="Every policy a request may name.")
 

@@ -3,15 +3,21 @@
 ``PolicyDecisions`` (in-process) lives in :mod:`twin_service.engine.decisions`; it is re-exported here.
 
 Either way one batch call per tick returns every vehicle's next host and offloaded fraction. Over HTTP the
-service reads the tick's twins from Redis (so the run loop stores the tick first); if the service cannot
-be reached or answers with an error, the bridge decides with the same policies locally and marks the tick
-as a fallback tick, then tries the service again after a pause.
+service reads the tick's twins from Redis (so the run loop stores the tick first). The request has a
+deadline: a tick never waits longer than ``deadline_s`` for the service. If the service cannot be reached,
+misses the deadline or answers with an error, the bridge decides with the same policies locally and marks
+the tick as a fallback tick. A service that answered (with an error) is asked again on the next tick; one
+that could not be reached or was too slow, after ``retry_after_s``. The bridge says in one line when it
+starts deciding locally and in one when it goes back to the service.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import httpx
 import numpy as np
@@ -19,6 +25,11 @@ import numpy as np
 from twin_service.engine import Decisions, PolicyDecisions, TickContext
 
 log = logging.getLogger(__name__)
+
+DEFAULT_DEADLINE_S = 1.0
+"""Longest a tick waits for the decision service before deciding locally."""
+DEFAULT_RETRY_AFTER_S = 2.0
+"""After the service could not be reached or missed the deadline, decide locally this long before asking again."""
 
 
 def check_service_url(url: str) -> str:
@@ -32,8 +43,12 @@ def check_service_url(url: str) -> str:
     return url.rstrip("/")
 
 
+class _Unreachable(Exception):
+    """The service could not be reached or did not answer within the deadline: back off before asking again."""
+
+
 class HttpDecisions:
-    """Ask the decision service (``POST /v1/decisions/batch``) for every decision of a tick."""
+    """Ask the decision service (``POST /v1/decisions/batch``) for every decision of a tick, within a deadline."""
 
     reads_twins = True
 
@@ -43,39 +58,83 @@ class HttpDecisions:
         fallback: PolicyDecisions,
         *,
         api_key: str | None = None,
-        timeout_s: float = 2.0,
-        retry_after_s: float = 5.0,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        retry_after_s: float = DEFAULT_RETRY_AFTER_S,
         migration: str | None = None,
         offload: str | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
+        if not deadline_s > 0:
+            raise ValueError(f"the decision deadline must be > 0 s, got {deadline_s}")
         headers = {"X-API-Key": api_key} if api_key else {}
         self.url = check_service_url(url)
-        self.client = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
+        self.deadline_s = deadline_s
+        # Every phase of a request is bounded by the deadline too, so that one given up on also ends in its thread.
+        self.client = httpx.Client(base_url=self.url, headers=headers)
         self.fallback = fallback
         self.retry_after_s = retry_after_s
+        self.notify = notify or log.warning
         self._body_extra = {
             k: v for k, v in (("migration_policy", migration), ("offload_policy", offload)) if v is not None
         }
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-decisions")
+        self._in_flight: Future[Decisions] | None = None
         self._down_until = 0.0
+        self._streak = 0
+        self._streak_started = 0.0
         self.fallback_ticks = 0
         self.last_error: str | None = None
 
     def decide(self, ctx: TickContext) -> Decisions:
         if time.monotonic() >= self._down_until:
             try:
-                return self._ask(ctx)
+                decisions = self._ask_within_deadline(ctx)
+            except _Unreachable as exc:
+                self._failed(f"decision service at {self.url} failed: {exc}", self.retry_after_s)
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                message = f"decision service at {self.url} failed: {exc}"
-                if message != self.last_error:
-                    log.warning("%s; deciding locally (retry in %.0f s)", message, self.retry_after_s)
-                self.last_error = message
-                self._down_until = time.monotonic() + self.retry_after_s
+                self._failed(f"decision service at {self.url} failed: {_describe(exc)}", 0.0)
+            else:
+                if self._streak:
+                    self.notify(
+                        f"decision service at {self.url} answers again after {self._streak} fallback ticks "
+                        f"({time.monotonic() - self._streak_started:.1f} s): deciding from it"
+                    )
+                self._streak = 0
+                self.last_error = None
+                return decisions
         self.fallback_ticks += 1
+        self._streak += 1
         local = self.fallback.decide(ctx)
         return Decisions(local.target, local.rho, source=f"fallback:{local.source}", fallback=True)
 
+    def _failed(self, message: str, back_off_s: float) -> None:
+        if message != self.last_error:
+            when = f"asking again in {back_off_s:.0f} s" if back_off_s else "asking again next tick"
+            self.notify(f"{message}; deciding locally ({when})")
+        self.last_error = message
+        if not self._streak:
+            self._streak_started = time.monotonic()
+        self._down_until = time.monotonic() + back_off_s
+
+    def _ask_within_deadline(self, ctx: TickContext) -> Decisions:
+        late = f"no answer within the {self.deadline_s:g} s deadline"
+        if self._in_flight is not None and not self._in_flight.done():
+            raise _Unreachable(late)  # still busy with an earlier tick's request
+        future = self._pool.submit(self._ask, ctx)
+        try:
+            return future.result(timeout=self.deadline_s)
+        except FutureTimeout:
+            self._in_flight = future  # ends by itself: every phase of the request has the same timeout
+            raise _Unreachable(late) from None
+        except httpx.TimeoutException as exc:
+            raise _Unreachable(late) from exc
+        except httpx.TransportError as exc:
+            raise _Unreachable(_describe(exc)) from exc
+
     def _ask(self, ctx: TickContext) -> Decisions:
-        response = self.client.post("/v1/decisions/batch", json={"tick": ctx.tick, **self._body_extra})
+        response = self.client.post(
+            "/v1/decisions/batch", json={"tick": ctx.tick, **self._body_extra}, timeout=self.deadline_s
+        )
         response.raise_for_status()
         data = response.json()
         if int(data["tick"]) != ctx.tick:
@@ -95,7 +154,22 @@ class HttpDecisions:
         return Decisions(target, rho, source=source)
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a failed request: an HTTP error with the service's own ``detail``."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        detail = ""
+        try:
+            body = exc.response.json()
+            detail = body.get("detail", "") if isinstance(body, dict) else ""
+        except ValueError:
+            pass
+        text = detail if isinstance(detail, str) else str(detail)
+        return f"HTTP {exc.response.status_code}" + (f": {text[:200]}" if text else "")
+    return str(exc) or type(exc).__name__
 
 
 __all__ = ["HttpDecisions", "PolicyDecisions"]

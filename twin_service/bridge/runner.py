@@ -2,7 +2,10 @@
 
 Redis going away mid-run never tears a tick: the frame of tick N is rewritten as a whole (writes are
 idempotent per tick) and SUMO does not step again until it is stored. The bridge retries with
-exponential backoff for ``redis_retry_s`` and then stops with a clear message.
+exponential backoff for ``redis_retry_s`` and then stops with a clear message. A Redis that comes back
+empty (restarted, or emptied by FLUSHALL while the bridge never saw an error) gets the run's records back
+with the next tick: the twin store checks the run marker in every tick's transaction
+(:meth:`twin_service.twins.TwinStore.begin_run`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from twin_service.bridge.backends import BackendName, SumoError, open_backend
-from twin_service.bridge.decisions import HttpDecisions, PolicyDecisions
+from twin_service.bridge.decisions import DEFAULT_DEADLINE_S, HttpDecisions, PolicyDecisions
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
-from twin_service.config import ScenarioError, ScenarioParams, Settings, resolve_scenario
+from twin_service.config import ScenarioError, ScenarioParams, Settings
 from twin_service.engine import DecisionSource, Engine, TickSource
 from twin_service.engine.recording import Recording, ReplayBackend
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY, PolicyError
@@ -112,6 +115,8 @@ class RunOptions:
     decision_url: str | None = None
     """Ask this decision service each tick (``POST /v1/decisions/batch``); None decides in-process."""
     api_key: str | None = None
+    decision_deadline_s: float = DEFAULT_DEADLINE_S
+    """With a decision service: the longest a tick waits for its answer before deciding locally."""
     models_dir: Path | None = None
     scale: float = 1.0
     """SUMO's demand scale (``--scale``)."""
@@ -160,7 +165,9 @@ def open_bridge(
                 models_dir=options.models_dir,
             )
             if options.decision_url:
-                decisions = HttpDecisions(options.decision_url, decisions, api_key=options.api_key)
+                decisions = HttpDecisions(
+                    options.decision_url, decisions, api_key=options.api_key, deadline_s=options.decision_deadline_s
+                )
         forecaster = load_forecaster(options.forecaster, params, options.models_dir)
         engine = Engine(
             params, scenario.layout, scenario.projection, backend, decisions, seed=seed, forecaster=forecaster
@@ -194,8 +201,9 @@ def load_forecaster(name: str | None, params: ScenarioParams, models_dir: Path |
     return load_named(name, params, models_dir)
 
 
-def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, folder: Path | None = None) -> None:
-    """What readers need besides the ticks: the run's metadata and the edge-server layout."""
+def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, folder: Path | None = None) -> str:
+    """What readers need besides the ticks: the run's metadata and the edge-server layout, kept by the store
+    and put back whenever a tick's write finds them missing. Returns the run id (the run marker)."""
     params = engine.params
     extra: dict[str, str | int | float] = {
         "backend": engine.backend.name,
@@ -207,8 +215,7 @@ def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, fol
     if options.replay is not None:
         extra["replay"] = str(options.replay)
     extra["predictor"] = engine.forecaster.name if engine.forecaster is not None else "persistence"
-    store.write_run_meta(params.scenario.name, params.param_hash, **extra)
-    store.write_layout(engine.layout_records())
+    return store.begin_run(params.scenario.name, params.param_hash, engine.layout_records(), **extra)
 
 
 def run_loop(
@@ -224,9 +231,13 @@ def run_loop(
 ) -> dict[str, Any]:
     """Tick until the scenario ends, ``options.ticks`` is reached or ``should_stop()``; return the summary.
 
-    ``on_notice`` gets one line when the bridge starts holding a tick for Redis and one when it goes on.
+    ``on_notice`` gets one line when the bridge starts holding a tick for Redis and one when it goes on, one
+    when it put the run's records back into a Redis that lost them, and (with a decision service) one when it
+    starts deciding locally and one when it goes back to the service.
     An error that stops the run after it started raises :class:`RunFailed`, which carries the summary.
     """
+    if on_notice is not None and isinstance(engine.decisions, HttpDecisions):
+        engine.decisions.notify = on_notice
     tick_s = engine.params.simulation.tick_s
     overlay = GuiOverlay(engine) if engine.backend.has_gui and options.overlay else None
     started = time.monotonic()
@@ -234,13 +245,8 @@ def run_loop(
     last_report_tick = 0
     last_report_sumo_s = 0.0
 
-    def restore() -> None:
-        """After Redis comes back: a restarted server is empty, so put the run's records back first."""
-        if not store.read_run_meta():
-            write_run_records(engine, store, options, resolve_scenario(options.scenario))
-
     def write(frame: TickFrame) -> int:
-        return write_with_retry(store, frame, options.redis_retry_s, url, on_reconnect=restore, notify=on_notice)
+        return write_with_retry(store, frame, options.redis_retry_s, url, notify=on_notice)
 
     end_s = options.end_s if options.end_s is not None else engine.params.scenario.end_s
     if isinstance(engine.backend, ReplayBackend):

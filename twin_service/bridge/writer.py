@@ -27,15 +27,15 @@ def write_with_retry(
     frame: TickFrame,
     retry_s: float,
     url: str = "",
-    on_reconnect: Callable[[], None] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> int:
     """Store a tick, retrying with backoff while Redis is away; returns the number of retries.
 
     The tick is rewritten whole on each try (writes are idempotent per tick), so a reader never sees part
-    of it. ``on_reconnect`` runs before the retried write that finds Redis back: a restarted server comes
-    back empty, and the run's metadata and server layout must be there before its ticks. ``notify`` gets a
-    line when the first write fails (the run holds) and one when a retry succeeds (the run goes on).
+    of it. A server that comes back empty gets the run's records back in the tick's own transaction (the
+    store checks its run marker on every write). ``notify`` gets a line when the first write fails (the run
+    holds), one when a retry succeeds (the run goes on), and one when a write had to put the run's records
+    back into a Redis that lost them without an error being seen (emptied, or restarted between two ticks).
     """
     delay = 0.05
     started = time.monotonic()
@@ -43,13 +43,20 @@ def write_with_retry(
     retries = 0
     where = f" at {url}" if url else ""
     while True:
+        restores = store.restores
         try:
-            if retries and on_reconnect is not None:
-                on_reconnect()
             store.write_tick(frame)
-            if retries and notify is not None:
+            restored = store.restores > restores
+            if notify is not None and retries:
                 notify(
-                    f"Redis{where} is back after {time.monotonic() - started:.1f} s: tick {frame.tick} stored, going on"
+                    f"Redis{where} is back after {time.monotonic() - started:.1f} s: "
+                    + ("the run's records put back, " if restored else "")
+                    + f"tick {frame.tick} stored, going on"
+                )
+            elif notify is not None and restored:
+                notify(
+                    f"Redis{where} had lost the run's records (restarted or emptied): "
+                    f"put them back with tick {frame.tick}"
                 )
             return retries
         except TwinStoreUnavailable as exc:
@@ -61,7 +68,7 @@ def write_with_retry(
                 ) from exc
             time.sleep(delay)
             retries += 1
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 1.0)  # a Redis back is noticed within a second
 
 
 class TickWriter:

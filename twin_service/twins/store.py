@@ -1,10 +1,16 @@
 """The twin store: one tick of all twins written per transaction, read as a consistent snapshot.
 
-Writer (the bridge) calls :meth:`TwinStore.write_tick` once per tick. Everything of the tick (packed
-tables, index hashes, KPIs, meta), the deletion of the ticks that left the window and the flip of
-the ``latest`` pointer go in one MULTI/EXEC, so a reader never sees two ticks mixed. Readers resolve
-the latest tick once, then read only keys of that tick number, which do not change until they
-leave the window (see :mod:`twin_service.twins.keys`).
+Writer (the bridge) calls :meth:`TwinStore.begin_run` once, then :meth:`TwinStore.write_tick` once per
+tick. Everything of the tick (packed tables, index hashes, KPIs, meta), the deletion of the ticks that
+left the window and the flip of the ``latest`` pointer go in one MULTI/EXEC, so a reader never sees two
+ticks mixed. Readers resolve the latest tick once, then read only keys of that tick number, which do not
+change until they leave the window (see :mod:`twin_service.twins.keys`).
+
+The run's records (metadata and edge-server layout) heal themselves: each tick's write first checks the
+run marker (``run_id`` in ``P:run``) under WATCH, and when a restarted or emptied Redis no longer holds it,
+the same transaction puts the records back ahead of the tick. A reader never sees a tick of a run whose
+records are missing, and a FLUSHALL between the check and the write aborts the transaction, which is
+then tried again.
 
 One writer per prefix. Readers may be many, in other processes.
 """
@@ -17,6 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -49,6 +56,19 @@ _READ_ATTEMPTS = 5
 was read (the reader fell ``window`` writes behind) or was rewritten meanwhile; at most this often."""
 
 _KIND = {"veh": "vehicle", "srv": "server"}
+
+_WRITE_ATTEMPTS = 5
+"""A tick's write starts over when the server changed under its WATCH (emptied, restarted); at most this often."""
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """What readers need besides the ticks, as the writer re-asserts it: ``P:run`` and ``P:layout``."""
+
+    run_id: str
+    """The run marker: new for every run, stored in ``P:run``; a tick's write checks that it is still there."""
+    meta: dict[str, str]
+    layout_json: bytes
 
 
 def _unavailable_as_error(method: Callable[P, R]) -> Callable[P, R]:
@@ -104,6 +124,9 @@ class TwinStore:
         self.log_maxlen = log_maxlen
         self._held_ticks: list[int] | None = None
         """The writer's copy of ``P:ticks`` after its last successful write; None: ask Redis."""
+        self._records: RunRecords | None = None
+        self.restores = 0
+        """How often a tick's write found the run's records missing (Redis restarted or emptied) and put them back."""
         self._blocks: dict[tuple[str, int], tuple[str, list[str], np.ndarray, tuple[str, ...], bytes]] = {}
         """Decoded entity blocks of recent ticks by (entity, tick): (write_id, ids, table, columns, raw ids)."""
         self._blocks_lock = threading.Lock()
@@ -121,9 +144,7 @@ class TwinStore:
         """Raise :class:`TwinStoreUnavailable` unless Redis answers."""
         self.redis.ping()
 
-    @_unavailable_as_error
-    def write_run_meta(self, scenario: str, param_hash: str, **extra: str | int | float) -> None:
-        """Record what this run simulates (and the writer's window) in ``P:run``."""
+    def _run_fields(self, scenario: str, param_hash: str, extra: dict[str, str | int | float]) -> dict[str, str]:
         fields: dict[str, str] = {
             "scenario": scenario,
             "param_hash": param_hash,
@@ -131,7 +152,38 @@ class TwinStore:
             "started_wall_time": repr(time.time()),
         }
         fields.update({k: str(v) for k, v in extra.items()})
-        self.redis.hset(self.keys.run, mapping=fields)
+        return fields
+
+    @_unavailable_as_error
+    def begin_run(
+        self, scenario: str, param_hash: str, layout: list[dict[str, Any]], **extra: str | int | float
+    ) -> str:
+        """Store a new run's records (``P:run`` with a new run marker, ``P:layout``) in one transaction and keep
+        them: from now on every :meth:`write_tick` puts them back first if Redis lost them. Returns the run id."""
+        run_id = secrets.token_hex(8)
+        fields = self._run_fields(scenario, param_hash, extra) | {"run_id": run_id}
+        records = RunRecords(run_id, fields, json.dumps(layout, separators=(",", ":")).encode())
+        pipe = self.redis.pipeline(transaction=True)
+        self._queue_records(pipe, records)
+        pipe.execute()
+        self._records = records
+        return run_id
+
+    def _queue_records(self, pipe: Any, records: RunRecords) -> None:
+        pipe.delete(self.keys.run)
+        pipe.hset(self.keys.run, mapping=records.meta)
+        pipe.set(self.keys.layout, records.layout_json)
+
+    @property
+    def run_id(self) -> str | None:
+        """The marker of the run this store writes (None before :meth:`begin_run`)."""
+        return None if self._records is None else self._records.run_id
+
+    @_unavailable_as_error
+    def write_run_meta(self, scenario: str, param_hash: str, **extra: str | int | float) -> None:
+        """Record what this run simulates (and the writer's window) in ``P:run``, once (no run marker: the bridge
+        uses :meth:`begin_run`, whose records heal themselves)."""
+        self.redis.hset(self.keys.run, mapping=self._run_fields(scenario, param_hash, extra))
 
     @_unavailable_as_error
     def read_run_meta(self) -> dict[str, str]:
@@ -177,6 +229,8 @@ class TwinStore:
         the latest stored one is refused with ``ValueError`` (``clear()`` first to start over).
         Raises :class:`TwinStoreUnavailable` if Redis cannot be reached: then either nothing of
         the tick is stored or all of it (the transaction ran and only its reply was lost).
+        After :meth:`begin_run`, the run's records are put back first when Redis lost them
+        (``restores`` counts it).
         """
         veh = codec.encode_block(frame.vehicle_ids, frame.vehicle_columns, frame.vehicle_text, "vehicles")
         srv = codec.encode_block(frame.server_ids, frame.server_columns, frame.server_text, "servers")
@@ -184,11 +238,44 @@ class TwinStore:
         sim_time_s, wall_time = float(frame.sim_time_s), float(frame.wall_time)
         meta_raw = codec.encode_meta(n, sim_time_s, wall_time, secrets.token_hex(6), veh.layout, srv.layout)
         kpis = {name: float(v) for name, v in frame.kpis.items()}
-        k, ttl = self.keys, self.tick_ttl_s
+        for attempt in range(_WRITE_ATTEMPTS):
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    self._write_tick_once(pipe, n, sim_time_s, wall_time, meta_raw, veh, srv, kpis)
+                    break
+                except redis.WatchError:
+                    # The server changed between the marker check and EXEC (emptied, or the connection broke):
+                    # nothing was written. Check again.
+                    self._held_ticks = None
+                    if attempt == _WRITE_ATTEMPTS - 1:
+                        raise TwinStoreUnavailable(
+                            f"Redis kept changing under the write of tick {n} ({_WRITE_ATTEMPTS} tries)"
+                        ) from None
+        return codec.decode_meta(meta_raw).meta
 
+    def _write_tick_once(
+        self,
+        pipe: Any,
+        n: int,
+        sim_time_s: float,
+        wall_time: float,
+        meta_raw: bytes,
+        veh: Any,
+        srv: Any,
+        kpis: dict[str, float],
+    ) -> None:
+        k, ttl = self.keys, self.tick_ttl_s
+        records = self._records
+        restore = False
+        if records is not None:
+            # Optimistic check of the run marker: EXEC fails if P:run changes (FLUSHALL included) before it.
+            pipe.watch(k.run)
+            if pipe.hget(k.run, "run_id") != records.run_id.encode():
+                restore = True
+                self._held_ticks = None  # an emptied or new server holds none of our ticks
         held = self._held_ticks
-        if held is None:
-            held = sorted(int(t) for t in self.redis.zrange(k.ticks, 0, -1))
+        if held is None:  # while watching, the pipeline runs commands at once; else ask the client
+            held = sorted(int(t) for t in (pipe if records is not None else self.redis).zrange(k.ticks, 0, -1))
         if held and n < held[-1]:
             raise ValueError(
                 f"tick {n} is older than the latest stored tick {held[-1]} under prefix "
@@ -196,7 +283,10 @@ class TwinStore:
             )
         stale = [t for t in held if t <= n - self.window]
 
-        pipe = self.redis.pipeline(transaction=True)
+        pipe.multi()
+        if restore:
+            assert records is not None
+            self._queue_records(pipe, records)
         # A rewritten tick goes first as a whole: it must not keep index entries of departed twins.
         doomed = [*stale, n] if n in held else stale
         if doomed:
@@ -235,7 +325,8 @@ class TwinStore:
             self._held_ticks = None  # the transaction may or may not have run: ask Redis next time
             raise
         self._held_ticks = sorted({*held, n} - set(stale))
-        return codec.decode_meta(meta_raw).meta
+        if restore:
+            self.restores += 1
 
     # ------------------------------------------------------------------------------------------
     # Readers: tick resolution

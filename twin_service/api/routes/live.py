@@ -6,35 +6,48 @@ Server-Sent Events with one small delta per tick (``twin_service.api.live``).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import gzip
 import json
 import math
+import socket
+import struct
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from twin_service.api.deps import API_KEY_HEADER, StateDep, StoreDep, require_api_key
 from twin_service.api.errors import ERROR_RESPONSES, RETRY_AFTER_S
-from twin_service.api.live import SERVER_FIELDS, VEHICLE_FIELDS, LiveFeed, sse
+from twin_service.api.live import (
+    HEALTH_EVERY_S,
+    KEEPALIVE_S,
+    RETRY_MS,
+    SERVER_FIELDS,
+    VEHICLE_FIELDS,
+    LiveClient,
+    LiveHub,
+    StreamFull,
+)
 from twin_service.api.schemas import ErrorBody
 from twin_service.config import BITS_PER_MB, ScenarioError, load_params, resolve_scenario
-from twin_service.policies.inputs import MissingTwinData
 from twin_service.scenario.netmap import RoadMap, read_road_map
-from twin_service.twins import TwinStoreUnavailable, UnknownTickError
 
 router = APIRouter(tags=["live"])
 
-KEEPALIVE_S = 15.0
-"""A comment line this often keeps proxies from closing a quiet stream (the bridge may be paused)."""
-RECONNECT_MS = 2000
-"""The SSE ``retry`` a client waits before reconnecting."""
 GZIP_MIN_BYTES = 32 * 1024
+SEND_BUFFER_BYTES = 256 * 1024
+"""The kernel's send buffer of a stream connection (SO_SNDBUF; Linux doubles it): with the server's own 64 KiB
+and the hub's queue, all that a client that does not read can hold before it is dropped."""
+TRANSPORT_SCOPE_KEY = "twin.transport"
+"""Where the app puts the connection's transport, when the server exposes it (``app.TwinApi``): a dropped
+stream client's connection is aborted with it."""
 
 
 class RoadOut(BaseModel):
@@ -151,18 +164,23 @@ STREAM_DESCRIPTION = f"""\
 Server-Sent Events (`text/event-stream`), one event per tick the bridge writes. Each `data:` line is
 JSON:
 
-* `snapshot` (first, and again when a new run starts): everything the client needs. `vehicles` holds
-  every vehicle, `servers` every server, `kpis` the recent KPI history, plus `run`, `server_ids`,
-  `server_tiers` and `load_source` (what `predicted_load_bits` is: the current load until a workload
-  predictor is loaded).
+* `snapshot` (first, again when a new run starts, and when the client fell behind): everything the client
+  needs. `vehicles` holds every vehicle, `servers` every server, `kpis` the recent KPI history, plus `run`,
+  `server_ids`, `server_tiers` and `load_source` (where `predicted_load_bits` comes from: the served workload
+  predictor, named, or each server's current load).
 * `tick`: only what changed since the previous event of this stream. `vehicles` holds new or changed
   rows `[{", ".join(("id", *VEHICLE_FIELDS))}]` (positions to 0.1 m), `left` the ids that are gone,
   `migrations` `[id, from_server_index, to_server_index]`, `servers` changed rows
-  `[{", ".join(("index", *SERVER_FIELDS))}]`, `kpis` the KPI samples written since.
-* `status`: Redis became unreachable (the stream retries every {RETRY_AFTER_S} s and goes on).
+  `[{", ".join(("index", *SERVER_FIELDS))}]`, `kpis` the KPI samples written since (and `load_source` when
+  it changed).
+* `status`: the service's state changed (checked every {HEALTH_EVERY_S:g} s): `state` is `ok`, `degraded`
+  (it cannot decide, or the bridge decides locally in most of its recent ticks; `reasons` says why) or
+  `unavailable` (Redis unreachable; the stream goes on when it is back).
 
-A client that reads slower than the bridge ticks skips ticks but always holds the exact state of the
-last tick it was sent. With `TWIN_API_KEY` set the `{API_KEY_HEADER}` header is required (read the stream
+Every client gets the same events: the service reads each tick once for all of them. A client that falls a
+whole buffer behind (`TWIN_STREAM_BUFFER_TICKS`) gets a fresh `snapshot` instead of what it missed; one that
+reads nothing meanwhile is disconnected. At most `TWIN_STREAM_MAX_CLIENTS` clients per service process: beyond
+that, 503 with `Retry-After`. With `TWIN_API_KEY` set the `{API_KEY_HEADER}` header is required (read the stream
 with `fetch`, which can send headers; `EventSource` cannot).
 """
 
@@ -172,7 +190,7 @@ with `fetch`, which can send headers; `EventSource` cannot).
     summary="Live tick stream (Server-Sent Events, deltas)",
     description=STREAM_DESCRIPTION,
     dependencies=[Depends(require_api_key)],
-    response_class=StreamingResponse,
+    response_class=Response,
     responses={
         200: {
             "description": "An endless event stream (ends after `max_events` events when given).",
@@ -186,52 +204,104 @@ with `fetch`, which can send headers; `EventSource` cannot).
             },
         },
         401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key (when the service has a key)."},
-        503: ERROR_RESPONSES[503],
+        503: {
+            "model": ErrorBody,
+            "description": "Redis is not configured or unreachable, or the service streams to as many clients as "
+            "it may; retry after the `Retry-After` seconds.",
+            "headers": ERROR_RESPONSES[503]["headers"],
+        },
     },
 )
 async def stream(
     request: Request,
     state: StateDep,
     max_events: Annotated[
-        int | None, Query(ge=1, le=1_000_000, description="End the stream after this many events (default: never).")
+        int | None,
+        Query(
+            ge=1, le=1_000_000, description="End the stream after this many snapshot and tick events (default: never)."
+        ),
     ] = None,
-    poll_ms: Annotated[int, Query(ge=20, le=5000, description="How often Redis is checked for a new tick.")] = 100,
-) -> StreamingResponse:
-    store = state.store()  # 503 now, before the stream starts, when Redis is not configured or down
-    await run_in_threadpool(store.ping)
-    feed = LiveFeed(state)
-    poll_s = poll_ms / 1000.0
+) -> Response:
+    hub: LiveHub = request.app.state.live
+    try:
+        hub.check_room()  # refused first, at no cost: no Redis round trip for a connection that cannot stay
+        store = state.store()  # 503 now, before the stream starts, when Redis is not configured or down
+        await run_in_threadpool(store.ping)
+        client = hub.subscribe()
+    except StreamFull as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    return EventStream(hub, client, max_events)
 
-    async def events():  # noqa: ANN202 - an async generator of str
-        yield f"retry: {RECONNECT_MS}\n\n"
+
+class EventStream(Response):
+    """The response of one live-stream client: the hub's events, sent as they come.
+
+    While the client does not read, sending waits on it (the server's flow control) and its queue in the hub
+    fills; when the hub drops it, this stops waiting and closes the connection outright, without the bytes
+    still buffered for it.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: LiveHub, client: LiveClient, max_events: int | None) -> None:
+        self.hub, self.client, self.max_events = hub, client, max_events
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
+        client, completed = self.client, False
+        transport = scope.get(TRANSPORT_SCOPE_KEY)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:  # what the kernel holds for a client that does not read: bounded too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": f"retry: {RETRY_MS}\n\n".encode(), "more_body": True})
+            async with anyio.create_task_group() as group:
+                client.cancel = group.cancel_scope.cancel
+
+                async def until_disconnected() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(until_disconnected)
+                completed = await self._pump(send)
+                group.cancel_scope.cancel()
+        finally:
+            self.hub.unsubscribe(client)
+        if client.dropped:
+            if transport is not None:
+                _abort(transport)
+                for _ in range(3):  # let the server see the connection go before the app returns
+                    await anyio.sleep(0)
+            return
+        if completed:
+            with anyio.move_on_after(KEEPALIVE_S):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump(self, send: Any) -> bool:
+        """Send events until the client is dropped (False) or ``max_events`` were sent (True)."""
         sent = 0
-        quiet_s = 0.0
         while True:
-            try:
-                event = await run_in_threadpool(feed.poll)
-            except TwinStoreUnavailable as exc:
-                yield sse("status", {"redis": "unreachable", "detail": str(exc)})
-                await asyncio.sleep(RETRY_AFTER_S)
-                continue
-            except (UnknownTickError, MissingTwinData):
-                event = None  # the tick left the window meanwhile, or a new run is writing its first tick
-            if event is not None:
-                yield event
+            data = await self.hub.next_event(self.client)
+            if data is None:
+                return False
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            self.client.sent += 1
+            if data.startswith(b"id:"):  # a snapshot or a tick (status events and keep-alives carry no id)
                 sent += 1
-                quiet_s = 0.0
-                if max_events is not None and sent >= max_events:
-                    return
-                continue
-            if await request.is_disconnected():
-                return
-            quiet_s += poll_s
-            if quiet_s >= KEEPALIVE_S:
-                yield ": keep-alive\n\n"
-                quiet_s = 0.0
-            await asyncio.sleep(poll_s)
+                if self.max_events is not None and sent >= self.max_events:
+                    return True
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+
+def _abort(transport: Any) -> None:
+    """Close a connection outright: a reset, dropping what is buffered for it here and in the kernel (a client
+    that does not read would otherwise hold it)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

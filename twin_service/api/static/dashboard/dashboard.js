@@ -39,6 +39,7 @@
     serverHistory: new Map(), // index -> [[tick, load, forecast]]
     migrations: [], // {id, from, to, at}
     loadSource: "",
+    health: { state: "ok", reasons: [] }, // the service's last status event
     selected: null, // {kind: "vehicle"|"server", id}
     ticksSeen: 0,
   };
@@ -68,6 +69,34 @@
     const el = $("status");
     el.dataset.state = kind;
     el.textContent = text;
+  }
+
+  // The service's own word on whether it can do its job (the stream's status events): a banner unless ok.
+  const BANNER_TITLE = {
+    degraded: "Degraded: the twins are live, but decisions are not coming from the decision service",
+    unavailable: "Unavailable: the service cannot reach Redis",
+    error: "No live data from the service",
+  };
+  function setBanner(kind, reasons) {
+    const banner = $("banner");
+    state.health = { state: kind, reasons: reasons || [] };
+    if (kind === "ok") {
+      banner.hidden = true;
+      return;
+    }
+    banner.hidden = false;
+    banner.dataset.state = kind;
+    $("banner-title").textContent = BANNER_TITLE[kind] || kind;
+    const list = $("banner-reasons");
+    list.replaceChildren(...(reasons || []).map((r) => el("li", { text: r })));
+  }
+
+  function onStatus(body) {
+    const kind = body.state || (body.redis && body.redis !== "ok" ? "unavailable" : "ok");
+    setBanner(kind, body.reasons || (body.detail ? [body.detail] : []));
+    if (kind === "unavailable") setStatus("error", `Redis: ${body.redis}`);
+    else if (kind === "degraded") setStatus("degraded", state.connected ? "live · degraded" : "degraded");
+    else if (state.connected) setStatus("live", "live");
   }
 
   // ---- colours ----------------------------------------------------------------------------------
@@ -106,9 +135,11 @@
     if (!response.ok) {
       let detail = `HTTP ${response.status}`;
       try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+      setBanner("error", [`the live stream answered: ${detail}`]);
       return retry(detail);
     }
     $("key-form").hidden = true;
+    if (state.health.state === "error") setBanner("ok", []);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     try {
@@ -157,7 +188,7 @@
   function dispatch(event, body) {
     if (event === "snapshot") onSnapshot(body);
     else if (event === "tick") onTick(body);
-    else if (event === "status") setStatus("error", `Redis: ${body.redis}`);
+    else if (event === "status") onStatus(body);
   }
 
   function onSnapshot(body) {
@@ -200,9 +231,14 @@
     if (state.kpis.length > HISTORY_TICKS) state.kpis.splice(0, state.kpis.length - HISTORY_TICKS);
     state.tick = body.tick;
     state.simTime = body.sim_time_s;
+    if (body.load_source) {
+      state.loadSource = body.load_source;
+      $("load-source").textContent = `forecast: ${state.loadSource}`;
+    }
     state.ticksSeen += 1;
     state.connected = true;
-    setStatus("live", "live");
+    if (state.health.state === "degraded") setStatus("degraded", "live · degraded");
+    else setStatus("live", "live");
     updateFacts();
     drawCharts();
     drawLoads();
