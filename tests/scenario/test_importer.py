@@ -61,7 +61,10 @@ def test_servers_are_provisioned_for_the_demand(imported, hamburg_import):
     hosting = nearest_hosting(demand.positions, layout)
     share = dropped_share_at_peak(hosting, layout, 2.0, CITY_CYCLES_PER_BIT, demand.peak_time_s, 1.0, 750.0)
     assert share == pytest.approx(cal["dropped_data_share_at_peak"], abs=1e-4)
-    assert cal["vehicles_per_rsu_at_peak"] < 20  # more RSUs per vehicle than the grid city: its traffic is lumped
+    # Capacity follows the load: units stack at the busiest junction sites, none is placed by a road (every road is
+    # within a junction site's range), and the sites keep the floor spacing.
+    assert cal["rsu_road_sites"] == 0 and cal["rsu_units_max_per_site"] > 1
+    assert cal["rsu_sites"] == params.layout["rsu_junction_sites"] < len(layout.rsus)
 
 
 def test_servers_inside_the_net_spaced_and_in_hamburg(imported, hamburg_cfg):
@@ -73,10 +76,11 @@ def test_servers_inside_the_net_spaced_and_in_hamburg(imported, hamburg_cfg):
         points = s.patrol_xy or ((s.x_m, s.y_m),)
         assert all(xmin <= x <= xmax and ymin <= y <= ymax for x, y in points), s.id
         assert 53.5 <= s.lat <= 53.6 and 9.9 <= s.lon <= 10.1, s.id
-    xy = layout.xy_m[layout.rsu_indices]
+    xy = np.unique(layout.xy_m[layout.rsu_indices], axis=0)  # the sites (a site's units share its place)
     d = np.hypot(*(xy[:, None] - xy[None]).T)
     np.fill_diagonal(d, np.inf)
-    assert d.min() >= params.layout["rsu_spacing_center_m"] * params.layout["rsu_spacing_scale"] - 1e-6
+    spacing = params.layout["rsu_spacing_center_m"] * params.layout["rsu_spacing_scale"]
+    assert d.min() >= spacing - 1e-6 and spacing >= params.layout["site_spacing_min_m"] - 1e-6
 
 
 def test_original_folder_is_untouched(imported, hamburg_cfg):
@@ -99,7 +103,7 @@ def test_config_points_back_to_the_original_data(imported, hamburg_import, hambu
     assert all(Path(r).is_absolute() and Path(r).parent == src for r in routes)
     additional = root.find("input/additional-files").get("value").split(",")
     assert additional == [str(src / "busStops.add.xml"), "edge_servers.add.xml"]
-    assert hamburg_import.files == ("edge_servers.add.xml", "params.toml", "scenario.sumocfg")
+    assert hamburg_import.files == ("edge_servers.add.xml", "layout.png", "params.toml", "scenario.sumocfg")
     params = load_params(out)
     assert Path(params.scenario.net_file) == src / "network.net.xml.gz"
     assert params.scenario.end_s == 1200.0
@@ -173,7 +177,8 @@ def test_cli_imports_hamburg_with_the_counts_given(hamburg_import, hamburg_cfg, 
     assert cal["uavs"] <= 3 and "--rsus" in cal["method"]
     assert _tried(params) == {40: cal["dropped_data_share_at_peak"]}
     assert cal["dropped_data_share_at_peak"] > CITY_DROPPED_SHARE  # too few for this traffic, as measured
-    assert "40 RSUs" in result.output and f"{cal['dropped_data_share_at_peak']:.1%} of the data" in result.output
+    assert "servers: 40 RSUs at" in result.output
+    assert f"{cal['dropped_data_share_at_peak']:.1%} of the twins' data dropped, ABOVE the city's" in result.output
     assert "given with --rsus" in (tmp_path / "hh" / "params.toml").read_text()
     result = CliRunner().invoke(app, [*args[:4], str(tmp_path / "bad"), "--rsus", "0"])
     assert result.exit_code == 2 and "Traceback" not in result.output
