@@ -102,6 +102,8 @@ class RunContext:
     """The bridge's tick, from the run's metadata (None when it does not say)."""
     channel: ChannelParams = field(default_factory=ChannelParams)
     satellite: SatelliteParams = field(default_factory=SatelliteParams)
+    params: ScenarioParams | None = None
+    """The scenario's parameters when they are known here (a trained model is checked against them)."""
     _tables: dict[tuple[str, ...], ServerTable] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -245,6 +247,7 @@ class ApiState:
             tick_s=tick_s,
             channel=params.channel if params else ChannelParams(),
             satellite=params.satellite if params else SatelliteParams(),
+            params=params,
         )
         self._run = run
         return run
@@ -290,7 +293,7 @@ class ApiState:
         key = (self.predictor, run.param_hash, run.tick_s)
         if key not in self._forecasters:
             self._forecasters[key] = load_forecaster(
-                self.predictor, None, self.settings.models_dir, param_hash=run.param_hash, tick_s=run.tick_s
+                self.predictor, run.params, self.settings.models_dir, param_hash=run.param_hash, tick_s=run.tick_s
             )
         return self._forecasters[key]
 
@@ -325,6 +328,7 @@ class ApiState:
                 param_hash=run.param_hash,
                 channel=run.channel,
                 satellite=run.satellite,
+                params=run.params,
             )
             self._policies[key] = policy
         return policy
@@ -334,7 +338,9 @@ class ApiState:
         key = ("offload", name, run.param_hash, run.offload)
         policy = self._policies.get(key)
         if policy is None:
-            policy = offload_policy(name, offload=run.offload, registry=self.registry, param_hash=run.param_hash)
+            policy = offload_policy(
+                name, offload=run.offload, registry=self.registry, param_hash=run.param_hash, params=run.params
+            )
             self._policies[key] = policy
         return policy
 
