@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from twin_service.policies import (
     OFFLOAD_HEURISTICS,
     MigrationPolicy,
     ModelRegistry,
+    ModelSpecMismatch,
     OffloadPolicy,
     UnknownPolicyError,
     migration_policy,
@@ -123,6 +125,20 @@ class RunContext:
             table = server_table(self.layout, server_ids)
             self._tables[server_ids] = table
         return table
+
+
+@contextmanager
+def _explain_unknown_params(run: RunContext) -> Iterator[None]:
+    """A model refused because the run's scenario folder is not readable here says so (and what to do)."""
+    try:
+        yield
+    except ModelSpecMismatch as exc:
+        if run.params is not None:
+            raise
+        raise ModelSpecMismatch(
+            f"{exc}; the run's scenario parameters are not known here ({run.params_source}), so only its parameter "
+            "hash could be compared: give the api the scenario folder at the path the bridge runs it from"
+        ) from exc
 
 
 class DecisionCache:
@@ -319,17 +335,18 @@ class ApiState:
         key = ("migration", name, run.param_hash, run.task, n_servers)
         policy = self._policies.get(key)
         if policy is None:
-            policy = migration_policy(
-                name,
-                task=run.task,
-                seed=self.seed,
-                registry=self.registry,
-                n_servers=n_servers,
-                param_hash=run.param_hash,
-                channel=run.channel,
-                satellite=run.satellite,
-                params=run.params,
-            )
+            with _explain_unknown_params(run):
+                policy = migration_policy(
+                    name,
+                    task=run.task,
+                    seed=self.seed,
+                    registry=self.registry,
+                    n_servers=n_servers,
+                    param_hash=run.param_hash,
+                    channel=run.channel,
+                    satellite=run.satellite,
+                    params=run.params,
+                )
             self._policies[key] = policy
         return policy
 
@@ -338,9 +355,10 @@ class ApiState:
         key = ("offload", name, run.param_hash, run.offload)
         policy = self._policies.get(key)
         if policy is None:
-            policy = offload_policy(
-                name, offload=run.offload, registry=self.registry, param_hash=run.param_hash, params=run.params
-            )
+            with _explain_unknown_params(run):
+                policy = offload_policy(
+                    name, offload=run.offload, registry=self.registry, param_hash=run.param_hash, params=run.params
+                )
             self._policies[key] = policy
         return policy
 
