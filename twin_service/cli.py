@@ -99,7 +99,7 @@ def scenario_import(
     around the busiest two minutes. The RSU count is then the fewest whose nearest-server hosting drops no more
     of the twins' data at that peak than the built city's does at its calibration point (20 % of its RSUs
     overloaded), with the city's e_v: the servers' physics stays the same, so KPIs compare across cities. The
-    layout rule puts RSU sites at busy, signalised junctions (no closer than 100 m downtown), then by the road
+    layout rule puts RSU sites at busy, signalised junctions (no closer than 30 m downtown), then by the road
     where a road with traffic has no site in range, then more RSU units at the sites with the most vehicles per
     unit: any count can be placed. UAVs follow at the city's 10 per 76 RSUs. It prints what it provisioned,
     writes params.toml \\[calibration] and layout.png (the layout over the roads). It fails only without a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,7 +18,8 @@ from twin_service.scenario.build import CITY_CYCLES_PER_BIT, CITY_DROPPED_SHARE
 from twin_service.scenario.calibrate import dropped_share_at_peak, nearest_hosting
 from twin_service.scenario.edge_servers import read_edge_servers
 from twin_service.scenario.geo import read_projection
-from twin_service.scenario.importer import import_scenario
+from twin_service.scenario.importer import IMPORT_RULE, import_scenario
+from twin_service.scenario.layout import SiteGrowth, place_on_sites, read_sites
 from twin_service.scenario.provision import UAVS_PER_RSU
 from twin_service.scenario.tools import run_tool, tool_path
 
@@ -61,10 +63,14 @@ def test_servers_are_provisioned_for_the_demand(imported, hamburg_import):
     hosting = nearest_hosting(demand.positions, layout)
     share = dropped_share_at_peak(hosting, layout, 2.0, CITY_CYCLES_PER_BIT, demand.peak_time_s, 1.0, 750.0)
     assert share == pytest.approx(cal["dropped_data_share_at_peak"], abs=1e-4)
-    # Capacity follows the load: units stack at the busiest junction sites, none is placed by a road (every road is
-    # within a junction site's range), and the sites keep the floor spacing.
-    assert cal["rsu_road_sites"] == 0 and cal["rsu_units_max_per_site"] > 1
-    assert cal["rsu_sites"] == params.layout["rsu_junction_sites"] < len(layout.rsus)
+    # Hamburg keeps its layout: its junctions take every RSU before the spacing reaches the floor, so the rule
+    # places exactly what it placed before sites could grow (one unit per junction, none by the road).
+    assert cal["rsu_sites"] == cal["rsu_junction_sites"] == len(layout.rsus) and cal["rsu_road_sites"] == 0
+    assert params.layout["rsu_spacing_center_m"] * params.layout["rsu_spacing_scale"] >= SiteGrowth().site_spacing_min_m
+    sites = read_sites(params.scenario.net_file, params.scenario.route_files, seed=1, end_s=params.scenario.end_s)
+    counts = dataclasses.replace(IMPORT_RULE, rsu_count=len(layout.rsus), uav_count=params.layout["uav_count"])
+    before, _ = place_on_sites(sites, counts, params.rsu, params.uav, params.satellite, seed=1)  # no growth
+    assert before.servers == layout.servers
 
 
 def test_servers_inside_the_net_spaced_and_in_hamburg(imported, hamburg_cfg):
