@@ -164,3 +164,18 @@ def test_an_import_without_traffic_fails_in_one_line(tmp_path):
     error = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert error == ["error: no vehicle drives in the scenario (1-420 s): no traffic to provision for"]
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_rsus_beyond_the_junctions_are_placed_not_refused(dense_import, tmp_path, monkeypatch):
+    """--rsus still wins, even a count the junctions cannot take: sites, then units, measured and recorded."""
+    import twin_service.bridge.calibrate
+
+    monkeypatch.setattr(twin_service.bridge.calibrate, "record_demand", lambda *a, **k: dense_import.demand)
+    wanted = 3 * JUNCTIONS
+    args = ["scenario", "import", str(dense_import.source), "--out", str(tmp_path / "many"), "--rsus", str(wanted)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cal = load_params(tmp_path / "many").calibration
+    assert (cal["rsus"], cal["rsu_sites"]) == (wanted, JUNCTIONS) and "--rsus" in cal["method"]
+    assert f"servers: {wanted} RSUs at {JUNCTIONS} sites" in result.output
+    assert cal["dropped_data_share_at_peak"] < load_params(dense_import.out).calibration["dropped_data_share_at_peak"]
