@@ -179,3 +179,22 @@ def test_rsus_beyond_the_junctions_are_placed_not_refused(dense_import, tmp_path
     assert (cal["rsus"], cal["rsu_sites"]) == (wanted, JUNCTIONS) and "--rsus" in cal["method"]
     assert f"servers: {wanted} RSUs at {JUNCTIONS} sites" in result.output
     assert cal["dropped_data_share_at_peak"] < load_params(dense_import.out).calibration["dropped_data_share_at_peak"]
+
+
+def test_a_target_no_count_meets_still_gives_a_layout(dense_sites):
+    """Traffic out of every site's reach (all of it on the satellite, whose queue overflows): no RSU count drops
+    less, so the search ends at its bound, keeps the fewest RSUs that drop the least, and says the target is not
+    met; it does not give up."""
+    from twin_service.config import ScenarioMeta, ScenarioParams, TaskParams
+    from twin_service.scenario.provision import DemandTrace, provision_for_demand
+
+    times = np.arange(1.0, 201.0)
+    far = tuple(np.full(500, 80_000.0) for _ in times)
+    positions = PositionTrace(0.0, times, far, tuple(np.zeros(500) for _ in times))
+    demand = DemandTrace(times, np.full(len(times), 500), 100.0, positions)
+    params = ScenarioParams(scenario=ScenarioMeta(name="far"), task=TaskParams(cycles_per_bit=72.3))
+    found = provision_for_demand(dense_sites, demand, IMPORT_RULE, params)
+    cal = found.calibration(demand)
+    assert not cal["target_met"] and cal["dropped_data_share_at_peak"] > 0.5
+    assert cal["rsus"] == min(found.tried) and len(found.tried) > 2 and max(found.tried) > 3 * JUNCTIONS
+    assert "ABOVE the city's calibration point" in provisioning_report(cal)[2]

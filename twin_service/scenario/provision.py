@@ -11,11 +11,16 @@ an operator would: with more servers where there is more traffic. Steps:
    ``2 * PEAK_HALFWIDTH_S`` window; the vehicles' positions over ``[peak - WARMUP_S, peak + AFTER_PEAK_S]``
    are kept (:class:`PeakWindowRecorder`, in bounded memory however long the scenario).
 2. **Count search.** For a candidate RSU count, the layout rule (:mod:`twin_service.scenario.layout`, read once)
-   places that many RSUs and ``round(RSUs * 10 / 76)`` UAVs (the city's ratio, within the rule's UAV bounds);
+   places that many RSUs (junction sites; past them, roadside sites where a road with traffic has no site in
+   range, then more units at the sites with the most vehicles per unit at the peak: any count fits) and
+   ``round(RSUs * 10 / 76)`` UAVs (the city's ratio, within the rule's UAV bounds);
    nearest-server hosting and the load dynamic are replayed on the recorded positions, backlogs starting empty
    at the window's begin, exactly as the city's calibration replays them. The RSU count is the fewest (found by
    bracketing from ``vehicles at the peak / 20``, then bisection) whose hosting drops at most the city's share
-   of the data at the peak. The overloaded RSU share is measured the same way and recorded beside it.
+   of the data at the peak; a site's units share its vehicles evenly. The search is bounded by every site the
+   rule can place plus four times the units that would work off the busiest tick's data in one tick; where no
+   count meets the target (traffic out of every site's reach), it keeps the fewest RSUs that drop the least and
+   records ``target_met = false``. The overloaded RSU share is measured the same way and recorded beside it.
 
 Why the dropped data and not the share of RSUs overloaded: the two agree in the grid city, whose traffic and
 RSUs both spread over the whole map, but not in a real city whose traffic runs on a few roads. There the RSUs
