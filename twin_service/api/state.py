@@ -306,10 +306,15 @@ class ApiState:
         """
         if self.predictor == "persistence":
             return None
-        key = (self.predictor, run.param_hash, run.tick_s)
+        key = (self.predictor, run.param_hash, run.tick_s, len(run.layout))
         if key not in self._forecasters:
             self._forecasters[key] = load_forecaster(
-                self.predictor, run.params, self.settings.models_dir, param_hash=run.param_hash, tick_s=run.tick_s
+                self.predictor,
+                run.params,
+                self.settings.models_dir,
+                param_hash=run.param_hash,
+                tick_s=run.tick_s,
+                n_servers=len(run.layout) or None,
             )
         return self._forecasters[key]
 

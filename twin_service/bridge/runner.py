@@ -153,7 +153,7 @@ def open_bridge(
             )
             if options.decision_url:
                 decisions = HttpDecisions(options.decision_url, decisions, api_key=options.api_key)
-        forecaster = load_forecaster(options.forecaster, params, options.models_dir)
+        forecaster = load_forecaster(options.forecaster, params, options.models_dir, n_servers=len(scenario.layout))
         engine = Engine(
             params, scenario.layout, scenario.projection, backend, decisions, seed=seed, forecaster=forecaster
         )
