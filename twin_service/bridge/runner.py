@@ -177,13 +177,15 @@ def open_recording(path: Path, scenario: Scenario) -> Iterator[Recording]:
         recording.close()
 
 
-def load_forecaster(name: str | None, params: ScenarioParams, models_dir: Path | None) -> LoadForecaster | None:
+def load_forecaster(
+    name: str | None, params: ScenarioParams, models_dir: Path | None, n_servers: int | None = None
+) -> LoadForecaster | None:
     """The workload predictor called ``name`` (None or ``persistence``: the current load, no forecaster)."""
     if name is None or name == "persistence":
         return None
     from twin_service.predict.registry import load_forecaster as load_named
 
-    return load_named(name, params, models_dir)
+    return load_named(name, params, models_dir, n_servers=n_servers)
 
 
 def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, folder: Path | None = None) -> None:
