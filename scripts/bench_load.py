@@ -16,7 +16,11 @@ in time), and the CPU each process used meanwhile, which is where the time goes 
 
 The last line is ``load_p99_ms=<x>``.
 
+``--migration-policy``, ``--offload-policy`` and ``--predictor`` pass the run's policies (``./scripts/demo`` serves
+``dm-mappo-city``, ``af-marl-city`` and ``city-predictor``).
+
     .venv/bin/python scripts/bench_load.py [--users 20] [--seconds 30] [--speed 10] [--api-workers N]
+        [--migration-policy NAME] [--offload-policy NAME] [--predictor NAME]
 """
 
 from __future__ import annotations
@@ -103,6 +107,9 @@ class Bridge:
                "--api-port", str(port), "--speed", str(args.speed), "--begin", str(args.begin)]  # fmt: skip
         if args.api_workers is not None:
             cmd += ["--api-workers", str(args.api_workers)]
+        for option in ("migration_policy", "offload_policy", "predictor"):
+            if getattr(args, option):
+                cmd += ["--" + option.replace("_", "-"), getattr(args, option)]
         env = {k: v for k, v in os.environ.items() if k not in ("TWIN_API_KEY", "TWIN_REDIS_URL")}
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -167,6 +174,9 @@ def main() -> None:
     ap.add_argument(
         "--api-workers", type=int, help="run --api-workers N: the API in N processes, 0 in a thread of the bridge."
     )
+    ap.add_argument("--migration-policy", help="run --migration-policy (e.g. dm-mappo-city; default: the run's).")
+    ap.add_argument("--offload-policy", help="run --offload-policy (e.g. af-marl-city).")
+    ap.add_argument("--predictor", help="run --predictor (e.g. city-predictor).")
     args = ap.parse_args()
     if not 1 <= args.users <= MAX_USERS or not 1 <= args.seconds <= MAX_SECONDS:
         raise SystemExit(f"--users must be 1..{MAX_USERS} and --seconds 1..{MAX_SECONDS}")
@@ -235,6 +245,11 @@ def main() -> None:
         + ("API in processes of its own" if api_processes else "API in a thread of the bridge process")
     )
     print(f"load: {args.users} clients for {elapsed:.0f} s, single-vehicle migration decisions, latest tick")
+    policies = [getattr(args, o) or "default" for o in ("migration_policy", "offload_policy", "predictor")]
+    print(
+        f"policies: migration {policies[0]}, offload {policies[1]}, predictor {policies[2]}; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     print(f"requests: {n} ({float(row['Requests/s']):.0f}/s), errors {errors}, vehicle left (404, not an error) {left}")
     for count, message in failures:
         print(f"  failure x{count}: {message[:160]}")

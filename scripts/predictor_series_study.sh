@@ -24,4 +24,4 @@ for net in lstm-transformer lstm gru cnn-lstm cnn-gru; do
         "$VENV/bin/twin-service" predictor train --series "$file" --network "$net" --seed "$seed" --out "$out" "$@"
     done
 done
-"$VENV/bin/twin-service" predictor evaluate --models "$(IFS=,; echo "${models[*]}")" --out "results/predictor/$name"
+"$VENV/bin/twin-service" predictor evaluate --record --models "$(IFS=,; echo "${models[*]}")" --out "results/predictor/$name"

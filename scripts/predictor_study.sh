@@ -36,6 +36,6 @@ for h in "${horizons[@]}"; do
                 --horizon "$h" --seed "$seed" --out "$out"
         done
     done
-    "$VENV/bin/twin-service" predictor evaluate --models "$(IFS=,; echo "${models[*]}")" \
+    "$VENV/bin/twin-service" predictor evaluate --record --models "$(IFS=,; echo "${models[*]}")" \
         --recordings "$test_days" --out "results/predictor/city-h$h"
 done

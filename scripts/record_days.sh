@@ -17,5 +17,6 @@ for seed in "${seeds[@]}"; do
         echo "==> $out exists"
         continue
     fi
-    "$VENV/bin/twin-service" record --scenario "$scenario" --seed "$seed" --out "$out"
+    # An interrupted recording writes nothing and exits non-zero: stop here rather than go on to the next day.
+    "$VENV/bin/twin-service" record --scenario "$scenario" --seed "$seed" --out "$out" || exit $?
 done

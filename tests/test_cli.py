@@ -67,7 +67,10 @@ def test_bad_run_options_are_refused_before_the_run_starts(tmp_path: Path):
     for args, message in [
         (("--redis-url", "foo://bar"), "--redis-url: 'foo://bar' is not a Redis URL"),
         (("--redis-url", "redis://127.0.0.1:notaport"), "Port could not be cast to integer value as 'notaport'"),
-        (("--seed", "-1"), "Invalid value for '--seed'"),
+        (("--seed", "-1"), "--seed -1: expected an integer in [0, 2147483647]"),
+        (("--seed", "x"), "Invalid value for '--seed'"),
+        (("--speed", "nan"), "--speed nan: expected a finite number in [0.01, 10000]"),
+        (("--begin", "5000"), "begin 5000 s is not before end 3600 s"),
         (("--kpi-csv", str(tmp_path)), f"--kpi-csv {tmp_path} is a folder"),
         (("--summary-csv", str(a_file / "sub" / "s.csv")), "cannot create the folder"),
         (("--decisions", "notaurl"), "--decisions: 'notaurl' is not an http(s) URL"),

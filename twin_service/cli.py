@@ -7,6 +7,7 @@ turns the package's own errors into a one-line message and a non-zero exit, neve
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import tempfile
@@ -18,9 +19,10 @@ from typing import Annotated
 
 import typer
 
+from twin_service.cli_options import CheckedTyper, one_line
 from twin_service.train_cli import register_offload_trainers
 
-app = typer.Typer(
+app = CheckedTyper(
     name="twin-service",
     help="SUMO co-simulation digital twins for the Internet of Vehicles: "
     "build scenarios, run the live bridge into Redis, serve migration and offloading decisions.",
@@ -28,21 +30,33 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-scenario_app = typer.Typer(help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True)
+scenario_app = CheckedTyper(help="Build the committed scenarios or import a real SUMO city.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
-predictor_app = typer.Typer(
+predictor_app = CheckedTyper(
     help="Workload predictors (paper A, section V): train on recorded city days or any series, evaluate (Table II).",
     no_args_is_help=True,
 )
 app.add_typer(predictor_app, name="predictor")
-train_app = typer.Typer(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
+train_app = CheckedTyper(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
 
 
+def _settings():  # noqa: ANN202 - twin_service.config.Settings, imported lazily
+    """The ``TWIN_*`` settings; a bad one (``TWIN_API_PORT=x``, a key that is not ASCII) is one line and exit 2."""
+    from pydantic import ValidationError
+
+    from twin_service.config import Settings, describe_errors
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(f"bad TWIN_* setting: {describe_errors(exc)}")
+
+
 def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error to stderr and exit non-zero."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    """Print a one-line error to stderr and exit non-zero (a message of several lines is joined into one)."""
+    typer.secho(f"error: {one_line(message)}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
 
 
@@ -84,14 +98,11 @@ def scenario_import(
     rsus: Annotated[
         int | None,
         typer.Option(
-            min=1,
             help="Place this many RSUs instead of the count the demand needs (any count: past the sites the "
             "network has room for, more units per site).",
         ),
     ] = None,
-    uavs: Annotated[
-        int | None, typer.Option(min=1, help="Fly this many UAVs instead of the city's 10 per 76 RSUs.")
-    ] = None,
+    uavs: Annotated[int | None, typer.Option(help="Fly this many UAVs instead of the city's 10 per 76 RSUs.")] = None,
 ) -> None:
     """Provision a real SUMO city for its traffic: RSUs, UAV patrols and the satellite; the original is never changed.
 
@@ -152,15 +163,13 @@ def run(
         str, typer.Option(help="libsumo (in-process, fastest, headless) or traci (socket; needed for --gui).")
     ] = "libsumo",
     gui: Annotated[bool, typer.Option("--gui", help="Show the run in sumo-gui (implies --backend traci).")] = False,
-    ticks: Annotated[
-        int | None, typer.Option(min=1, help="Stop after N ticks (default: when the scenario ends).")
-    ] = None,
+    ticks: Annotated[int | None, typer.Option(help="Stop after N ticks (default: when the scenario ends).")] = None,
     realtime: Annotated[
         bool, typer.Option("--realtime", help="Pace ticks to the wall clock (same as --speed 1).")
     ] = False,
     speed: Annotated[
         float | None,
-        typer.Option(min=0.01, help="Pace at this many sim seconds per wall second; default: as fast as possible."),
+        typer.Option(help="Pace at this many sim seconds per wall second; default: as fast as possible."),
     ] = None,
     redis_url: Annotated[
         str | None,
@@ -178,12 +187,10 @@ def run(
         ),
     ] = False,
     api_host: Annotated[str, typer.Option(help="With --api: interface to listen on.")] = "127.0.0.1",
-    api_port: Annotated[int, typer.Option(min=1, max=65535, help="With --api: port to listen on.")] = 8000,
+    api_port: Annotated[int, typer.Option(help="With --api: port to listen on.")] = 8000,
     api_workers: Annotated[
         int,
         typer.Option(
-            min=0,
-            max=64,
             help="With --api: serve it from this many worker processes (0: a thread of the bridge's own process, "
             "which then shares its GIL).",
         ),
@@ -196,10 +203,17 @@ def run(
     ] = None,
     migration_policy: Annotated[
         str,
-        typer.Option(help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/."),
+        typer.Option(
+            envvar="TWIN_MIGRATION_POLICY",
+            help="Migration policy: least-loaded, sticky-nearest, greedy, random, or a model in models/.",
+        ),
     ] = "least-loaded",
     offload_policy: Annotated[
-        str, typer.Option(help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.")
+        str,
+        typer.Option(
+            envvar="TWIN_OFFLOAD_POLICY",
+            help="Offloading policy: nearest-least-loaded, local-only, or a model name in models/.",
+        ),
     ] = "nearest-least-loaded",
     parallel: Annotated[
         bool,
@@ -211,15 +225,11 @@ def run(
     seed: Annotated[
         int | None,
         typer.Option(
-            min=0,
-            max=2**31 - 1,
             help="The day: seed for SUMO, twin sampling and (city, rural) the day's demand (default: the scenario's).",
         ),
     ] = None,
-    begin: Annotated[
-        float | None, typer.Option(min=0.0, help="Start at this sim time, s (default: the scenario's).")
-    ] = None,
-    scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
+    begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
+    scale: Annotated[float, typer.Option(help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
     replay: Annotated[
         Path | None,
         typer.Option(
@@ -230,8 +240,9 @@ def run(
     predictor: Annotated[
         str,
         typer.Option(
+            envvar="TWIN_PREDICTOR",
             help="Workload predictor for the migration observation and mask: persistence, window-mean or a "
-            "predictor in models/ ('twin-service predictor train')."
+            "predictor in models/ ('twin-service predictor train').",
         ),
     ] = "persistence",
     kpi_csv: Annotated[
@@ -246,7 +257,7 @@ def run(
     from twin_service.bridge.backends import SumoError
     from twin_service.bridge.decisions import HttpDecisions, check_service_url
     from twin_service.bridge.runner import BridgeError, RunFailed, RunOptions, open_bridge, run_loop
-    from twin_service.config import ScenarioError, Settings
+    from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
     from twin_service.policies import PolicyError
     from twin_service.twins import TwinStoreUnavailable, check_redis_url
@@ -269,12 +280,13 @@ def run(
             fail(f"{option}: {exc}")
     _check_output_file(kpi_csv, "--kpi-csv")
     _check_output_file(summary_csv, "--summary-csv")
-    settings = Settings()
+    settings = _settings()
     from twin_service.predict.registry import predictor_names
 
     known = predictor_names(settings.models_dir)
     if predictor not in known:
         fail(f"unknown workload predictor {predictor!r}; choose one of {', '.join(known)}")
+    _check_models(settings, migration_policy, offload_policy, predictor)
     if replay is not None:
         scenario, seed = _replay_defaults(replay, scenario, seed)
     options = RunOptions(
@@ -403,7 +415,7 @@ def record(
     ] = None,
     begin: Annotated[float | None, typer.Option(help="Start at this sim time, s (default: the scenario's).")] = None,
     end: Annotated[float | None, typer.Option(help="Stop at this sim time, s (default: the scenario's end).")] = None,
-    scale: Annotated[float, typer.Option(min=0.01, help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
+    scale: Annotated[float, typer.Option(help="SUMO's demand scale (--scale): 2 doubles the traffic.")] = 1.0,
 ) -> None:
     """Record a SUMO run's mobility (every tick's vehicles) for replay, training and evaluation."""
     import sys
@@ -413,10 +425,12 @@ def record(
     from twin_service.bridge.backends import SumoError
     from twin_service.bridge.record import record_scenario
     from twin_service.config import ScenarioError
-    from twin_service.engine.recording import RecordingError
+    from twin_service.engine.recording import RecordingError, RecordingInterrupted
 
     if out.exists() and out.is_dir():
         fail(f"--out {out} is a directory; give a file name such as {out / 'city-s1.npz'}")
+    if begin is not None and end is not None and end <= begin:
+        fail(f"--end {end:g} must be after --begin {begin:g}")
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
         with (
@@ -449,6 +463,10 @@ def record(
                 on_progress=progress,
                 should_stop=stop_requested,
             )
+    except RecordingInterrupted as exc:
+        fail(f"interrupted: {exc}", code=130)
+    except KeyboardInterrupt:
+        fail(f"interrupted: {out} was not written (a recording is kept only when complete)", code=130)
     except (ScenarioError, SumoError, RecordingError, OSError) as exc:
         fail(str(exc))
     size_mb = out.stat().st_size / 1e6
@@ -501,8 +519,8 @@ def evaluate(
             help="Offloading policies to compare (repeatable); oracle: the upper bound, best rho on the true state."
         ),
     ] = None,
-    episode_s: Annotated[float, typer.Option(min=1.0, help="Length of an episode: days are cut into these.")] = 600.0,
-    warmup_s: Annotated[float, typer.Option(min=0.0, help="Seconds run before the first episode.")] = 60.0,
+    episode_s: Annotated[float, typer.Option(help="Length of an episode: days are cut into these.")] = 600.0,
+    warmup_s: Annotated[float, typer.Option(help="Seconds run before the first episode.")] = 60.0,
     begin: Annotated[
         float | None, typer.Option(help="Evaluate from this sim time, s (the warm-up starts here; default: start).")
     ] = None,
@@ -521,9 +539,7 @@ def evaluate(
     uav_churn: Annotated[
         str | None, typer.Option(help="UAVs joining and leaving in each episode, APPEAR,LEAVE (paper A Fig. 10: 5,6).")
     ] = None,
-    rsu_outage: Annotated[
-        int, typer.Option(min=0, help="The N busiest RSUs fail from 120 s to 300 s of each episode.")
-    ] = 0,
+    rsu_outage: Annotated[int, typer.Option(help="The N busiest RSUs fail from 120 s to 300 s of each episode.")] = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
@@ -534,19 +550,27 @@ def evaluate(
 
     from rich.progress import Progress
 
-    from twin_service.config import ScenarioError, Settings
+    from twin_service.config import ScenarioError
     from twin_service.engine.recording import Recording, RecordingError
     from twin_service.envs.evaluate import EvalOptions, evaluate_policies, markdown_table, write_results
     from twin_service.envs.sim import EnvOptions, RsuOutage, UavChurn
+    from twin_service.files import atomic_files
+    from twin_service.option_ranges import UAV_CHURN
     from twin_service.policies import PolicyError
 
     files = [Path(p) for p in _split([str(r) for r in recordings])]
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder for the tables and plots (it is created if missing)")
+    _check_predictor(predictor)
     churn = None
     if uav_churn:
         try:
             appear, leave = (int(v) for v in uav_churn.split(","))
         except ValueError:
             fail(f"--uav-churn {uav_churn!r}: expected APPEAR,LEAVE such as 5,6")
+        for what, count in (("APPEAR", appear), ("LEAVE", leave)):
+            if problem := UAV_CHURN.problem(count):
+                fail(f"--uav-churn {uav_churn}: {what} {count}: {problem}")
         churn = UavChurn(appear, leave)
     env = EnvOptions(
         no_uavs=no_uavs,
@@ -556,7 +580,7 @@ def evaluate(
         rsu_outage=RsuOutage(count=rsu_outage) if rsu_outage else None,
         overrides=_overrides(set_),
         predictor=predictor,
-        models_dir=Settings().models_dir,
+        models_dir=_settings().models_dir,
     )
     options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
     migration = _split(migration_policy) or ["least-loaded"]
@@ -592,7 +616,10 @@ def evaluate(
                 "predictor": predictor,
             },
         }
-        write_results(result, out, meta)
+        with atomic_files(out) as folder:
+            write_results(result, folder, meta)
+    except KeyboardInterrupt:
+        fail(f"interrupted: nothing written to {out}", code=130)
     except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(markdown_table(result.summary, ("latency_mean_s", "packet_loss", "load_variance_mb2", "reward_eq22")))
@@ -614,9 +641,9 @@ def train_dm_mappo(
         str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
     ] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 12_288,
-    rollout_ticks: Annotated[int, typer.Option(min=1, help="Ticks per PPO update.")] = 64,
-    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    total_ticks: Annotated[int, typer.Option(help="Environment ticks of training.")] = 12_288,
+    rollout_ticks: Annotated[int, typer.Option(help="Ticks per PPO update.")] = 64,
+    episode_s: Annotated[float, typer.Option(help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[
         bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23 (paper A Fig. 9).")
     ] = False,
@@ -629,13 +656,16 @@ def train_dm_mappo(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")] = False,
 ) -> None:
     """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
     from twin_service.learn.dm_mappo import Args, train
 
+    if rollout_ticks > total_ticks:
+        fail(f"--rollout-ticks {rollout_ticks} is more than --total-ticks {total_ticks}: not one whole update")
     _train(
         "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks},
+        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks}, force,
     )  # fmt: skip
 
 
@@ -651,8 +681,8 @@ def train_masac(
     scenario: Annotated[str | None, typer.Option(help="Scenario (default: the recordings').")] = None,
     arch: Annotated[str, typer.Option(help="per-server or paper (as for dm-mappo).")] = "per-server",
     seed: Annotated[int, typer.Option(help="Seed of the networks, sampling, replay and episodes.")] = 1,
-    total_ticks: Annotated[int, typer.Option(min=1, help="Environment ticks of training.")] = 8_192,
-    episode_s: Annotated[float, typer.Option(min=10.0, help="Episode length (a window of a day), s.")] = 600.0,
+    total_ticks: Annotated[int, typer.Option(help="Environment ticks of training.")] = 8_192,
+    episode_s: Annotated[float, typer.Option(help="Episode length (a window of a day), s.")] = 600.0,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23.")] = False,
     predictor: Annotated[
         str, typer.Option(help="Workload predictor for the observation and mask: persistence or a model name.")
@@ -663,13 +693,14 @@ def train_masac(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")] = False,
 ) -> None:
     """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
     from twin_service.learn.masac import Args, train
 
     _train(
         "masac", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512},
+        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512}, force,
     )  # fmt: skip
 
 
@@ -691,17 +722,22 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     no_satellite: bool,
     set_: list[str] | None,
     extra: dict[str, object],
+    force: bool = False,
 ) -> None:
     import sys
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from twin_service.config import ScenarioError, Settings
+    from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
+    from twin_service.files import atomic_folder, relocate_paths
+    from twin_service.option_ranges import hyperparameter_problems
     from twin_service.policies import PolicyError
 
     if arch not in ("per-server", "paper"):
         fail(f"unknown --arch {arch!r}; choose per-server or paper")
+    check_model_out(out, force)
+    _check_predictor(predictor)
     args = args_type(
         recordings=tuple(_split([str(r) for r in recordings])),
         val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
@@ -713,17 +749,22 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
         episode_s=episode_s,
         dynamic_mask=not no_mask,
         predictor=None if predictor == "persistence" else predictor,
-        models_dir=str(Settings().models_dir),
+        models_dir=str(_settings().models_dir),
         overrides=_overrides(set_),
         no_uavs=no_uavs,
         no_satellite=no_satellite,
         **extra,
     )
+    problems = hyperparameter_problems(args)
+    if problems:
+        fail("; ".join(problems))
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
-        with Progress(
-            TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()
-        ) as bar:
+        with (
+            atomic_folder(out, force=force, what="model") as folder,
+            Progress(TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()) as bar,
+        ):
+            args = dataclasses.replace(args, out=str(folder))
             task = bar.add_task("train", total=None, info="reference moments")
 
             def progress(done: int, total: int, row: dict[str, float]) -> None:
@@ -736,10 +777,68 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
                     f"entropy {row['entropy']:.2f}{val}",
                 )
 
-            folder = train(args, command, progress)
+            train(args, command, progress)
+            relocate_paths(folder, folder, out)
+    except KeyboardInterrupt:
+        fail(f"interrupted: no model written to {out} (the run's partial output was removed)", code=130)
     except (ScenarioError, RecordingError, PolicyError, ValueError, OSError) as exc:
         fail(str(exc))
-    typer.echo(f"wrote {folder} (manifest.json, weights.safetensors, curves.csv, curves.png)")
+    typer.echo(f"wrote {out} (manifest.json, weights.safetensors, curves.csv, curves.png)")
+
+
+def check_model_out(out: Path, force: bool, flag: str = "--out") -> None:
+    """Before any work: ``out`` names a model (its folder is its name), not a built-in one, and replaces an
+    existing folder only with ``--force``."""
+    from twin_service.policies.manifest import MODEL_NAME
+    from twin_service.policies.registry import MIGRATION_HEURISTICS, OFFLOAD_HEURISTICS
+    from twin_service.predict.naive import NAIVE_FORECASTS
+
+    if not MODEL_NAME.match(out.name):
+        fail(f"{flag} {out}: the folder is the model's name, which must match {MODEL_NAME.pattern}")
+    if out.name in (*MIGRATION_HEURISTICS, *OFFLOAD_HEURISTICS, *NAIVE_FORECASTS):
+        fail(f"{flag} {out}: {out.name!r} is the name of a built-in policy or forecast; choose another")
+    if out.exists() and not out.is_dir():
+        fail(f"{flag} {out} is a file; give a model folder such as models/{out.name}")
+    if out.exists() and not force:
+        fail(f"{flag} {out}: the model exists; give --force to replace it (only once the new one is complete)")
+
+
+def _check_models(settings, migration: str, offload: str, predictor: str) -> None:  # noqa: ANN001
+    """Before SUMO or the API start: a stored model named here must load (readable, finite weights, a manifest that
+    fits this build); whether it fits the scenario is checked when the run's scenario is known."""
+    from twin_service.policies import ModelRegistry, PolicyError, UnknownPolicyError
+    from twin_service.policies.registry import MIGRATION_HEURISTICS, OFFLOAD_HEURISTICS
+    from twin_service.predict.naive import NAIVE_FORECASTS
+
+    registry = ModelRegistry(settings.models_dir)
+    try:
+        for name, kind, heuristics in (
+            (migration, "migration", MIGRATION_HEURISTICS),
+            (offload, "offload", OFFLOAD_HEURISTICS),
+        ):
+            if name in heuristics:
+                continue
+            manifest = registry.manifest(name)  # an unknown name is reported by the run with the choices
+            if manifest.kind != kind:
+                fail(f"model {name!r} is a {manifest.kind} model, not a {kind} policy")
+            registry.load(name)
+        if predictor not in NAIVE_FORECASTS:
+            from twin_service.predict.neural import NeuralForecaster
+
+            NeuralForecaster.load(settings.models_dir / predictor)
+    except UnknownPolicyError:
+        return  # not a stored model of this name: the command names the choices
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+def _check_predictor(name: str) -> None:
+    """Before any work: ``name`` is a naive forecast or a predictor in the models folder (never a path)."""
+    from twin_service.predict.registry import predictor_names
+
+    known = predictor_names(_settings().models_dir)
+    if name not in known:
+        fail(f"unknown workload predictor {name!r}; choose one of {', '.join(known)}")
 
 
 def _start_api(engine, redis_url: str, options, settings, host: str, port: int, workers: int):  # noqa: ANN001, ANN202
@@ -819,7 +918,7 @@ def api(
     host: Annotated[
         str | None, typer.Option(help="Interface to listen on (default TWIN_API_HOST or 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default TWIN_API_PORT or 8000).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TWIN_API_PORT or 8000).")] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(envvar="TWIN_REDIS_URL", help="The bridge's Redis: the URL 'twin-service run' prints."),
@@ -829,23 +928,29 @@ def api(
     ] = None,
     migration_policy: Annotated[
         str,
-        typer.Option(help="Default migration policy: least-loaded, sticky-nearest, greedy, random, or a model name."),
+        typer.Option(
+            envvar="TWIN_MIGRATION_POLICY",
+            help="Default migration policy: least-loaded, sticky-nearest, greedy, random, or a model name.",
+        ),
     ] = "least-loaded",
     offload_policy: Annotated[
-        str, typer.Option(help="Default offloading policy: nearest-least-loaded, local-only, or a model name.")
+        str,
+        typer.Option(
+            envvar="TWIN_OFFLOAD_POLICY",
+            help="Default offloading policy: nearest-least-loaded, local-only, or a model name.",
+        ),
     ] = "nearest-least-loaded",
     predictor: Annotated[
         str,
         typer.Option(
+            envvar="TWIN_PREDICTOR",
             help="Workload predictor for the migration observation and mask: persistence, window-mean or a "
-            "predictor in models/ (forecasts each server's load from its window in Redis)."
+            "predictor in models/ (forecasts each server's load from its window in Redis).",
         ),
     ] = "persistence",
     workers: Annotated[
         int,
         typer.Option(
-            min=1,
-            max=64,
             help="Worker processes, each with its own interpreter, all on one port and one Redis (uvicorn --workers).",
         ),
     ] = 1,
@@ -857,16 +962,16 @@ def api(
     from twin_service.api.metrics import MULTIPROCESS_DIR_VAR
     from twin_service.api.serve import SERVER_OPTIONS
     from twin_service.api.worker import FACTORY, worker_env
-    from twin_service.config import Settings
     from twin_service.policies import PolicyError
 
     overrides = {"redis_url": redis_url, "key_prefix": key_prefix, "api_host": host, "api_port": port}
-    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = _settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     if not settings.redis_url:
         fail(
             "no Redis to read twins from. Start the bridge ('twin-service run'): it prints "
             "'twins in Redis at URL'; pass that URL with --redis-url (or TWIN_REDIS_URL)"
         )
+    _check_models(settings, migration_policy, offload_policy, predictor)
     try:
         application = create_app(
             settings, migration_policy=migration_policy, offload_policy=offload_policy, predictor=predictor
@@ -963,7 +1068,7 @@ def predictor_train(
         str | None, typer.Option(help="With --recordings: scenario folder or name (default: the recordings' own).")
     ] = None,
     series: Annotated[Path | None, typer.Option(help="A T x M series file (CSV or NPZ) instead of days.")] = None,
-    step_s: Annotated[float | None, typer.Option(min=1e-9, help="With --series: seconds per step.")] = None,
+    step_s: Annotated[float | None, typer.Option(help="With --series: seconds per step.")] = None,
     split: Annotated[
         str | None, typer.Option(help="With --series: train,validation,test shares (default 0.7,0.1,0.2).")
     ] = None,
@@ -972,52 +1077,57 @@ def predictor_train(
     network: Annotated[
         str, typer.Option(help="lstm-transformer (paper A), lstm, gru, cnn-lstm or cnn-gru (Table II's baselines).")
     ] = "lstm-transformer",
-    horizon: Annotated[int, typer.Option(min=1, help="Steps ahead to forecast (ticks for the city).")] = 1,
-    window: Annotated[int, typer.Option(min=1, help="Steps of history per forecast (paper A: 6).")] = 6,
+    horizon: Annotated[int, typer.Option(help="Steps ahead to forecast (ticks for the city).")] = 1,
+    window: Annotated[int, typer.Option(help="Steps of history per forecast (paper A: 6).")] = 6,
     scaling: Annotated[str, typer.Option(help="global (one scale for all series) or per-series.")] = "global",
     target: Annotated[str, typer.Option(help="delta (the change over the horizon) or level.")] = "delta",
     loss: Annotated[str, typer.Option(help="huber (default), mse (paper A's) or l1, on the scaled target.")] = "huber",
     seed: Annotated[int, typer.Option(help="Seed of the weights and batches.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the learning rate decays over them).")] = 8,
-    steps_per_epoch: Annotated[int, typer.Option(min=1, help="Batches of 1,024 windows per epoch.")] = 100,
-    max_train_s: Annotated[float, typer.Option(min=1.0, help="CPU-seconds budget: no epoch starts after it.")] = 100.0,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Epochs (the learning rate decays over them).")] = 8,
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches of 1,024 windows per epoch.")] = 100,
+    max_train_s: Annotated[float, typer.Option(help="CPU-seconds budget: no epoch starts after it.")] = 100.0,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Replace the predictor folder --out if it exists.")] = False,
 ) -> None:
     """Train a workload predictor; keeps the best epoch on the validation part; writes safetensors + manifest."""
-    import re
-
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
-    from twin_service.predict.manifest import MODEL_NAME_PATTERN
+    from twin_service.files import atomic_folder
+    from twin_service.option_ranges import hyperparameter_problems
     from twin_service.predict.neural import save_predictor
     from twin_service.predict.series import SeriesError
     from twin_service.predict.train import TrainArgs, train_predictor
 
-    if not re.match(MODEL_NAME_PATTERN, out.name):
-        fail(f"--out {out}: the folder names the predictor; use lower-case letters, digits, '.', '_' or '-'")
+    check_model_out(out, force)
     if scaling not in ("global", "per-series"):
         fail("--scaling is global or per-series")
     if target not in ("delta", "level") or loss not in ("huber", "mse", "l1"):
         fail("--target is delta or level; --loss is huber, mse or l1")
+    args = TrainArgs(
+        network=network,
+        window=window,
+        horizon=horizon,
+        target=target,  # type: ignore[arg-type]
+        scaling=scaling,  # type: ignore[arg-type]
+        loss=loss,  # type: ignore[arg-type]
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        max_train_s=max_train_s,
+        seed=seed,
+        threads=threads,
+    )
+    problems = hyperparameter_problems(args)
+    if problems:
+        fail("; ".join(problems))
     try:
         data = _predictor_data(
             recordings, series, scenario=scenario, step_s=step_s, split=split, val_days=val_days, test_days=test_days
         )
-        args = TrainArgs(
-            network=network,
-            window=window,
-            horizon=horizon,
-            target=target,  # type: ignore[arg-type]
-            scaling=scaling,  # type: ignore[arg-type]
-            loss=loss,  # type: ignore[arg-type]
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            max_train_s=max_train_s,
-            seed=seed,
-            threads=threads,
-        )
         result = train_predictor(data, args, out.name, command=_invocation(ctx))
-        save_predictor(out, result.manifest, result.state_dict)
+        with atomic_folder(out, force=force, what="predictor") as folder:
+            save_predictor(folder, result.manifest, result.state_dict)
+    except KeyboardInterrupt:
+        fail(f"interrupted: no predictor written to {out}", code=130)
     except (SeriesError, RecordingError, ScenarioError, ValueError, OSError) as exc:
         fail(str(exc))
     m = result.manifest
@@ -1046,23 +1156,30 @@ def predictor_evaluate(
         typer.Option(help="Recorded days (default: those the first predictor's manifest names); the test days count."),
     ] = None,
     series: Annotated[Path | None, typer.Option(help="A series file (default: the first predictor's).")] = None,
-    step_s: Annotated[float | None, typer.Option(min=1e-9, help="With --series: seconds per step.")] = None,
+    step_s: Annotated[float | None, typer.Option(help="With --series: seconds per step.")] = None,
     split: Annotated[str | None, typer.Option(help="With --series: train,validation,test shares.")] = None,
     val_days: Annotated[str, typer.Option(help="With --recordings: the validation day(s), by seed.")] = "7",
     test_days: Annotated[str, typer.Option(help="With --recordings: the held-out day(s) evaluated on.")] = "8,9",
     record: Annotated[
-        bool, typer.Option(help="Also record each predictor's test figures in its manifest (evaluation.test).")
-    ] = True,
+        bool,
+        typer.Option(
+            help="Also record each predictor's test figures in its manifest (evaluation.test). Off by default: a "
+            "committed predictor's manifest is a tracked file, changed only when asked."
+        ),
+    ] = False,
 ) -> None:
     """Table II on the held-out part: each predictor, persistence and the window mean (metrics.json, plots)."""
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
+    from twin_service.files import atomic_files
     from twin_service.predict.evaluate import evaluate as evaluate_predictors
     from twin_service.predict.evaluate import table_markdown, write_outputs
     from twin_service.predict.neural import NeuralForecaster, PredictorError
     from twin_service.predict.series import SeriesError
 
     folders = [Path(p) for p in _split([str(m) for m in models])]
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder for metrics.json, table.md and the plots")
     try:
         forecasters = [NeuralForecaster.load(f) for f in folders]
         first = forecasters[0].manifest
@@ -1089,7 +1206,8 @@ def predictor_evaluate(
             "predictors": [str(f) for f in folders],
             "data": data.spec.model_dump(mode="json", exclude={"series_names"}),
         }
-        write_outputs(evaluation, first_part, out, about, unit=unit, unit_scale=unit_scale)
+        with atomic_files(out) as folder:
+            write_outputs(evaluation, first_part, folder, about, unit=unit, unit_scale=unit_scale)
         if record:
             from twin_service.predict.evaluate import record_test_figures
 

@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BITS_PER_MB = 8_000_000
@@ -30,6 +30,25 @@ BITS_PER_MB = 8_000_000
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = REPO_ROOT / "sumo_scenarios"
 MODELS_DIR = REPO_ROOT / "models"
+DATA_DIR_VAR = "TWIN_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """Where regenerated data is cached (a day's routes in ``days/``, load series in ``series/``).
+
+    ``TWIN_DATA_DIR`` when set (relative to the working directory); otherwise ``data/`` of the source checkout
+    the package runs from (git-ignored there); otherwise, for an installed package, the user's cache folder
+    (``$XDG_CACHE_HOME/twin-service``, by default ``~/.cache/twin-service``). Read at each call, never at import.
+    """
+    import os
+
+    configured = os.environ.get(DATA_DIR_VAR, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "twin_service").is_dir():
+        return REPO_ROOT / "data"
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(cache) / "twin-service"
 
 
 class Settings(BaseSettings):
@@ -42,16 +61,35 @@ class Settings(BaseSettings):
     key_prefix: str = "twin"
     """Prefix of every Redis key this service writes (see ``twin_service.twins.keys``)."""
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(8000, ge=1, le=65_535)
     api_key: str | None = None
-    """When set, the decision endpoints require the header ``X-API-Key`` with this value."""
+    """When set, the decision endpoints require the header ``X-API-Key`` with this value (printable ASCII:
+    HTTP headers carry nothing else reliably)."""
     api_key_reads: bool = False
     """With ``api_key``: the key guards the read routes too (twins, ticks, KPIs, metrics); ``/v1/health``
     and the OpenAPI docs stay open."""
-    api_body_timeout_s: float = Field(10.0, gt=0)
+    api_body_timeout_s: float = Field(10.0, gt=0, le=3_600)
     """A request body must arrive whole within this many seconds; else 408 and the connection is closed."""
-    max_vehicles_per_request: int = 5000
+    max_vehicles_per_request: int = Field(5000, ge=1, le=10_000_000)
     models_dir: Path = MODELS_DIR
+    data_dir: Path | None = None
+    """``TWIN_DATA_DIR``: where regenerated data is cached (see :func:`data_dir`, which reads it)."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _printable_key(cls, value: str | None) -> str | None:
+        if value is not None and value and not all(33 <= ord(c) <= 126 for c in value):
+            raise ValueError(
+                "TWIN_API_KEY must be printable ASCII without spaces (letters, digits, punctuation): an HTTP header "
+                "carries nothing else reliably"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _reads_need_a_key(self) -> Settings:
+        if self.api_key_reads and not self.api_key:
+            raise ValueError("TWIN_API_KEY_READS asks the API key to guard reads, but no TWIN_API_KEY is set")
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +350,8 @@ def describe_errors(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         shown = error.get("input")
-        if error["type"] not in ("missing", "extra_forbidden") and not isinstance(shown, dict | list):
+        secret = any("key" in str(part) for part in error["loc"])  # never echo an API key into a log
+        if error["type"] not in ("missing", "extra_forbidden") and not isinstance(shown, dict | list) and not secret:
             message += f" (got {shown!r})"
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)

@@ -8,6 +8,7 @@ folder (weights, manifest, curves.csv, curves.png) that the bridge and the API s
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,8 +22,8 @@ Validation = Annotated[list[Path] | None, typer.Option(help="Validation days the
 Out = Annotated[Path, typer.Option(help="Model folder to write, e.g. models/af-marl-city (its name is the model's).")]
 Scenario = Annotated[str | None, typer.Option(help="Scenario folder or name (default: the recordings').")]
 Seed = Annotated[int, typer.Option(help="Seed of everything random: a run is repeatable for a seed.")]
-Episodes = Annotated[int, typer.Option(min=1, help="Episodes to train.")]
-EpisodeS = Annotated[float, typer.Option(min=10.0, help="Seconds of a recorded day per episode.")]
+Episodes = Annotated[int, typer.Option(help="Episodes to train.")]
+EpisodeS = Annotated[float, typer.Option(help="Seconds of a recorded day per episode.")]
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Scenario parameter override section.key=value (repeatable).", show_default=False),
@@ -34,10 +35,13 @@ Hps = Annotated[
     ),
 ]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")]
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    from twin_service.cli_options import one_line
+
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(2)
 
 
@@ -71,6 +75,7 @@ def _build(cls: type, base: dict[str, Any], hps: list[str] | None) -> Any:
     """The trainer's argument dataclass from the CLI options and ``--hp NAME=VALUE`` pairs (checked by type)."""
     known = {f.name: f for f in dataclasses.fields(cls)}
     values = dict(base)
+    given: set[str] = set()
     for pair in hps or []:
         name, sep, raw = pair.partition("=")
         name = name.strip().replace("-", "_")
@@ -83,22 +88,32 @@ def _build(cls: type, base: dict[str, Any], hps: list[str] | None) -> Any:
         if isinstance(default, int | float) and not isinstance(default, bool):
             if not isinstance(value, int | float) or isinstance(value, bool):
                 _fail(f"--hp {name}: expected a number, got {raw!r}")
+            if isinstance(default, int) and not (math.isfinite(value) and float(value).is_integer()):
+                _fail(f"--hp {name}: expected an integer, got {raw.strip()!r}")
             value = type(default)(value)
         values[name] = value
+        given.add(name)
     try:
-        return cls(**values)
+        args = cls(**values)
     except TypeError as exc:
         _fail(str(exc))
+    from twin_service.option_ranges import hyperparameter_problems
+
+    problems = hyperparameter_problems(args)
+    if problems:
+        _fail("; ".join(f"--hp {p}" if p.split("=")[0] in given else p for p in problems))
+    return args
 
 
-def _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress) -> dict[str, Any]:  # noqa: ANN001
+def _common(
+    recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force
+) -> dict[str, Any]:  # noqa: ANN001, E501
     import shlex
     import sys
 
-    from twin_service.policies.manifest import MODEL_NAME
+    from twin_service.cli import check_model_out
 
-    if not MODEL_NAME.match(out.name):
-        _fail(f"--out {out}: the folder is the model's name, which must match {MODEL_NAME.pattern}")
+    check_model_out(out, force)  # before any work: the name, and no model replaced without --force
     return {
         "recordings": _files(recordings),
         "out": out,
@@ -113,15 +128,23 @@ def _common(recordings, out, validation, scenario, seed, episodes, episode_s, se
     }
 
 
-def _run(train_fn, args) -> None:  # noqa: ANN001
+def _run(train_fn, args, force: bool = False) -> None:  # noqa: ANN001
+    """Train into a temporary folder beside ``args.out``, which becomes ``args.out`` only once the model is whole."""
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
+    from twin_service.files import atomic_folder, relocate_paths
 
+    out = Path(args.out)
     try:
-        folder = train_fn(args)
+        with atomic_folder(out, force=force, what="model") as folder:
+            train_fn(dataclasses.replace(args, out=folder))
+            relocate_paths(folder, folder, out)
+    except KeyboardInterrupt:
+        typer.echo(f"error: interrupted: no model written to {out} (the run's partial output was removed)", err=True)
+        raise typer.Exit(130) from None
     except (ScenarioError, RecordingError, ValueError, OSError) as exc:
         _fail(str(exc))
-    typer.echo(f"wrote {folder} (weights, manifest, curves.csv, curves.png)")
+    typer.echo(f"wrote {out} (weights, manifest, curves.csv, curves.png)")
 
 
 def train_af_marl(
@@ -139,27 +162,28 @@ def train_af_marl(
         str | None,
         typer.Option(help="With --federation flower: a running SuperLink HOST:PORT; default starts one on localhost."),
     ] = None,
-    supernodes: Annotated[int, typer.Option(min=1, help="SuperNodes started on localhost (--federation flower).")] = 2,
+    supernodes: Annotated[int, typer.Option(help="SuperNodes started on localhost (--federation flower).")] = 2,
     set_: Sets = None,
     hp: Hps = None,
     no_progress: NoProgress = False,
+    force: Force = False,
 ) -> None:
     """AF-MARL (paper B): TD3 actor with a CVAE context, semi-synchronous federated learning (AdFL)."""
     from twin_service.learn import af_marl
 
     if federation not in ("inprocess", "flower"):
         _fail(f"--federation {federation!r}: choose inprocess or flower")
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress)
+    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
     args = _build(af_marl.AfMarlArgs, {**base, "federation": federation}, hp)
     if federation == "flower":
         from twin_service.federated.flower_run import FlowerUnavailable, run_on_flower
 
         try:
-            _run(lambda a: run_on_flower(a, superlink=superlink, supernodes=supernodes), args)
+            _run(lambda a: run_on_flower(a, superlink=superlink, supernodes=supernodes), args, force)
         except (FlowerUnavailable, RuntimeError) as exc:
             _fail(str(exc))
         return
-    _run(af_marl.train, args)
+    _run(af_marl.train, args, force)
 
 
 def train_afl_maddpg(
@@ -173,12 +197,13 @@ def train_afl_maddpg(
     set_: Sets = None,
     hp: Hps = None,
     no_progress: NoProgress = False,
+    force: Force = False,
 ) -> None:
     """Baseline AFL-MADDPG: MADDPG (centralised critic) with asynchronous federated learning."""
     from twin_service.learn import afl_maddpg
 
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress)
-    _run(afl_maddpg.train, _build(afl_maddpg.AflMaddpgArgs, base, hp))
+    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
+    _run(afl_maddpg.train, _build(afl_maddpg.AflMaddpgArgs, base, hp), force)
 
 
 def train_sfl_ppo(
@@ -192,12 +217,13 @@ def train_sfl_ppo(
     set_: Sets = None,
     hp: Hps = None,
     no_progress: NoProgress = False,
+    force: Force = False,
 ) -> None:
     """Baseline SFL-PPO: PPO with synchronous federated learning."""
     from twin_service.learn import sfl_ppo
 
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress)
-    _run(sfl_ppo.train, _build(sfl_ppo.SflPpoArgs, base, hp))
+    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
+    _run(sfl_ppo.train, _build(sfl_ppo.SflPpoArgs, base, hp), force)
 
 
 def train_ddqn(
@@ -211,12 +237,13 @@ def train_ddqn(
     set_: Sets = None,
     hp: Hps = None,
     no_progress: NoProgress = False,
+    force: Force = False,
 ) -> None:
     """Baseline DDQN: one Q-network over discretised rho, no federation."""
     from twin_service.learn import ddqn
 
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress)
-    _run(ddqn.train, _build(ddqn.DdqnArgs, base, hp))
+    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
+    _run(ddqn.train, _build(ddqn.DdqnArgs, base, hp), force)
 
 
 def register_offload_trainers(train_app: typer.Typer) -> None:

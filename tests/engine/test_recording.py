@@ -45,7 +45,7 @@ def test_writer_and_reader_round_trip_across_chunks(tmp_path: Path):
         writer.add(tick)
     meta = writer.close()
     assert meta.ticks == 24 and meta.end_s == 24.0 and meta.rows == sum(len(t.vehicles) for t in ticks)
-    assert not (tmp_path / "r.npz.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["r.npz"]  # its temporary name is gone
     with Recording(tmp_path / "r.npz") as rec:
         assert rec.meta == meta
         for index in (23, 0, 7, 6, 11, 4, 5):  # out of order, across chunk boundaries

@@ -149,3 +149,50 @@ def test_sampled_execution_draws_allowed_servers_as_often_as_their_probability()
     assert abs((draws == 2).mean() - 0.8) < 0.03
     np.testing.assert_array_equal(draws, ExecutionSampler(manifest("sample")).choose(logits, probs))  # seeded
     assert (ExecutionSampler(manifest("argmax")).choose(logits, probs) == 2).all()
+
+
+def _array_placement(order, starts, pc, base, load, limit, sat, cpu, s_v, e_v, sat_index):  # noqa: ANN001, ANN202
+    """The placement loop as it was written before issue 20, with small array operations per mover."""
+    picks = []
+    for v in order.tolist():
+        lo, hi = starts[v], starts[v + 1]
+        options = pc[lo:hi]
+        room = sat[options] | (load[options] + s_v <= limit[options])
+        options, costs = options[room], base[lo:hi][room]
+        if not options.size:
+            picks.append(sat_index)
+            continue
+        costs = costs + e_v * (load[options] + s_v) / cpu[options]
+        pick = int(options[np.argmin(costs)])
+        picks.append(pick)
+        load[pick] += s_v
+    return np.array(picks, dtype=np.int64)
+
+
+def test_a_crowded_city_is_placed_as_by_the_array_loop(monkeypatch):
+    """Hundreds of movers (a fifth of the RSUs over their cache): the plain-float loop places every twin where
+    the array loop did, to the bit (the same operations in the same order)."""
+    import twin_service.policies.migration as migration
+
+    rng = np.random.default_rng(5)
+    m, n = 92, 1500
+    servers = _servers(m)
+    xy = rng.uniform(0, 5000, size=(m, 2))
+    vxy = rng.uniform(0, 5000, size=(n, 2))
+    dist = np.hypot(*(vxy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)).astype(np.float32)
+    dist[:, -1] = 550e3
+    near = np.where(dist[:, :-1] <= 1200, dist[:, :-1], np.inf)
+    host = np.where(np.isfinite(near).any(axis=1), np.argmin(near, axis=1), m - 1)
+    host[rng.random(n) < 0.05] = -1  # new twins
+    backlog = np.where(rng.random(m) < 0.2, rng.uniform(250, 300, m), rng.uniform(0, 100, m)) * BITS_PER_MB
+    loads = backlog + np.bincount(host[host >= 0], minlength=m) * S_V
+    obs = migration_observation(dist, loads, S_V, servers, host)
+    policy = LeastLoadedPolicy(TASK, CH, SAT)
+    fast = policy.decide(obs, servers, host).target
+    calls = []
+    monkeypatch.setattr(
+        migration, "place_one_at_a_time", lambda order, *a: calls.append(len(order)) or _array_placement(order, *a)
+    )
+    slow = policy.decide(obs, servers, host).target
+    assert calls and calls[0] > 200  # the loop was exercised with hundreds of movers
+    np.testing.assert_array_equal(fast, slow)

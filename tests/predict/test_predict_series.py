@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,13 @@ def test_bad_files_of_other_kinds(tmp_path):
     (tmp_path / "latin.csv").write_bytes(b"a\n" + b"\xff\xfe\n" * 30)
     with pytest.raises(SeriesError, match="not a text CSV"):
         read_series_file(tmp_path / "latin.csv")
+    # A header claiming 8 TiB in front of 64 bytes is refused before numpy allocates (issue 19's craft_rec.py).
+    header = repr({"descr": "<f8", "fortran_order": False, "shape": (2**40,)}).encode("latin1")
+    header += b" " * (64 - ((10 + len(header) + 1) % 64)) + b"\n"
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as zf:
+        zf.writestr("values.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\x00" * 64)
+    with pytest.raises(SeriesError, match="declares \\(1099511627776,\\) but holds another size"):
+        read_series_file(tmp_path / "bomb.npz")
 
 
 def test_the_command_line_reports_a_bad_file_in_one_line(tmp_path):

@@ -73,7 +73,9 @@ def test_train_and_evaluate_commands_write_table_ii(tmp_path):
     manifest = json.loads((tmp_path / "models" / "ramp-gru-1" / "manifest.json").read_text())
     assert manifest["data"]["series_file"] == str(csv) and manifest["data"]["series_sha256"]
     assert "--seed 1" in manifest["command"] and manifest["kind"] == "predictor"
-    r = runner.invoke(app, ["predictor", "evaluate", "--models", ",".join(models), "--out", str(tmp_path / "eval")])
+    r = runner.invoke(
+        app, ["predictor", "evaluate", "--models", ",".join(models), "--out", str(tmp_path / "eval"), "--record"]
+    )
     assert r.exit_code == 0, r.output
     assert "| GRU |" in r.output and "| persistence |" in r.output and "| window mean |" in r.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -1,5 +1,5 @@
-"""How errors become responses: 422 bad input, 404 unknown tick or twin, 409 data or model that cannot serve,
-503 Redis down.
+"""How errors become responses: 422 bad input, 404 unknown tick or twin, 409 data or model that cannot serve (a
+model whose weights or outputs are not finite included: the message names it), 503 Redis down.
 
 No handler lets a stack trace out: anything unexpected is logged with an id and answered with a JSON 500
 naming that id (a last resort; the tests check that none occurs).
@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from twin_service.api.schemas import ErrorBody
-from twin_service.policies import ModelError, UnknownPolicyError
+from twin_service.policies import ModelError, PolicyError, UnknownPolicyError
 from twin_service.policies.inputs import MissingTwinData
 from twin_service.twins import TwinStoreUnavailable, UnknownTickError, UnknownTwinError
 
@@ -115,6 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownTickError, _not_found)
     app.add_exception_handler(UnknownTwinError, _not_found)
     app.add_exception_handler(ModelError, _conflict)
+    app.add_exception_handler(PolicyError, _conflict)  # a model that produced NaN, or a policy that cannot serve
     app.add_exception_handler(MissingTwinData, _conflict)
     app.add_exception_handler(UnknownPolicyError, _unknown_policy)
     app.add_exception_handler(Exception, _unexpected)

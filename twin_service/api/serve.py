@@ -109,7 +109,10 @@ class ApiProcesses:
                 except httpx.TransportError:
                     pass
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"the decision API could not start on {self.url} (is the port in use?)")
+                    raise RuntimeError(
+                        f"the decision API exited (code {self.proc.returncode}) before it listened on {self.url}: "
+                        "see its message above (the port in use, or a setting it refused)"
+                    )
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"the decision API did not start on {self.url} within {timeout_s:.0f} s")

@@ -15,7 +15,7 @@ from pathlib import Path
 from twin_service.bridge.backends import SumoError
 from twin_service.bridge.runner import Scenario, sumo_options
 from twin_service.bridge.worker import ProcessBackend
-from twin_service.engine.recording import RecordingMeta, RecordingWriter
+from twin_service.engine.recording import RecordingInterrupted, RecordingMeta, RecordingWriter
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def record_scenario(
 ) -> RecordingMeta:
     """Run SUMO on ``scenario`` from ``begin_s`` to ``end_s`` and write every tick to ``out``.
 
-    Returns the recording's metadata. A stopped run (``should_stop``) still writes a complete file of the
-    ticks recorded so far; an error leaves no file behind.
+    Returns the recording's metadata. The file appears only when the span is recorded to its end (or SUMO has no
+    vehicle left to run): a stopped run (``should_stop``) raises :class:`RecordingInterrupted` and, like an error,
+    leaves no file behind, so that a short day is never taken for a whole one.
     """
     sc = Scenario.load(scenario)
     params = sc.params
@@ -69,6 +70,7 @@ def record_scenario(
         scale=scale,
         begin_s=backend.time_s,
         end_s=backend.time_s,
+        span_end_s=float(stop_s),
         tick_s=tick_s,
         sumo_version=sumo_version(),
         demand=day.description,
@@ -97,7 +99,10 @@ def record_scenario(
             if on_progress is not None:
                 on_progress(RecordProgress(writer.ticks, now, len(tick.vehicles), meta.begin_s, stop_s))
             if should_stop is not None and should_stop():
-                break
+                raise RecordingInterrupted(
+                    f"stopped at sim {now:g} s of {meta.begin_s:g}-{stop_s:g} s: {out} was not written "
+                    "(a recording is kept only when complete)"
+                )
             if expected == 0:
                 break
         return writer.close()
@@ -108,4 +113,4 @@ def record_scenario(
         backend.close()
 
 
-__all__ = ["RecordProgress", "SumoError", "record_scenario"]
+__all__ = ["RecordProgress", "RecordingInterrupted", "SumoError", "record_scenario"]

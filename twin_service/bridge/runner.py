@@ -24,7 +24,7 @@ from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings, resolve_scenario
 from twin_service.engine import DecisionSource, Engine, TickSource
 from twin_service.engine.recording import Recording, ReplayBackend
-from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
+from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY, PolicyError
 from twin_service.predict import LoadForecaster
 from twin_service.scenario.days import Day, scenario_day
 from twin_service.scenario.folder import Scenario
@@ -44,6 +44,14 @@ def sumo_options(
     """How SUMO is started for day ``seed`` of a scenario: the options of :func:`open_backend`, and the day."""
     if not scale > 0:
         raise ScenarioError(f"the demand scale must be > 0, got {scale}")
+    meta = scenario.params.scenario
+    first = meta.begin_s if begin_s is None else begin_s
+    last = meta.end_s if end_s is None else end_s
+    if not first < last:
+        raise ScenarioError(
+            f"begin {first:g} s is not before end {last:g} s"
+            + ("" if end_s is not None else f" (scenario {meta.name!r} ends at {meta.end_s:g} s)")
+        )
     day = scenario_day(scenario.folder, scenario.params, seed)
     extra = day.sumo_args()
     if scale != 1.0:
@@ -329,8 +337,9 @@ def run_loop(
                 time.sleep(max(0.0, tick_s / options.speed - (time.monotonic() - tick_started)))
         if writer is not None:
             writer.flush()
-    except (SumoError, BridgeError) as exc:
-        # SUMO failed before its tick was computed, or Redis stayed away (the message names the tick not stored).
+    except (SumoError, BridgeError, PolicyError) as exc:
+        # SUMO failed before its tick was computed, Redis stayed away (the message names the tick not stored), or
+        # a model refused to decide (its outputs were not finite): the ticks done are still summarised.
         raise RunFailed(str(exc), summarise()) from exc
     finally:
         if isinstance(ticker, PipelinedTicks):

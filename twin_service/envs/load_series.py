@@ -7,23 +7,29 @@ each server's load S'_m (Eq. 8, backlog included, bits: ``ctx.load_bits``) and t
 validation and test sets are whole days (the project's convention: days 1-6 train, 7 validates, 8 and 9
 are held out).
 
-Replaying a day takes about a quarter of a minute, so the series of each day are cached under
-``data/series/`` (git-ignored), keyed by the recording file, the scenario parameters and the policy.
+Replaying a day takes about a quarter of a minute, so the series of each day are cached under ``series/`` of
+the data folder (``TWIN_DATA_DIR``, or ``data/`` of the checkout: :func:`twin_service.config.data_dir`), keyed by
+the recording file, the scenario parameters and the policy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from twin_service.config import REPO_ROOT
+from twin_service.config import data_dir
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
+from twin_service.files import write_bytes_atomic
 from twin_service.policies import DEFAULT_MIGRATION_POLICY
 from twin_service.policies.fit import PREDICTOR_INPUTS, scenario_values
 from twin_service.predict import LoadForecaster
@@ -32,7 +38,14 @@ from twin_service.predict.manifest import DataSpec, SplitSpec
 from twin_service.predict.series import SeriesData, SeriesPart
 from twin_service.scenario.folder import Scenario
 
-SERIES_CACHE_DIR = REPO_ROOT / "data" / "series"
+DEFAULT_CACHE = "default"
+"""``cache_dir`` that means ``series/`` of the data folder (:func:`twin_service.config.data_dir`)."""
+
+
+def series_cache_dir() -> Path:
+    return data_dir() / "series"
+
+
 CACHE_VERSION = "2"
 """Bump when what a replay yields changes (the cached series are then made again)."""
 VALIDATION_DAYS = (7,)
@@ -106,22 +119,27 @@ def cached_day_series(
     recording: str | Path,
     *,
     migration_policy: str = DEFAULT_MIGRATION_POLICY,
-    cache_dir: Path | None = SERIES_CACHE_DIR,
+    cache_dir: Path | Literal["default"] | None = DEFAULT_CACHE,
     on_tick: Callable[[int, int], None] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """:func:`day_series`, read from (or written to) the cache when ``cache_dir`` is given."""
     path = Path(recording)
     if cache_dir is None:
         return day_series(scenario, path, migration_policy=migration_policy, on_tick=on_tick)
-    cached = Path(cache_dir) / f"{path.stem}-{_cache_key(scenario, path, migration_policy)}.npz"
+    folder = series_cache_dir() if cache_dir == DEFAULT_CACHE else Path(cache_dir)
+    cached = folder / f"{path.stem}-{_cache_key(scenario, path, migration_policy)}.npz"
     if cached.is_file():
-        with np.load(cached, allow_pickle=False) as npz:
-            return npz["load_bits"], npz["hosted"]
+        try:
+            with np.load(cached, allow_pickle=False) as npz:
+                load, hosted = npz["load_bits"], npz["hosted"]
+            if load.ndim == 2 and load.shape == hosted.shape and load.shape[1] == len(scenario.layout):
+                return load, hosted
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            pass  # a damaged cache entry is made again
     load, hosted = day_series(scenario, path, migration_policy=migration_policy, on_tick=on_tick)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".partial.npz")
-    np.savez_compressed(tmp, load_bits=load, hosted=hosted)
-    tmp.replace(cached)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, load_bits=load, hosted=hosted)
+    write_bytes_atomic(cached, buffer.getvalue())
     return load, hosted
 
 
@@ -132,7 +150,7 @@ def city_series(
     val_days: Sequence[int] = VALIDATION_DAYS,
     test_days: Sequence[int] = TEST_DAYS,
     migration_policy: str = DEFAULT_MIGRATION_POLICY,
-    cache_dir: Path | None = SERIES_CACHE_DIR,
+    cache_dir: Path | Literal["default"] | None = DEFAULT_CACHE,
     progress: bool = True,
 ) -> SeriesData:
     """The load series of recorded days, split by day: ``val_days`` and ``test_days`` by seed, the rest train."""

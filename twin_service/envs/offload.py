@@ -107,7 +107,12 @@ class OffloadCore:
         rho = np.asarray(rho, dtype=np.float64).reshape(-1)
         if rho.shape != (len(prev),):
             raise ValueError(f"expected {len(prev)} fractions, got shape {rho.shape}")
-        if not np.all(np.isfinite(rho)) or rho.min(initial=0.0) < 0.0 or rho.max(initial=0.0) > 1.0:
+        if not np.all(np.isfinite(rho)):
+            raise ValueError(
+                f"{int((~np.isfinite(rho)).sum())} of {len(rho)} offloaded fractions (rho) are NaN or infinite: "
+                "the policy's outputs diverged (a trainer: lower the learning rates)"
+            )
+        if rho.min(initial=0.0) < 0.0 or rho.max(initial=0.0) > 1.0:
             raise ValueError("rho must lie in [0, 1]")
         hosts = decide_migration(self.sim.background.migration, ctx.observation, ctx.servers, ctx.host)
         self._ctx = nxt = self.sim.step(Decisions(hosts.target, rho))

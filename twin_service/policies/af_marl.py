@@ -25,10 +25,12 @@ from torch import nn
 
 from twin_service.config import OffloadParams
 from twin_service.observe import OFFLOAD_FEATURES, offload_observation
+from twin_service.policies import onnx_graphs
 from twin_service.policies.base import OffloadDecision, OffloadInputs
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
 from twin_service.policies.offload import check_offload_inputs, expected_outcome
+from twin_service.policies.onnx_graphs import AfMarlRuntime
 
 KIND = "af-marl"
 INITIAL_LOGIT = -2.0
@@ -210,12 +212,20 @@ class AfMarlOffloadPolicy:
         self.version = manifest.version
         self.network = network
         self.params = params
+        self.runtime = AfMarlRuntime(network) if onnx_graphs.available() else None
+        """The network as an ONNX Runtime graph (``policies.onnx_graphs``); None: the torch module."""
+
+    def network_rho(self, obs: np.ndarray) -> np.ndarray:
+        """rho of each row of the actor's input (``actor_inputs``): where the network's output is made."""
+        if self.runtime is not None:
+            return self.runtime(obs)
+        with torch.inference_mode():
+            return self.network(torch.from_numpy(obs)).numpy()
 
     def rho(self, inputs: OffloadInputs) -> np.ndarray:
         check_offload_inputs(inputs)
-        obs = actor_inputs(inputs.now, inputs.window_mean)
-        with torch.inference_mode():
-            return self.network(obs).double().numpy()
+        obs = offload_observation(dict(inputs.now), None if inputs.window_mean is None else dict(inputs.window_mean))
+        return self.network_rho(obs).astype(np.float64)
 
     def decide(self, inputs: OffloadInputs) -> OffloadDecision:
         return expected_outcome(self.rho(inputs), inputs, self.params)

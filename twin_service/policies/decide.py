@@ -25,6 +25,7 @@ from twin_service.policies.base import (
     OffloadPolicy,
 )
 from twin_service.policies.errors import PolicyError
+from twin_service.policies.finite import check_finite_outputs
 
 
 class DecisionInputs(Protocol):
@@ -80,16 +81,18 @@ def decide_migration(
     servers: ServerTable,
     host: NDArray[np.int64] | None,
 ) -> MigrationDecision:
-    """``policy.decide`` with the feasibility guarantee checked."""
+    """``policy.decide`` with its probabilities checked as finite and its targets as feasible."""
     decision = policy.decide(observation, servers, host)
+    check_finite_outputs(f"policy {policy.name!r}", decision.probabilities, "probabilities")
     check_feasible(decision, observation.mask, policy.name)
     return decision
 
 
 def decide_offload(policy: OffloadPolicy, inputs: OffloadInputs) -> OffloadDecision:
-    """``policy.decide`` with rho checked to lie in [0, 1]."""
+    """``policy.decide`` with rho checked as finite and in [0, 1]."""
     decision = policy.decide(inputs)
     rho = decision.rho
+    check_finite_outputs(f"policy {policy.name!r}", rho, "offloaded fractions (rho)")
     if rho.shape != (inputs.size,) or not np.all((rho >= 0.0) & (rho <= 1.0)):
         raise PolicyError(f"policy {policy.name!r} returned rho outside [0, 1] or misaligned")
     return decision

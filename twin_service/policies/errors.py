@@ -20,3 +20,7 @@ class ModelError(PolicyError):
 
 class ModelSpecMismatch(ModelError):
     """A model's observation/action spec or scenario parameters differ from what it would serve."""
+
+
+class ModelOutputError(ModelError):
+    """A model produced something that must never reach a decision (NaN or infinity); it is refused, not served."""

@@ -8,11 +8,11 @@ pickle) and returns a policy behind the interface of :mod:`twin_service.policies
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twin_service.config import ChannelParams, OffloadParams, SatelliteParams, TaskParams
-from twin_service.policies.errors import ModelSpecMismatch
+from twin_service.policies.errors import ModelError, ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
 
 if TYPE_CHECKING:
@@ -57,9 +57,23 @@ def build_migration_policy(
     ``task``, ``channel`` and ``satellite`` are the serving scenario's constants, which the per-server features
     are computed with."""
     builder = _builder(manifest, "build_migration_policy")
-    return builder(manifest, state_dict, task=task, channel=channel, satellite=satellite)
+    return _built(manifest, lambda: builder(manifest, state_dict, task=task, channel=channel, satellite=satellite))
 
 
 def build_offload_policy(manifest: ModelManifest, state_dict: Mapping[str, torch.Tensor], params: OffloadParams) -> Any:
     """The offloading policy a stored model describes; ``params`` hold paper B's cost-model constants."""
-    return _builder(manifest, "build_offload_policy")(manifest, state_dict, params)
+    builder = _builder(manifest, "build_offload_policy")
+    return _built(manifest, lambda: builder(manifest, state_dict, params))
+
+
+def _built(manifest: ModelManifest, build: Callable[[], Any]) -> Any:
+    """``build()``, with what torch raises for a network the manifest cannot describe as one clear error."""
+    try:
+        return build()
+    except ModelError:
+        raise
+    except (RuntimeError, MemoryError, ValueError, TypeError, KeyError, IndexError) as exc:
+        first = " ".join(str(exc).split())[:600] or type(exc).__name__  # torch's message, on one line
+        raise ModelSpecMismatch(
+            f"model {manifest.name!r} cannot be built from its manifest and weights: {first}"
+        ) from exc

@@ -8,8 +8,9 @@ manifest also records the exact training command, seed and evaluation figures
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,6 +28,9 @@ from twin_service.policies.fit import OFFLOAD_INPUTS, PER_SERVER_INPUTS, WHOLE_S
 PER_SERVER = "per-server"
 """Architecture kind of the migration actor that scores every server with one shared network."""
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_LAYER_WIDTH = 4096
+"""The widest layer a manifest may declare (ours are 32-128 wide)."""
+MAX_OPTION_INT = 65_536
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -60,10 +64,23 @@ class Architecture(_Strict):
     kind: str = "mlp"
     """The builder (``twin_service.policies.learned.BUILDERS``): ``mlp`` is the plain actor of
     :mod:`twin_service.policies.torch_policy`; trainers register theirs."""
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)], ...] = (64, 64)
     activation: Literal["tanh", "relu"] = "tanh"
     options: dict[str, Any] = Field(default_factory=dict)
     """Whatever else the builder needs (layer sizes, heads, latent size...)."""
+
+    @field_validator("options")
+    @classmethod
+    def _sizes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A network is built from these sizes before its weights are read: a crafted size must not allocate first.
+        for key, v in value.items():
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, int) and not 0 <= v <= MAX_OPTION_INT:
+                raise ValueError(f"option {key}={v} is outside [0, {MAX_OPTION_INT}]")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"option {key}={v} is not finite")
+        return value
 
 
 class ModelManifest(_Strict):

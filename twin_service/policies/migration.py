@@ -209,6 +209,53 @@ class StickyNearestPolicy:
         return MigrationDecision(target, one_hot(target, servers.size))
 
 
+def place_one_at_a_time(
+    order: NDArray[np.intp],
+    starts: NDArray[np.intp],
+    options: NDArray[np.intp],
+    base_cost_s: NDArray[np.float64],
+    load_bits: NDArray[np.float64],
+    limit_bits: NDArray[np.float64],
+    is_satellite: NDArray[np.bool_],
+    cpu_hz: NDArray[np.float64],
+    incoming_bits: float,
+    cycles_per_bit: float,
+    satellite_index: int,
+) -> NDArray[np.int64]:
+    """Least-loaded's placement of its movers, in ``order``: each to its option with the lowest latency given
+    the twins placed before it (``base_cost_s + e_v (S'_m + S_v) / C_m`` among the options with room for S_v),
+    whose load then grows by S_v; the satellite when none has room. ``load_bits`` is updated in place.
+
+    Vehicle ``v``'s options are ``options[starts[v]:starts[v + 1]]`` (server order), their access and migration
+    latency ``base_cost_s`` there. Each choice depends on the ones before it, so this is a loop; it runs over
+    plain floats (a few options per mover), the same IEEE operations in the same order as the array expression
+    ``costs + e_v * (load + S_v) / C_m`` with ``argmin`` (the first lowest, or the first NaN), so the placement
+    is the same to the bit, several times faster than a handful of small array operations per mover.
+    """
+    opts, base, begin = options.tolist(), base_cost_s.tolist(), starts.tolist()
+    load, limit, sat, cpu = load_bits.tolist(), limit_bits.tolist(), is_satellite.tolist(), cpu_hz.tolist()
+    s_v, e_v = float(incoming_bits), float(cycles_per_bit)
+    picks = []
+    for v in order.tolist():
+        pick, best, found = satellite_index, 0.0, False
+        for j in range(begin[v], begin[v + 1]):
+            server = opts[j]
+            joined = load[server] + s_v
+            if not (sat[server] or joined <= limit[server]):
+                continue
+            cost = base[j] + e_v * joined / cpu[server]
+            if cost != cost:  # NaN: argmin returns the first one
+                pick, found = server, True
+                break
+            if not found or cost < best:
+                pick, best, found = server, cost, True
+        if found:
+            load[pick] += s_v
+        picks.append(pick)
+    load_bits[:] = load
+    return np.array(picks, dtype=np.int64)
+
+
 class LeastLoadedPolicy:
     """Load balancing: each twin goes where its expected latency after it joins is lowest, staying unless moving pays.
 
@@ -325,16 +372,7 @@ class LeastLoadedPolicy:
             gain = np.where(must, np.inf, stay[movers] - best_move[movers])
             order = movers[np.lexsort((movers, -gain))]
             starts = np.searchsorted(pr, np.arange(n + 1))  # pairs are grouped by vehicle (row-major)
-            for v in order.tolist():
-                lo, hi = starts[v], starts[v + 1]
-                options = pc[lo:hi]
-                room = sat[options] | (load[options] + s_v <= limit[options])
-                options, costs = options[room], base[lo:hi][room]
-                if not options.size:
-                    target[v] = servers.satellite_index
-                    continue
-                costs = costs + e_v * (load[options] + s_v) / cpu[options]
-                pick = int(options[np.argmin(costs)])
-                target[v] = pick
-                load[pick] += s_v
+            target[order] = place_one_at_a_time(
+                order, starts, pc, base, load, limit, sat, cpu, s_v, e_v, servers.satellite_index
+            )
         return MigrationDecision(target.astype(np.int64), one_hot(target, m))

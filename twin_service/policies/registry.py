@@ -23,9 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from twin_service.config import BITS_PER_MB, ChannelParams, OffloadParams, SatelliteParams, ScenarioParams, TaskParams
+from twin_service.config import (
+    BITS_PER_MB,
+    ChannelParams,
+    OffloadParams,
+    SatelliteParams,
+    ScenarioParams,
+    TaskParams,
+    describe_errors,
+)
 from twin_service.policies.base import MigrationPolicy, OffloadPolicy, PolicyKind
 from twin_service.policies.errors import ModelError, UnknownPolicyError
+from twin_service.policies.finite import check_finite_weights
 from twin_service.policies.manifest import (
     MANIFEST_FILE,
     MODEL_NAME,
@@ -101,8 +110,10 @@ class ModelRegistry:
             if _is_predictor(text):
                 raise UnknownPolicyError(f"model {name!r} is a workload predictor, not a policy (use --predictor)")
             manifest = ModelManifest.model_validate_json(text)
-        except (ValidationError, OSError) as exc:
-            raise ModelError(f"{path}: not a valid model manifest: {exc}") from exc
+        except ValidationError as exc:
+            raise ModelError(f"{path}: not a valid model manifest: {describe_errors(exc)}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{path}: unreadable manifest: {exc}") from exc
         if manifest.name != name:
             raise ModelError(f"{path}: manifest names the model {manifest.name!r}, its folder is {name!r}")
         return manifest
@@ -139,6 +150,7 @@ class ModelRegistry:
             state = load_file(str(weights))
         except Exception as exc:  # safetensors raises its own SafetensorError and OSError
             raise ModelError(f"{weights}: unreadable weights: {exc}") from exc
+        check_finite_weights(f"model {name!r}", state)
         return LoadedModel(manifest, state)
 
 

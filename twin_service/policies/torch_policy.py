@@ -93,6 +93,14 @@ class ExecutionSampler:
         with self._lock:
             return self._rng.permutation(n)
 
+    def uniforms(self, n: int) -> NDArray[np.float64] | None:
+        """The draws :meth:`choose` makes over a tick's turns, all at once (the same numbers, in the same order);
+        None when executing by argmax."""
+        if self.mode == "argmax" or n == 0:
+            return None
+        with self._lock:
+            return self._rng.random(n)
+
     def decide(
         self,
         observation: MigrationObservation,

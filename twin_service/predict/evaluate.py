@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from twin_service.files import write_text_atomic
 from twin_service.predict.features import Scaler
 from twin_service.predict.metrics import METRICS, forecast_errors
 from twin_service.predict.naive import persistence_forecast, window_mean_forecast
@@ -186,7 +187,7 @@ def record_test_figures(evaluation: Evaluation, folders: Sequence[str | Path]) -
             continue
         test = {k: float(run[k]) for k in ("rmse", "mae", "wape", "mape", "r2")}
         updated = manifest.model_copy(update={"evaluation": {**manifest.evaluation, "test": test}})
-        path.write_text(json.dumps(updated.model_dump(mode="json"), indent=2) + "\n")
+        write_text_atomic(path, json.dumps(updated.model_dump(mode="json"), indent=2) + "\n")
 
 
 def metrics_dict(evaluation: Evaluation) -> dict[str, Any]:

@@ -8,7 +8,7 @@ the figures it reached, so that every number quoted for it can be reproduced.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,6 +18,7 @@ MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
 PREDICTOR_KIND = "predictor"
+MAX_LAYER_SIZE = 4096
 
 
 class _Strict(BaseModel):
@@ -64,7 +65,9 @@ class DataSpec(_Strict):
 class NetworkSpec(_Strict):
     kind: str
     """One of :data:`twin_service.predict.models.ARCHITECTURES`."""
-    options: dict[str, int] = Field(default_factory=dict)
+    options: dict[str, Annotated[int, Field(ge=1, le=MAX_LAYER_SIZE)]] = Field(default_factory=dict)
+    """Layer sizes (``hidden``, ``d_model``, ``heads``, ``d_k``, ``conv_channels``): the network is built from them
+    before its weights are read, so each is bounded."""
 
     @field_validator("kind")
     @classmethod

@@ -18,7 +18,9 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 from torch import nn
 
+from twin_service.config import describe_errors
 from twin_service.policies.errors import ModelError
+from twin_service.policies.finite import check_finite_weights
 from twin_service.predict.base import LoadWindow
 from twin_service.predict.features import Scaler, decode_forecast, model_input, window_values
 from twin_service.predict.manifest import MANIFEST_FILE, WEIGHTS_FILE, PredictorManifest
@@ -50,7 +52,7 @@ def read_manifest(folder: str | Path) -> PredictorManifest:
         raise PredictorError(f"no predictor at {folder} (no {MANIFEST_FILE})")
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PredictorError(f"{path}: unreadable manifest: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("kind") != "predictor":
         kind = raw.get("kind") if isinstance(raw, dict) else None
@@ -58,7 +60,7 @@ def read_manifest(folder: str | Path) -> PredictorManifest:
     try:
         manifest = PredictorManifest.model_validate(raw)
     except ValidationError as exc:
-        raise PredictorError(f"{path}: not a valid predictor manifest: {exc}") from exc
+        raise PredictorError(f"{path}: not a valid predictor manifest: {describe_errors(exc)}") from exc
     if manifest.name != Path(folder).name:
         raise PredictorError(
             f"{path}: manifest names the predictor {manifest.name!r}, its folder is {Path(folder).name!r}"
@@ -68,11 +70,12 @@ def read_manifest(folder: str | Path) -> PredictorManifest:
 
 def load_network(manifest: PredictorManifest, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
     """The manifest's network with these weights, in eval mode; a shape or key mismatch is a :class:`PredictorError`."""
-    network = build_network(manifest.network.kind, len(manifest.features), manifest.network.options)
     try:
+        network = build_network(manifest.network.kind, len(manifest.features), manifest.network.options)
         network.load_state_dict(dict(state_dict), strict=True)
-    except RuntimeError as exc:
-        raise PredictorError(f"predictor {manifest.name!r}: weights do not fit its network: {exc}") from exc
+    except (RuntimeError, ValueError, TypeError, KeyError, MemoryError) as exc:
+        first = " ".join(str(exc).split())[:600] or type(exc).__name__  # torch's message, on one line
+        raise PredictorError(f"predictor {manifest.name!r}: weights do not fit its network: {first}") from exc
     return network.eval()
 
 
@@ -87,7 +90,12 @@ class NeuralForecaster:
         self.window = manifest.window
         self.horizon = manifest.horizon
         self.features = tuple(manifest.features)
-        self.scaler = Scaler.from_dict(manifest.scaler)
+        try:
+            self.scaler = Scaler.from_dict(manifest.scaler)
+        except (ValueError, TypeError) as exc:
+            raise PredictorError(
+                f"predictor {manifest.name!r}: its scaling (manifest 'scaler') is unusable: {exc}"
+            ) from exc
         fold = getattr(self.network, "fold_for_serving", None)
         if fold is not None:
             fold()
@@ -106,6 +114,10 @@ class NeuralForecaster:
             state = load_file(str(weights))
         except (SafetensorError, OSError) as exc:
             raise PredictorError(f"{weights}: unreadable weights: {exc}") from exc
+        try:
+            check_finite_weights(f"predictor {manifest.name!r}", state)
+        except ModelError as exc:
+            raise PredictorError(str(exc)) from exc
         return cls(manifest, load_network(manifest, state))
 
     def forecast_values(self, values: NDArray[np.floating], batch_rows: int = 65536) -> NDArray[np.float64]:
@@ -132,6 +144,12 @@ class NeuralForecaster:
             torch.set_num_threads(threads)
         last = np.asarray(values, dtype=np.float64)[..., -1, :, 0]
         forecast = decode_forecast(out.reshape(lead), last, self.scaler, self.manifest.target)
+        # Gaps (NaN) in the window give NaN for that series; anything else non-finite is the network's own doing.
+        valid = np.isfinite(np.asarray(values, dtype=np.float64)).all(axis=(-3, -1))
+        if not np.isfinite(forecast[valid]).all():
+            raise PredictorError(
+                f"predictor {self.name!r} produced non-finite forecasts from finite windows; refusing to use them"
+            )
         if self.manifest.data.source == "city":  # a server's load is never negative
             forecast = np.maximum(forecast, 0.0)
         return forecast

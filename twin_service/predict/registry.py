@@ -63,6 +63,13 @@ def load_forecaster(
         return PersistenceForecaster()
     if name == "window-mean":
         return WindowMeanForecaster()
+    import re
+
+    if not re.match(MODEL_NAME_PATTERN, name):  # a name, never a path: only models_dir is served from
+        raise UnknownPolicyError(
+            f"unknown workload predictor {name!r}: give the name of a predictor in models/, one of "
+            f"{', '.join(predictor_names(models_dir))}"
+        )
     folder = Path(models_dir or MODELS_DIR) / name
     if not (folder / MANIFEST_FILE).is_file():
         raise UnknownPolicyError(
@@ -75,7 +82,9 @@ def load_forecaster(
     problems = []
     if m.data.source != "city" or not set(m.features) <= set(CITY_FEATURES):
         problems.append(f"it was trained on {m.data.source} data with features {m.features}, not on server loads")
-    if m.data.scenario_param_hash:
+    if m.data.source == "city" and not m.data.scenario_param_hash:
+        problems.append("its manifest records no scenario parameter hash (data.scenario_param_hash)")
+    elif m.data.scenario_param_hash:
         problems += fit_problems(
             PREDICTOR_INPUTS,
             trained_name=m.data.scenario,

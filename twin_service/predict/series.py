@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +183,26 @@ def _read_csv(path: Path) -> tuple[NDArray[np.float64], list[str], float | None]
     return values, names[first:], step
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Before numpy allocates anything: each member's ``.npy`` header must declare the size the member holds, and
+    no member may claim more than deflate can produce (a damaged or crafted file is refused unread)."""
+    import math
+
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.file_size > 1100 * info.compress_size + 1024:
+                raise SeriesError(f"{path}: member {info.filename} claims more than its compressed size can hold")
+            with zf.open(info) as fp:
+                version = np.lib.format.read_magic(fp)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fp, max_header_size=10_000)
+                if not dtype.hasobject and fp.tell() + math.prod(shape) * dtype.itemsize != info.file_size:
+                    raise SeriesError(f"{path}: member {info.filename} declares {shape} but holds another size")
+
+
 def _read_npz(path: Path) -> tuple[NDArray[np.float64], list[str], float | None]:
     try:
+        _check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.keys())
             key = "values" if "values" in keys else (keys[0] if len(keys) == 1 else None)
@@ -194,8 +213,8 @@ def _read_npz(path: Path) -> tuple[NDArray[np.float64], list[str], float | None]
             names = [str(n) for n in npz["names"]] if "names" in keys else []
     except SeriesError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise SeriesError(f"{path}: not a readable NPZ file ({exc})") from None
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, zlib.error, MemoryError) as exc:
+        raise SeriesError(f"{path}: not a readable NPZ file ({exc or type(exc).__name__})") from None
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2:

@@ -211,6 +211,11 @@ def train_predictor(
             if epoch - best_epoch >= args.patience:
                 break
         bar.close()
+        if not history:
+            raise ValueError(
+                f"no epoch was trained: preparing the data took {time.process_time() - cpu_started:.1f} s of CPU, "
+                f"the whole budget (--max-train-s {args.max_train_s:g}); raise --max-train-s"
+            )
         network.load_state_dict(best_state)
         network.eval()
         train_s = time.perf_counter() - started

@@ -5,7 +5,8 @@ randomTrips from the same density profile (:mod:`twin_service.scenario.demand`) 
 scenario's own seed is the committed routes file. For an imported scenario the routes are the city's own
 files and a seed changes only SUMO's randomness (departure lanes, speed factors, ``--scale`` sampling).
 
-Generated routes are cached under ``data/days/`` (git-ignored; the same seed gives the same file).
+Generated routes are cached under ``days/`` of the data folder (:func:`twin_service.config.data_dir`:
+``TWIN_DATA_DIR``, or ``data/`` of the checkout; the same seed gives the same file).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_service.config import REPO_ROOT, ScenarioParams
+from twin_service.config import ScenarioError, ScenarioParams, data_dir
 from twin_service.scenario.build import ROUTES_FILE, SPECS
 from twin_service.scenario.demand import build_demand
 from twin_service.scenario.geo import read_projection
 from twin_service.scenario.tools import write_reproducible
 
-DAYS_DIR = REPO_ROOT / "data" / "days"
+
+def days_dir() -> Path:
+    """Where generated days are cached: ``days/`` of the data folder."""
+    return data_dir() / "days"
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,13 @@ def is_built(params: ScenarioParams) -> bool:
 
 def scenario_day(folder: Path, params: ScenarioParams, seed: int, cache_dir: Path | None = None) -> Day:
     """The routes of day ``seed`` of the scenario in ``folder`` (generated and cached on first use)."""
+    if not 0 <= seed <= 2**31 - 1:
+        raise ScenarioError(f"a day's seed must be an integer in [0, 2147483647], got {seed}")
     if not is_built(params):
         return Day(seed, None, f"the scenario's own routes; SUMO seed {seed}")
     if seed == params.scenario.seed:
         return Day(seed, None, f"the scenario's committed routes (its seed {seed})")
-    cache = (cache_dir or DAYS_DIR) / f"{params.scenario.name}-{params.param_hash}"
+    cache = (cache_dir or days_dir()) / f"{params.scenario.name}-{params.param_hash}"
     routes = cache / f"day-{seed}.rou.xml.gz"
     if not routes.is_file():
         cache.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -103,6 +104,9 @@ class TwinStore:
         self.log_maxlen = log_maxlen
         self._held_ticks: list[int] | None = None
         """The writer's copy of ``P:ticks`` after its last successful write; None: ask Redis."""
+        self._blocks: dict[tuple[str, int], tuple[str, list[str], np.ndarray, tuple[str, ...], bytes]] = {}
+        """Decoded entity blocks of recent ticks by (entity, tick): (write_id, ids, table, columns, raw ids)."""
+        self._blocks_lock = threading.Lock()
 
     @property
     def prefix(self) -> str:
@@ -430,19 +434,73 @@ class TwinStore:
         return self._window_mean("srv", tick)
 
     def _window_mean(self, entity: Entity, tick: int | None) -> WindowMean:
-        def queue(pipe: Any, t: int) -> None:
-            pipe.get(self.keys.block(t, entity, "ids"))
-            pipe.get(self.keys.block(t, entity, "num"))
-
-        held = self._read_window(tick, queue, per_tick=2)
-        blocks = []
-        for stored, (ids_raw, num_raw) in held:
-            layout = stored.layouts[entity]
-            ids = codec.decode_ids_bytes(ids_raw, layout.n)
-            blocks.append((ids, codec.decode_num(num_raw, layout.n, len(layout.columns)), layout.columns))
-        current_layout, (current_ids_raw, _) = held[-1][0].layouts[entity], held[-1][1]
+        held = self._window_blocks(entity, tick)
+        blocks = [(ids, table, columns) for _, (_, ids, table, columns, _) in held]
+        current_layout, current_ids_raw = held[-1][0].layouts[entity], held[-1][1][4]
         columns, counts = window_mean_aligned(blocks[-1][0], blocks)
         return WindowMean(ids=codec.decode_ids(current_ids_raw, current_layout.n), columns=columns, counts=counts)
+
+    def _window_blocks(
+        self, entity: Entity, tick: int | None
+    ) -> list[tuple[StoredTick, tuple[str, list[str], np.ndarray, tuple[str, ...], bytes]]]:
+        """Meta and decoded ``entity`` block of each held tick of the window ending at ``tick``, oldest first.
+
+        A reader asks for the window every tick, and all but the newest tick were read the tick before: blocks
+        are kept decoded by tick and write id, and only the ticks not held yet (or rewritten since) are read,
+        with their meta in one MULTI so that a block and the meta it is checked against belong together. The
+        metas of the whole window are read first (a few bytes each) to know which blocks are still current.
+        """
+        for _ in range(_READ_ATTEMPTS):
+            n = self._latest_number() if tick is None else int(tick)
+            ticks = list(range(n - self.window + 1, n + 1))
+            pipe = self.redis.pipeline(transaction=False)
+            for t in ticks:
+                pipe.get(self.keys.tick_meta(t))
+            stored = {
+                t: codec.decode_meta(raw) for t, raw in zip(ticks, pipe.execute(), strict=True) if raw is not None
+            }
+            if n not in stored:
+                if tick is not None:
+                    raise self._unknown_tick(n)
+                continue
+            with self._blocks_lock:
+                cached = {t: self._blocks.get((entity, t)) for t in stored}
+            missing = [t for t in stored if cached[t] is None or cached[t][0] != stored[t].meta.write_id]
+            if missing:
+                pipe = self.redis.pipeline(transaction=True)
+                for t in missing:
+                    pipe.get(self.keys.tick_meta(t))
+                    pipe.get(self.keys.block(t, entity, "ids"))
+                    pipe.get(self.keys.block(t, entity, "num"))
+                flat = pipe.execute()
+                fresh = {}
+                for i, t in enumerate(missing):
+                    raw_meta, ids_raw, num_raw = flat[3 * i : 3 * i + 3]
+                    if raw_meta is None:  # left the window meanwhile
+                        continue
+                    now = codec.decode_meta(raw_meta)
+                    stored[t] = now
+                    layout = now.layouts[entity]
+                    fresh[t] = (
+                        now.meta.write_id,
+                        codec.decode_ids_bytes(ids_raw, layout.n),
+                        codec.decode_num(num_raw, layout.n, len(layout.columns)),
+                        layout.columns,
+                        ids_raw,
+                    )
+                if n not in fresh and n in missing:
+                    continue
+                cached |= fresh
+                for t in missing:
+                    if t not in fresh:
+                        del stored[t]
+                with self._blocks_lock:
+                    for t, entry in fresh.items():
+                        self._blocks[(entity, t)] = entry
+                    for key in [k for k in self._blocks if k[0] == entity and not n - self.window < k[1] <= n]:
+                        del self._blocks[key]
+            return [(stored[t], cached[t]) for t in sorted(stored)]  # type: ignore[misc]
+        raise UnknownTickError(f"the latest tick kept leaving the window while being read ({self.prefix!r})")
 
     @_unavailable_as_error
     def servers_history(

@@ -1,0 +1,194 @@
+"""The fast decision paths give today's decisions (issue 20): recorded ticks through both, compared.
+
+* DM-MAPPO (the per-server actor deciding in turns): the fast path (``decide_in_turns_pairs`` over the ONNX
+  Runtime graph) against the reference (``sequential.decide_in_turns`` over the torch module, kept as
+  ``decide_reference``): exactly the same targets, probabilities to float32 rounding.
+* AF-MARL: rho from the ONNX Runtime graph against the torch module, within 1e-6.
+* The per-server actor's graph and fused pass against the module, pair by pair.
+
+On the small scenario's recording in every run; on a recorded city day's peak (``data/recordings/city-s8.npz``,
+held out, where vehicles crowd servers and dozens migrate a tick) where it is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from twin_service.config import ScenarioParams
+from twin_service.engine import Decisions, Engine
+from twin_service.engine.recording import Recording, ReplayBackend
+from twin_service.policies import ModelRegistry, OffloadInputs, onnx_graphs
+from twin_service.policies.af_marl import AfMarlOffloadPolicy
+from twin_service.policies.learned import build_migration_policy, build_offload_policy
+from twin_service.policies.per_server import PerServerMigrationPolicy, candidate_mask, feasible_pairs
+from twin_service.scenario.folder import Scenario
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = ModelRegistry(REPO / "models")
+CITY_DAY = REPO / "data" / "recordings" / "city-s8.npz"
+
+
+def _policies(params: ScenarioParams) -> tuple[PerServerMigrationPolicy, PerServerMigrationPolicy, AfMarlOffloadPolicy]:
+    """Two instances of the served DM-MAPPO model (same seed: the same draws) and the served AF-MARL model."""
+    migration = MODELS.load("dm-mappo-city")
+
+    def build() -> PerServerMigrationPolicy:
+        return build_migration_policy(
+            migration.manifest,
+            migration.state_dict,
+            task=params.task,
+            channel=params.channel,
+            satellite=params.satellite,
+        )
+
+    offload = MODELS.load("af-marl-city")
+    return build(), build(), build_offload_policy(offload.manifest, offload.state_dict, params.offload)
+
+
+def _compare_on_replay(scenario: Scenario, recording: Path, begin_s: float | None, ticks: int) -> dict[str, float]:
+    """Replay ``ticks`` ticks deciding by the reference path; at each, decide by both paths and compare."""
+    params = scenario.params
+    reference, fast, af_marl = _policies(params)
+    assert fast.runtime is not None and af_marl.runtime is not None, "ONNX Runtime is a dependency of the service"
+    rec = Recording(recording)
+    start = begin_s if begin_s is not None else rec.begin_s
+    backend = ReplayBackend(rec, begin_s=start, end_s=start + ticks + 2, roads=False)
+    engine = Engine(params, scenario.layout, scenario.projection, backend, seed=int(rec.meta.seed))
+    moved, vehicles, worst_p, worst_rho = 0, 0, 0.0, 0.0
+    try:
+        for _ in range(ticks):
+            _, ctx = engine.tick()
+            ref = reference.decide_reference(ctx.observation, ctx.servers, ctx.host)
+            got = fast.decide(ctx.observation, ctx.servers, ctx.host)
+            np.testing.assert_array_equal(got.target, ref.target)
+            worst_p = max(worst_p, float(np.abs(got.probabilities - ref.probabilities).max(initial=0.0)))
+            inputs = OffloadInputs(ctx.offload_now, ctx.offload_window_mean(), ctx.host)
+            with torch.inference_mode():
+                expected = af_marl.network(torch.from_numpy(af_marl_obs(inputs))).double().numpy()
+            worst_rho = max(worst_rho, float(np.abs(af_marl.rho(inputs) - expected).max(initial=0.0)))
+            moved += int((ref.target != ctx.host).sum())
+            vehicles += len(ctx.host)
+            engine.apply(Decisions(ref.target, af_marl.rho(inputs)))
+    finally:
+        rec.close()
+    assert worst_p < 1e-5 and worst_rho <= 1e-6, (worst_p, worst_rho)
+    return {"moved": moved, "vehicles": vehicles}
+
+
+def af_marl_obs(inputs: OffloadInputs) -> np.ndarray:
+    from twin_service.policies.af_marl import actor_inputs
+
+    return actor_inputs(inputs.now, inputs.window_mean).numpy()
+
+
+def test_fast_paths_decide_as_the_reference_on_the_small_recording(small_scenario: Path, small_recording: Path):
+    seen = _compare_on_replay(Scenario.load(small_scenario), small_recording, None, ticks=120)
+    # Vehicles arrive with no host and every tick some move: the turns and re-scoring are exercised.
+    assert seen["vehicles"] > 1000 and seen["moved"] > 50, seen
+
+
+@pytest.mark.skipif(not CITY_DAY.is_file(), reason=f"{CITY_DAY} is not recorded (./scripts/record_days.sh city)")
+def test_fast_paths_decide_as_the_reference_at_a_city_peak():
+    seen = _compare_on_replay(Scenario.load("city"), CITY_DAY, 1700.0, ticks=25)
+    assert seen["vehicles"] > 25 * 1000 and seen["moved"] > 25, seen
+
+
+def test_the_actor_graph_and_fused_pass_score_as_the_module():
+    reference, _, _ = _policies(Scenario.load("city").params)
+    rng = np.random.default_rng(0)
+    n, m, per_row = 300, 87, 9
+    rows = np.repeat(np.arange(n), per_row)
+    cols = np.concatenate([np.sort(rng.choice(m, per_row, replace=False)) for _ in range(n)])
+    features = rng.normal(size=(len(rows), 14)).astype(np.float32)
+    features[:, 6] = cols % 7 == 0  # is_current_host
+    with torch.inference_mode():
+        dense = reference.actor(
+            torch.from_numpy(features), torch.from_numpy(rows).long(), torch.from_numpy(cols).long(), (n, m)
+        )
+        expected = dense[torch.from_numpy(rows).long(), torch.from_numpy(cols).long()].numpy()
+        fused = reference.fused(torch.from_numpy(features), torch.from_numpy(rows).long(), n).numpy()
+    assert reference.runtime is not None
+    np.testing.assert_allclose(reference.runtime(features, rows, n), expected, atol=2e-5)
+    np.testing.assert_allclose(fused, expected, atol=2e-5)
+    # A vehicle's logits move when one of its servers' features does (the Deep Sets context): not a no-op.
+    changed = features.copy()
+    changed[0, 3] += 1.0
+    moved = reference.runtime(changed, rows, n) - reference.runtime(features, rows, n)
+    assert np.abs(moved[:per_row]).min() > 0 and np.abs(moved[per_row:]).max() == 0
+
+
+def test_without_onnx_runtime_the_torch_pass_serves(monkeypatch: pytest.MonkeyPatch, small_scenario: Path):
+    monkeypatch.setattr(onnx_graphs, "available", lambda: False)
+    params = Scenario.load(small_scenario).params
+    plain, _, af_marl = _policies(params)
+    assert plain.runtime is None and af_marl.runtime is None
+    with_runtime, _, _ = (monkeypatch.undo(), _policies(params))[1]
+    assert with_runtime.runtime is not None
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(40, 14)).astype(np.float32)
+    rows = np.repeat(np.arange(8), 5)
+    np.testing.assert_allclose(
+        plain.network_scores(features, rows, 8), with_runtime.network_scores(features, rows, 8), atol=2e-5
+    )
+
+
+def test_candidate_pairs_are_grouped_by_vehicle_in_server_order():
+    # decide_in_turns_pairs relies on it (first_choices' cumulative sums run in server order within a vehicle).
+    from twin_service.observe import ServerTable, migration_observation
+
+    servers = ServerTable(
+        ("a", "b", "c", "sat"),
+        ("rsu", "rsu", "uav", "satellite"),
+        np.array([500.0, 500, 800, 1e12]),
+        np.array([3e9, 3e9, 3e9, 1e12]),
+        np.array([3e10, 3e10, 3e10, 8e10]),
+        np.array([0.0, 0, 50, 5.5e5]),
+    )
+    dist = np.array([[100.0, 400, 300, 5.5e5], [450, 50, 700, 5.5e5]])
+    obs = migration_observation(dist, np.zeros(4), 1e6, servers, np.array([0, -1]))
+    rows, cols = feasible_pairs(candidate_mask(obs, np.array([0, -1]), 2))
+    assert list(rows) == sorted(rows)
+    for r in range(2):
+        assert list(cols[rows == r]) == sorted(cols[rows == r])
+
+
+def test_a_crowded_tick_is_decided_as_by_the_reference():
+    """Hundreds of movers, in every turn (a fifth of the RSUs over their cache): the window of re-scored turns
+    narrows to one, and every decision is still the reference's."""
+    from twin_service.config import BITS_PER_MB
+    from twin_service.observe import ServerTable, VehicleMotion, migration_observation
+
+    params = Scenario.load("city").params
+    reference, fast, _ = _policies(params)
+    rng = np.random.default_rng(7)
+    m, n = 92, 800
+    tiers = ("rsu",) * 81 + ("uav",) * 10 + ("satellite",)
+    servers = ServerTable(
+        tuple(f"s{k}" for k in range(m)),
+        tiers,
+        np.array([1200.0] * 81 + [1500.0] * 10 + [1e12]),
+        np.array([300 * BITS_PER_MB] * 91 + [1e15]),
+        np.array([32e9] * 91 + [80e9]),
+        np.array([0.0] * 81 + [50.0] * 10 + [550e3]),
+    )
+    sxy = np.vstack([rng.uniform(0, 5000, size=(m - 1, 2)), [[2500.0, 2500.0]]])
+    vxy = rng.uniform(0, 5000, size=(n, 2))
+    dist = np.hypot(np.hypot(*(vxy[:, None, :] - sxy[None]).transpose(2, 0, 1)), servers.altitude_m).astype(np.float32)
+    near = np.where(dist[:, :-1] <= 1200, dist[:, :-1], np.inf)
+    host = np.where(np.isfinite(near).any(axis=1), np.argmin(near, axis=1), m - 1)
+    backlog = np.where(rng.random(m) < 0.2, rng.uniform(250, 300, m), rng.uniform(0, 100, m)) * BITS_PER_MB
+    backlog[-1] = 0.0
+    loads = backlog + np.bincount(host, minlength=m) * 2 * BITS_PER_MB
+    motion = VehicleMotion.from_twins(
+        vxy[:, 0], vxy[:, 1], rng.uniform(0, 14, n), rng.uniform(0, 360, n), sxy[:, 0], sxy[:, 1]
+    )
+    obs = migration_observation(dist, loads, 2 * BITS_PER_MB, servers, host, motion=motion)
+    ref = reference.decide_reference(obs, servers, host)
+    got = fast.decide(obs, servers, host)
+    assert (ref.target != host).sum() > 200
+    np.testing.assert_array_equal(got.target, ref.target)
+    np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-5)

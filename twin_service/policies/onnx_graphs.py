@@ -1,0 +1,242 @@
+"""The served networks as ONNX graphs run by ONNX Runtime: the same maths as their torch modules, faster.
+
+At serving time the policies' networks are a few small layers over thousands of rows a tick, where torch's
+per-operation overhead and its scalar ``tanh`` dominate (profiled: ``results/perf/``). Each graph here is
+written out layer by layer from the module's own weights (no tracing), so that what it computes is visible
+and matches the module: the tests compare both on recorded ticks (logits to 1e-5, rho to 1e-6).
+
+* :func:`per_server_graph`: :class:`~twin_service.policies.per_server.PerServerActor` over the candidate pairs
+  of a tick, the Deep Sets mean taken with ``ScatterND`` (add) instead of ``segment_reduce``.
+* :func:`af_marl_graph`: :class:`~twin_service.policies.af_marl.AfMarlNetwork`: the CVAE encoder's mean, the
+  transformer over the twin's feature tokens and the latent, the actor's head.
+
+ONNX Runtime runs on one thread (as torch does for serving, ``policies.learned``). Where it is not installed
+the policies use their torch modules (:func:`available`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+OPSET = 17
+
+
+def available() -> bool:
+    """Whether ONNX Runtime and the ``onnx`` package (to write the graphs) are installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Graph:
+    """A small graph under construction: nodes, weights and unique names."""
+
+    def __init__(self) -> None:
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes: list[Any] = []
+        self.weights: list[Any] = []
+        self._n = 0
+
+    def name(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}_{self._n}"
+
+    def const(self, value: NDArray | torch.Tensor, prefix: str = "w") -> str:
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        name = self.name(prefix)
+        self.weights.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
+        out = self.name(op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def linear(self, x: str, layer: nn.Linear) -> str:
+        """``x W^T + b`` of a torch ``Linear`` (no bias when it has none)."""
+        y = self.op("MatMul", [x, self.const(layer.weight.detach().t().contiguous())])
+        return y if layer.bias is None else self.op("Add", [y, self.const(layer.bias)])
+
+    def activation(self, x: str, module: nn.Module) -> str:
+        kinds = {nn.Tanh: "Tanh", nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid"}
+        if type(module) not in kinds:
+            raise ValueError(f"no ONNX op for {type(module).__name__}")
+        return self.op(kinds[type(module)], [x])
+
+    def sequential(self, x: str, seq: nn.Sequential) -> str:
+        for module in seq:
+            x = self.linear(x, module) if isinstance(module, nn.Linear) else self.activation(x, module)
+        return x
+
+    def layer_norm(self, x: str, norm: nn.LayerNorm) -> str:
+        return self.op(
+            "LayerNormalization", [x, self.const(norm.weight), self.const(norm.bias)], axis=-1, epsilon=norm.eps
+        )
+
+    def model(self, inputs: list[Any], outputs: list[Any], name: str) -> bytes:
+        h = self.helper
+        graph = h.make_graph(self.nodes, name, inputs, outputs, self.weights)
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="twin-service")
+        model.ir_version = 8  # what every ONNX Runtime of the last years reads
+        return model.SerializeToString()
+
+
+def session(model: bytes) -> Any:
+    """An ONNX Runtime session on one thread, all graph optimisations on."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def per_server_graph(actor: Any) -> bytes:
+    """The per-server actor over a tick's pairs.
+
+    Inputs: ``features`` (P, F) float32, ``rows`` (P,) int64 (each pair's vehicle, ascending), ``inv_count``
+    (N, 1) float32 (1 / pairs of each vehicle), ``zeros`` (N, W) float32. Output: ``logits`` (P,) float32.
+    """
+    from onnx import TensorProto
+
+    g = _Graph()
+    h = g.sequential("features", actor.embed)
+    rows2 = g.op("Unsqueeze", ["rows", g.const(np.array([1], dtype=np.int64))])
+    summed = g.op("ScatterND", ["zeros", rows2, h], reduction="add")
+    context = g.op("Mul", [summed, "inv_count"])
+    first, act, last = actor.score[0], actor.score[1], actor.score[2]
+    width = first.weight.shape[1] // 2
+    w = first.weight.detach()
+    # The score layer's input is [h, context]: its context half is applied once per vehicle, then gathered.
+    per_vehicle = g.op("Add", [g.op("MatMul", [context, g.const(w[:, width:].t().contiguous())]), g.const(first.bias)])
+    z = g.op(
+        "Add",
+        [g.op("MatMul", [h, g.const(w[:, :width].t().contiguous())]), g.op("Gather", [per_vehicle, "rows"], axis=0)],
+    )
+    z = g.activation(z, act)
+    score = g.linear(z, last)
+    host = g.op("Gather", ["features", g.const(np.array([actor.host_feature], dtype=np.int64))], axis=1)
+    score = g.op("Add", [score, g.op("Mul", [host, g.const(actor.stay_bias.detach().reshape(1))])])
+    logits = g.op("Reshape", [score, g.const(np.array([-1], dtype=np.int64))])
+    g.nodes[-1].output[0] = "logits"
+    del logits
+    v = g.helper.make_tensor_value_info
+    n_features = actor.embed[0].weight.shape[1]
+    inputs = [
+        v("features", TensorProto.FLOAT, ["P", n_features]),
+        v("rows", TensorProto.INT64, ["P"]),
+        v("inv_count", TensorProto.FLOAT, ["N", 1]),
+        v("zeros", TensorProto.FLOAT, ["N", width]),
+    ]
+    return g.model(inputs, [v("logits", TensorProto.FLOAT, ["P"])], "per_server_actor")
+
+
+class PerServerRuntime:
+    """:func:`per_server_graph` in a session: ``(features, rows, n) -> logits``, as the module computes them."""
+
+    def __init__(self, actor: Any) -> None:
+        self.session = session(per_server_graph(actor))
+        self.width = int(actor.score[0].weight.shape[1] // 2)
+
+    def __call__(self, features: NDArray[np.float32], rows: NDArray[np.intp], n: int) -> NDArray[np.float32]:
+        counts = np.bincount(rows, minlength=n).astype(np.float32)
+        inv = (1.0 / np.maximum(counts, 1.0)).reshape(n, 1)
+        feeds = {
+            "features": np.ascontiguousarray(features, dtype=np.float32),
+            "rows": np.asarray(rows, dtype=np.int64),
+            "inv_count": inv,
+            "zeros": np.zeros((n, self.width), dtype=np.float32),
+        }
+        return self.session.run(["logits"], feeds)[0]
+
+
+def af_marl_graph(network: Any) -> bytes:
+    """AF-MARL's served network: ``obs`` (V, 2F) float32 -> ``rho`` (V,) float32 (paper B Eq. 25-30, 38, 47)."""
+    from onnx import TensorProto
+
+    g = _Graph()
+    cvae, actor = network.cvae, network.actor
+    n_features = cvae.encoder[0].weight.shape[1] // 2
+    latent = cvae.latent
+    # The encoder's mean mu(x, c): its input cat([x, c]) is the observation itself; only the mean half is made.
+    h = "obs"
+    layers = list(cvae.encoder)
+    for module in layers[:-1]:
+        h = g.linear(h, module) if isinstance(module, nn.Linear) else g.activation(h, module)
+    last = layers[-1]
+    mu = g.op(
+        "Add",
+        [
+            g.op("MatMul", [h, g.const(last.weight.detach()[:latent].t().contiguous())]),
+            g.const(last.bias.detach()[:latent]),
+        ],
+    )
+
+    trunk = actor.trunk
+    axis2 = g.const(np.array([2], dtype=np.int64))
+    x = g.op(
+        "Slice",
+        [
+            "obs",
+            g.const(np.array([0], np.int64)),
+            g.const(np.array([n_features], np.int64)),
+            g.const(np.array([1], np.int64)),
+        ],
+    )
+    c = g.op(
+        "Slice",
+        [
+            "obs",
+            g.const(np.array([n_features], np.int64)),
+            g.const(np.array([2 * n_features], np.int64)),
+            g.const(np.array([1], np.int64)),
+        ],
+    )
+    pairs = g.op("Concat", [g.op("Unsqueeze", [x, axis2]), g.op("Unsqueeze", [c, axis2])], axis=2)  # (V, F, 2)
+    feature_tokens = g.linear(pairs, trunk.embed)
+    latent_token = g.op("Unsqueeze", [g.linear(mu, trunk.embed_latent), g.const(np.array([1], dtype=np.int64))])
+    z = g.op("Concat", [feature_tokens, latent_token], axis=1)
+    z = g.op("Add", [z, g.const(trunk.positions)])
+    for layer in trunk.layers:
+        d_k = layer.w_q.weight.shape[0]
+        q = g.linear(z, layer.w_q)
+        k = g.linear(z, layer.w_k)
+        v = g.linear(z, layer.w_v)
+        scores = g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 2, 1])])
+        scores = g.op("Div", [scores, g.const(np.array(math.sqrt(d_k), dtype=np.float32))])
+        attended = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
+        h1 = g.layer_norm(g.op("Add", [z, attended]), layer.norm1)
+        z = g.layer_norm(g.op("Add", [h1, g.sequential(h1, layer.ff)]), layer.norm2)
+    pooled = g.op("ReduceMean", [z], axes=[1], keepdims=0)
+    y = g.sequential(g.linear(pooled, trunk.out), actor.head)
+    rho = g.op("Sigmoid", [y])
+    g.op("Reshape", [rho, g.const(np.array([-1], dtype=np.int64))])
+    g.nodes[-1].output[0] = "rho"
+    t = g.helper.make_tensor_value_info
+    return g.model(
+        [t("obs", TensorProto.FLOAT, ["V", 2 * n_features])], [t("rho", TensorProto.FLOAT, ["V"])], "af_marl"
+    )
+
+
+class AfMarlRuntime:
+    """:func:`af_marl_graph` in a session: ``obs -> rho``."""
+
+    def __init__(self, network: Any) -> None:
+        self.session = session(af_marl_graph(network))
+
+    def __call__(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        return self.session.run(["rho"], {"obs": np.ascontiguousarray(obs, dtype=np.float32)})[0]
