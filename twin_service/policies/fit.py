@@ -18,7 +18,9 @@ parameters count depends on the model (:func:`input_keys`):
 
 What a model was trained with comes from its manifest (``scenario_inputs``, written by the trainers), or, for a
 manifest that predates it, from the built-in scenario it names when that scenario still has the recorded
-parameter hash. When neither is known, only the hash is compared.
+parameter hash. When neither is known, only the hash is compared; so too when the serving scenario's parameters
+are not known (an API that cannot read the run's scenario folder), except for a per-server actor, which is
+served there as it always was.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def fit_problems(
             + hash_problem[0]
         ]
     if params is None:
-        return hash_problem
+        # A per-server actor computes its features with whatever physics the server serves with: as before its
+        # check, it is served where the scenario is not known here. The others need their inputs compared.
+        return [] if set(keys) <= set(PER_SERVER_INPUTS) else hash_problem
     trained = dict(trained_inputs)
     if not trained:
         base = builtin_params(trained_name, trained_hash)
