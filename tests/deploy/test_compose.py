@@ -80,6 +80,7 @@ def test_an_imported_city_is_at_the_same_path_in_bridge_and_api(resolved: dict):
         (volume,) = resolved["services"][name]["volumes"]
         mount = [volume["source"], volume["target"]] if isinstance(volume, dict) else volume.split(":")[:2]
         assert mount == ["/srv/twin-data", "/srv/twin-data"], (name, volume)
+        assert resolved["services"][name]["environment"]["TWIN_DATA_DIR"] == "/srv/twin-data"  # and their data folder
 
 
 def test_the_file_follows_the_compose_specification_schema():
