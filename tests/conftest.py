@@ -100,3 +100,44 @@ def hamburg_import(tmp_path_factory: pytest.TempPathFactory) -> ImportedCity:
     out = import_scenario(HAMBURG_CFG, out=tmp_path_factory.mktemp("hamburg") / "tavf", seed=1, record_demand=recording)
     elapsed = time.perf_counter() - started
     return ImportedCity(out, before, traces[0], elapsed, tuple(sorted(p.name for p in out.iterdir())))
+
+
+@dataclass(frozen=True)
+class DenseImport:
+    """The dense test city (tests/dense_city.py) imported once for the session with no options."""
+
+    source: Path
+    """Its ``.sumocfg``, as a user brings it."""
+    out: Path
+    demand: object
+    """The demand pass's ``DemandTrace``."""
+    output: str
+    """What ``twin-service scenario import`` printed."""
+
+
+@pytest.fixture(scope="session")
+def dense_import(tmp_path_factory: pytest.TempPathFactory) -> DenseImport:
+    """``twin-service scenario import`` on the dense city, with no options (the SUMO pass: ~10 s of CPU)."""
+    from typer.testing import CliRunner
+
+    import twin_service.bridge.calibrate
+    from tests.dense_city import build_dense_city
+    from twin_service.cli import app
+
+    folder = tmp_path_factory.mktemp("dense")
+    cfg = build_dense_city(folder / "src")
+    traces = []
+    record_demand = twin_service.bridge.calibrate.record_demand
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        traces.append(record_demand(*args, **kwargs))
+        return traces[-1]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(twin_service.bridge.calibrate, "record_demand", recording)
+    try:
+        result = CliRunner().invoke(app, ["scenario", "import", str(cfg), "--out", str(folder / "dense")])
+    finally:
+        mp.undo()
+    assert result.exit_code == 0, result.output
+    return DenseImport(cfg, folder / "dense", traces[0], result.output)

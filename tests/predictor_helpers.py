@@ -29,6 +29,7 @@ def make_predictor(
     source: str = "city",
     horizon: int = 1,
     seed: int = 0,
+    scaling: str = "global",
 ) -> Path:
     torch.manual_seed(seed)
     features = list(CITY_FEATURES) if source == "city" else ["value"]
@@ -46,8 +47,11 @@ def make_predictor(
         window=6,
         horizon=horizon,
         target="delta",
-        scaling="global",
-        scaler={"mean": [[1e8] * len(features)], "std": [[5e7] * len(features)]},
+        scaling=scaling,  # type: ignore[arg-type]
+        scaler={
+            "mean": [[1e8] * len(features)] * (n_series if scaling == "per-series" else 1),
+            "std": [[5e7] * len(features)] * (n_series if scaling == "per-series" else 1),
+        },  # fmt: skip
         data=DataSpec(
             source=source,  # type: ignore[arg-type]
             step_s=tick_s,

@@ -92,17 +92,24 @@ def scenario_build(
         typer.Option(help="Output folder (default: the committed sumo_scenarios/NAME)."),
     ] = None,
 ) -> None:
-    """Generate a scenario (network, time-varying demand, edge servers, params.toml) reproducibly."""
-    from twin_service.bridge.calibrate import record_hosting
-    from twin_service.config import ScenarioError
+    """Generate a scenario (network, time-varying demand, edge servers, params.toml) reproducibly.
+
+    city keeps paper A's 76 RSUs and 10 UAVs; rural is provisioned for its demand as an imported city is, and
+    gets layout.png (its layout over the network) and the provisioning report.
+    """
+    from twin_service.bridge.calibrate import record_demand, record_hosting
+    from twin_service.config import ScenarioError, load_params
     from twin_service.scenario.build import SCENARIO_KINDS, build_scenario
+    from twin_service.scenario.report import provisioning_report
 
     if name not in SCENARIO_KINDS:
         fail(f"unknown scenario kind {name!r}; choose one of {', '.join(SCENARIO_KINDS)}")
     try:
-        folder = build_scenario(name, seed=seed, out=out, record_hosting=record_hosting)
+        folder = build_scenario(name, seed=seed, out=out, record_hosting=record_hosting, record_demand=record_demand)
     except ScenarioError as exc:
         fail(str(exc))
+    for line in provisioning_report(load_params(folder).calibration):
+        typer.echo(line)
     typer.echo(f"wrote {folder}")
 
 
@@ -112,7 +119,11 @@ def scenario_import(
     out: Annotated[Path, typer.Option(help="Folder to write the imported scenario into.")],
     seed: Annotated[int, typer.Option(help="Seed for SUMO, the layout's tie-breaks and twin sampling.")] = 1,
     rsus: Annotated[
-        int | None, typer.Option(help="Place this many RSUs instead of the count the demand needs.")
+        int | None,
+        typer.Option(
+            help="Place this many RSUs instead of the count the demand needs (any count: past the sites the "
+            "network has room for, more units per site).",
+        ),
     ] = None,
     uavs: Annotated[int | None, typer.Option(help="Fly this many UAVs instead of the city's 10 per 76 RSUs.")] = None,
 ) -> None:
@@ -121,9 +132,12 @@ def scenario_import(
     One headless SUMO pass over the scenario measures its demand: the running vehicles, and where they drive
     around the busiest two minutes. The RSU count is then the fewest whose nearest-server hosting drops no more
     of the twins' data at that peak than the built city's does at its calibration point (20 % of its RSUs
-    overloaded), with the city's e_v: the servers' physics stays the same, so KPIs compare across cities. UAVs
-    follow at the city's 10 per 76 RSUs; the layout rule puts RSUs at busy, signalised junctions. What was
-    found goes to params.toml \\[calibration]. On the Hamburg test field this takes about half a minute of CPU.
+    overloaded), with the city's e_v: the servers' physics stays the same, so KPIs compare across cities. The
+    layout rule puts RSU sites at busy, signalised junctions (no closer than 30 m downtown), then by the road
+    where a road with traffic has no site in range, then more RSU units at the sites with the most vehicles per
+    unit: any count can be placed. UAVs follow at the city's 10 per 76 RSUs. It prints what it provisioned,
+    writes params.toml \\[calibration] and layout.png (the layout over the roads). It fails only without a
+    geo-reference, without traffic or on a file it cannot read.
     """
     from twin_service.bridge.calibrate import record_demand
     from twin_service.config import ScenarioError
@@ -142,15 +156,11 @@ def scenario_import(
     except ScenarioError as exc:
         fail(str(exc))
     from twin_service.config import load_params
+    from twin_service.scenario.report import provisioning_report
 
-    found = load_params(folder).calibration
-    typer.echo(
-        f"{found['rsus']} RSUs, {found['uavs']} UAVs for {found['vehicles_at_peak']:.0f} vehicles at the demand peak "
-        f"({found['peak_time_s']:g} s): {found['dropped_data_share_at_peak']:.1%} of the data dropped under "
-        f"nearest-server hosting (city: {found['target_dropped_share']:.1%}), "
-        f"{found['overloaded_rsu_share_at_peak']:.1%} of the RSUs overloaded"
-    )
-    typer.echo(f"wrote {folder}")
+    for line in provisioning_report(load_params(folder).calibration):
+        typer.echo(line)
+    typer.echo(f"wrote {folder} (layout.png: the layout over the roads)")
 
 
 class _DemandPassProgress:

@@ -214,5 +214,6 @@ def test_a_stored_model_serves_when_it_fits_and_is_refused_when_not(settings, fi
         assert r.status_code == 409 and "trained for 6 servers, the scenario has 5" in r.json()["detail"]
         r = c.post("/v1/decisions/batch", json={"migration_policy": "other-scenario"})
         assert r.status_code == 409 and "ffffffffffffffff" in r.json()["detail"]
+        assert "the run's scenario parameters are not known here" in r.json()["detail"]  # and what to do
     with TestClient(create_app(settings, migration_policy="tiny")) as c:
         assert c.post("/v1/decisions/batch", json={}).json()["migration_policy"]["name"] == "tiny"

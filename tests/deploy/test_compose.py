@@ -30,7 +30,8 @@ def resolved() -> dict:
     """``docker-compose config``: the file as Compose reads it, with the variables set."""
     compose = ensure_debian_tool("docker-compose", "docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-    env |= {"TWIN_API_KEY": "s3cret", "TWIN_SCENARIO": "rural", "TWIN_SPEED": "max", "TWIN_API_PORT": "18000"}
+    env |= {"TWIN_API_KEY": "s3cret", "TWIN_SCENARIO": "rural", "TWIN_SPEED": "max", "TWIN_API_PORT": "18000",
+            "TWIN_DATA_DIR": "/srv/twin-data"}  # fmt: skip
     done = subprocess.run(
         [compose, "--project-directory", str(ROOT), "-f", str(COMPOSE), "config"],
         capture_output=True,
@@ -70,6 +71,16 @@ def test_settings_pass_through(resolved: dict):
     assert api["TWIN_API_KEY"] == bridge["TWIN_API_KEY"] == "s3cret"
     assert api["TWIN_REDIS_URL"] == bridge["TWIN_REDIS_URL"] == "redis://redis:6379/0"
     assert (bridge["TWIN_SCENARIO"], bridge["TWIN_SPEED"]) == ("rural", "max")
+
+
+def test_an_imported_city_is_at_the_same_path_in_bridge_and_api(resolved: dict):
+    """The bridge runs TWIN_SCENARIO (its sumocfg names the original files by absolute path) and the api reads the
+    run's params.toml at the path the bridge gives: TWIN_DATA_DIR is mounted at that same path in both."""
+    for name in ("api", "bridge"):
+        (volume,) = resolved["services"][name]["volumes"]
+        mount = [volume["source"], volume["target"]] if isinstance(volume, dict) else volume.split(":")[:2]
+        assert mount == ["/srv/twin-data", "/srv/twin-data"], (name, volume)
+        assert resolved["services"][name]["environment"]["TWIN_DATA_DIR"] == "/srv/twin-data"  # and their data folder
 
 
 def test_the_file_follows_the_compose_specification_schema():

@@ -197,3 +197,59 @@ def test_every_committed_model_says_how_to_make_it_again():
         assert command[command.index("--out") + 1] == f"models/{path.parent.name}", path
         assert not any(arg.startswith("/") for arg in command), path  # repository-relative
         assert isinstance(manifest["seed"], int) and manifest["evaluation"], path
+
+
+def test_models_serve_wherever_their_inputs_mean_the_same(dense_import):
+    """An imported city keeps the city's physics: every committed model fits it but the layout-bound one, and a
+    model refused on other physics is told which parameters differ."""
+    from pathlib import Path
+
+    from twin_service.config import load_params, with_overrides
+    from twin_service.policies.manifest import spec_problems
+    from twin_service.predict.neural import PredictorError
+    from twin_service.predict.registry import load_forecaster
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    registry = ModelRegistry(models)
+    city = load_params(Path(__file__).resolve().parents[2] / "sumo_scenarios" / "city")
+    imported = load_params(dense_import.out)
+    assert imported.param_hash != city.param_hash
+    for m in registry.manifests():
+        problems = spec_problems(m, n_servers=60, params=imported, param_hash=imported.param_hash)
+        if m.architecture.kind == "mlp" and m.kind == "migration":  # paper A's actor: one logit per city server
+            assert any("place in the layout" in p and m.scenario_param_hash in p for p in problems), problems
+        else:
+            assert problems == [], (m.name, problems)
+    assert load_forecaster("city-predictor", imported, models).name == "city-predictor"
+
+    other = with_overrides(imported, {"offload": {"bandwidth_hz": 2e7}, "simulation": {"decision_interval_s": 30.0}})
+    with pytest.raises(ModelSpecMismatch, match=r"offload\.bandwidth_hz = 1e\+07 in training, 2e\+07 here") as err:
+        offload_policy("af-marl-city", offload=other.offload, registry=registry, params=other,
+                       param_hash=other.param_hash)  # fmt: skip
+    assert "decision_interval_s" not in str(err.value)  # an offloading actor does not depend on it
+    with pytest.raises(ModelSpecMismatch, match=r"simulation\.decision_interval_s = 1 in training, 30 here"):
+        migration_policy("dm-mappo-city", registry=registry, n_servers=60, params=other, param_hash=other.param_hash)
+    heavier = with_overrides(imported, {"task": {"data_size_mb": 4.0}})  # the per-server actor's features adapt
+    assert migration_policy("dm-mappo-city", registry=registry, params=heavier, param_hash=heavier.param_hash)
+    with pytest.raises(PredictorError, match=r"task\.data_size_mb = 2 in training, 4 here"):
+        load_forecaster("city-predictor", heavier, models)
+
+
+def test_a_model_whose_training_values_are_unknown_is_checked_by_hash(tmp_path):
+    """No recorded inputs and no built-in scenario of that hash: only the very scenario it was trained on fits."""
+    from twin_service.config import ScenarioMeta, ScenarioParams
+
+    m = manifest("af-old", kind="offload")
+    save_model(tmp_path / "af-old", m, build_actor(m).state_dict())
+    params = ScenarioParams(scenario=ScenarioMeta(name="elsewhere"))
+    with pytest.raises(ModelSpecMismatch, match="not recorded"):
+        offload_policy("af-old", registry=ModelRegistry(tmp_path), params=params, param_hash=params.param_hash)
+    recorded = manifest("af-new", kind="offload", scenario_inputs=scenario_inputs_of(params))
+    save_model(tmp_path / "af-new", recorded, build_actor(recorded).state_dict())
+    assert offload_policy("af-new", registry=ModelRegistry(tmp_path), params=params, param_hash="ffff").name == "af-new"
+
+
+def scenario_inputs_of(params):
+    from twin_service.policies.manifest import model_inputs
+
+    return model_inputs(params, "offload", "mlp")

@@ -58,6 +58,11 @@ def test_predictors_by_name_and_checked_against_the_scenario(tmp_path):
     make_predictor(tmp_path, "slow-ticks", param_hash=params.param_hash, n_series=87, tick_s=30.0)
     with pytest.raises(PredictorError, match="30 s steps"):
         load_forecaster("slow-ticks", params, tmp_path)
+    make_predictor(tmp_path, "per-server", param_hash=params.param_hash, n_series=87, scaling="per-series")
+    assert load_forecaster("per-server", params, tmp_path, n_servers=87).name == "per-server"
+    with pytest.raises(PredictorError, match="scaled per series for 87 servers, the scenario has 60"):
+        load_forecaster("per-server", params, tmp_path, n_servers=60)
+    assert load_forecaster("city-lt", params, tmp_path, n_servers=60).name == "city-lt"  # one scaling for all
     make_predictor(tmp_path, "pems", param_hash="", n_series=4, source="series")
     with pytest.raises(PredictorError, match="not on server loads"):
         load_forecaster("pems", params, tmp_path)

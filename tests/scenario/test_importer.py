@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,7 +18,8 @@ from twin_service.scenario.build import CITY_CYCLES_PER_BIT, CITY_DROPPED_SHARE
 from twin_service.scenario.calibrate import dropped_share_at_peak, nearest_hosting
 from twin_service.scenario.edge_servers import read_edge_servers
 from twin_service.scenario.geo import read_projection
-from twin_service.scenario.importer import import_scenario
+from twin_service.scenario.importer import IMPORT_RULE, import_scenario
+from twin_service.scenario.layout import SiteGrowth, place_on_sites, read_sites
 from twin_service.scenario.provision import UAVS_PER_RSU
 from twin_service.scenario.tools import run_tool, tool_path
 
@@ -61,7 +63,14 @@ def test_servers_are_provisioned_for_the_demand(imported, hamburg_import):
     hosting = nearest_hosting(demand.positions, layout)
     share = dropped_share_at_peak(hosting, layout, 2.0, CITY_CYCLES_PER_BIT, demand.peak_time_s, 1.0, 750.0)
     assert share == pytest.approx(cal["dropped_data_share_at_peak"], abs=1e-4)
-    assert cal["vehicles_per_rsu_at_peak"] < 20  # more RSUs per vehicle than the grid city: its traffic is lumped
+    # Hamburg keeps its layout: its junctions take every RSU before the spacing reaches the floor, so the rule
+    # places exactly what it placed before sites could grow (one unit per junction, none by the road).
+    assert cal["rsu_sites"] == cal["rsu_junction_sites"] == len(layout.rsus) and cal["rsu_road_sites"] == 0
+    assert params.layout["rsu_spacing_center_m"] * params.layout["rsu_spacing_scale"] >= SiteGrowth().site_spacing_min_m
+    sites = read_sites(params.scenario.net_file, params.scenario.route_files, seed=1, end_s=params.scenario.end_s)
+    counts = dataclasses.replace(IMPORT_RULE, rsu_count=len(layout.rsus), uav_count=params.layout["uav_count"])
+    before, _ = place_on_sites(sites, counts, params.rsu, params.uav, params.satellite, seed=1)  # no growth
+    assert before.servers == layout.servers
 
 
 def test_servers_inside_the_net_spaced_and_in_hamburg(imported, hamburg_cfg):
@@ -73,10 +82,11 @@ def test_servers_inside_the_net_spaced_and_in_hamburg(imported, hamburg_cfg):
         points = s.patrol_xy or ((s.x_m, s.y_m),)
         assert all(xmin <= x <= xmax and ymin <= y <= ymax for x, y in points), s.id
         assert 53.5 <= s.lat <= 53.6 and 9.9 <= s.lon <= 10.1, s.id
-    xy = layout.xy_m[layout.rsu_indices]
+    xy = np.unique(layout.xy_m[layout.rsu_indices], axis=0)  # the sites (a site's units share its place)
     d = np.hypot(*(xy[:, None] - xy[None]).T)
     np.fill_diagonal(d, np.inf)
-    assert d.min() >= params.layout["rsu_spacing_center_m"] * params.layout["rsu_spacing_scale"] - 1e-6
+    spacing = params.layout["rsu_spacing_center_m"] * params.layout["rsu_spacing_scale"]
+    assert d.min() >= spacing - 1e-6 and spacing >= params.layout["site_spacing_min_m"] - 1e-6
 
 
 def test_original_folder_is_untouched(imported, hamburg_cfg):
@@ -99,7 +109,7 @@ def test_config_points_back_to_the_original_data(imported, hamburg_import, hambu
     assert all(Path(r).is_absolute() and Path(r).parent == src for r in routes)
     additional = root.find("input/additional-files").get("value").split(",")
     assert additional == [str(src / "busStops.add.xml"), "edge_servers.add.xml"]
-    assert hamburg_import.files == ("edge_servers.add.xml", "params.toml", "scenario.sumocfg")
+    assert hamburg_import.files == ("edge_servers.add.xml", "layout.png", "params.toml", "scenario.sumocfg")
     params = load_params(out)
     assert Path(params.scenario.net_file) == src / "network.net.xml.gz"
     assert params.scenario.end_s == 1200.0
@@ -173,7 +183,8 @@ def test_cli_imports_hamburg_with_the_counts_given(hamburg_import, hamburg_cfg, 
     assert cal["uavs"] <= 3 and "--rsus" in cal["method"]
     assert _tried(params) == {40: cal["dropped_data_share_at_peak"]}
     assert cal["dropped_data_share_at_peak"] > CITY_DROPPED_SHARE  # too few for this traffic, as measured
-    assert "40 RSUs" in result.output and f"{cal['dropped_data_share_at_peak']:.1%} of the data" in result.output
+    assert "servers: 40 RSUs at" in result.output
+    assert f"{cal['dropped_data_share_at_peak']:.1%} of the twins' data dropped, ABOVE the city's" in result.output
     assert "given with --rsus" in (tmp_path / "hh" / "params.toml").read_text()
     result = CliRunner().invoke(app, [*args[:4], str(tmp_path / "bad"), "--rsus", "0"])
     assert result.exit_code == 2 and "Traceback" not in result.output

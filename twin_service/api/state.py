@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from twin_service.policies import (
     OFFLOAD_HEURISTICS,
     MigrationPolicy,
     ModelRegistry,
+    ModelSpecMismatch,
     OffloadPolicy,
     UnknownPolicyError,
     migration_policy,
@@ -102,6 +104,8 @@ class RunContext:
     """The bridge's tick, from the run's metadata (None when it does not say)."""
     channel: ChannelParams = field(default_factory=ChannelParams)
     satellite: SatelliteParams = field(default_factory=SatelliteParams)
+    params: ScenarioParams | None = None
+    """The scenario's parameters when they are known here (a trained model is checked against them)."""
     _tables: dict[tuple[str, ...], ServerTable] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -121,6 +125,20 @@ class RunContext:
             table = server_table(self.layout, server_ids)
             self._tables[server_ids] = table
         return table
+
+
+@contextmanager
+def _explain_unknown_params(run: RunContext) -> Iterator[None]:
+    """A model refused because the run's scenario folder is not readable here says so (and what to do)."""
+    try:
+        yield
+    except ModelSpecMismatch as exc:
+        if run.params is not None:
+            raise
+        raise ModelSpecMismatch(
+            f"{exc}; the run's scenario parameters are not known here ({run.params_source}), so only its parameter "
+            "hash could be compared: give the api the scenario folder at the path the bridge runs it from"
+        ) from exc
 
 
 class DecisionCache:
@@ -245,6 +263,7 @@ class ApiState:
             tick_s=tick_s,
             channel=params.channel if params else ChannelParams(),
             satellite=params.satellite if params else SatelliteParams(),
+            params=params,
         )
         self._run = run
         return run
@@ -287,10 +306,15 @@ class ApiState:
         """
         if self.predictor == "persistence":
             return None
-        key = (self.predictor, run.param_hash, run.tick_s)
+        key = (self.predictor, run.param_hash, run.tick_s, len(run.layout))
         if key not in self._forecasters:
             self._forecasters[key] = load_forecaster(
-                self.predictor, None, self.settings.models_dir, param_hash=run.param_hash, tick_s=run.tick_s
+                self.predictor,
+                run.params,
+                self.settings.models_dir,
+                param_hash=run.param_hash,
+                tick_s=run.tick_s,
+                n_servers=len(run.layout) or None,
             )
         return self._forecasters[key]
 
@@ -316,16 +340,18 @@ class ApiState:
         key = ("migration", name, run.param_hash, run.task, n_servers)
         policy = self._policies.get(key)
         if policy is None:
-            policy = migration_policy(
-                name,
-                task=run.task,
-                seed=self.seed,
-                registry=self.registry,
-                n_servers=n_servers,
-                param_hash=run.param_hash,
-                channel=run.channel,
-                satellite=run.satellite,
-            )
+            with _explain_unknown_params(run):
+                policy = migration_policy(
+                    name,
+                    task=run.task,
+                    seed=self.seed,
+                    registry=self.registry,
+                    n_servers=n_servers,
+                    param_hash=run.param_hash,
+                    channel=run.channel,
+                    satellite=run.satellite,
+                    params=run.params,
+                )
             self._policies[key] = policy
         return policy
 
@@ -334,7 +360,10 @@ class ApiState:
         key = ("offload", name, run.param_hash, run.offload)
         policy = self._policies.get(key)
         if policy is None:
-            policy = offload_policy(name, offload=run.offload, registry=self.registry, param_hash=run.param_hash)
+            with _explain_unknown_params(run):
+                policy = offload_policy(
+                    name, offload=run.offload, registry=self.registry, param_hash=run.param_hash, params=run.params
+                )
             self._policies[key] = policy
         return policy
 

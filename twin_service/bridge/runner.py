@@ -168,7 +168,7 @@ def open_bridge(
                 decisions = HttpDecisions(
                     options.decision_url, decisions, api_key=options.api_key, deadline_s=options.decision_deadline_s
                 )
-        forecaster = load_forecaster(options.forecaster, params, options.models_dir)
+        forecaster = load_forecaster(options.forecaster, params, options.models_dir, n_servers=len(scenario.layout))
         engine = Engine(
             params, scenario.layout, scenario.projection, backend, decisions, seed=seed, forecaster=forecaster
         )
@@ -192,13 +192,15 @@ def open_recording(path: Path, scenario: Scenario) -> Iterator[Recording]:
         recording.close()
 
 
-def load_forecaster(name: str | None, params: ScenarioParams, models_dir: Path | None) -> LoadForecaster | None:
+def load_forecaster(
+    name: str | None, params: ScenarioParams, models_dir: Path | None, n_servers: int | None = None
+) -> LoadForecaster | None:
     """The workload predictor called ``name`` (None or ``persistence``: the current load, no forecaster)."""
     if name is None or name == "persistence":
         return None
     from twin_service.predict.registry import load_forecaster as load_named
 
-    return load_named(name, params, models_dir)
+    return load_named(name, params, models_dir, n_servers=n_servers)
 
 
 def write_run_records(engine: Engine, store: TwinStore, options: RunOptions, folder: Path | None = None) -> str:

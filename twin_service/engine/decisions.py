@@ -43,6 +43,7 @@ class PolicyDecisions:
     ) -> None:
         registry = ModelRegistry(models_dir) if models_dir is not None else None
         param_hash = params.param_hash if check_param_hash else None
+        checked = params if check_param_hash else None
         self.migration = (
             migration_policy(
                 migration,
@@ -53,12 +54,13 @@ class PolicyDecisions:
                 param_hash=param_hash,
                 channel=params.channel,
                 satellite=params.satellite,
+                params=checked,
             )
             if isinstance(migration, str)
             else migration
         )
         self.offload = (
-            offload_policy(offload, offload=params.offload, registry=registry, param_hash=param_hash)
+            offload_policy(offload, offload=params.offload, registry=registry, param_hash=param_hash, params=checked)
             if isinstance(offload, str)
             else offload
         )

@@ -31,6 +31,7 @@ from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
 from twin_service.files import write_bytes_atomic
 from twin_service.policies import DEFAULT_MIGRATION_POLICY
+from twin_service.policies.fit import PREDICTOR_INPUTS, scenario_values
 from twin_service.predict import LoadForecaster
 from twin_service.predict.features import CITY_FEATURES
 from twin_service.predict.manifest import DataSpec, SplitSpec
@@ -195,6 +196,7 @@ def city_series(
         series_names=list(sc.layout.ids),
         scenario=sc.params.scenario.name,
         scenario_param_hash=sc.params.param_hash,
+        scenario_inputs=scenario_values(sc.params, PREDICTOR_INPUTS),
         migration_policy=migration_policy,
         recordings=refs,
         split=SplitSpec(

@@ -55,7 +55,14 @@ from twin_service.learn.valuenorm import ValueNorm
 from twin_service.observe import LatencyModel
 from twin_service.policies import migration_policy
 from twin_service.policies.decide import decide_migration
-from twin_service.policies.manifest import PER_SERVER, Architecture, ModelManifest, migration_spec, per_server_spec
+from twin_service.policies.manifest import (
+    PER_SERVER,
+    Architecture,
+    ModelManifest,
+    migration_spec,
+    model_inputs,
+    per_server_spec,
+)
 from twin_service.policies.per_server import DEFAULT_CANDIDATES
 from twin_service.policies.registry import save_model
 
@@ -412,6 +419,7 @@ def _save(args, scenario, env, policy, state_dict, row, stats, command, elapsed,
         architecture=arch,
         scenario=params.scenario.name,
         scenario_param_hash=scenario.params.param_hash,
+        scenario_inputs=model_inputs(params, "migration", arch.kind),
         command=command,
         seed=args.seed,
         evaluation=evaluation,

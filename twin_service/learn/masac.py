@@ -44,7 +44,14 @@ from twin_service.learn.migration import (
 from twin_service.observe import LatencyModel
 from twin_service.policies import migration_policy
 from twin_service.policies.decide import decide_migration
-from twin_service.policies.manifest import PER_SERVER, Architecture, ModelManifest, migration_spec, per_server_spec
+from twin_service.policies.manifest import (
+    PER_SERVER,
+    Architecture,
+    ModelManifest,
+    migration_spec,
+    model_inputs,
+    per_server_spec,
+)
 from twin_service.policies.per_server import DEFAULT_CANDIDATES
 from twin_service.policies.registry import save_model
 
@@ -312,6 +319,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         architecture=arch,
         scenario=params.scenario.name,
         scenario_param_hash=scenario.params.param_hash,
+        scenario_inputs=model_inputs(params, "migration", arch.kind),
         command=command,
         seed=args.seed,
         evaluation={k: float(v) for k, v in chosen_row.items() if k.startswith("val_") and "sample" not in k},

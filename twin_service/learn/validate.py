@@ -13,7 +13,7 @@ import torch
 from twin_service.envs.offload import OffloadCore
 from twin_service.envs.sim import EnvOptions
 from twin_service.learn.offload_common import EpisodeLog
-from twin_service.policies.manifest import Architecture, ModelManifest, offload_spec
+from twin_service.policies.manifest import Architecture, ModelManifest, model_inputs, offload_spec
 from twin_service.policies.registry import save_model
 from twin_service.scenario.folder import Scenario
 
@@ -83,6 +83,7 @@ def save_offload_model(
         architecture=Architecture(kind=kind, hidden=hidden, activation=activation, options=options),
         scenario=scenario.params.scenario.name,
         scenario_param_hash=scenario.params.param_hash,
+        scenario_inputs=model_inputs(scenario.params, "offload", kind),
         command=command,
         seed=seed,
         evaluation={k: float(v) for k, v in evaluation.items()},

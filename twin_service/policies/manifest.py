@@ -1,7 +1,8 @@
 """The manifest of a stored model (``models/<name>/manifest.json``): what it is, expects and came from.
 
-A model is served only where its observation and action spec and its scenario parameters match
-(:func:`check_spec`); the manifest also records the exact training command, seed and evaluation figures
+A model is served only where its observation and action spec fit and the scenario parameters its inputs and
+physics depend on are those it was trained with (:func:`check_spec`, :mod:`twin_service.policies.fit`); the
+manifest also records the exact training command, seed and evaluation figures
 (STYLE.md), so that any number quoted for a model can be reproduced.
 """
 
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from twin_service.config import ScenarioParams
 from twin_service.observe import (
     OBS_SPEC_VERSION,
     OFFLOAD_FEATURES,
@@ -21,6 +23,7 @@ from twin_service.observe import (
     offload_feature_dim,
 )
 from twin_service.policies.errors import ModelSpecMismatch
+from twin_service.policies.fit import OFFLOAD_INPUTS, PER_SERVER_INPUTS, WHOLE_SCENARIO, fit_problems, scenario_values
 
 PER_SERVER = "per-server"
 """Architecture kind of the migration actor that scores every server with one shared network."""
@@ -94,6 +97,9 @@ class ModelManifest(_Strict):
     scenario: str = ""
     scenario_param_hash: str
     """``ScenarioParams.param_hash`` of the scenario it was trained on."""
+    scenario_inputs: dict[str, Any] = Field(default_factory=dict)
+    """The values, in training, of the scenario parameters its inputs and physics depend on (``section.key``:
+    :func:`input_keys`); a model is served wherever they are the same. Empty in manifests written before it."""
     command: str
     """The exact command that made it (paths relative to the repository): run it again to remake the model."""
     seed: int
@@ -132,11 +138,33 @@ def offload_spec(history_window: int | None = None) -> tuple[ObservationSpec, Ac
     )
 
 
-def spec_problems(manifest: ModelManifest, *, n_servers: int | None = None, param_hash: str | None = None) -> list[str]:
+def input_keys(kind: str, architecture: str) -> tuple[str, ...]:
+    """The scenario parameters a model's inputs and physics depend on (:mod:`twin_service.policies.fit`)."""
+    if kind == "offload":
+        return OFFLOAD_INPUTS
+    if architecture == PER_SERVER:
+        return PER_SERVER_INPUTS
+    return (WHOLE_SCENARIO,)
+
+
+def model_inputs(params: ScenarioParams, kind: str, architecture: str) -> dict[str, Any]:
+    """What a trainer records as ``scenario_inputs``: the values of :func:`input_keys` in its scenario."""
+    keys = input_keys(kind, architecture)
+    return {} if WHOLE_SCENARIO in keys else scenario_values(params, keys)
+
+
+def spec_problems(
+    manifest: ModelManifest,
+    *,
+    n_servers: int | None = None,
+    param_hash: str | None = None,
+    params: ScenarioParams | None = None,
+) -> list[str]:
     """Every way ``manifest`` does not fit the scenario it would serve (empty when it fits).
 
-    ``n_servers`` and ``param_hash`` are checked when given (the number of hosts and the scenario
-    parameter hash of the run); the observation version and dimensions are always checked.
+    ``n_servers`` is checked when given (the number of hosts); ``params`` (the serving scenario's parameters)
+    or, when they are not known, ``param_hash`` decide whether the parameters the model depends on are those it
+    was trained with (:func:`input_keys`); the observation version and dimensions are always checked.
     """
     obs = manifest.observation
     problems = []
@@ -153,8 +181,7 @@ def spec_problems(manifest: ModelManifest, *, n_servers: int | None = None, para
             problems.append(f"feature_dim {obs.feature_dim}, serving {len(PER_SERVER_FEATURES)} per-server features")
         if manifest.action.type != "discrete":
             problems.append(f"action must be discrete (a server), got {manifest.action}")
-        return problems
-    if manifest.kind == "migration":
+    elif manifest.kind == "migration":
         if obs.n_servers is None:
             problems.append("a migration model must record observation.n_servers")
         else:
@@ -174,17 +201,26 @@ def spec_problems(manifest: ModelManifest, *, n_servers: int | None = None, para
             problems.append(f"offload features {list(obs.offload_features)}, serving {list(OFFLOAD_FEATURES)}")
         if manifest.action.type != "continuous" or manifest.action.n != 1:
             problems.append(f"action must be one continuous rho, got {manifest.action}")
-    if param_hash is not None and manifest.scenario_param_hash != param_hash:
-        problems.append(
-            f"trained on scenario parameters {manifest.scenario_param_hash} "
-            f"({manifest.scenario or 'unnamed'}), the run uses {param_hash}"
-        )
+    problems += fit_problems(
+        input_keys(manifest.kind, manifest.architecture.kind),
+        trained_name=manifest.scenario,
+        trained_hash=manifest.scenario_param_hash,
+        trained_inputs=manifest.scenario_inputs,
+        params=params,
+        param_hash=param_hash,
+    )
     return problems
 
 
-def check_spec(manifest: ModelManifest, *, n_servers: int | None = None, param_hash: str | None = None) -> None:
+def check_spec(
+    manifest: ModelManifest,
+    *,
+    n_servers: int | None = None,
+    param_hash: str | None = None,
+    params: ScenarioParams | None = None,
+) -> None:
     """Raise :class:`ModelSpecMismatch` naming every difference, if the model does not fit."""
-    problems = spec_problems(manifest, n_servers=n_servers, param_hash=param_hash)
+    problems = spec_problems(manifest, n_servers=n_servers, param_hash=param_hash, params=params)
     if problems:
         raise ModelSpecMismatch(f"model {manifest.name!r} does not fit this scenario: " + "; ".join(problems))
 

@@ -3,7 +3,10 @@
 A stored model is a folder holding ``manifest.json`` (:class:`~twin_service.policies.manifest.ModelManifest`)
 and ``weights.safetensors`` (the actor's state dict, read with ``safetensors.torch.load_file``: no pickle,
 so a model file cannot run code). :func:`save_model` writes one; :class:`ModelRegistry` lists and loads
-them and refuses one whose spec does not fit the scenario (:class:`ModelSpecMismatch`). An empty or
+them and refuses one whose spec does not fit the scenario (:class:`ModelSpecMismatch`): another observation
+spec, or other values of the scenario parameters its inputs and physics depend on (:mod:`twin_service.policies.fit`:
+an offloading actor the ``[offload]`` constants, tick and window; a per-server actor the tick and decision
+interval; a layout-bound actor the whole scenario). An empty or
 missing models folder is fine: only the heuristics are offered then.
 
 torch is imported only when a model is saved or loaded.
@@ -25,6 +28,7 @@ from twin_service.config import (
     ChannelParams,
     OffloadParams,
     SatelliteParams,
+    ScenarioParams,
     TaskParams,
     describe_errors,
 )
@@ -126,12 +130,19 @@ class ModelRegistry:
                 log.warning("skipping model %s: %s", name, exc)
         return found
 
-    def load(self, name: str, *, n_servers: int | None = None, param_hash: str | None = None) -> LoadedModel:
+    def load(
+        self,
+        name: str,
+        *,
+        n_servers: int | None = None,
+        param_hash: str | None = None,
+        params: ScenarioParams | None = None,
+    ) -> LoadedModel:
         """Manifest and weights of ``name``, after checking that it fits (see :func:`check_spec`)."""
         from safetensors.torch import load_file  # deferred: torch is heavy
 
         manifest = self.manifest(name)
-        check_spec(manifest, n_servers=n_servers, param_hash=param_hash)
+        check_spec(manifest, n_servers=n_servers, param_hash=param_hash, params=params)
         weights = self.models_dir / name / WEIGHTS_FILE
         if not weights.is_file():
             raise ModelError(f"model {name!r} has no {WEIGHTS_FILE}")
@@ -153,7 +164,12 @@ def _is_predictor(manifest_text: str) -> bool:
 
 
 def _registry_model(
-    kind: PolicyKind, name: str, registry: ModelRegistry | None, n_servers: int | None, param_hash: str | None
+    kind: PolicyKind,
+    name: str,
+    registry: ModelRegistry | None,
+    n_servers: int | None,
+    param_hash: str | None,
+    params: ScenarioParams | None = None,
 ) -> LoadedModel:
     if registry is None:
         raise UnknownPolicyError(f"unknown {kind} policy {name!r}")
@@ -165,7 +181,7 @@ def _registry_model(
         raise UnknownPolicyError(f"unknown {kind} policy {name!r}: choose one of {list(known) + models}") from None
     if manifest.kind != kind:
         raise UnknownPolicyError(f"model {name!r} is a {manifest.kind} model, not a {kind} policy")
-    return registry.load(name, n_servers=n_servers, param_hash=param_hash)
+    return registry.load(name, n_servers=n_servers, param_hash=param_hash, params=params)
 
 
 def migration_policy(
@@ -178,12 +194,14 @@ def migration_policy(
     param_hash: str | None = None,
     channel: ChannelParams | None = None,
     satellite: SatelliteParams | None = None,
+    params: ScenarioParams | None = None,
 ) -> MigrationPolicy:
     """The migration policy called ``name``: a heuristic, or a stored model checked against the scenario.
 
     ``task`` gives S_v (what hosting a twin adds to a server) to the capacity-aware default; ``seed``
     seeds greedy's exploration and random's draws; ``channel`` and ``satellite`` (the scenario's; defaults
-    otherwise) give least-loaded its latency model.
+    otherwise) give least-loaded its latency model. A model is checked against ``params`` (the serving
+    scenario's parameters) or, when they are not known, ``param_hash``.
     """
     if name == "sticky-nearest":
         return StickyNearestPolicy((task or TaskParams()).data_size_mb * BITS_PER_MB)
@@ -193,7 +211,7 @@ def migration_policy(
         return RandomPolicy(seed=seed)
     if name == "least-loaded":
         return LeastLoadedPolicy(task, channel, satellite)
-    model = _registry_model("migration", name, registry, n_servers, param_hash)
+    model = _registry_model("migration", name, registry, n_servers, param_hash, params)
     from twin_service.policies.learned import build_migration_policy
 
     return build_migration_policy(model.manifest, model.state_dict, task=task, channel=channel, satellite=satellite)
@@ -205,17 +223,19 @@ def offload_policy(
     offload: OffloadParams | None = None,
     registry: ModelRegistry | None = None,
     param_hash: str | None = None,
+    params: ScenarioParams | None = None,
 ) -> OffloadPolicy:
-    """The offloading policy called ``name``; ``offload`` holds the cost-model constants (paper B)."""
-    params = offload or OffloadParams()
+    """The offloading policy called ``name``; ``offload`` holds the cost-model constants (paper B); a model is
+    checked against ``params`` or, when they are not known, ``param_hash``."""
+    constants = offload or OffloadParams()
     if name == "nearest-least-loaded":
-        return NearestLeastLoadedPolicy(params)
+        return NearestLeastLoadedPolicy(constants)
     if name == "local-only":
-        return LocalOnlyPolicy(params)
-    model = _registry_model("offload", name, registry, None, param_hash)
+        return LocalOnlyPolicy(constants)
+    model = _registry_model("offload", name, registry, None, param_hash, params)
     from twin_service.policies.learned import build_offload_policy
 
-    return build_offload_policy(model.manifest, model.state_dict, params)
+    return build_offload_policy(model.manifest, model.state_dict, constants)
 
 
 def policy_catalogue(registry: ModelRegistry | None = None) -> list[dict[str, Any]]:

@@ -50,6 +50,9 @@ class DataSpec(_Strict):
     scenario: str = ""
     scenario_param_hash: str = ""
     """``ScenarioParams.param_hash`` of the scenario whose servers the series are (city data)."""
+    scenario_inputs: dict[str, Any] = Field(default_factory=dict)
+    """The values of the scenario parameters its inputs depend on (``twin_service.policies.fit.PREDICTOR_INPUTS``)
+    in training; empty in manifests written before it (the named built-in scenario stands in)."""
     migration_policy: str = ""
     """The hosting policy the recorded days were replayed under (city data)."""
     recordings: list[dict[str, Any]] = Field(default_factory=list)

@@ -10,7 +10,10 @@ One call of :func:`build_scenario` runs every stage and writes, into the scenari
     ``segment_s`` so that the number of running vehicles follows off-peak -> peak -> off-peak
     (Little's law, :mod:`twin_service.scenario.demand`); trips start and end preferably downtown.
 ``edge_servers.add.xml``
-    RSUs, UAV patrols and the satellite, placed by :mod:`twin_service.scenario.layout`.
+    RSUs, UAV patrols and the satellite, placed by :mod:`twin_service.scenario.layout`: ``city`` with its given
+    counts (paper A's 76 RSUs and 10 UAVs); ``rural`` provisioned for its demand as an imported city is
+    (:mod:`twin_service.scenario.provision`: one SUMO pass, the fewest RSUs that drop no more data at the
+    peak than the city), which also writes ``layout.png``, the layout over the network.
 ``scenario.sumocfg``
     Net + routes + edge servers, step 1 s, relative paths: ``sumo-gui -c scenario.sumocfg`` shows it all.
 ``params.toml``
@@ -27,6 +30,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twin_service.config import (
     SCENARIOS_DIR,
@@ -47,7 +51,11 @@ from twin_service.scenario.params_file import (
     SHARED_CYCLES_PER_BIT_COMMENT,
     render_params,
 )
+from twin_service.scenario.report import LAYOUT_PNG, layout_title, plot_layout
 from twin_service.scenario.tools import write_reproducible
+
+if TYPE_CHECKING:
+    from twin_service.scenario.provision import DemandRecorder
 
 SCENARIO_KINDS = ("city", "rural")
 
@@ -78,6 +86,13 @@ class ScenarioSpec:
     layout: LayoutRule
     cycles_per_bit: float | None = None
     """None: calibrate e_v on this scenario; a number: use it and only measure the overload share."""
+    provisioned: bool = False
+    """True: the RSU and UAV counts are provisioned for the demand, as an import's are (``layout`` gives the
+    placement knobs only); False: ``layout`` gives the counts."""
+
+    @property
+    def output_files(self) -> tuple[str, ...]:
+        return (*OUTPUT_FILES, LAYOUT_PNG) if self.provisioned else OUTPUT_FILES
 
 
 CITY = ScenarioSpec(
@@ -125,8 +140,8 @@ RURAL = ScenarioSpec(
     name="rural",
     description=(
         "About 13 x 13 km rural road grid (2 km links, some missing, junctions jittered, no "
-        "traffic lights) north-east of Hamburg: demand 1 -> 3 -> 1 veh/km^2, 8 RSUs and 3 UAVs, "
-        "so much of the road is covered only by the LEO satellite."
+        "traffic lights) north-east of Hamburg: demand 1 -> 3 -> 1 veh/km^2; RSUs and UAVs provisioned "
+        "for that demand as an imported city's are, with the city's physics; the LEO satellite above."
     ),
     grid=GridSpec(
         junctions_x=7,
@@ -155,17 +170,18 @@ RURAL = ScenarioSpec(
     ),
     end_s=3600.0,
     layout=LayoutRule(
-        rsu_count=8,
+        rsu_count=0,
         rsu_spacing_center_m=2500.0,
         rsu_spacing_edge_m=3500.0,
         spacing_ramp_m=6000.0,
         downtown_gain=1.0,
         downtown_sigma_m=3000.0,
-        uav_count=3,
+        uav_count=0,
         uav_spacing_m=3000.0,
         patrol_length_m=2000.0,
     ),
     cycles_per_bit=CITY_CYCLES_PER_BIT,
+    provisioned=True,
 )
 
 SPECS: dict[str, ScenarioSpec] = {"city": CITY, "rural": RURAL}
@@ -240,14 +256,22 @@ def scenario_params(
 
 def render_scenario_params(spec: ScenarioSpec, params: ScenarioParams) -> str:
     """The params.toml text of a built scenario."""
-    shared = spec.cycles_per_bit is not None
-    return render_params(
-        params, comments={("task", "cycles_per_bit"): SHARED_CYCLES_PER_BIT_COMMENT} if shared else None
+    comments = {("task", "cycles_per_bit"): SHARED_CYCLES_PER_BIT_COMMENT} if spec.cycles_per_bit is not None else {}
+    if spec.provisioned:
+        comments[("layout", "rsu_count")] = "provisioned for the demand, as an import's; see [calibration]"
+        comments[("layout", "uav_count")] = "the city's 10 UAVs per 76 RSUs"
+    return render_params(params, comments=comments or None)
+
+
+def _layout_description(spec: ScenarioSpec, seed: int) -> str:
+    return (
+        f"Edge servers of scenario '{spec.name}' (seed {seed}): RSUs (blue), UAV patrols (orange), "
+        "LEO satellite (purple). Written by twin_service.scenario.build; rule in params.toml [layout]."
     )
 
 
 def build_layout(spec: ScenarioSpec, folder: Path, seed: int) -> tuple[EdgeLayout, dict]:
-    """The layout stage alone, on a folder that already holds the net and routes."""
+    """The layout stage alone, on a folder that already holds the net and routes (a scenario with given counts)."""
     base = ScenarioParams(scenario=ScenarioMeta(name=spec.name))
     return place_edge_servers(
         folder / NET_FILE,
@@ -258,17 +282,47 @@ def build_layout(spec: ScenarioSpec, folder: Path, seed: int) -> tuple[EdgeLayou
         base.satellite,
         seed=seed,
         end_s=spec.end_s,
-        description=(
-            f"Edge servers of scenario '{spec.name}' (seed {seed}): RSUs (blue), UAV patrols (orange), "
-            "LEO satellite (purple). Written by twin_service.scenario.build; rule in params.toml [layout]."
-        ),
+        description=_layout_description(spec, seed),
     )
 
 
-def build_scenario(name: str, seed: int = 1, out: str | Path | None = None, *, record_hosting: HostingRecorder) -> Path:
+def provision_layout(
+    spec: ScenarioSpec, folder: Path, seed: int, record_demand: DemandRecorder
+) -> tuple[EdgeLayout, dict, dict, object]:
+    """The layout stage of a provisioned scenario: one SUMO pass over the demand, then the count search.
+
+    Returns the layout, ``[layout]``, ``[calibration]`` and the sites read from the net (for the picture).
+    """
+    from twin_service.scenario.layout import SiteGrowth, read_sites
+    from twin_service.scenario.provision import provision_for_demand  # it reads this module's constants
+
+    params = ScenarioParams(
+        scenario=ScenarioMeta(name=spec.name, seed=seed, end_s=spec.end_s),
+        task=TaskParams(cycles_per_bit=spec.cycles_per_bit or CITY_CYCLES_PER_BIT),
+    )
+    with tempfile.TemporaryDirectory(prefix=f"twin-pass-{spec.name}-") as scratch:
+        cfg = Path(scratch) / SUMOCFG_FILE
+        cfg.write_text(sumocfg_xml(str(folder / NET_FILE), [str(folder / ROUTES_FILE)], [], 0.0, spec.end_s, seed))
+        demand = record_demand(cfg, folder / NET_FILE, spec.end_s, params.simulation.tick_s, seed)
+    sites = read_sites(folder / NET_FILE, [folder / ROUTES_FILE], seed=seed, end_s=spec.end_s)
+    provisioned = provision_for_demand(
+        sites, demand, spec.layout, params, seed=seed, description=_layout_description(spec, seed), growth=SiteGrowth()
+    )
+    return provisioned.layout, provisioned.found, provisioned.calibration(demand), sites
+
+
+def build_scenario(
+    name: str,
+    seed: int = 1,
+    out: str | Path | None = None,
+    *,
+    record_hosting: HostingRecorder,
+    record_demand: DemandRecorder | None = None,
+) -> Path:
     """Generate scenario ``name`` (``city`` or ``rural``) into ``out`` (default: the committed folder).
 
-    ``record_hosting`` runs SUMO for the e_v calibration (``twin_service.bridge.calibrate.record_hosting``).
+    ``record_hosting`` runs SUMO for the e_v calibration (``twin_service.bridge.calibrate.record_hosting``);
+    ``record_demand`` the demand pass of a provisioned scenario (``twin_service.bridge.calibrate.record_demand``).
     """
 
     spec = spec_for(name)
@@ -285,16 +339,23 @@ def build_scenario(name: str, seed: int = 1, out: str | Path | None = None, *, r
         (stage / SUMOCFG_FILE).write_text(
             sumocfg_xml(NET_FILE, [ROUTES_FILE], [EDGE_SERVERS_FILE], 0.0, spec.end_s, seed)
         )
-        layout, found = build_layout(spec, stage, seed)
-        write_edge_servers(layout, stage / EDGE_SERVERS_FILE)
-
-        ev = spec.cycles_per_bit or TaskParams().cycles_per_bit
-        provisional = scenario_params(spec, seed, found, {}, ev)
-        result = calibrate_scenario(stage, provisional, layout, record_hosting, cycles_per_bit=spec.cycles_per_bit)
-        params = scenario_params(spec, seed, found, result.as_dict(), result.cycles_per_bit)
+        if spec.provisioned:
+            if record_demand is None:
+                raise ScenarioError(f"scenario {name!r} is provisioned for its demand: give record_demand")
+            layout, found, calibration, sites = provision_layout(spec, stage, seed, record_demand)
+            write_edge_servers(layout, stage / EDGE_SERVERS_FILE)
+            params = scenario_params(spec, seed, found, calibration, spec.cycles_per_bit or CITY_CYCLES_PER_BIT)
+            plot_layout(sites.net, layout, stage / LAYOUT_PNG, title=layout_title(name, calibration))
+        else:
+            layout, found = build_layout(spec, stage, seed)
+            ev = spec.cycles_per_bit or TaskParams().cycles_per_bit
+            provisional = scenario_params(spec, seed, found, {}, ev)
+            write_edge_servers(layout, stage / EDGE_SERVERS_FILE)
+            result = calibrate_scenario(stage, provisional, layout, record_hosting, cycles_per_bit=spec.cycles_per_bit)
+            params = scenario_params(spec, seed, found, result.as_dict(), result.cycles_per_bit)
         (stage / PARAMS_FILE).write_text(render_scenario_params(spec, params))
 
         folder.mkdir(parents=True, exist_ok=True)
-        for fname in OUTPUT_FILES:
+        for fname in spec.output_files:
             shutil.copyfile(stage / fname, folder / fname)
     return folder

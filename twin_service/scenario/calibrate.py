@@ -82,27 +82,73 @@ class PositionTrace:
         return np.array([len(x) for x in self.x_m], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class SiteIndex:
+    """A layout's servers with the RSU units of one site (the same coordinates) folded into one candidate.
+
+    ``reduced`` candidates are the RSU sites in order of their first unit, then the UAVs, then the satellite;
+    ``first_unit[c]`` is the layout index of candidate ``c``'s first unit and ``units[c]`` how many it has
+    (1 for a UAV or the satellite).
+    """
+
+    first_unit: NDArray[np.intp]
+    units: NDArray[np.intp]
+
+    @classmethod
+    def of(cls, layout: EdgeLayout) -> SiteIndex:
+        rsu = layout.rsu_indices
+        xy = layout.xy_m[rsu]
+        first, units = [], []
+        for k in range(len(rsu)):
+            if k and np.array_equal(xy[k], xy[k - 1]):  # the layout writes a site's units one after another
+                units[-1] += 1
+            else:
+                first.append(int(rsu[k]))
+                units.append(1)
+        is_rsu = set(rsu.tolist())
+        others = [i for i in range(len(layout)) if i not in is_rsu]
+        return cls(np.array(first + others, dtype=np.intp), np.array(units + [1] * len(others), dtype=np.intp))
+
+    @property
+    def stacked(self) -> bool:
+        return bool((self.units > 1).any())
+
+    def spread(self, candidate: NDArray[np.intp]) -> NDArray[np.intp]:
+        """Layout index of each vehicle's host: its candidate's units take its vehicles in turn (SUMO's order)."""
+        host = self.first_unit[candidate]
+        if not self.stacked or len(candidate) == 0:
+            return host
+        order = np.argsort(candidate, kind="stable")
+        ranked = candidate[order]
+        rank = np.empty(len(candidate), dtype=np.intp)
+        rank[order] = np.arange(len(candidate)) - np.searchsorted(ranked, ranked, side="left")
+        return host + rank % self.units[candidate]
+
+
 def nearest_hosting(positions: PositionTrace, layout: EdgeLayout) -> HostingTrace:
     """Each tick's host of every vehicle under nearest-server hosting, for ``layout``.
 
-    The nearest RSU or UAV whose range covers the vehicle (UAVs where their patrol has them at that
+    The nearest RSU site or UAV whose range covers the vehicle (UAVs where their patrol has them at that
     time; plane distances with altitude in the net's projection, as the engine computes them), else
-    the satellite: the hosting the calibration targets.
+    the satellite: the hosting the calibration targets. A site of several RSU units shares its vehicles
+    among them evenly (each tick in turn), as one server of that many times the capacity would.
     """
+    sites = SiteIndex.of(layout)
+    cand = sites.first_unit
     patrols = patrol_table_from_layout(layout) if len(layout.uav_indices) else None
-    uav_idx = layout.uav_indices
-    srv_x = layout.xy_m[:, 0].copy()
-    srv_y = layout.xy_m[:, 1].copy()
-    alt = layout.altitude_m
-    range_m = layout.range_m
-    sat = layout.satellite_index
+    uav_idx = np.searchsorted(cand, layout.uav_indices) if sites.stacked else layout.uav_indices
+    srv_x = layout.xy_m[cand, 0].copy()
+    srv_y = layout.xy_m[cand, 1].copy()
+    alt = layout.altitude_m[cand]
+    range_m = layout.range_m[cand]
+    sat = int(np.flatnonzero(cand == layout.satellite_index)[0])
     hosts: list[NDArray[np.intp]] = []
     for t, x, y in zip(positions.times_s, positions.x_m, positions.y_m, strict=True):
         if patrols is not None:
             uxy, _ = uav_positions(patrols, t - positions.start_s)
             srv_x[uav_idx], srv_y[uav_idx] = uxy[:, 0], uxy[:, 1]
         dist = projected_distance_matrix_m(x, y, srv_x, srv_y, alt)
-        hosts.append(nearest_feasible_server(dist, dist <= range_m, sat).astype(np.intp))
+        hosts.append(sites.spread(nearest_feasible_server(dist, dist <= range_m, sat).astype(np.intp)))
     return HostingTrace(np.asarray(positions.times_s, dtype=np.float64), tuple(hosts))
 
 

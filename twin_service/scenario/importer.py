@@ -13,7 +13,8 @@ and writes into ``out``:
   named in it (logs, detectors) land in ``out``;
 * ``params.toml``: ScenarioParams with the layout rule in ``[layout]``, the measured demand peak in
   ``[demand] peak_time_s`` and what the provisioning found in ``[calibration]``. e_v is the city's
-  calibrated value (shared physics).
+  calibrated value (shared physics);
+* ``layout.png``: the layout over the network (:func:`twin_service.scenario.report.plot_layout`).
 
 The original folder is only read, never written.
 """
@@ -42,6 +43,7 @@ from twin_service.scenario.params_file import (
     render_params,
 )
 from twin_service.scenario.provision import DemandProgress, DemandRecorder, provision_for_demand
+from twin_service.scenario.report import LAYOUT_PNG, layout_title, plot_layout
 
 IMPORT_RULE = dataclasses.replace(CITY.layout, rsu_count=0, uav_count=0)
 """The city's placement knobs; the import sets the RSU and UAV counts for the demand (``scenario.provision``)."""
@@ -54,7 +56,9 @@ PROVISIONING_NOTE = (
     "# its RSUs overloaded, inside the 10-30 % rule). Calibrated per scenario, not sized from vehicles per RSU,\n"
     "# because where the traffic runs matters as much as how much there is; and on dropped data, not on the share\n"
     "# of RSUs overloaded, because RSUs away from a real city's busy roads idle and dilute that share (both are in\n"
-    "# [calibration]). e_v stays the city's: it is the servers' physics, so KPIs compare across cities."
+    "# [calibration]). e_v stays the city's: it is the servers' physics, so KPIs compare across cities.\n"
+    "# Past one RSU per junction the layout grows as an operator's would: roadside sites where a road with traffic\n"
+    "# has no site in range, then more RSU units (servers) at the sites with the most vehicles per unit."
 )
 
 # SUMO option names and their synonyms, as they may appear as elements of a .sumocfg.
@@ -241,6 +245,7 @@ def import_scenario(
         ("layout", "uav_count"): "the city's 10 UAVs per 76 RSUs" if uav_count is None else given.format("uavs"),
     }
     (out_dir / PARAMS_FILE).write_text(render_params(params, header=header, comments=comments))
+    plot_layout(sites.net, layout, out_dir / LAYOUT_PNG, title=layout_title(name, params.calibration))
     return out_dir
 
 

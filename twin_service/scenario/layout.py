@@ -13,6 +13,21 @@ The rule (its knobs are :class:`LayoutRule`, recorded in ``params.toml`` ``[layo
    denser downtown. When the signalised junctions run out, the other junctions with traffic follow
    in the same order; when those run out too, every spacing shrinks by ``spacing_relax`` and the pick
    starts again (the factor used is recorded as ``rsu_spacing_scale``).
+
+   A *provisioned* layout (an imported city, ``rural``: :class:`SiteGrowth` given) never runs out of places.
+   An RSU is then a *unit*, a server with the scenario's RSU physics, and a *site* is where units stand (units of
+   one site share its coordinates). The spacing relaxes no further than ``site_spacing_min_m`` downtown; when
+   the junctions at that spacing are all taken, the rule goes on as an operator would:
+
+   a. **Roadside sites for coverage.** Points every ``road_step_m`` along the roads with traffic, scored like the
+      junctions (traffic x ``w(r)``), busiest first: a point out of range of every site so far becomes a site
+      (a pole on a busy road that no junction site reaches). Sites are dear (a permit, power and backhaul
+      each), so they go where the traffic has no server in reach, not beside ones it has.
+   b. **More units per site for capacity.** Every further RSU is one more unit at an existing site: the next
+      one goes to the site with the most demand per unit (D'Hondt on each site's demand: the vehicles it is
+      the nearest site to at the demand peak, measured by :mod:`twin_service.scenario.provision`; its traffic
+      when none is measured). Capacity then grows where the load is, a cabinet of servers at a busy junction.
+
 3. **UAVs.** Roads (edges) are scored by traffic x ``w(r)`` at their midpoint. Each UAV takes the best
    road whose midpoint is at least ``uav_spacing_m`` from the other patrols' first roads, then its
    patrol grows forward (then backward) along the busiest connecting road, never turning back and
@@ -28,7 +43,9 @@ The RSU and UAV counts are given (built scenarios) or scaled to the network's bo
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +58,9 @@ from twin_service.scenario.traffic import edge_traffic
 
 SIGNALISED = ("traffic_light", "traffic_light_unregulated", "traffic_light_right_on_red")
 _MAX_RELAX_ROUNDS = 30
+
+SiteDemand = Callable[[np.ndarray], np.ndarray]
+"""Given sites' ``(S, 2)`` net positions, the demand of each (for stacking units: step 2b of the rule)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,29 @@ class LayoutRule:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SiteGrowth:
+    """How a provisioned layout grows past one RSU per junction (module docstring, steps 2a-2b).
+
+    Built scenarios with a given RSU count (``city``) place without it and keep their layout; the knobs are
+    recorded in ``[layout]`` of the scenarios that use them.
+    """
+
+    site_spacing_min_m: float = 30.0
+    """Floor of the relaxed spacing between RSU sites, downtown (it grows outward with the spacing ramp). A real
+    net splits a large crossing into several junction nodes a few tens of metres apart: closer than this, two
+    sites are one crossing, serve the same vehicles, and a second unit at one does the job of a second site.
+    (The Hamburg test field's 131 junction sites reach 34 m, so its layout is what it was before units.) A floor
+    of 100 m halves the units the rule asks for there (62 at 51 sites) but stacks them where nearest-server
+    hosting loads them, at the edge of their capacity (24 % of the units overloaded): the sticky default of the
+    calibration then loses 8.6 % of packets at Hamburg's peak against 3.1 % (README, importing a real city)."""
+    road_step_m: float = 50.0
+    """Candidate roadside sites every this many metres along the roads with traffic."""
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: float(value) for key, value in asdict(self).items()}
+
+
 def _downtown_weight(xy: np.ndarray, centre: np.ndarray, rule: LayoutRule) -> np.ndarray:
     r2 = np.sum((xy - centre) ** 2, axis=-1)
     return 1.0 + rule.downtown_gain * np.exp(-r2 / (2.0 * rule.downtown_sigma_m**2))
@@ -120,8 +163,12 @@ def _pick_rsus(
     target: int,
     rule: LayoutRule,
     seed: int,
+    floor_scale: float | None = None,
 ) -> tuple[list[int], float]:
-    """Greedy spaced pick; returns chosen candidate indices and the spacing scale used."""
+    """Greedy spaced pick; returns chosen candidate indices and the spacing scale used.
+
+    ``floor_scale``: the spacing relaxes no further (the pick then returns what fits at that scale).
+    """
     weight = score * _downtown_weight(xy, centre, rule)
     tie = _tiebreak(len(xy), seed, 1)
     # Signalised first, then the rest; each group by weight, best first; only sites with traffic.
@@ -142,7 +189,11 @@ def _pick_rsus(
                 return chosen, scale
         if len(order) <= len(chosen):
             return chosen, scale  # fewer sites with traffic than RSUs wanted
+        if floor_scale is not None and scale <= floor_scale:
+            return chosen, scale  # every junction the floor spacing allows is taken
         scale *= rule.spacing_relax
+        if floor_scale is not None:
+            scale = max(scale, floor_scale)
     return chosen, scale
 
 
@@ -262,8 +313,16 @@ class NetSites:
 
     @property
     def busy_junctions(self) -> int:
-        """Junctions with traffic: the most RSUs the rule can place."""
+        """Junctions with traffic: the most sites at junctions the rule can place."""
         return int((self.junction_score > 0).sum())
+
+    def road_points(self, step_m: float, rule: LayoutRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate roadside sites every ``step_m`` (step 2a): positions, their road's traffic, their score."""
+        cache = self.__dict__.setdefault("_road_points", {})  # read once per search, not once per count
+        key = (step_m, rule.downtown_gain, rule.downtown_sigma_m)
+        if key not in cache:
+            cache[key] = _road_points(self, step_m, rule)
+        return cache[key]
 
 
 def read_sites(net_file: str | Path, route_files: list[str | Path], seed: int = 1, end_s: float = 3600.0) -> NetSites:
@@ -310,6 +369,80 @@ def place_edge_servers(
     return place_on_sites(sites, rule, rsu, uav, satellite, seed=seed, description=description, name=str(net_file))
 
 
+def _polyline_points(shape: np.ndarray, step_m: float) -> np.ndarray:
+    """Points every ``step_m`` along a polyline, half a step in from its start (its middle if shorter)."""
+    seg = np.hypot(*np.diff(shape, axis=0).T)
+    total = float(seg.sum())
+    if total <= 0:
+        return shape[:1]
+    at = np.arange(step_m / 2, total, step_m) if total > step_m else np.array([total / 2])
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    return np.column_stack([np.interp(at, cum, shape[:, 0]), np.interp(at, cum, shape[:, 1])])
+
+
+def _road_points(sites: NetSites, step_m: float, rule: LayoutRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate roadside sites: points along every road with traffic, their road's traffic and their score."""
+    xy, traffic = [], []
+    for edge in sites.net.getEdges():
+        t = sites.traffic.get(edge.getID(), 0.0)
+        if t <= 0:
+            continue
+        points = _polyline_points(np.asarray(edge.getRawShape(), dtype=np.float64)[:, :2], step_m)
+        xy.append(points)
+        traffic.append(np.full(len(points), t))
+    if not xy:
+        return np.empty((0, 2)), np.empty(0), np.empty(0)
+    points, road_traffic = np.concatenate(xy), np.concatenate(traffic)
+    return points, road_traffic, road_traffic * _downtown_weight(points, sites.centre, rule)
+
+
+def _coverage_sites(
+    taken_xy: np.ndarray, points: np.ndarray, score: np.ndarray, range_m: float, wanted: int, seed: int
+) -> list[int]:
+    """Step 2a: road points out of range of every site so far, busiest first; each one taken covers its range."""
+    from scipy.spatial import cKDTree  # deferred: only provisioning needs it
+
+    if wanted <= 0 or len(points) == 0:
+        return []
+    tree = cKDTree(points)
+    covered = np.zeros(len(points), dtype=bool)
+    if len(taken_xy):
+        dist, _ = cKDTree(taken_xy).query(points, distance_upper_bound=range_m)
+        covered = dist <= range_m
+    order = np.lexsort((_tiebreak(len(points), seed, 3), -score))
+    chosen: list[int] = []
+    for i in order:
+        if covered[i]:
+            continue
+        chosen.append(int(i))
+        covered[tree.query_ball_point(points[i], range_m)] = True
+        if len(chosen) == wanted:
+            break
+    return chosen
+
+
+def _stack_units(demand: np.ndarray, extra: int) -> np.ndarray:
+    """Step 2b: units per site, one each and ``extra`` more, each to the site with the most demand per unit."""
+    units = np.ones(len(demand), dtype=np.int64)
+    weight = np.maximum(np.asarray(demand, dtype=np.float64), 1e-9)
+    heap = [(-w, i) for i, w in enumerate(weight)]  # (-demand per unit, site): ties to the earlier site
+    heapq.heapify(heap)
+    for _ in range(extra):
+        _, i = heapq.heappop(heap)
+        units[i] += 1
+        heapq.heappush(heap, (-weight[i] / units[i], i))
+    return units
+
+
+def site_limit(sites: NetSites, rule: LayoutRule, growth: SiteGrowth, rsu: RsuParams, seed: int = 1) -> int:
+    """The most RSU sites the rule places (steps 2 and 2a): every further RSU is a unit at one of them."""
+    floor = min(1.0, growth.site_spacing_min_m / rule.rsu_spacing_center_m)
+    jxy, weight = sites.junction_xy, sites.junction_score
+    chosen, _ = _pick_rsus(jxy, weight, sites.signalised, sites.centre, len(weight) + 1, rule, seed, floor)
+    points, _, score = sites.road_points(growth.road_step_m, rule)
+    return len(chosen) + len(_coverage_sites(sites.junction_xy[chosen], points, score, rsu.range_m, len(points), seed))
+
+
 def place_on_sites(
     sites: NetSites,
     rule: LayoutRule,
@@ -319,20 +452,41 @@ def place_on_sites(
     seed: int = 1,
     description: str = "",
     name: str = "the network",
+    growth: SiteGrowth | None = None,
+    site_demand: SiteDemand | None = None,
 ) -> tuple[EdgeLayout, dict[str, float | int | str]]:
-    """Steps 2-4 of the rule on sites read by :func:`read_sites`; as :func:`place_edge_servers`."""
+    """Steps 2-4 of the rule on sites read by :func:`read_sites`; as :func:`place_edge_servers`.
+
+    Without ``growth`` there must be a junction with traffic for every RSU (built scenarios with a given
+    count); with it the layout grows by roadside sites and units per site (steps 2a-2b), stacking by
+    ``site_demand`` (default: each site's traffic).
+    """
     projection, centre, jxy, signalised = sites.projection, sites.centre, sites.junction_xy, sites.signalised
     target = rule.rsu_target(projection)
-    chosen, scale = _pick_rsus(jxy, sites.junction_score, signalised, centre, target, rule, seed)
+    floor = None if growth is None else min(1.0, growth.site_spacing_min_m / rule.rsu_spacing_center_m)
+    chosen, scale = _pick_rsus(jxy, sites.junction_score, signalised, centre, target, rule, seed, floor)
+    site_xy, site_traffic = jxy[chosen], sites.junction_score[chosen]
+    road: list[int] = []
+    units = np.ones(len(chosen), dtype=np.int64)
     if len(chosen) < target:
-        raise ScenarioError(f"{name}: only {len(chosen)} junctions carry traffic; cannot place {target} RSUs")
+        if growth is None:
+            raise ScenarioError(f"{name}: only {len(chosen)} junctions carry traffic; cannot place {target} RSUs")
+        points, road_traffic, score = sites.road_points(growth.road_step_m, rule)
+        road = _coverage_sites(site_xy, points, score, rsu.range_m, target - len(chosen), seed)
+        site_xy = np.concatenate([site_xy, points[road]])
+        site_traffic = np.concatenate([site_traffic, road_traffic[road]])
+        units = np.ones(len(site_xy), dtype=np.int64)
+        if len(site_xy) < target:
+            demand = site_traffic if site_demand is None else site_demand(np.round(site_xy, 2))
+            units = _stack_units(demand, target - len(site_xy))
     patrols = _pick_patrols(sites.net, sites.traffic, centre, rule, rule.uav_target(projection), seed)
 
     servers: list[EdgeServer] = []
-    rsu_xy = np.round(jxy[chosen], 2)
+    site_xy = np.round(site_xy, 2)
+    rsu_xy = np.repeat(site_xy, units, axis=0)
     lon, lat = projection.to_lonlat(rsu_xy[:, 0], rsu_xy[:, 1])
-    width = max(2, len(str(len(chosen) - 1)))
-    for k in range(len(chosen)):
+    width = max(2, len(str(len(rsu_xy) - 1)))
+    for k in range(len(rsu_xy)):
         servers.append(
             EdgeServer(
                 id=f"rsu_{k:0{width}d}",
@@ -383,15 +537,15 @@ def place_on_sites(
             cpu_hz=satellite.cpu_hz,
         )
     )
-    rsu_spacings = _spacing(np.hypot(*(rsu_xy - centre).T), rule) * scale
+    rsu_spacings = _spacing(np.hypot(*(jxy[chosen] - centre).T), rule) * scale
     found: dict[str, float | int | str] = {
         "rule": "see twin_service/scenario/layout.py",
         **rule.as_dict(),
         "rsu_target": target,
-        "rsus_placed": len(chosen),
+        "rsus_placed": len(rsu_xy),
         "rsus_signalised": int(signalised[chosen].sum()),
         "rsu_spacing_scale": _r(scale, 6),
-        "rsu_min_spacing_m": _r(rsu_spacings.min(), 2),
+        "rsu_min_spacing_m": _r(rsu_spacings.min(), 2) if len(chosen) else 0.0,
         "uav_target": rule.uav_target(projection),
         "uavs_placed": len(patrols),
         "downtown_x_m": float(centre[0]),
@@ -399,4 +553,15 @@ def place_on_sites(
         "traffic_source": sites.traffic_source,
         "seed": seed,
     }
+    if growth is not None:
+        found.update(
+            {
+                **growth.as_dict(),
+                "rsu_sites": len(site_xy),
+                "rsu_junction_sites": len(chosen),
+                "rsu_road_sites": len(road),
+                "rsu_units_stacked": int(units.sum() - len(units)),
+                "rsu_units_max_per_site": int(units.max()) if len(units) else 0,
+            }
+        )
     return EdgeLayout(tuple(servers), description=description), found
