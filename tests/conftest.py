@@ -39,12 +39,13 @@ def key_prefix() -> str:
 
 @pytest.fixture
 def redis_client(redis_server: RedisHandle, key_prefix: str) -> Iterator[redis.Redis]:
-    """A client of the session server; every key under ``key_prefix`` is deleted on teardown."""
+    """A client of the session server; every key under ``key_prefix`` (and prefixes that begin with it) is deleted on
+    teardown."""
     client = redis_server.new_client()
     try:
         yield client
     finally:
-        batch = list(client.scan_iter(match=f"{key_prefix}:*", count=1000))
+        batch = list(client.scan_iter(match="{" + key_prefix + "*", count=1000))
         for i in range(0, len(batch), 500):
             client.unlink(*batch[i : i + 500])
         client.close()
