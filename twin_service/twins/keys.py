@@ -72,8 +72,6 @@ packed in Python), many enough that a bucket stays small (160 ids, 2.2 kB, with 
 BLOCK_PARTS: tuple[str, ...] = ("ids", "num", "text", "idx")
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-"""What a prefix (a city's name in the API) may be: letters, digits and ``_ . : -``, at most 64."""
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ from twin_service.twins.frames import (
     VehicleTwin,
     WindowMean,
 )
-from twin_service.twins.keys import Entity, TwinKeys
+from twin_service.twins.keys import RUN_KEY_PATTERN, Entity, TwinKeys, run_name
 from twin_service.twins.server import RedisClient
 from twin_service.twins.window import window_mean_aligned
 
@@ -251,6 +251,11 @@ class TwinStore:
         """Record what this run simulates (and the writer's window) in ``P:run``, once (no run marker: the bridge
         uses :meth:`begin_run`, whose records heal themselves)."""
         self.redis.hset(self.keys.run, mapping=self._run_fields(scenario, param_hash, extra))
+
+    @_unavailable_as_error
+    def has_run(self) -> bool:
+        """Whether Redis holds this run's records (``P:run``): a bridge writes, or wrote, under this prefix."""
+        return bool(self.redis.exists(self.keys.run))
 
     @_unavailable_as_error
     def read_run_meta(self) -> dict[str, str]:
@@ -795,3 +800,50 @@ def _decode_block(stored: StoredTick, entity: Entity, raw: list[Any]) -> Block:
         columns=codec.decode_columns(num_raw, layout.n, layout.columns),
         text=codec.decode_text(text_raw, layout),
     )
+
+
+@_unavailable_as_error
+def run_names(client: RedisClient, limit: int = 10_000) -> list[str]:
+    """The prefixes (cities, regions) of every run in this Redis or cluster, sorted; at most ``limit``.
+
+    The one read that must fan out: SCAN for ``{*}:run`` on every node (on a cluster, every master).
+    """
+    names: set[str] = set()
+    for key in client.scan_iter(match=RUN_KEY_PATTERN, count=1000, _type="HASH"):
+        name = run_name(key)
+        if name is not None:
+            names.add(name)
+            if len(names) >= limit:
+                break
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class RunOverview:
+    """What a listing of runs shows of one: its name, scenario and latest tick."""
+
+    name: str
+    scenario: str | None
+    latest: TickMeta | None
+
+
+@_unavailable_as_error
+def runs_overview(client: RedisClient, names: Sequence[str]) -> list[RunOverview]:
+    """Scenario and latest tick of each named run, in one pipeline (on a cluster, one round trip per node)."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        keys = TwinKeys(name)
+        pipe.hget(keys.run, "scenario")
+        pipe.get(keys.latest)
+    raw = pipe.execute()
+    out = []
+    for i, name in enumerate(names):
+        scenario, latest = raw[2 * i], raw[2 * i + 1]
+        out.append(
+            RunOverview(
+                name,
+                None if scenario is None else scenario.decode(errors="replace"),
+                None if latest is None else codec.decode_meta(latest).meta,
+            )
+        )
+    return out

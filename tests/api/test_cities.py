@@ -1,0 +1,79 @@
+"""Many cities on one Redis: each bridge writes under its own key prefix, and the API serves any of them by
+``?city=NAME`` (default: its own, ``TWIN_KEY_PREFIX``); ``GET /v1/cities`` lists them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.api.conftest import LAYOUT, fleet_frame
+from twin_service.twins import TwinStore
+
+
+@pytest.fixture
+def other_city(redis_client, key_prefix) -> tuple[str, list]:
+    """A second run beside the test's own: 7 vehicles, ticks 1..5, another scenario name."""
+    name = key_prefix + ".other"
+    store = TwinStore(redis_client, name, window=10)
+    store.begin_run("rural", "fedcba9876543210", LAYOUT)
+    rng = np.random.default_rng(9)
+    frames = [fleet_frame(t, 7, rng, vehicle_ids=[f"r{k}" for k in range(7)]) for t in range(1, 6)]
+    for frame in frames:
+        store.write_tick(frame)
+    return name, frames
+
+
+def test_cities_are_listed_and_each_is_served_by_its_name(client, filled, other_city, key_prefix):
+    name, frames = other_city
+    listing = client.get("/v1/cities").json()
+    assert listing["default"] == key_prefix and listing["cluster"] is False
+    by_name = {c["name"]: c for c in listing["cities"]}
+    assert by_name[key_prefix]["latest_tick"] == 12 and by_name[key_prefix]["scenario"] == "test-fleet"
+    assert by_name[name]["latest_tick"] == 5 and by_name[name]["scenario"] == "rural"
+    assert by_name[name]["n_vehicles"] == 7
+
+    # Every route reads the city it is asked for; without ?city= the service's own.
+    assert client.get("/v1/ticks/latest").json()["tick"] == 12
+    latest = client.get("/v1/ticks/latest", params={"city": name}).json()
+    assert latest["tick"] == 5 and latest["n_vehicles"] == 7
+    page = client.get("/v1/twins/vehicles", params={"city": name}).json()
+    assert page["total"] == 7 and {r["id"] for r in page["items"]} == {f"r{k}" for k in range(7)}
+    twin = client.get("/v1/twins/vehicles/r3", params={"city": name}).json()
+    assert [h["tick"] for h in twin["history"]] == [1, 2, 3, 4, 5]
+    assert twin["state"]["x_m"] == pytest.approx(frames[-1].vehicle_columns["x_m"][3])
+    assert client.get("/v1/twins/vehicles/r3").status_code == 404  # not in the default city
+    kpis = client.get("/v1/kpis", params={"city": name, "last": 10}).json()["samples"]
+    assert [s["tick"] for s in kpis] == [1, 2, 3, 4, 5]
+    batch = client.post("/v1/decisions/batch", params={"city": name}, json={}).json()
+    assert batch["tick"] == 5 and batch["vehicle_ids"] == [f"r{k}" for k in range(7)]
+    assert client.get("/v1/health", params={"city": name}).json()["latest_tick"] == 5
+    assert client.get("/v1/map", params={"city": name}).json()["scenario"] == "rural"
+
+
+def test_the_stream_of_another_city_is_that_citys(client, filled, other_city):
+    name, _ = other_city
+    with client.stream("GET", "/v1/stream", params={"city": name, "max_events": 1}) as response:
+        assert response.status_code == 200
+        body = b"".join(response.iter_bytes()).decode()
+    data = [json.loads(line[5:]) for line in body.splitlines() if line.startswith("data:")]
+    snapshot = data[0]
+    assert snapshot["tick"] == 5 and len(snapshot["vehicles"]) == 7
+
+
+def test_an_unknown_or_malformed_city_is_refused(client, filled):
+    missing = client.get("/v1/ticks/latest", params={"city": "atlantis"})
+    assert missing.status_code == 404 and "atlantis" in missing.json()["detail"]
+    for bad in ("{x}", "a b", "", "-x", "x" * 65):
+        r = client.get("/v1/ticks/latest", params={"city": bad})
+        assert r.status_code == 422, bad
+        assert r.json()["detail"][0]["loc"] == ["query", "city"]
+
+
+def test_the_city_parameter_is_in_the_openapi_document(client):
+    doc = client.get("/openapi.json").json()
+    assert "/v1/cities" in doc["paths"]
+    for path, method in (("/v1/ticks/latest", "get"), ("/v1/twins/vehicles", "get"), ("/v1/decisions/batch", "post")):
+        params = {p["name"]: p for p in doc["paths"][path][method]["parameters"]}
+        assert params["city"]["in"] == "query" and "GET /v1/cities" in params["city"]["description"]
