@@ -1,5 +1,5 @@
-"""Many cities on one Redis: each bridge writes under its own key prefix, and the API serves any of them by
-``?city=NAME`` (default: its own, ``TWIN_KEY_PREFIX``); ``GET /v1/cities`` lists them."""
+"""Many cities on one Redis (or a real Redis Cluster): each bridge writes under its own key prefix, and the API
+serves any of them by ``?city=NAME`` (default: its own, ``TWIN_KEY_PREFIX``); ``GET /v1/cities`` lists them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.api.conftest import LAYOUT, fleet_frame
-from twin_service.twins import TwinStore
+from twin_service.api import create_app
+from twin_service.config import Settings
+from twin_service.twins import TwinStore, connect
 
 
 @pytest.fixture
@@ -77,3 +80,33 @@ def test_the_city_parameter_is_in_the_openapi_document(client):
     for path, method in (("/v1/ticks/latest", "get"), ("/v1/twins/vehicles", "get"), ("/v1/decisions/batch", "post")):
         params = {p["name"]: p for p in doc["paths"][path][method]["parameters"]}
         assert params["city"]["in"] == "query" and "GET /v1/cities" in params["city"]["description"]
+
+
+def test_the_cities_of_a_redis_cluster_are_served_from_any_node(redis_cluster, tmp_path):
+    """Two bridges' runs on a real 3+3 Redis Cluster; the service, introduced by one node, lists and serves both."""
+    cluster = connect(redis_cluster.url, cluster=True)
+    rng = np.random.default_rng(3)
+    sizes = {"hamburg": 30, "rural": 9}
+    for name, n in sizes.items():
+        store = TwinStore(cluster, name, window=10)
+        store.begin_run(name, "0123456789abcdef", LAYOUT)
+        for t in range(1, 4):
+            store.write_tick(fleet_frame(t, n, rng, vehicle_ids=[f"{name}-{k}" for k in range(n)]))
+    url = f"redis://{redis_cluster.masters()[-1].address}"
+    settings = Settings(redis_url=url, redis_cluster=True, key_prefix="hamburg", models_dir=tmp_path / "models")
+    with TestClient(create_app(settings)) as client:
+        listing = client.get("/v1/cities").json()
+        assert listing["cluster"] is True and listing["default"] == "hamburg"
+        assert {c["name"]: (c["scenario"], c["latest_tick"], c["n_vehicles"]) for c in listing["cities"]} == {
+            "hamburg": ("hamburg", 3, 30),
+            "rural": ("rural", 3, 9),
+        }
+        for name, n in sizes.items():
+            params = {} if name == "hamburg" else {"city": name}
+            page = client.get("/v1/twins/vehicles", params={**params, "limit": 100}).json()
+            assert page["total"] == n and {r["id"] for r in page["items"]} == {f"{name}-{k}" for k in range(n)}
+            twin = client.get(f"/v1/twins/vehicles/{name}-2", params=params).json()
+            assert [h["tick"] for h in twin["history"]] == [1, 2, 3]
+            batch = client.post("/v1/decisions/batch", params=params, json={}).json()
+            assert batch["tick"] == 3 and len(batch["vehicle_ids"]) == n
+        assert client.get("/v1/health").json()["latest_tick"] == 3

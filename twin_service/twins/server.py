@@ -109,6 +109,10 @@ def connect(
             retry=Retry(NoBackoff(), 1),
             # Serve what is served while a dead master's slots wait for its replica: other cities go on.
             require_full_coverage=False,
+            # Learn the cluster's shape again on every error. With the default (5), an error in a transaction
+            # patches the slot table with a connection error instead (redis-py 6.4, the cause of
+            # redis/redis-py#3815), and the next command fails with AttributeError instead of finding the new master.
+            reinitialize_steps=1,
             decode_responses=False,
         )
     except (redis.RedisError, RedisClusterException) as exc:
