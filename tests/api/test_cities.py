@@ -4,6 +4,7 @@ serves any of them by ``?city=NAME`` (default: its own, ``TWIN_KEY_PREFIX``); ``
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -109,4 +110,53 @@ def test_the_cities_of_a_redis_cluster_are_served_from_any_node(redis_cluster, t
             assert [h["tick"] for h in twin["history"]] == [1, 2, 3]
             batch = client.post("/v1/decisions/batch", params=params, json={}).json()
             assert batch["tick"] == 3 and len(batch["vehicle_ids"]) == n
+            latest = client.get("/v1/ticks/latest", params=params).json()
+            assert (latest["tick"], latest["n_vehicles"]) == (3, n) and latest["kpis"]["vehicles"] == n
+            kpis = client.get("/v1/kpis", params={**params, "last": 5}).json()["samples"]
+            assert [s["tick"] for s in kpis] == [1, 2, 3]
+            servers = client.get("/v1/twins/servers", params=params).json()
+            assert servers["total"] == len(LAYOUT)
+            sat = client.get("/v1/twins/servers/sat", params=params).json()
+            assert [h["tick"] for h in sat["history"]] == [1, 2, 3]
+            assert client.get("/v1/map", params=params).json()["scenario"] == name
+            migration = client.post("/v1/decisions/migration", params=params, json={"vehicle_ids": [f"{name}-1"]})
+            offload = client.post("/v1/decisions/offload", params=params, json={"vehicle_ids": [f"{name}-1"]})
+            assert migration.status_code == offload.status_code == 200
+            with client.stream("GET", "/v1/stream", params={**params, "max_events": 1}) as response:
+                body = b"".join(response.iter_bytes()).decode()
+            snapshot = json.loads(next(line[5:] for line in body.splitlines() if line.startswith("data:")))
+            assert snapshot["tick"] == 3 and len(snapshot["vehicles"]) == n
         assert client.get("/v1/health").json()["latest_tick"] == 3
+        assert client.get("/metrics").status_code == 200
+
+
+def test_while_a_citys_master_fails_over_the_api_answers_503_then_serves_it_again(redis_cluster, tmp_path):
+    """The master holding one city dies: that city is 503 with Retry-After (never a 500) until its replica has
+    taken over, then served again from the replica, with every tick it had."""
+    writer = connect(redis_cluster.url, cluster=True)
+    store = TwinStore(writer, "hamburg", window=10)
+    store.begin_run("hamburg", "0123456789abcdef", LAYOUT)
+    rng = np.random.default_rng(4)
+    for t in range(1, 4):
+        store.write_tick(fleet_frame(t, 12, rng))
+    master = redis_cluster.master_of(store.keys.run)
+    replica = redis_cluster.replicas_of(master)[0]
+    other = next(n for n in redis_cluster.masters() if n.port != master.port)
+    settings = Settings(
+        redis_url=f"redis://{other.address}", redis_cluster=True, key_prefix="hamburg", models_dir=tmp_path
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/ticks/latest").json()["tick"] == 3
+        redis_cluster.kill(master)
+        statuses = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = client.get("/v1/ticks/latest")
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
+            time.sleep(0.2)
+        assert statuses[0] == 503 and statuses[-1] == 200, statuses
+        assert r.json()["tick"] == 3 and r.json()["n_vehicles"] == 12
+        assert redis_cluster.master_of(store.keys.run).port == replica.port

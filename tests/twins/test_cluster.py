@@ -52,6 +52,7 @@ def test_runs_of_several_cities_live_each_on_one_node_of_the_cluster(redis_clust
         mean = store.vehicles_window_mean()
         assert mean.ids == frames[name][-1].vehicle_ids
         assert [s.tick for s in store.kpi_history()] == list(range(1, 8))
+        assert store.kpis() == frames[name][-1].kpis and store.kpis(5) == frames[name][4].kpis
     assert set(cities) <= set(run_names(client))
     stores["city-0"].clear()
     assert "city-0" not in run_names(client) and stores["city-1"].latest_tick().tick == 7

@@ -745,6 +745,8 @@ class TwinStore:
     def kpis(self, tick: int | None = None) -> dict[str, float]:
         """KPIs of ``tick`` (default latest)."""
         _, (raw,) = self._read_tick(tick, lambda pipe, n: pipe.hgetall(self.keys.tick_kpi(n)))
+        if isinstance(raw, list):  # a cluster's transaction pipeline gives HGETALL's reply as it came (redis-py 6.4)
+            raw = dict(zip(raw[::2], raw[1::2], strict=True))
         return {name.decode(): float(v) for name, v in raw.items()}
 
     @_unavailable_as_error
