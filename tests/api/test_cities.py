@@ -132,25 +132,34 @@ def test_the_cities_of_a_redis_cluster_are_served_from_any_node(redis_cluster, t
 
 def test_while_a_citys_master_fails_over_the_api_answers_503_then_serves_it_again(redis_cluster, tmp_path):
     """The master holding one city dies: that city is 503 with Retry-After (never a 500) until its replica has
-    taken over, then served again from the replica, with every tick it had."""
+    taken over, then served again from the replica, with every tick it had; a city on another master is served
+    all along."""
     writer = connect(redis_cluster.url, cluster=True)
-    store = TwinStore(writer, "hamburg", window=10)
-    store.begin_run("hamburg", "0123456789abcdef", LAYOUT)
-    rng = np.random.default_rng(4)
-    for t in range(1, 4):
-        store.write_tick(fleet_frame(t, 12, rng))
+    stores = {}
+    for name in ("hamburg", *(f"rural-{k}" for k in range(20))):
+        store = TwinStore(writer, name, window=10)
+        if stores and redis_cluster.master_of(store.keys.run).port == redis_cluster.master_of("{hamburg}:run").port:
+            continue  # the second city lives on another master
+        store.begin_run(name, "0123456789abcdef", LAYOUT)
+        rng = np.random.default_rng(4)
+        for t in range(1, 4):
+            store.write_tick(fleet_frame(t, 12, rng))
+        stores[name] = store
+        if len(stores) == 2:
+            break
+    (home, store), (elsewhere, _) = stores.items()
     master = redis_cluster.master_of(store.keys.run)
     replica = redis_cluster.replicas_of(master)[0]
     other = next(n for n in redis_cluster.masters() if n.port != master.port)
-    settings = Settings(
-        redis_url=f"redis://{other.address}", redis_cluster=True, key_prefix="hamburg", models_dir=tmp_path
-    )
+    settings = Settings(redis_url=f"redis://{other.address}", redis_cluster=True, key_prefix=home, models_dir=tmp_path)
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/ticks/latest").json()["tick"] == 3
+        assert client.get("/v1/ticks/latest", params={"city": elsewhere}).json()["tick"] == 3
         redis_cluster.kill(master)
-        statuses = []
+        statuses, elsewhere_statuses = [], []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            elsewhere_statuses.append(client.get("/v1/ticks/latest", params={"city": elsewhere}).status_code)
             r = client.get("/v1/ticks/latest")
             statuses.append(r.status_code)
             if r.status_code == 200:
@@ -158,5 +167,6 @@ def test_while_a_citys_master_fails_over_the_api_answers_503_then_serves_it_agai
             assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
             time.sleep(0.2)
         assert statuses[0] == 503 and statuses[-1] == 200, statuses
+        assert set(elsewhere_statuses) == {200}, elsewhere_statuses
         assert r.json()["tick"] == 3 and r.json()["n_vehicles"] == 12
         assert redis_cluster.master_of(store.keys.run).port == replica.port
