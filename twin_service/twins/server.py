@@ -109,9 +109,10 @@ def connect(
             retry=Retry(NoBackoff(), 1),
             # Serve what is served while a dead master's slots wait for its replica: other cities go on.
             require_full_coverage=False,
-            # Learn the cluster's shape again on every error. With the default (5), an error in a transaction
-            # patches the slot table with a connection error instead (redis-py 6.4, the cause of
-            # redis/redis-py#3815), and the next command fails with AttributeError instead of finding the new master.
+            # Learn the cluster's shape again on every error. With the default (5), a connection error in a
+            # transaction is handed to the slot table as if it were a MOVED redirect (redis-py 6.4), and the next
+            # try fails with "AttributeError: 'ConnectionError' object has no attribute 'host'" (redis/cluster.py)
+            # instead of finding the new master (tests/twins/test_cluster.py fails so without this).
             reinitialize_steps=1,
             decode_responses=False,
         )
