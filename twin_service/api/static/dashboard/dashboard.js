@@ -971,7 +971,9 @@
 
   // ---- cities -----------------------------------------------------------------------------------
   // The picker shows every city (run) in the service's Redis; picking one opens the page for it.
+  let citiesTimer = null;
   async function loadCities() {
+    clearTimeout(citiesTimer); // one refresh loop, however often it is started (the key form starts it again)
     try {
       const list = await getJson(new URL("v1/cities", API), { headers: headers(), cache: "no-store" });
       const current = CITY || list.default;
@@ -990,7 +992,8 @@
     } catch (err) {
       // an older service, or reads need a key not yet given: no picker, the page serves its one city
     }
-    setTimeout(loadCities, CITIES_REFRESH_MS);
+    clearTimeout(citiesTimer); // a call that finished first scheduled one already
+    citiesTimer = setTimeout(loadCities, CITIES_REFRESH_MS);
   }
   $("city").addEventListener("change", () => {
     const name = $("city").value;
