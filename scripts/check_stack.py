@@ -20,7 +20,12 @@ library only; ``--screenshots`` needs Playwright and Chromium, as the project's 
    then Docker reports all three healthy again;
 5. ``compose down`` (kept up with ``--keep``).
 
-Every step prints one line with its time; the exit code is 0 when every check passed, 1 otherwise.
+``--cluster`` checks ``docker compose --profile cluster`` instead: up (the three nodes, ``cluster-init``, the two
+city bridges and ``cluster-api``), the cluster formed, both cities listed by ``GET /v1/cities`` and ticking, each
+one's health, batch decision and live stream by ``?city=``, the dashboard's city picker; then down.
+
+Every step prints one line with its time; the exit code is 0 when every check passed, 1 otherwise. ``TWIN_IMAGE``
+names the image (default ``twin-service:local``), as in docker-compose.yml.
 """
 
 from __future__ import annotations
@@ -42,8 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE = "twin-service:local"
+IMAGE = os.environ.get("TWIN_IMAGE") or "twin-service:local"
+"""The stack's image (``TWIN_IMAGE``, as docker-compose.yml names it)."""
 SERVICES = ("redis", "api", "bridge")
+CLUSTER_UP = ("cluster-api", "bridge-city", "bridge-rural")
+"""``--cluster``: what is started (with what they depend on: the three nodes and cluster-init)."""
+CLUSTER_SERVICES = ("cluster-node-1", "cluster-node-2", "cluster-node-3", "cluster-init", *CLUSTER_UP)
+CLUSTER_CITIES = ("city", "rural")
 
 
 def log(message: str) -> None:
@@ -66,9 +76,10 @@ def compose_command() -> list[str]:
 
 
 class Stack:
-    def __init__(self, project: str, env: dict[str, str]) -> None:
-        self.base = [*compose_command(), "-p", project]
+    def __init__(self, project: str, env: dict[str, str], profile: str | None = None) -> None:
+        self.base = [*compose_command(), "-p", project, *(["--profile", profile] if profile else [])]
         self.env = {**os.environ, **env}
+        self.services = CLUSTER_SERVICES if profile == "cluster" else SERVICES
 
     def run(self, *args: str, check: bool = True) -> str:
         done = subprocess.run([*self.base, *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
@@ -91,7 +102,9 @@ class Stack:
         started = time.monotonic()
         while True:
             states = self.health()
-            if len(states) == len(SERVICES) and all(v == "healthy" for v in states.values()):
+            # The cluster profile: cluster-init exits when done, the headless bridges have no health check.
+            done = {"healthy", "exited", "running"} if self.services is CLUSTER_SERVICES else {"healthy"}
+            if len(states) == len(self.services) and all(v in done for v in states.values()):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout_s:
                 raise RuntimeError(f"not all services healthy after {timeout_s:.0f} s: {states}")
@@ -197,8 +210,9 @@ def check_novnc_speaks_rfb(port: int) -> str:
         return payload.decode().strip()
 
 
-def first_event(api: str, timeout_s: float = 20.0) -> tuple[str, dict]:
-    with urllib.request.urlopen(f"{api}/v1/stream?max_events=1", timeout=timeout_s) as r:  # noqa: S310
+def first_event(api: str, timeout_s: float = 20.0, city: str | None = None) -> tuple[str, dict]:
+    query = f"max_events=1&city={city}" if city else "max_events=1"
+    with urllib.request.urlopen(f"{api}/v1/stream?{query}", timeout=timeout_s) as r:  # noqa: S310
         text = r.read().decode()
     kind, data = "", ""
     for line in text.splitlines():
@@ -349,6 +363,46 @@ def screenshots(api: str, novnc: str, out: Path) -> list[Path]:
     return written
 
 
+def check_cluster(stack: Stack, api: str, up_timeout_s: float) -> list[Result]:
+    """``--profile cluster``: the cluster formed, both city bridges ticking into it, cluster-api serving both."""
+    results: list[Result] = []
+    log(f"up: compose --profile cluster up -d {' '.join(CLUSTER_UP)} (cluster-api on {api})")
+    stack.run("up", "-d", "--no-build", *CLUSTER_UP)
+    took = stack.wait_healthy(up_timeout_s)
+    init = stack.run("logs", "--no-color", "cluster-init", check=False)
+    formed = "cluster formed:" in init or "cluster already formed" in init
+    results.append(Result("up: nodes and cluster-api healthy, cluster-init done", formed, f"{took:.0f} s"))
+    deadline = time.monotonic() + 120
+    cities: dict[str, dict] = {}
+    listing: dict = {}
+    while time.monotonic() < deadline:  # both bridges write fresh ticks
+        status, listing = get_json(f"{api}/v1/cities")
+        cities = {c["name"]: c for c in listing.get("cities", [])} if status == 200 else {}
+        if all((cities.get(n) or {}).get("age_s") is not None and cities[n]["age_s"] < 10 for n in CLUSTER_CITIES):
+            break
+        time.sleep(1.0)
+    fresh = {n: (cities.get(n) or {}).get("latest_tick") for n in CLUSTER_CITIES}
+    ok = listing.get("cluster") is True and all(t for t in fresh.values())
+    results.append(Result("cities: both on the cluster, ticking", ok, f"latest ticks {fresh}"))
+    time.sleep(3.0)
+    for name in CLUSTER_CITIES:
+        status, latest = get_json(f"{api}/v1/ticks/latest?city={name}")
+        moved = status == 200 and latest.get("tick", 0) > (fresh[name] or 0)
+        results.append(Result(f"{name}: goes on", moved, f"{status}, tick {fresh[name]} -> {latest.get('tick')}"))
+        status, health = get_json(f"{api}/v1/health?city={name}")
+        results.append(Result(f"{name}: health", status == 200 and health.get("status") == "ok", f"{status}"))
+        status, batch = post_json(f"{api}/v1/decisions/batch?city={name}", {})
+        n = len(batch.get("vehicle_ids", []))
+        detail = f"{n} vehicles, {batch.get('source')}"
+        results.append(Result(f"{name}: batch decision", status == 200 and n > 0, detail))
+        kind, snap = first_event(f"{api}", city=name)
+        ok = kind == "snapshot" and len(snap.get("vehicles", [])) > 0 and snap.get("run", {}).get("scenario") == name
+        results.append(Result(f"{name}: live stream", ok, f"{kind} of tick {snap.get('tick')}"))
+    status, page = get(f"{api}/dashboard/")
+    results.append(Result("dashboard: city picker", status == 200 and b'id="city"' in page, f"{status}"))
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-build", action="store_true", help=f"use the image {IMAGE} built already")
@@ -359,7 +413,14 @@ def main() -> int:
     ap.add_argument("--up-timeout-s", type=float, default=300.0, help="wait this long for healthy after up")
     ap.add_argument("--screenshots", type=Path, help="also save the dashboard and noVNC as PNGs in this folder")
     ap.add_argument("--screenshot-tick", type=int, default=120, help="take them once the run is this far (120)")
+    ap.add_argument(
+        "--cluster",
+        action="store_true",
+        help="check the cluster profile instead: a 3-node Redis Cluster, two city bridges, cluster-api serving both",
+    )
     args = ap.parse_args()
+    if args.cluster:
+        return main_cluster(args)
 
     api_port, novnc_port = free_port(), free_port()
     api, novnc = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{novnc_port}"
@@ -437,6 +498,10 @@ def main() -> int:
             timings["down"] = time.monotonic() - t
             if any(not r.ok for r in results):
                 print(logs[-4000:])
+    return report(results, timings)
+
+
+def report(results: list[Result], timings: dict[str, float]) -> int:
     width = max(len(r.name) for r in results)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<{width}}  {r.detail}")
@@ -444,6 +509,35 @@ def main() -> int:
     passed = all(r.ok for r in results)
     print(f"check_stack: {'passed' if passed else 'FAILED'} ({sum(r.ok for r in results)} of {len(results)} checks)")
     return 0 if passed else 1
+
+
+def main_cluster(args: argparse.Namespace) -> int:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    env = {"TWIN_CLUSTER_API_PORT": str(port), "TWIN_CLUSTER_SPEED": args.speed}
+    stack = Stack(args.project, env, profile="cluster")
+    results: list[Result] = []
+    timings: dict[str, float] = {}
+    try:
+        if not args.no_build:
+            t = time.monotonic()
+            log("build: compose build (the first build takes several minutes)")
+            stack.run("build", *CLUSTER_UP)
+            timings["build"] = time.monotonic() - t
+        t = time.monotonic()
+        results += check_cluster(stack, api, args.up_timeout_s)
+        timings["up and checks"] = time.monotonic() - t
+    except (RuntimeError, OSError) as exc:
+        results.append(Result("cluster stack", False, str(exc)))
+    finally:
+        if not args.keep:
+            t = time.monotonic()
+            logs = stack.run("logs", "--no-color", "--tail", "20", *CLUSTER_UP, check=False)
+            stack.run("down", "--remove-orphans", check=False)
+            timings["down"] = time.monotonic() - t
+            if any(not r.ok for r in results):
+                print(logs[-4000:])
+    return report(results, timings)
 
 
 if __name__ == "__main__":

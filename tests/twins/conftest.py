@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import redis
 
-from twin_service.twins import TickFrame, TwinStore
+from twin_service.twins import TickFrame, TwinKeys, TwinStore
 
 VEHICLE_COLUMNS = ("x_m", "y_m", "speed_mps", "host_index", "data_bits", "latency_s")
 SERVER_IDS = ("rsu_0", "rsu_1", "uav_0", "sat")
@@ -52,7 +52,7 @@ def store(redis_client: redis.Redis, key_prefix: str) -> TwinStore:
 
 
 def prefix_key_count(client: redis.Redis, prefix: str) -> int:
-    return sum(1 for _ in client.scan_iter(match=f"{prefix}:*", count=1000))
+    return sum(1 for _ in client.scan_iter(match=TwinKeys(prefix).pattern(), count=1000))
 
 
 @pytest.fixture

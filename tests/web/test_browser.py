@@ -259,3 +259,53 @@ def test_the_dashboard_shows_a_banner_while_the_service_cannot_decide(
     assert any("no edge-server layout is stored" in r for r in reasons), reasons
     assert any("metadata is missing" in r for r in reasons), reasons
     assert shot.shape[0] > 20 and _near(shot, (0x5A, 0x4A, 0x12), 12).mean() > 0.5  # the banner's amber
+
+
+def test_the_dashboard_picks_a_city(browser: Any, redis_server: Any, key_prefix: str, tmp_path: Any):
+    """Two bridges' runs in one Redis: the picker lists both, the service's own is shown first, and picking the
+    other opens the page on it (its scenario, its vehicles, its twins)."""
+    import socket
+
+    from tests.api.conftest import LAYOUT, fleet_frame
+    from twin_service.api import create_app
+    from twin_service.api.serve import ApiThread
+    from twin_service.config import Settings
+    from twin_service.twins import TwinStore
+
+    rng = np.random.default_rng(2)
+    stores = []
+    for name, scenario, n in ((key_prefix, "test-fleet", 30), (key_prefix + ".rural", "rural", 7)):
+        store = TwinStore(redis_server.new_client(), name)
+        store.begin_run(scenario, "0123456789abcdef", LAYOUT)
+        for t in (1, 2):
+            store.write_tick(fleet_frame(t, n, rng, vehicle_ids=[f"{scenario}-{k}" for k in range(n)]))
+        stores.append(store)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(redis_url=redis_server.url, key_prefix=key_prefix, models_dir=tmp_path)
+    api = ApiThread(create_app(settings), "127.0.0.1", port).start()
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{api.url}/dashboard/")
+        page.wait_for_selector("#city-pick:not([hidden])", timeout=20_000)
+        page.wait_for_function("() => +document.getElementById('map').dataset.vehicles === 30", timeout=20_000)
+        options = page.locator("#city option").all_text_contents()
+        first = (page.input_value("#city"), page.text_content("#scenario"))
+        page.select_option("#city", key_prefix + ".rural")
+        page.wait_for_url(f"**/dashboard/?city={key_prefix}.rural", timeout=20_000)
+        page.wait_for_function("() => +document.getElementById('map').dataset.vehicles === 7", timeout=20_000)
+        second = (page.input_value("#city"), page.text_content("#scenario"), page.title())
+        twin_ids = page.evaluate("() => [...window.twinDashboard.vehicles.keys()].sort()")
+    finally:
+        page.close()
+        api.stop()
+        for store in stores:
+            store.clear()
+    assert not errors, errors
+    assert options == [f"{key_prefix} (test-fleet, 30 vehicles)", f"{key_prefix}.rural (rural, 7 vehicles)"]
+    assert first == (key_prefix, "test-fleet")
+    assert second == (key_prefix + ".rural", "rural", f"twin-service · {key_prefix}.rural · live")
+    assert twin_ids == sorted(f"rural-{k}" for k in range(7))

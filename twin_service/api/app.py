@@ -12,7 +12,7 @@ from twin_service.api.errors import AUTH_ERROR_RESPONSES, install_error_handlers
 from twin_service.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimitMiddleware
 from twin_service.api.live import LiveHub
 from twin_service.api.metrics import ApiMetrics, MetricsMiddleware
-from twin_service.api.routes import decisions, health, live, metrics, ticks, twins
+from twin_service.api.routes import cities, decisions, health, live, metrics, ticks, twins
 from twin_service.api.routes.live import TRANSPORT_SCOPE_KEY
 from twin_service.api.state import ApiState, StoreFactory
 from twin_service.api.web import install_web
@@ -29,6 +29,10 @@ bridge, and the two decisions made on them:
   with the expected delay, energy, cost and deadline success.
 
 Decisions come from a stored tick (default the latest) or, in stateless mode, from twins in the request.
+
+Cities: several bridges may write one Redis (or Redis Cluster), each under its own key prefix (a city, or a
+region of one). Every endpoint takes `?city=NAME` to serve that one (default: the service's own,
+`TWIN_KEY_PREFIX`); `GET /v1/cities` lists those in Redis.
 
 Access: with `TWIN_API_KEY` set, the decision endpoints need the `X-API-Key` header. Reads (twins, ticks,
 KPIs, metrics) stay open unless `TWIN_API_KEY_READS` is also set; `/v1/health` and these docs are always
@@ -107,6 +111,7 @@ def create_app(
         openapi_tags=[
             {"name": "health", "description": "Is the service ready."},
             {"name": "ticks", "description": "The latest tick and KPI history."},
+            {"name": "cities", "description": "The cities (runs under their own key prefixes) in this Redis."},
             {"name": "twins", "description": "Vehicle and edge-server twins."},
             {"name": "decisions", "description": "Twin migration and task offloading."},
             {"name": "metrics", "description": "Prometheus metrics."},
@@ -116,16 +121,23 @@ def create_app(
         redoc_url=None,
     )
     app.state.twin = state
-    app.state.live = LiveHub(
-        state,
-        max_clients=settings.stream_max_clients,
-        buffer_ticks=settings.stream_buffer_ticks,
-        poll_s=settings.stream_poll_ms / 1000.0,
-    )
+    stream_clients: set[Any] = set()  # of every city's hub: one cap per process
+
+    def make_hub(city_state: ApiState) -> LiveHub:
+        return LiveHub(
+            city_state,
+            max_clients=settings.stream_max_clients,
+            buffer_ticks=settings.stream_buffer_ticks,
+            poll_s=settings.stream_poll_ms / 1000.0,
+            room=stream_clients,
+        )
+
+    state.hub = app.state.live = make_hub(state)
+    state.hub_factory = make_hub
     for router in (health.router, decisions.router):
         app.include_router(router)
     guard = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERROR_RESPONSES}
-    for router in (ticks.router, twins.router, metrics.router, live.router):
+    for router in (ticks.router, cities.router, twins.router, metrics.router, live.router):
         app.include_router(router, **(guard if settings.api_key_reads else {}))
     install_web(app)
     install_error_handlers(app)

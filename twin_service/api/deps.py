@@ -6,11 +6,13 @@ import json
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Security, status
+import anyio
+from fastapi import Depends, HTTPException, Query, Request, Security, status
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 
 from twin_service.api.state import ApiState
+from twin_service.config import KEY_PREFIX_PATTERN
 from twin_service.twins import TwinStore
 
 API_KEY_HEADER = "X-API-Key"
@@ -23,10 +25,28 @@ _api_key_header = APIKeyHeader(
 )
 
 
-async def get_state(request: Request) -> ApiState:
+CityQuery = Annotated[
+    str | None,
+    Query(
+        pattern=KEY_PREFIX_PATTERN,
+        max_length=64,
+        description="The city (or region) to serve: the key prefix its bridge writes under, on the same Redis or "
+        "Redis Cluster (`GET /v1/cities` lists them). Default: the service's own (`TWIN_KEY_PREFIX`). 404 for a "
+        "city no bridge writes.",
+        examples=["hamburg"],
+    ),
+]
+
+
+async def get_state(request: Request, city: CityQuery = None) -> ApiState:
     # async, like every dependency that does no I/O: FastAPI runs a plain ``def`` dependency on a worker
-    # thread, and that hop cost more CPU than the decision itself (profiled under bench_load.py).
-    return request.app.state.twin
+    # thread, and that hop cost more CPU than the decision itself (profiled under bench_load.py). A city
+    # asked for the first time is looked up in Redis on a worker thread.
+    home: ApiState = request.app.state.twin
+    state = home.known_city(city)
+    if state is None:
+        state = await anyio.to_thread.run_sync(home.city, city)
+    return state
 
 
 StateDep = Annotated[ApiState, Depends(get_state)]

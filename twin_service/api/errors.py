@@ -1,4 +1,4 @@
-"""How errors become responses: 422 bad input, 404 unknown tick or twin, 409 data or model that cannot serve (a
+"""How errors become responses: 422 bad input, 404 unknown tick, twin or city, 409 data or model that cannot serve (a
 model whose weights or outputs are not finite included: the message names it), 503 Redis down.
 
 No handler lets a stack trace out: anything unexpected is logged with an id and answered with a JSON 500
@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from twin_service.api.schemas import ErrorBody
 from twin_service.policies import ModelError, PolicyError, UnknownPolicyError
 from twin_service.policies.inputs import MissingTwinData
-from twin_service.twins import TwinStoreUnavailable, UnknownTickError, UnknownTwinError
+from twin_service.twins import TwinStoreUnavailable, UnknownRunError, UnknownTickError, UnknownTwinError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ RETRY_AFTER_S = 2
 """Seconds a client should wait before retrying after a 503 (the bridge reconnects within that)."""
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "Unknown tick or twin id."},
+    404: {"model": ErrorBody, "description": "Unknown tick, twin id or city."},
     503: {
         "model": ErrorBody,
         "description": "Redis is not configured or unreachable; retry after the `Retry-After` seconds.",
@@ -114,6 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TwinStoreUnavailable, _unavailable)
     app.add_exception_handler(UnknownTickError, _not_found)
     app.add_exception_handler(UnknownTwinError, _not_found)
+    app.add_exception_handler(UnknownRunError, _not_found)
     app.add_exception_handler(ModelError, _conflict)
     app.add_exception_handler(PolicyError, _conflict)  # a model that produced NaN, or a policy that cannot serve
     app.add_exception_handler(MissingTwinData, _conflict)

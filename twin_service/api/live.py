@@ -275,12 +275,22 @@ class HubStats:
 class LiveHub:
     """Reads each tick once and fans it out to every client of this process (see the module's docstring)."""
 
-    def __init__(self, state: ApiState, *, max_clients: int, buffer_ticks: int, poll_s: float) -> None:
+    def __init__(
+        self,
+        state: ApiState,
+        *,
+        max_clients: int,
+        buffer_ticks: int,
+        poll_s: float,
+        room: set[LiveClient] | None = None,
+    ) -> None:
         self.state = state
         self.max_clients = max_clients
         self.buffer_ticks = buffer_ticks
         self.poll_s = poll_s
         self.clients: set[LiveClient] = set()
+        self.room: set[LiveClient] = self.clients if room is None else room
+        """The clients counted against ``max_clients``: this hub's, or those of every city's hub of the process."""
         self.stats = HubStats()
         self._task: asyncio.Task[None] | None = None
         self._encoder = DeltaEncoder()
@@ -297,7 +307,7 @@ class LiveHub:
     # ---- clients ----------------------------------------------------------------------------
     def check_room(self) -> None:
         """:class:`StreamFull` when the process serves ``max_clients`` already."""
-        if len(self.clients) >= self.max_clients:
+        if len(self.room) >= self.max_clients:
             self.stats.clients_refused += 1
             self.state.metrics.stream_refused.inc()
             raise StreamFull(
@@ -309,7 +319,8 @@ class LiveHub:
         self.check_room()
         client = LiveClient(self.buffer_ticks)
         self.clients.add(client)
-        self.state.metrics.stream_clients.set(len(self.clients))
+        self.room.add(client)
+        self.state.metrics.stream_clients.set(len(self.room))
         if self._status_event is not None and self._status["state"] != "ok":
             client.offer(self._status_event)
         loop = asyncio.get_running_loop()
@@ -319,8 +330,9 @@ class LiveHub:
 
     def unsubscribe(self, client: LiveClient) -> None:
         self.clients.discard(client)
+        self.room.discard(client)
         metrics = self.state.metrics
-        metrics.stream_clients.set(len(self.clients))
+        metrics.stream_clients.set(len(self.room))
         if client.dropped:
             self.stats.clients_dropped += 1
             metrics.stream_dropped.inc()

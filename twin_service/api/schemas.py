@@ -71,6 +71,21 @@ class TickInfo(BaseModel):
     kpis: dict[str, float | None] = Field(examples=[{"latency_mean_s": 0.52, "packet_loss": 0.01}])
 
 
+class CityOut(BaseModel):
+    name: str = Field(description="The key prefix its bridge writes under: pass it as `?city=`.", examples=["hamburg"])
+    scenario: str | None = Field(description="The scenario its run simulates.", examples=["city"])
+    latest_tick: int | None = Field(description="Its latest tick (null before the first).", examples=[120])
+    sim_time_s: float | None = None
+    n_vehicles: int | None = None
+    age_s: float | None = Field(None, description="Wall-clock seconds since its latest tick was taken.")
+
+
+class CityList(BaseModel):
+    default: str = Field(description="The city served when a request names none (`TWIN_KEY_PREFIX`).")
+    cluster: bool = Field(description="Whether the service reads a Redis Cluster.")
+    cities: list[CityOut] = Field(description="Every run in this Redis, by name; the default one always.")
+
+
 class KpiSampleOut(BaseModel):
     tick: int
     sim_time_s: float

@@ -43,7 +43,7 @@ from twin_service.policies.learned import BUILDERS
 from twin_service.policies.registry import policy_catalogue
 from twin_service.predict import LoadForecaster
 from twin_service.predict.registry import load_forecaster, predictor_names
-from twin_service.twins import TwinStore, TwinStoreUnavailable, check_redis_url, connect
+from twin_service.twins import TwinStore, TwinStoreUnavailable, UnknownRunError, check_redis_url, connect
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +68,50 @@ def _positive_float(text: str) -> float | None:
     return value if value > 0 else None
 
 
+MAX_CITIES = 256
+"""Cities (runs under other key prefixes) one app serves at once; beyond, the least recently asked goes."""
+
+
 def default_store_factory(settings: Settings) -> StoreFactory:
     """A factory of stores reading the Redis at ``settings.redis_url`` under ``settings.key_prefix``.
 
     The URL is parsed here (no connection is made yet), so a malformed one fails at start-up with
-    ``ValueError`` rather than on every request.
+    ``ValueError`` rather than on every request. A cluster's client (``settings.redis_cluster``) learns the
+    cluster when it is made, so it is made on first use, and again after a failure (503 meanwhile).
     """
     url = settings.redis_url
-    client = None
-    if url is not None:
-        check_redis_url(url)
-        client = connect(url, socket_timeout_s=API_SOCKET_TIMEOUT_S, connect_timeout_s=API_CONNECT_TIMEOUT_S)
+    if url is None:
 
-    def make() -> TwinStore:
-        if client is None:
+        def unconfigured() -> TwinStore:
             raise TwinStoreUnavailable(NO_REDIS_HINT)
-        return TwinStore(client, settings.key_prefix)
 
-    return make
+        return unconfigured
+    check_redis_url(url, cluster=settings.redis_cluster)
+    if not settings.redis_cluster:
+        client = connect(url, socket_timeout_s=API_SOCKET_TIMEOUT_S, connect_timeout_s=API_CONNECT_TIMEOUT_S)
+        return lambda: TwinStore(client, settings.key_prefix)
+
+    def make_on_a_cluster() -> TwinStore:
+        cluster = connect(
+            url, cluster=True, socket_timeout_s=API_SOCKET_TIMEOUT_S, connect_timeout_s=API_CONNECT_TIMEOUT_S
+        )
+        return TwinStore(cluster, settings.key_prefix)
+
+    return make_on_a_cluster
+
+
+class _CityMetrics:
+    """The app's metrics as another city's routes use them: counts add up, but the latest-tick gauges stay the
+    service's own city's (``TWIN_KEY_PREFIX``), so that ``/metrics`` never mixes two runs' ticks."""
+
+    def __init__(self, metrics: ApiMetrics) -> None:
+        self._metrics = metrics
+
+    def saw_tick(self, tick: int, wall_time: float) -> float:
+        return max(time.time() - wall_time, 0.0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metrics, name)
 
 
 @dataclass(frozen=True)
@@ -228,6 +254,73 @@ class ApiState:
             choices = ", ".join(predictor_names(settings.models_dir))
             raise UnknownPolicyError(f"unknown workload predictor {predictor!r}: choose one of {choices}")
         self._forecasters: dict[tuple[Any, ...], LoadForecaster | None] = {}
+        self.hub: Any = None
+        """The live stream's hub of this city (``twin_service.api.live.LiveHub``; set by the app)."""
+        self.hub_factory: Callable[[ApiState], Any] | None = None
+        """Makes another city's hub (set by the app): one process-wide cap on stream clients for all cities."""
+        self._cities: OrderedDict[str, ApiState] = OrderedDict()
+        self.city_names: tuple[float, list[str]] | None = None
+        """The names ``GET /v1/cities`` found last, and when (monotonic seconds)."""
+
+    # ---- cities ----------------------------------------------------------------------------
+    @property
+    def city_name(self) -> str:
+        """The city this state serves: its runs's key prefix."""
+        return self.settings.key_prefix
+
+    def known_city(self, name: str | None) -> ApiState | None:
+        """The state of city ``name`` if it is served already (no I/O): this one for None or its own name."""
+        if name is None or name == self.city_name:
+            return self
+        with self._lock:
+            state = self._cities.get(name)
+            if state is not None:
+                self._cities.move_to_end(name)
+            return state
+
+    def city(self, name: str | None) -> ApiState:
+        """The state serving city ``name``: the run under that key prefix in the same Redis (or cluster).
+
+        None or this service's own prefix is this state. Another city is served once Redis holds its run
+        (:class:`UnknownRunError`, a 404, until then) with a state of its own (run context, decision cache,
+        policies, live hub) over the same Redis client, and scenario parameters from its own run's records.
+        """
+        known = self.known_city(name)
+        if known is not None:
+            return known
+        assert name is not None
+        home_store = self.store()  # 503 when Redis is down
+        store = TwinStore(home_store.redis, name)
+        if not store.has_run():
+            raise UnknownRunError(
+                f"no city {name!r} in this Redis: no bridge writes under that key prefix (GET /v1/cities lists them)"
+            )
+        settings = self.settings.model_copy(update={"key_prefix": name})
+        state = ApiState(
+            settings,
+            lambda: TwinStore(home_store.redis, name),
+            migration_policy_name=self.default_migration,
+            offload_policy_name=self.default_offload,
+            scenario_params=None,  # its own run's scenario, from its records
+            metrics=_CityMetrics(self.metrics),  # type: ignore[arg-type]
+            seed=self.seed,
+            predictor=self.predictor,
+        )
+        state.registry = self.registry
+        state._params_by_hash = self._params_by_hash  # pure: scenario parameters by (scenario, hash)
+        if self.hub_factory is not None:
+            state.hub = self.hub_factory(state)
+        with self._lock:
+            existing = self._cities.get(name)
+            if existing is not None:
+                return existing
+            self._cities[name] = state
+            while len(self._cities) > MAX_CITIES:
+                idle = next((k for k, v in self._cities.items() if v.hub is None or not v.hub.clients), None)
+                if idle is None:
+                    break
+                del self._cities[idle]
+        return state
 
     # ---- store -----------------------------------------------------------------------------
     def store(self) -> TwinStore:

@@ -102,6 +102,8 @@ class RunOptions:
     """Pace ticks to the wall clock at this many sim seconds per wall second (1 = real time);
     None runs as fast as possible."""
     redis_url: str | None = None
+    redis_cluster: bool = field(default_factory=lambda: Settings().redis_cluster)
+    """``redis_url`` names a node of a Redis Cluster."""
     seed: int | None = None
     begin_s: float | None = None
     end_s: float | None = None
@@ -140,7 +142,7 @@ def open_bridge(
     params = scenario.params
     with ExitStack() as stack:
         recording = stack.enter_context(open_recording(options.replay, scenario)) if options.replay else None
-        handle = redis or stack.enter_context(open_redis(options.redis_url))
+        handle = redis or stack.enter_context(open_redis(options.redis_url, cluster=options.redis_cluster))
         store = TwinStore(handle.client, options.key_prefix, window=params.simulation.history_window)
         seed = params.scenario.seed if options.seed is None else options.seed
         backend: TickSource

@@ -33,9 +33,11 @@ def write_with_retry(
 
     The tick is rewritten whole on each try (writes are idempotent per tick), so a reader never sees part
     of it. A server that comes back empty gets the run's records back in the tick's own transaction (the
-    store checks its run marker on every write). ``notify`` gets a line when the first write fails (the run
-    holds), one when a retry succeeds (the run goes on), and one when a write had to put the run's records
-    back into a Redis that lost them without an error being seen (emptied, or restarted between two ticks).
+    store checks its run marker on every write), and ticks that a failed-over server lost after acknowledging
+    them are stored again. ``notify`` gets a line when the first write fails (the run holds), one when a retry
+    succeeds (the run goes on, saying which lost ticks were stored again), and one when a write had to put the
+    run's records or its ticks back into a Redis that lost them without an error being seen (emptied, or
+    restarted between two ticks).
     """
     delay = 0.05
     started = time.monotonic()
@@ -43,21 +45,29 @@ def write_with_retry(
     retries = 0
     where = f" at {url}" if url else ""
     while True:
-        restores = store.restores
+        restores, reasserted = store.restores, store.reasserted_ticks
         try:
             store.write_tick(frame)
             restored = store.restores > restores
+            put_back = store.reasserted_ticks - reasserted
+            lost = (
+                f"had lost {put_back} tick{'s' if put_back > 1 else ''} it had acknowledged (a failover to a replica "
+                f"that had not received them): stored them again with tick {frame.tick}"
+            )
             if notify is not None and retries:
                 notify(
                     f"Redis{where} is back after {time.monotonic() - started:.1f} s: "
                     + ("the run's records put back, " if restored else "")
                     + f"tick {frame.tick} stored, going on"
+                    + (f"; it {lost}" if put_back else "")
                 )
             elif notify is not None and restored:
                 notify(
                     f"Redis{where} had lost the run's records (restarted or emptied): "
                     f"put them back with tick {frame.tick}"
                 )
+            elif notify is not None and put_back:
+                notify(f"Redis{where} {lost}")
             return retries
         except TwinStoreUnavailable as exc:
             if not retries and notify is not None:

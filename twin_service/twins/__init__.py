@@ -7,6 +7,7 @@ tick and reads current state, history and window means; ``server`` connects or s
 from twin_service.twins.errors import (
     TwinStoreError,
     TwinStoreUnavailable,
+    UnknownRunError,
     UnknownTickError,
     UnknownTwinError,
 )
@@ -24,13 +25,14 @@ from twin_service.twins.frames import (
 )
 from twin_service.twins.keys import TwinKeys
 from twin_service.twins.server import RedisHandle, check_redis_url, connect, open_redis
-from twin_service.twins.store import TwinStore
+from twin_service.twins.store import RunOverview, TwinStore, run_names, runs_overview
 
 __all__ = [
     "Block",
     "KpiSample",
     "Page",
     "RedisHandle",
+    "RunOverview",
     "ServerTwin",
     "TickFrame",
     "TickMeta",
@@ -40,6 +42,7 @@ __all__ = [
     "TwinStore",
     "TwinStoreError",
     "TwinStoreUnavailable",
+    "UnknownRunError",
     "UnknownTickError",
     "UnknownTwinError",
     "VehicleTwin",
@@ -47,4 +50,6 @@ __all__ = [
     "check_redis_url",
     "connect",
     "open_redis",
+    "run_names",
+    "runs_overview",
 ]

@@ -24,3 +24,7 @@ class UnknownTwinError(TwinStoreError, KeyError):
 
 class UnknownTickError(TwinStoreError, LookupError):
     """The requested tick is not held (never written, or older than the window); or no tick yet."""
+
+
+class UnknownRunError(TwinStoreError, LookupError):
+    """No run (city) under this key prefix in Redis."""

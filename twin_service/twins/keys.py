@@ -1,13 +1,20 @@
 """The Redis key schema of the twin store: every key this service reads or writes is named here.
 
-All keys live under one configurable prefix ``P`` (``Settings.key_prefix``, default ``twin``), so
-several runs can share one Redis server. Prefixes must not nest (``twin`` and ``twin:a`` on the same
-server would clear each other), because :meth:`TwinKeys.pattern` matches ``P:*``.
+All keys of a run live under one configurable prefix (``Settings.key_prefix``, default ``twin``), so
+several runs (cities, or regions of a city) share one Redis server or one Redis Cluster. Every key
+starts with the prefix as a Redis Cluster *hash tag*, ``{NAME}``: only the part between the braces
+decides a key's hash slot, so all keys of a run sit in one slot and each tick's MULTI/EXEC (and every
+read of one run) stays on one node of a cluster, while different runs spread over the cluster's
+nodes. On a single server the braces are just characters. :attr:`TwinKeys.prefix` holds the tag
+itself: build every new key from it (``f"{self.prefix}:..."``) and it lands in the run's slot
+(``tests/twins/test_keys.py`` checks every key this class names, and every key of a tick's
+transaction). Prefixes may share a beginning (``twin`` and ``twin:a`` are separate runs:
+:meth:`TwinKeys.pattern` matches ``{twin}:*`` only) but not contain braces.
 
-Per-tick keys hold one tick of the simulation, written once by the bridge in a single MULTI/EXEC
-transaction and never modified afterwards (a retried tick is deleted and rewritten whole in one
-transaction). Readers resolve the latest tick once, then read only keys of that tick number. ``E``
-is the entity block: ``veh`` (vehicles) or ``srv`` (edge servers: RSUs, UAVs, the satellite).
+Below, ``P`` is the tag ``{NAME}``. Per-tick keys hold one tick of the simulation, written once by the
+bridge in a single MULTI/EXEC transaction and never modified afterwards (a retried tick is deleted and
+rewritten whole in one transaction). Readers resolve the latest tick once, then read only keys of that
+tick number. ``E`` is the entity block: ``veh`` (vehicles) or ``srv`` (edge servers: RSUs, UAVs, the satellite).
 
 ========================  ========  ============================================  ========================
 Key                       Type      Content                                       Lifetime
@@ -69,13 +76,26 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
 
 @dataclass(frozen=True)
 class TwinKeys:
-    """Names of every key under one prefix."""
+    """Names of every key of one run.
+
+    ``TwinKeys("twin").prefix`` is ``"{twin}"``, the run's hash tag, and :attr:`name` is ``"twin"``; the tag
+    itself is accepted too (``TwinKeys("{twin}") == TwinKeys("twin")``).
+    """
 
     prefix: str = "twin"
 
     def __post_init__(self) -> None:
-        if not self.prefix or any(c.isspace() for c in self.prefix):
-            raise ValueError(f"key prefix must be non-empty without whitespace, got {self.prefix!r}")
+        name = self.prefix
+        if name.startswith("{") and name.endswith("}"):
+            name = name[1:-1]
+        if not name or any(c.isspace() or c in "{}" for c in name):
+            raise ValueError(f"key prefix must be non-empty, without whitespace or braces, got {self.prefix!r}")
+        object.__setattr__(self, "prefix", "{" + name + "}")
+
+    @property
+    def name(self) -> str:
+        """The prefix as given (``Settings.key_prefix``): the run's or city's name."""
+        return self.prefix[1:-1]
 
     # ---- run-wide keys
     @property
@@ -116,5 +136,18 @@ class TwinKeys:
         return keys
 
     def pattern(self) -> str:
-        """SCAN MATCH pattern of every key under the prefix (glob characters in the prefix escaped)."""
+        """SCAN MATCH pattern of every key of the run (glob characters in the prefix escaped)."""
         return self.prefix.translate(_GLOB_SPECIAL) + ":*"
+
+
+RUN_KEY_PATTERN = "{*}:run"
+"""SCAN MATCH pattern of every run's ``P:run``: how the runs (cities) sharing a server or cluster are found."""
+
+
+def run_name(run_key: bytes | str) -> str | None:
+    """The prefix (city) whose ``P:run`` key this is, or None for a key of another shape."""
+    key = run_key.decode(errors="replace") if isinstance(run_key, bytes) else run_key
+    if not (key.startswith("{") and key.endswith("}:run")):
+        return None
+    name = key[1:-5]
+    return name if name and "{" not in name and "}" not in name else None

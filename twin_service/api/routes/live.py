@@ -222,7 +222,7 @@ async def stream(
         ),
     ] = None,
 ) -> Response:
-    hub: LiveHub = request.app.state.live
+    hub: LiveHub = state.hub
     try:
         hub.check_room()  # refused first, at no cost: no Redis round trip for a connection that cannot stay
         store = state.store()  # 503 now, before the stream starts, when Redis is not configured or down

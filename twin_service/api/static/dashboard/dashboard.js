@@ -4,10 +4,14 @@
 // and then one delta per tick (see the route's docs at ../docs). The stream is read with fetch() so that it
 // can send the X-API-Key header when the service has a key. A click on a vehicle or a server loads its twin
 // (GET ../v1/twins/...) and, for a vehicle, its decisions for the latest tick (POST ../v1/decisions/...).
+// Cities: the page's ?city=NAME goes with every request; GET ../v1/cities fills the city picker, which opens the
+// page again for the city picked (a fresh start: nothing of one city's run is mixed into another's).
 "use strict";
 
 (() => {
   const API = new URL("../", window.location.href); // the service root, wherever it is mounted
+  const CITY = new URLSearchParams(window.location.search).get("city") || ""; // "" = the service's own
+  const CITIES_REFRESH_MS = 15000;
   const TIER_COLOUR = { rsu: "#005aff", uav: "#ff8c00", satellite: "#a64be0" };
   const FAILED_COLOUR = "#dc0000";
   const MIGRATION_COLOUR = "#ff2fa0";
@@ -57,6 +61,12 @@
       history.replaceState(null, "", window.location.pathname + window.location.search);
     }
     return sessionStorage.getItem(KEY_STORE) || "";
+  }
+
+  function api(path) {
+    const url = new URL(path, API);
+    if (CITY) url.searchParams.set("city", CITY);
+    return url;
   }
 
   function headers(extra) {
@@ -123,7 +133,7 @@
     setStatus("connecting", "connecting…");
     let response;
     try {
-      response = await fetch(new URL("v1/stream", API), { headers: headers({ Accept: "text/event-stream" }), cache: "no-store" });
+      response = await fetch(api("v1/stream"), { headers: headers({ Accept: "text/event-stream" }), cache: "no-store" });
     } catch (err) {
       return retry(`offline (${err.message})`);
     }
@@ -260,7 +270,7 @@
 
   async function loadMap() {
     try {
-      const response = await fetch(new URL("v1/map", API), { cache: "no-store" });
+      const response = await fetch(api("v1/map"), { cache: "no-store" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       state.map = await response.json();
       const note = $("map-note");
@@ -780,7 +790,7 @@
     const token = ++detailToken;
     try {
       const path = target.kind === "vehicle" ? "vehicles" : "servers";
-      const twin = await getJson(new URL(`v1/twins/${path}/${encodeURIComponent(target.id)}`, API), { cache: "no-store" });
+      const twin = await getJson(api(`v1/twins/${path}/${encodeURIComponent(target.id)}`), { cache: "no-store" });
       let migration = null;
       let offload = null;
       let decisionError = "";
@@ -788,8 +798,8 @@
         const init = (body) => ({ method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) });
         try {
           [migration, offload] = await Promise.all([
-            getJson(new URL("v1/decisions/migration", API), init({ tick: twin.tick, vehicle_ids: [target.id] })),
-            getJson(new URL("v1/decisions/offload", API), init({ tick: twin.tick, vehicle_ids: [target.id] })),
+            getJson(api("v1/decisions/migration"), init({ tick: twin.tick, vehicle_ids: [target.id] })),
+            getJson(api("v1/decisions/offload"), init({ tick: twin.tick, vehicle_ids: [target.id] })),
           ]);
         } catch (err) {
           decisionError = err.message;
@@ -959,12 +969,49 @@
     if (!state.paused) for (const [event, body] of held.splice(0)) dispatch(event, body);
   });
 
+  // ---- cities -----------------------------------------------------------------------------------
+  // The picker shows every city (run) in the service's Redis; picking one opens the page for it.
+  let citiesTimer = null;
+  async function loadCities() {
+    clearTimeout(citiesTimer); // one refresh loop, however often it is started (the key form starts it again)
+    try {
+      const list = await getJson(new URL("v1/cities", API), { headers: headers(), cache: "no-store" });
+      const current = CITY || list.default;
+      const picker = $("city");
+      const options = list.cities.map((c) => {
+        const vehicles = c.n_vehicles === null ? "no tick yet" : `${c.n_vehicles} vehicles`;
+        const scenario = c.scenario && c.scenario !== c.name ? `${c.scenario}, ` : "";
+        return el("option", { value: c.name, text: `${c.name} (${scenario}${vehicles})` });
+      });
+      if (!list.cities.some((c) => c.name === current)) options.push(el("option", { value: current, text: `${current} (gone)` }));
+      picker.replaceChildren(...options);
+      picker.value = current;
+      picker.dataset.default = list.default;
+      $("city-pick").hidden = false;
+      document.title = `twin-service · ${current} · live`;
+    } catch (err) {
+      // an older service, or reads need a key not yet given: no picker, the page serves its one city
+    }
+    clearTimeout(citiesTimer); // a call that finished first scheduled one already
+    citiesTimer = setTimeout(loadCities, CITIES_REFRESH_MS);
+  }
+  $("city").addEventListener("change", () => {
+    const name = $("city").value;
+    const params = new URLSearchParams(window.location.search);
+    if (name === $("city").dataset.default) params.delete("city");
+    else params.set("city", name);
+    const query = params.toString();
+    window.location.assign(window.location.pathname + (query ? `?${query}` : ""));
+  });
+
   // ---- start ------------------------------------------------------------------------------------
   $("key-form").addEventListener("submit", (e) => {
     e.preventDefault();
     apiKey = $("key-input").value.trim();
     sessionStorage.setItem(KEY_STORE, apiKey);
     connect();
+    loadCities();
   });
   connect();
+  loadCities();
 })();
