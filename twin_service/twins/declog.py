@@ -68,9 +68,7 @@ class DecisionRows:
             return None
 
 
-def top_scores(
-    probabilities: NDArray[np.floating], k: int = TOP_K
-) -> tuple[NDArray[np.int16], NDArray[np.float32]]:
+def top_scores(probabilities: NDArray[np.floating], k: int = TOP_K) -> tuple[NDArray[np.int16], NDArray[np.float32]]:
     """The ``k`` best-scored servers per row (best first, ties to the lower index) and their scores; -1 and 0 where
     fewer servers scored above 0. Three passes of argmax: 7x cheaper than a partition over every server."""
     p = np.array(probabilities, dtype=np.float32)
