@@ -78,17 +78,6 @@ class EventRecords:
 
 
 @dataclass(frozen=True)
-class DecisionLogRecord:
-    """One tick of the decision log as read back."""
-
-    tick: int
-    sim_time_s: float
-    source: str
-    fallback: bool
-    rows: DecisionRows
-
-
-@dataclass(frozen=True)
 class VehicleDecision:
     """One vehicle's decision at one tick, from the decision log (server indices in the layout order)."""
 
@@ -103,6 +92,34 @@ class VehicleDecision:
     top_index: tuple[int, ...]
     top_score: tuple[float, ...]
     predicted_load_bits: float
+
+
+@dataclass(frozen=True)
+class DecisionLogRecord:
+    """One tick of the decision log as read back."""
+
+    tick: int
+    sim_time_s: float
+    source: str
+    fallback: bool
+    rows: DecisionRows
+
+    def decision(self, row: int) -> VehicleDecision:
+        """The decision of the vehicle in ``row``."""
+        r = self.rows
+        return VehicleDecision(
+            tick=self.tick,
+            sim_time_s=self.sim_time_s,
+            source=self.source,
+            fallback=self.fallback,
+            host=int(r.host[row]),
+            target=int(r.target[row]),
+            rho=float(r.rho[row]),
+            mask_size=int(r.mask_size[row]),
+            top_index=tuple(int(i) for i in r.top_index[row]),
+            top_score=tuple(float(v) for v in r.top_score[row]),
+            predicted_load_bits=float(r.predicted_load_bits[row]),
+        )
 
 
 @dataclass(frozen=True)
@@ -906,22 +923,7 @@ class TwinStore:
                         return found[::-1]
                     continue
                 seen = True
-                r = record.rows
-                found.append(
-                    VehicleDecision(
-                        tick=record.tick,
-                        sim_time_s=record.sim_time_s,
-                        source=record.source,
-                        fallback=record.fallback,
-                        host=int(r.host[row]),
-                        target=int(r.target[row]),
-                        rho=float(r.rho[row]),
-                        mask_size=int(r.mask_size[row]),
-                        top_index=tuple(int(i) for i in r.top_index[row]),
-                        top_score=tuple(float(v) for v in r.top_score[row]),
-                        predicted_load_bits=float(r.predicted_load_bits[row]),
-                    )
-                )
+                found.append(record.decision(row))
                 if len(found) >= last:
                     break
             upper = "(" + raw[-1][0].decode()
