@@ -92,21 +92,33 @@ def test_a_retried_tick_does_not_log_twice(store: TwinStore, make_frame: Callabl
     assert store.decision_log_span() == (1, 1, 1)
 
 
-def test_decision_log_is_bounded(
+def test_decision_log_is_bounded_and_redis_memory_flat_over_1000_ticks(
     redis_client: redis.Redis, key_prefix: str, make_frame: Callable[..., TickFrame]
 ) -> None:
-    store = TwinStore(redis_client, key_prefix, window=3, decision_log_maxlen=20)
+    # The KPI log has a bound of its own (log_maxlen, 3,600 ticks by default): short here, so that 1,000 ticks
+    # show the whole run's memory flat.
+    store = TwinStore(redis_client, key_prefix, window=3, log_maxlen=50, decision_log_maxlen=20)
     store.begin_run("test", "h", [])
     rng = np.random.default_rng(4)
     ids = [f"v{i}" for i in range(30)]
-    for t in range(1, 400):
+    memory: dict[int, int] = {}
+    for t in range(1, 1001):
         frame = make_frame(t, ids, rng)
         frame.decision_log = _entry(t - 1, ids, rng) if t > 1 else None
         store.write_tick(frame)
+        if t % 10 == 0:  # every key of the run (ticks, twins, KPIs, the log), as Redis counts them
+            keys = list(redis_client.scan_iter(match=f"{key_prefix}:*", count=1000))
+            memory[t] = sum(int(redis_client.memory_usage(k, samples=0) or 0) for k in keys)
     span = store.decision_log_span()
     assert span is not None
     assert 20 <= span[2] <= 20 + 100, span  # approximate trimming: whole stream nodes (at most 100 entries each)
-    assert span[1] == 398
+    assert span[1] == 999
+    # Flat: what the run holds over ticks 500-1000 peaks no higher than over ticks 150-500 (the log, trimmed by
+    # whole nodes, saws between 20 and 120 entries; the ticks' own keys expire with their window).
+    early = max(v for t, v in memory.items() if 150 <= t < 500)
+    late = max(v for t, v in memory.items() if t >= 500)
+    assert late <= early * 1.05, (early, late)
+    assert min(v for t, v in memory.items() if t >= 500) > 0
 
 
 def test_events_stored_counted_and_healed(store: TwinStore, make_frame: Callable[..., TickFrame]) -> None:
