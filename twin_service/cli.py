@@ -285,7 +285,7 @@ def run(
     events: Annotated[
         Path | None,
         typer.Option(
-            help="What-if events at their sim times: a TOML ([[event]] tables) or JSON file of the events "
+            help="What-if events at their sim times: a TOML (an array of event tables) or JSON file of the events "
             "POST /v1/events takes, each with at_s (README: What-if).",
         ),
     ] = None,
