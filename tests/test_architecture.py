@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(twin_service.__file__).parent
 
 # Lower layers first; a module may import from its own layer and layers before it.
 LAYERS = [
-    {"config", "files", "option_ranges"},
+    {"config", "files", "option_ranges", "events"},
     {"physics"},
     {"scenario", "twins"},
     {"observe"},

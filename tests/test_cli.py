@@ -202,3 +202,25 @@ def test_a_killed_sumo_worker_ends_the_run_with_a_message_and_its_summary(tmp_pa
     rows = list(csv.DictReader(per_tick.open()))
     assert ticks > 1 and [int(r["tick"]) for r in rows] == list(range(1, ticks + 1))
     assert not _wait_gone(helpers, 10), "the embedded Redis outlived the run"
+
+
+def test_run_events_file_applies_its_schedule_and_bad_files_exit_2(tmp_path: Path):
+    """``run --events FILE`` (TOML or JSON): the outage is in force at its sim times (the KPIs mark it); a bad
+    schedule is refused before the run starts, naming the event and the field."""
+    good = tmp_path / "whatif.toml"
+    good.write_text('[[event]]\nkind = "server_outage"\nserver = "rsu_03"\nat_s = 4\nduration_s = 3\n')
+    per_tick = tmp_path / "ticks.csv"
+    out = _cli("run", "--scenario", "city", "--ticks", "8", "--events", str(good), "--kpi-csv", str(per_tick))
+    assert out.returncode == 0, out.stderr
+    assert "event 1 (server_outage rsu_03) in force from tick 4 (sim 4 s)" in out.stderr
+    assert [float(r["servers_out"]) for r in csv.DictReader(per_tick.open())] == [0, 0, 0, 1, 1, 1, 0, 0]
+    for text, name, message in [
+        ('{"events": [{"kind": "server_outage", "server": "rsu_999", "at_s": 1}]}', "a.json", "event 1: server:"),
+        ('[[event]]\nkind = "meteor"\nat_s = 1\n', "c.toml", "event 1: kind: unknown kind 'meteor'"),
+        ("[]", "f.yaml", "a schedule is a .toml or .json file"),
+    ]:
+        path = tmp_path / name
+        path.write_text(text)
+        out = _cli("run", "--scenario", "city", "--ticks", "1", "--events", str(path))
+        assert out.returncode == 2 and message in out.stderr, (name, out.stderr)
+        assert "Traceback" not in out.stderr and "scenario city" not in out.stdout

@@ -300,8 +300,24 @@ def run(
         Path | None,
         typer.Option(help="Also write the end-of-run KPI summary to this CSV file (kpi,value; its folder is created)."),
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            help="What-if events at their sim times: a TOML (an array of event tables) or JSON file of the events "
+            "POST /v1/events takes, each with at_s (README: What-if).",
+        ),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write this live run (its mobility and the what-if events it applied) to a recording; "
+            "--replay of it applies the events again at the same sim times.",
+        ),
+    ] = None,
 ) -> None:
     """Run the live co-simulation: SUMO ticks into Redis twins, with hosting and offloading decided each tick."""
+    import sys
+
     from twin_service.bridge.backends import SumoError
     from twin_service.bridge.decisions import HttpDecisions, check_service_url
     from twin_service.bridge.runner import BridgeError, RunFailed, RunOptions, open_bridge, run_loop
@@ -341,6 +357,11 @@ def run(
     _check_models(settings, migration_policy, offload_policy, predictor)
     if replay is not None:
         scenario, seed = _replay_defaults(replay, scenario, seed)
+        if record is not None:
+            fail("--record writes a live run; this one replays a recording already")
+    if record is not None:
+        _check_output_file(record, "--record")
+    schedule = _load_events(events, scenario or "city", replay=replay is not None)
     options = RunOptions(
         scenario=scenario or "city",
         backend=backend,  # type: ignore[arg-type]
@@ -363,6 +384,9 @@ def run(
         scale=scale,
         replay=replay,
         forecaster=predictor,
+        events=schedule,
+        record=record,
+        command="twin-service " + " ".join(sys.argv[1:]),
     )
     api_server = None
     try:
@@ -424,6 +448,45 @@ def _check_key_prefix(given: str | None, default: str) -> str:
             "it names the city in the API (?city=) and is the run's Redis Cluster hash tag"
         )
     return given
+
+
+def _load_events(path: Path | None, scenario: str | Path, replay: bool = False) -> tuple:
+    """The events of ``--events FILE``, checked against the scenario's servers (exit 2 naming the event and field)."""
+    if path is None:
+        return ()
+    from twin_service.config import ScenarioError
+    from twin_service.events import ScheduleError, ServerInfo, load_schedule
+    from twin_service.scenario.folder import Scenario
+
+    try:
+        layout = Scenario.load(scenario).layout
+        servers = ServerInfo(tuple(layout.ids), tuple(str(t) for t in layout.tiers))
+        found = load_schedule(path, servers)
+    except (ScenarioError, ScheduleError) as exc:
+        fail(f"--events {exc}" if isinstance(exc, ScheduleError) else str(exc))
+    if replay:
+        for k, event in enumerate(found, start=1):
+            if event.kind == "demand_scale":
+                fail(
+                    f"--events {path}: event {k}: demand_scale changes SUMO's traffic, which a replay holds fixed; "
+                    "run it live (and --record it)"
+                )
+    return tuple(found)
+
+
+def _evaluate_events(path: Path | None, files: list[Path], scenario: str | None) -> tuple:
+    """``evaluate --events FILE``: checked against the scenario of the recordings."""
+    if path is None:
+        return ()
+    from twin_service.config import ScenarioError
+    from twin_service.engine.recording import RecordingError
+    from twin_service.envs.sim import scenario_of
+
+    try:
+        folder = scenario_of(files, scenario).folder
+    except (ScenarioError, RecordingError, OSError) as exc:
+        fail(str(exc))
+    return _load_events(path, str(folder), replay=True)
 
 
 def _check_output_file(path: Path | None, option: str) -> None:
@@ -617,6 +680,13 @@ def evaluate(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            help="What-if events at their sim times (TOML or JSON, as run --events): outages, UAV recalls and "
+            "launches, channel factors; applied to every day and policy pair.",
+        ),
+    ] = None,
 ) -> None:
     """Compare migration and offloading policies (heuristic or trained) over held-out recordings."""
     _require_full_install()
@@ -655,6 +725,7 @@ def evaluate(
         overrides=_overrides(set_),
         predictor=predictor,
         models_dir=_settings().models_dir,
+        events=_evaluate_events(events, files, scenario),
     )
     options = EvalOptions(episode_s=episode_s, warmup_s=warmup_s, env=env, seed=seed, begin_s=begin, end_s=end)
     migration = _split(migration_policy) or ["least-loaded"]
@@ -688,6 +759,7 @@ def evaluate(
                 "rsu_outage": rsu_outage,
                 "overrides": env.overrides,
                 "predictor": predictor,
+                "events": [e.model_dump(mode="json", exclude_none=True) for e in env.events],
             },
         }
         with atomic_files(out) as folder:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     that read nothing since is disconnected."""
     stream_poll_ms: int = Field(100, ge=10, le=5_000)
     """How often the stream checks Redis for a new tick (once for all clients)."""
+    decision_log_ticks: int = Field(600, ge=0, le=100_000)
+    """Ticks of decisions the bridge keeps in the decision log (``P:decisions``, ``GET /v1/decisions/log``); Redis
+    trims it approximately, by whole stream nodes. 0: no log."""
+    decision_log_max_clients: int = Field(20, ge=0, le=10_000)
+    """Followers of ``GET /v1/decisions/log/stream`` one API process serves at once; more get 503."""
     data_dir: Path | None = None
     """``TWIN_DATA_DIR``: where regenerated data is cached (see :func:`data_dir`, which reads it)."""
 

@@ -101,6 +101,7 @@ OPTIONS: dict[str, Bound] = {
     "total_ticks": _int(1, 1_000_000_000),
     "rollout_ticks": _int(1, 1_000_000),
     "decision_deadline": Bound(0.01, 60),
+    "decision_log_ticks": _int(0, 100_000),
 }
 """Numeric command-line options by parameter name (``--episode-s`` is ``episode_s``), for every command."""
 
@@ -108,6 +109,14 @@ COMMAND_OPTIONS: dict[str, dict[str, Bound]] = {
     "evaluate": {"episode_s": Bound(1, 86_400)},
 }
 """Where one command's option has another range than :data:`OPTIONS` gives (``evaluate``'s short episodes)."""
+
+EVENT_FIELDS: dict[str, Bound] = {
+    "at_s": SIM_TIME,
+    "duration_s": Bound(0, 10_000_000, low_open=True),
+    "factor": Bound(0, 10, low_open=True),
+}
+"""The numeric fields of a what-if event (``POST /v1/events``, ``--events FILE``; :mod:`twin_service.events`): sim
+seconds for ``at_s`` and ``duration_s``; ``factor`` multiplies SUMO's demand scale or the link rates."""
 
 UAV_CHURN = _int(0, 100_000)
 """Each of ``--uav-churn APPEAR,LEAVE``: how many UAVs join and leave in an episode."""

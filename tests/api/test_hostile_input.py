@@ -28,8 +28,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _body_routes(app) -> list[tuple[str, list[str]]]:  # noqa: ANN001
-    """Every operation with a JSON request body, with the top-level fields of its schema."""
+def _body_routes(app) -> list[tuple[str, list[str], str]]:  # noqa: ANN001
+    """Every operation with a JSON request body, with the top-level fields of its schema and the start of a body
+    (``{`` or, for a body of several kinds such as an event, ``{"kind": "K", `` for each kind K)."""
     spec = app.openapi()
     found = []
     for path, operations in spec["paths"].items():
@@ -37,8 +38,14 @@ def _body_routes(app) -> list[tuple[str, list[str]]]:  # noqa: ANN001
             schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if schema is None:
                 continue
-            name = schema["$ref"].rsplit("/", 1)[1]
-            found.append((path, list(spec["components"]["schemas"][name]["properties"])))
+            for ref in [v["$ref"] for v in schema["oneOf"]] if "oneOf" in schema else [schema["$ref"]]:
+                properties = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+                tag = schema.get("discriminator", {}).get("propertyName")
+                if tag is None:
+                    found.append((path, list(properties), "{"))
+                else:
+                    kind = properties[tag]["const"]
+                    found.append((path, [f for f in properties if f != tag], f'{{"{tag}": "{kind}", '))
     return found
 
 
@@ -48,11 +55,16 @@ def _post_raw(client: TestClient, path: str, body: str):  # noqa: ANN202
 
 def test_every_field_of_every_body_refuses_what_json_cannot_carry_with_a_422_naming_it(client, filled):
     routes = _body_routes(client.app)
-    assert {path for path, _ in routes} >= {"/v1/decisions/migration", "/v1/decisions/offload", "/v1/decisions/batch"}
-    for path, fields in routes:
+    assert {path for path, _, _ in routes} >= {
+        "/v1/decisions/migration",
+        "/v1/decisions/offload",
+        "/v1/decisions/batch",
+        "/v1/events",
+    }
+    for path, fields, start in routes:
         for field in fields:
             for value in BAD_VALUES:
-                r = _post_raw(client, path, f'{{"{field}": {value}}}')
+                r = _post_raw(client, path, f'{start}"{field}": {value}}}')
                 assert r.status_code == 422, (path, field, value, r.status_code, r.text)
                 errors = r.json()["detail"]
                 assert any(e["loc"][:2] == ["body", field] for e in errors), (path, field, value, errors)

@@ -78,3 +78,27 @@ def test_screenshot_shows_host_lines_and_load_colours(
     assert _count(shown, rsu_blue) > 3 * max(_count(plain, rsu_blue), 1)
     idle_green = (0, 200, 0)
     assert _count(shown, idle_green, tol=60) + _count(shown, (255, 200, 0), tol=60) > _count(plain, idle_green, tol=60)
+
+
+def test_sumo_gui_shows_a_server_out_of_service_in_grey(
+    display: str, small_scenario: Path, redis_server: RedisHandle, key_prefix: str
+):
+    from twin_service.bridge.gui import OUT_OF_SERVICE_COLOUR
+    from twin_service.config import load_params
+    from twin_service.events import ServerOutage
+
+    begin = load_params(small_scenario).scenario.begin_s
+    options = RunOptions(scenario=small_scenario, backend="traci", gui=True, ticks=8, key_prefix=key_prefix)
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        rsu = next(sid for sid, tier in zip(engine.server_ids, engine.layout.tiers, strict=True) if tier == "rsu")
+        other = next(sid for sid in engine.server_ids if sid not in (rsu, "sat") and not sid.startswith("sat"))
+        outage = ServerOutage(kind="server_outage", server=rsu, at_s=begin + 2, duration_s=3)
+        options.events = (outage,)
+        colours = []
+        run_loop(
+            engine, store, options, should_stop=lambda: colours.append(engine.backend.api.poi.getColor(rsu)) and False
+        )
+        assert tuple(engine.backend.api.poi.getColor(other)) != OUT_OF_SERVICE_COLOUR
+        store.clear()
+    grey = [tuple(c) == OUT_OF_SERVICE_COLOUR for c in colours]
+    assert grey.count(True) == 3 and grey.index(True) >= 2 and not grey[-1], colours  # in, then out of, service

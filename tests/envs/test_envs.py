@@ -196,3 +196,25 @@ def test_the_offload_core_rewards_are_inverse_costs(small_recording: Path):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         core.step(np.full(len(batch), 1.5))
     assert len(set(np.round(successes, 6))) > 1, "rho should change the outcome"
+
+
+def test_scheduled_events_reach_the_environments_as_they_reach_a_live_run(small_recording: Path):
+    """``EnvOptions.events`` (``evaluate --events``): the outage a live run would apply, at its sim times."""
+    from twin_service.events import parse_event
+
+    probe = MigrationCore(None, [small_recording], EnvOptions(episode_s=10, warmup_s=10), seed=0)
+    probe.reset()
+    rsu = int(probe.sim.scenario.layout.rsu_indices[0])
+    server = str(probe.sim.scenario.layout.ids[rsu])
+    start = float(probe.sim.engine.last_sim_time_s) + 3.0
+    event = parse_event({"kind": "server_outage", "server": server, "at_s": start, "duration_s": 2})
+    core = MigrationCore(None, [small_recording], EnvOptions(episode_s=10, warmup_s=10, events=(event,)), seed=0)
+    batch = core.reset()
+    seen = []
+    while not core.done:
+        t = float(core.sim.engine.last_sim_time_s)
+        seen.append((t, bool(batch.observation.servers.active[rsu]), bool(batch.mask[:, rsu].any())))
+        batch = core.step(np.full(len(batch), int(core.sim.scenario.layout.satellite_index))).next
+    out = [t for t, active, _ in seen if not active]
+    assert out == [start, start + 1.0], seen
+    assert not any(masked for t, _, masked in seen if t in out)

@@ -309,3 +309,83 @@ def test_the_dashboard_picks_a_city(browser: Any, redis_server: Any, key_prefix:
     assert first == (key_prefix, "test-fleet")
     assert second == (key_prefix + ".rural", "rural", f"twin-service · {key_prefix}.rural · live")
     assert twin_ids == sorted(f"rural-{k}" for k in range(7))
+
+
+def test_the_dashboard_injects_an_outage_shows_it_and_a_vehicles_logged_decisions(
+    browser: Any, redis_server: Any, key_prefix: str, tmp_path: Any
+):
+    """The what-if controls post an outage; once the bridge has it in force (its course, written here as the bridge
+    writes it: the bridge's part is tests/bridge/test_whatif.py) a banner names it and the server is greyed; a
+    click on a vehicle shows its recent decisions from the decision log."""
+    import json
+    import socket
+
+    from tests.api.conftest import LAYOUT, fleet_frame
+    from tests.api.test_events import _log
+    from twin_service.api import create_app
+    from twin_service.api.serve import ApiThread
+    from twin_service.config import Settings
+    from twin_service.twins import TwinStore
+
+    store = TwinStore(redis_server.new_client(), key_prefix)
+    rng = np.random.default_rng(0)
+    store.begin_run("test-fleet", "0123456789abcdef", LAYOUT)
+    frames = [fleet_frame(t, 30, rng) for t in (1, 2, 3)]
+    for frame in frames:
+        store.write_tick(frame)
+    _log(store, range(1, 4), frames[-1].vehicle_ids)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(redis_url=redis_server.url, key_prefix=key_prefix, models_dir=tmp_path)
+    api = ApiThread(create_app(settings), "127.0.0.1", port).start()
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    try:
+        page.goto(f"{api.url}/dashboard/")
+        page.wait_for_function("() => +document.getElementById('map').dataset.vehicles > 0", timeout=20_000)
+        assert page.is_hidden("#whatif-banner")
+        page.select_option("#event-kind", "server_outage")
+        page.select_option("#event-server", "rsu_1")
+        page.fill("#event-duration", "60")
+        page.click("#event-form button[type=submit]")
+        page.wait_for_function("() => /posted/.test(document.getElementById('event-result').textContent)")
+        events = get_json(f"{api.url}/v1/events")["events"]
+        assert [(e["kind"], e["server"], e["duration_s"], e["status"]) for e in events] == [
+            ("server_outage", "rsu_1", 60.0, "pending")
+        ]
+        course = {"status": "active", "start_tick": 4, "start_s": 4.0, "end_s": 64.0}
+        store.redis.hset(store.keys.events_state, events[0]["id"], json.dumps(course))
+        page.wait_for_selector("#whatif-banner:not([hidden])", timeout=10_000)
+        banner = page.text_content("#whatif-banner")
+        page.wait_for_function("() => document.getElementById('map').dataset.outServers === 'rsu_1'")
+        page.click("#pause")
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        where = page.evaluate("() => window.twinDashboard.serverScreenPosition(1)")
+        shot = _pixels(page.screenshot())
+        x, y = int(where[0]), int(where[1])  # page positions
+        marker = shot[y - 3 : y + 4, x - 3 : x + 4]
+        banner_shot = _pixels(page.locator("#whatif-banner").screenshot())
+        target = page.evaluate(
+            """() => {
+              const d = window.twinDashboard;
+              const servers = d.servers.map((s, k) => d.serverScreenPosition(k));
+              for (const id of d.vehicles.keys()) {
+                const p = d.screenPosition(id);
+                const seen = p && p[0] > 10 && p[1] > 10 && p[0] < innerWidth - 10 && p[1] < innerHeight - 10;
+                if (seen && servers.every(q => Math.hypot(q[0] - p[0], q[1] - p[1]) > 14)) return {id, p};
+              }
+              return null;
+            }"""
+        )
+        page.click("#pause")
+        page.mouse.click(*target["p"])
+        page.wait_for_selector("#detail-body table.declog tr:nth-child(4)", timeout=20_000)
+        logged = page.locator("#detail-body table.declog tr").all_text_contents()
+    finally:
+        page.close()
+        api.stop()
+        store.clear()
+    assert "What-if in force" in banner and "server outage rsu_1" in banner and "until 64 s" in banner
+    assert _near(banner_shot, (0x3B, 0x2A, 0x55), 12).mean() > 0.5  # the banner's violet
+    assert (_near(marker, (0x4A, 0x52, 0x5C), 20) | _near(marker, (0xAA, 0xB4, 0xBE), 20)).mean() > 0.5  # greyed
+    assert logged[0].startswith("tick") and [row.split()[0][:1] for row in logged[1:]] == ["3", "2", "1"]

@@ -12,7 +12,7 @@ from twin_service.api.errors import AUTH_ERROR_RESPONSES, install_error_handlers
 from twin_service.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimitMiddleware
 from twin_service.api.live import LiveHub
 from twin_service.api.metrics import ApiMetrics, MetricsMiddleware
-from twin_service.api.routes import cities, decisions, health, live, metrics, ticks, twins
+from twin_service.api.routes import cities, decision_log, decisions, events, health, live, metrics, ticks, twins
 from twin_service.api.routes.live import TRANSPORT_SCOPE_KEY
 from twin_service.api.state import ApiState, StoreFactory
 from twin_service.api.web import install_web
@@ -34,9 +34,13 @@ Cities: several bridges may write one Redis (or Redis Cluster), each under its o
 region of one). Every endpoint takes `?city=NAME` to serve that one (default: the service's own,
 `TWIN_KEY_PREFIX`); `GET /v1/cities` lists those in Redis.
 
-Access: with `TWIN_API_KEY` set, the decision endpoints need the `X-API-Key` header. Reads (twins, ticks,
-KPIs, metrics) stay open unless `TWIN_API_KEY_READS` is also set; `/v1/health` and these docs are always
-open. Each endpoint's lock in this document shows what this instance requires.
+What-if events (`/v1/events`: a server outage, UAV recalls and launches, a demand or channel factor) are
+applied by the bridge at its next tick, and every tick's decisions are logged (`/v1/decisions/log`).
+
+Access: with `TWIN_API_KEY` set, the decision endpoints and posting or ending events need the `X-API-Key`
+header. Reads (twins, ticks, KPIs, metrics, events, the decision log) stay open unless `TWIN_API_KEY_READS` is
+also set; `/v1/health` and these docs are always open. Each endpoint's lock in this document shows what this
+instance requires.
 """
 
 
@@ -116,6 +120,10 @@ def create_app(
             {"name": "decisions", "description": "Twin migration and task offloading."},
             {"name": "metrics", "description": "Prometheus metrics."},
             {"name": "live", "description": "The run's road map and its live tick stream (what /dashboard shows)."},
+            {
+                "name": "events",
+                "description": "What-if events at run time: outages, UAV recalls and launches, demand and channel.",
+            },
         ],
         docs_url=None,  # served by install_web from local files, not a CDN
         redoc_url=None,
@@ -134,10 +142,18 @@ def create_app(
 
     state.hub = app.state.live = make_hub(state)
     state.hub_factory = make_hub
-    for router in (health.router, decisions.router):
+    for router in (health.router, decisions.router, events.write_router):
         app.include_router(router)
     guard = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERROR_RESPONSES}
-    for router in (ticks.router, cities.router, twins.router, metrics.router, live.router):
+    for router in (
+        ticks.router,
+        cities.router,
+        twins.router,
+        metrics.router,
+        live.router,
+        events.router,
+        decision_log.router,
+    ):
         app.include_router(router, **(guard if settings.api_key_reads else {}))
     install_web(app)
     install_error_handlers(app)

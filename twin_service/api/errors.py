@@ -22,6 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from twin_service.api.schemas import ErrorBody
+from twin_service.api.whatif import EventConflict
+from twin_service.events import EVENT_KINDS
 from twin_service.policies import ModelError, PolicyError, UnknownPolicyError
 from twin_service.policies.inputs import MissingTwinData
 from twin_service.twins import TwinStoreUnavailable, UnknownRunError, UnknownTickError, UnknownTwinError
@@ -83,8 +85,26 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     """422 with pydantic's errors (``loc`` names the field), the echoed input made safe to render."""
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(
-        {"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        {"detail": json_safe(jsonable_encoder([_name_the_tag(e) for e in exc.errors()]))},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
+
+
+def _name_the_tag(error: Any) -> Any:
+    """``loc`` names the field of a body that is one of several kinds (an event): pydantic's own puts the kind's
+    tag in the path (``body.server_outage.duration_s``, dropped here) and, when the tag itself (``kind``) is
+    missing or unknown, stops at the body (the field is added)."""
+    if not isinstance(error, dict):
+        return error
+    loc = tuple(error.get("loc", ()))
+    if len(loc) > 2 and loc[0] == "body" and loc[1] in EVENT_KINDS:
+        return {**error, "loc": (loc[0], *loc[2:])}
+    if error.get("type") not in ("union_tag_invalid", "union_tag_not_found"):
+        return error
+    field = str((error.get("ctx") or {}).get("discriminator", "")).strip("'\"")
+    if not field:
+        return error
+    return {**error, "loc": (*tuple(error.get("loc", ())), field)}
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -118,5 +138,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelError, _conflict)
     app.add_exception_handler(PolicyError, _conflict)  # a model that produced NaN, or a policy that cannot serve
     app.add_exception_handler(MissingTwinData, _conflict)
+    app.add_exception_handler(EventConflict, _conflict)
     app.add_exception_handler(UnknownPolicyError, _unknown_policy)
     app.add_exception_handler(Exception, _unexpected)

@@ -286,6 +286,11 @@ class BatchRequest(_Body):
     include_expected: bool = Field(
         False, description="Also return the expected delay, energy, cost and deadline success of each rho."
     )
+    log: bool = Field(
+        False,
+        description="Also return `decision_log`: every decision packed as the decision log keeps it (the bridge asks "
+        "for it and appends it to the log with the decisions it applied).",
+    )
 
 
 class PolicyRef(BaseModel):
@@ -379,3 +384,146 @@ class BatchResponse(BaseModel):
     migration_policy: PolicyRef
     offload_policy: PolicyRef
     source: str
+    decision_log: str | None = Field(
+        None,
+        description="With `log`: the decisions as the decision log keeps them (base64 of a zlib-compressed record: "
+        "per vehicle host, target, rho, mask size, the three best-scored servers and the target's predicted load; "
+        "`twin_service.twins.declog`). Read them at `GET /v1/decisions/log`.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# What-if events and the decision log
+# --------------------------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    """An event as posted, with its course in the run (written by the bridge in the tick it changed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3",
+                    "kind": "server_outage",
+                    "server": "rsu_012",
+                    "duration_s": 60.0,
+                    "source": "api",
+                    "posted_wall_time": 1.7e9,
+                    "status": "active",
+                    "start_tick": 1802,
+                    "start_s": 1802.0,
+                    "end_tick": None,
+                    "end_s": 1862.0,
+                    "reason": None,
+                    "end_requested": False,
+                    "end_requested_wall_time": None,
+                }
+            ]
+        }
+    )
+
+    id: str
+    kind: Literal["server_outage", "uav_recall", "uav_launch", "demand_scale", "channel"]
+    server: str | None = None
+    factor: float | None = None
+    duration_s: float | None = Field(None, description="Simulated seconds; null: until ended.")
+    at_s: float | None = Field(None, description="The sim time it was asked to start at (null: the next tick).")
+    note: str | None = None
+    source: str = Field("api", description="`api`, `schedule` (run --events) or `recording` (a replay).")
+    posted_wall_time: float | None = None
+    status: Literal["pending", "active", "ended", "refused"] = Field(
+        description="pending: not applied yet; active: in force; ended; refused by the bridge (see `reason`)."
+    )
+    start_tick: int | None = Field(None, description="The first tick it governed.")
+    start_s: float | None = None
+    end_tick: int | None = Field(None, description="The first tick without it.")
+    end_s: float | None = Field(None, description="When it stops (or stopped) being in force, sim seconds.")
+    reason: str | None = Field(None, description="Why it ended or was refused.")
+    end_requested: bool = Field(False, description="DELETE asked for it to end early.")
+    end_requested_wall_time: float | None = None
+
+
+class EventList(BaseModel):
+    events: list[EventOut] = Field(description="Every event of the run, in the order posted.")
+    active: int = Field(description="Events in force now.")
+    pending: int = Field(description="Events posted or scheduled, not in force yet.")
+
+
+class ScoredServer(BaseModel):
+    server_id: str
+    score: float = Field(description="The policy's probability for it.")
+
+
+class LoggedDecision(BaseModel):
+    tick: int = Field(description="The tick decided on; the decision governs the next tick.")
+    sim_time_s: float
+    source: str = Field(
+        description="Who decided: `api:policy@version+policy@version` (the decision service), "
+        "`fallback:...` (the bridge, locally) or `policy@version+...` (in-process)."
+    )
+    fallback: bool
+    host_server_id: str | None = Field(description="The twin's host when decided (null: none yet).")
+    target_server_id: str | None
+    migrates: bool = Field(description="Whether the target differs from the host.")
+    rho: float = Field(description="Offloaded fraction of the vehicle's task.")
+    mask_size: int = Field(description="Servers its Eq. 23 mask allowed.")
+    top: list[ScoredServer] = Field(description="The policy's three best-scored servers, best first.")
+    predicted_load_mb: float = Field(description="The target's predicted load the policy saw, MB.")
+
+
+class TickDecisions(BaseModel):
+    tick: int
+    sim_time_s: float
+    source: str
+    fallback: bool
+    vehicles: int
+    migrations: int = Field(description="Vehicles whose target differs from their host.")
+    offloading: int = Field(description="Vehicles with rho > 0.")
+    mean_rho: float | None
+
+
+class LogSpan(BaseModel):
+    oldest_tick: int | None = Field(description="The oldest tick the log still holds (null: empty).")
+    newest_tick: int | None
+    ticks: int = Field(description="Entries it holds (bounded by TWIN_DECISION_LOG_TICKS).")
+
+
+class DecisionLogOut(BaseModel):
+    """Per vehicle (``vehicle``) its recent decisions, or per tick a summary of all of them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "vehicle_id": "veh4711",
+                    "decisions": [
+                        {
+                            "tick": 1820,
+                            "sim_time_s": 1820.0,
+                            "source": "api:dm-mappo-city@1+af-marl-city@1",
+                            "fallback": False,
+                            "host_server_id": "rsu_012",
+                            "target_server_id": "rsu_013",
+                            "migrates": True,
+                            "rho": 0.62,
+                            "mask_size": 6,
+                            "top": [
+                                {"server_id": "rsu_013", "score": 0.91},
+                                {"server_id": "uav_02", "score": 0.06},
+                                {"server_id": "sat", "score": 0.02},
+                            ],
+                            "predicted_load_mb": 182.4,
+                        }
+                    ],
+                    "ticks": None,
+                    "log": {"oldest_tick": 1221, "newest_tick": 1820, "ticks": 600},
+                }
+            ]
+        }
+    )
+
+    vehicle_id: str | None
+    decisions: list[LoggedDecision] | None = Field(description="With `vehicle`: oldest first.")
+    ticks: list[TickDecisions] | None = Field(description="Without `vehicle`: one summary per tick, oldest first.")
+    log: LogSpan

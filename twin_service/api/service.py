@@ -7,6 +7,7 @@ arrays; no per-vehicle objects are built for the batch.
 
 from __future__ import annotations
 
+import base64
 import math
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from twin_service.api.state import ApiState, RunContext
 from twin_service.config import OffloadParams, TaskParams
 from twin_service.observe import OFFLOAD_FEATURES, ServerTable
 from twin_service.policies import MigrationDecision, OffloadDecision, OffloadInputs
-from twin_service.policies.decide import decide_migration, decide_offload
+from twin_service.policies.decide import decide_migration, decide_offload, explain_rows
 from twin_service.policies.inputs import MissingTwinData, TickInputs, offload_features, tick_inputs
 from twin_service.predict import LoadForecaster
 from twin_service.predict.base import LoadWindow
@@ -317,8 +318,13 @@ def batch_body(
     offload: OffloadDecision,
     o_policy: Any,
     include_expected: bool = False,
+    log: bool = False,
 ) -> dict:
     m_ref = {"name": m_policy.name, "version": m_policy.version}
+    packed = None
+    if log:  # packed where the policy ran; the bridge appends it to the decision log with what it applied
+        rows = explain_rows(snap.vehicle_ids, snap.inputs.host, migration, offload.rho, snap.inputs.observation)
+        packed = base64.b64encode(rows).decode("ascii")
     o_ref = {"name": o_policy.name, "version": o_policy.version}
     return {
         "tick": snap.tick,
@@ -340,6 +346,7 @@ def batch_body(
         "migration_policy": m_ref,
         "offload_policy": o_ref,
         "source": f"{m_policy.name}@{m_policy.version}+{o_policy.name}@{o_policy.version}",
+        "decision_log": packed,
     }
 
 

@@ -67,11 +67,20 @@ class SumoBackend:
         """Wall seconds the last ``simulationStep`` took."""
         self.epoch_s = self.time_s
         """Sim time the run started at (the UAVs' patrol clock counts from here)."""
+        self._pending_scale: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def set_scale(self, scale: float) -> None:
+        """SUMO's demand scale from the next step on (``simulation.setScale``; a ``demand_scale`` event). Applied by
+        :meth:`step`, so that over TraCI it happens on the thread that steps, never beside a step in flight."""
+        self._pending_scale = float(scale)
+
     def step(self) -> None:
         t0 = time.perf_counter()
         try:
+            if self._pending_scale is not None:
+                scale, self._pending_scale = self._pending_scale, None
+                self._m.simulation.setScale(scale)
             self._m.simulationStep()
             self.last_step_s = time.perf_counter() - t0
         except Exception as exc:  # libsumo raises TraCIException, traci FatalTraCIError

@@ -13,6 +13,7 @@ starts deciding locally and in one when it goes back to the service.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable
@@ -64,6 +65,9 @@ class HttpDecisions:
         offload: str | None = None,
         notify: Callable[[str], None] | None = None,
     ) -> None:
+        self.explain = False
+        """Ask the service for the decision log's record of its decisions too (``"log": true``); set with the
+        fallback's ``explain`` by the bridge when its decision log is on."""
         if not deadline_s > 0:
             raise ValueError(f"the decision deadline must be > 0 s, got {deadline_s}")
         headers = {"X-API-Key": api_key} if api_key else {}
@@ -105,7 +109,7 @@ class HttpDecisions:
         self.fallback_ticks += 1
         self._streak += 1
         local = self.fallback.decide(ctx)
-        return Decisions(local.target, local.rho, source=f"fallback:{local.source}", fallback=True)
+        return Decisions(local.target, local.rho, source=f"fallback:{local.source}", fallback=True, log=local.log)
 
     def _failed(self, message: str, back_off_s: float) -> None:
         if message != self.last_error:
@@ -132,9 +136,8 @@ class HttpDecisions:
             raise _Unreachable(_describe(exc)) from exc
 
     def _ask(self, ctx: TickContext) -> Decisions:
-        response = self.client.post(
-            "/v1/decisions/batch", json={"tick": ctx.tick, **self._body_extra}, timeout=self.deadline_s
-        )
+        body = {"tick": ctx.tick, **self._body_extra, **({"log": True} if self.explain else {})}
+        response = self.client.post("/v1/decisions/batch", json=body, timeout=self.deadline_s)
         response.raise_for_status()
         data = response.json()
         if int(data["tick"]) != ctx.tick:
@@ -151,7 +154,9 @@ class HttpDecisions:
             raise ValueError("the decision service serves a different server layout")
         mig, off = data.get("migration_policy", {}), data.get("offload_policy", {})
         source = f"api:{mig.get('name')}@{mig.get('version')}+{off.get('name')}@{off.get('version')}"
-        return Decisions(target, rho, source=source)
+        packed = data.get("decision_log") if self.explain else None
+        log = base64.b64decode(packed, validate=True) if isinstance(packed, str) else None
+        return Decisions(target, rho, source=source, log=log)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -4,7 +4,7 @@
   vehicle whose twin service failed this tick (Eq. 14) is red.
 * A thin line joins each vehicle to its host (a polygon per vehicle, moved every tick).
 * Server POIs shade from green (idle) through yellow to red (at or over L_max), and UAV POIs fly along
-  their patrols.
+  their patrols. A server out of service (a what-if outage or a recalled UAV) is dark grey.
 
 Only changes are sent: a vehicle's colour when its tier or failure flag changes, a server's colour when
 its load bucket changes. Lines must move every tick, so they are the main cost (one call per vehicle).
@@ -25,6 +25,9 @@ TIER_COLOURS = {
     TIER_CODES["satellite"]: (150, 40, 200, 255),
 }
 FAILED_COLOUR = (220, 0, 0, 255)
+OUT_OF_SERVICE_COLOUR = (70, 70, 70, 255)
+"""A server out of service (``server_outage``, ``uav_recall``)."""
+_OUT = -2
 LINE_LAYER = 20
 LOAD_BUCKETS = 10
 
@@ -88,10 +91,12 @@ class GuiOverlay:
 
         load_fraction = np.where(engine.is_sat, 0.0, engine.load_bits / engine.cache_bits)
         bucket = np.minimum((load_fraction * LOAD_BUCKETS).astype(np.int64), LOAD_BUCKETS)
+        bucket = np.where(np.asarray(engine.servers.active, dtype=bool), bucket, _OUT)
         for m in np.flatnonzero(bucket != self._server_bucket):
             if engine.is_sat[m]:
                 continue
-            api.poi.setColor(engine.server_ids[m], load_colour(bucket[m] / LOAD_BUCKETS))
+            colour = OUT_OF_SERVICE_COLOUR if bucket[m] == _OUT else load_colour(bucket[m] / LOAD_BUCKETS)
+            api.poi.setColor(engine.server_ids[m], colour)
         self._server_bucket = bucket
         for m in engine.uav_idx:
             api.poi.setPosition(engine.server_ids[m], float(engine.srv_x[m]), float(engine.srv_y[m]))

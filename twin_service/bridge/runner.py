@@ -12,26 +12,29 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from twin_service.bridge.backends import BackendName, SumoError, open_backend
 from twin_service.bridge.decisions import DEFAULT_DEADLINE_S, HttpDecisions, PolicyDecisions
+from twin_service.bridge.events import EventRunner
 from twin_service.bridge.gui import GuiOverlay
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings
 from twin_service.engine import DecisionSource, Engine, TickSource
-from twin_service.engine.recording import Recording, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingMeta, RecordingWriter, ReplayBackend
+from twin_service.events import EventSpec
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY, PolicyError
 from twin_service.predict import LoadForecaster
 from twin_service.scenario.days import Day, scenario_day
 from twin_service.scenario.folder import Scenario
 from twin_service.twins import TwinStore, TwinStoreUnavailable
+from twin_service.twins.declog import DecisionLogEntry
 from twin_service.twins.frames import TickFrame
 from twin_service.twins.server import RedisHandle, open_redis
 
@@ -129,6 +132,14 @@ class RunOptions:
     parallel: bool = False
     """libsumo only: run SUMO in a worker process that steps up to two ticks ahead while this one is
     computed (both cores busy; identical results). Off by default for library use, on for ``twin-service run``."""
+    events: Sequence[EventSpec] = ()
+    """What-if events scheduled by their ``at_s`` (``run --events FILE``), besides those posted to the API."""
+    record: Path | None = None
+    """Also write the run's mobility and the events it applied to this recording (``run --record``)."""
+    decision_log_ticks: int = field(default_factory=lambda: Settings().decision_log_ticks)
+    """Ticks kept in the decision log (``P:decisions``); 0: no log."""
+    command: str = ""
+    """The command line, for a recording's metadata."""
 
 
 @contextmanager
@@ -143,7 +154,12 @@ def open_bridge(
     with ExitStack() as stack:
         recording = stack.enter_context(open_recording(options.replay, scenario)) if options.replay else None
         handle = redis or stack.enter_context(open_redis(options.redis_url, cluster=options.redis_cluster))
-        store = TwinStore(handle.client, options.key_prefix, window=params.simulation.history_window)
+        store = TwinStore(
+            handle.client,
+            options.key_prefix,
+            window=params.simulation.history_window,
+            decision_log_maxlen=options.decision_log_ticks,
+        )
         seed = params.scenario.seed if options.seed is None else options.seed
         backend: TickSource
         if recording is not None:
@@ -165,6 +181,7 @@ def open_bridge(
                 options.offload_policy,
                 seed=seed,
                 models_dir=options.models_dir,
+                explain=options.decision_log_ticks > 0,
             )
             if options.decision_url:
                 decisions = HttpDecisions(
@@ -242,7 +259,19 @@ def run_loop(
     """
     if on_notice is not None and isinstance(engine.decisions, HttpDecisions):
         engine.decisions.notify = on_notice
+    log_decisions = options.decision_log_ticks > 0 and store.decision_log_maxlen > 0
+    _explain(engine.decisions, log_decisions)
     tick_s = engine.params.simulation.tick_s
+    events = EventRunner(engine, store, base_scale=options.scale, notify=on_notice)
+    try:
+        if options.events:
+            events.post_schedule(options.events)
+        if isinstance(engine.backend, ReplayBackend) and engine.backend.recording.events:
+            events.post_recorded(engine.backend.recording.events)
+    except TwinStoreUnavailable as exc:
+        raise BridgeError(f"Redis at {url} is unreachable: {exc}") from exc
+    recorder = _recorder(engine, options) if options.record is not None else None
+    pending_log: DecisionLogEntry | None = None
     overlay = GuiOverlay(engine) if engine.backend.has_gui and options.overlay else None
     started = time.monotonic()
     last_report = started
@@ -302,7 +331,12 @@ def run_loop(
             if engine.tick_number > 0 and engine.expected_remaining == 0:
                 break
             tick_started = time.monotonic()
+            states = events.before_tick(engine.tick_number + 1, engine.last_sim_time_s + tick_s)
             frame, ctx = ticker.tick()
+            frame.event_states = states
+            frame.decision_log, pending_log = pending_log, None
+            if recorder is not None and engine.last_sumo is not None:
+                recorder.add(engine.last_sumo)
             if writer is not None:
                 writer.submit(frame)
             else:
@@ -311,7 +345,10 @@ def run_loop(
                 overlay.update(frame)
             if reads_twins and writer is not None:
                 writer.flush()
-            engine.apply(engine.decisions.decide(ctx))
+            decided = engine.decisions.decide(ctx)
+            engine.apply(decided)
+            if log_decisions and decided.log is not None:
+                pending_log = DecisionLogEntry(ctx.tick, ctx.sim_time_s, decided.source, decided.fallback, decided.log)
             if csv_file is not None:
                 row = {"tick": frame.tick, "sim_time_s": frame.sim_time_s, **frame.kpis}
                 if csv_writer is None:
@@ -345,11 +382,26 @@ def run_loop(
                 time.sleep(max(0.0, tick_s / options.speed - (time.monotonic() - tick_started)))
         if writer is not None:
             writer.flush()
+        if pending_log is not None:  # the last tick's decisions: logged, though no tick follows them
+            with suppress(TwinStoreUnavailable):
+                store.append_decisions(pending_log)
+        if recorder is not None:
+            meta = recorder.close(
+                span_end_s=engine.last_sim_time_s, extra={**recorder.meta.extra, "events": _event_spans(events)}
+            )
+            recorder = None
+            if on_notice is not None:
+                on_notice(
+                    f"wrote {options.record}: {meta.ticks} ticks {meta.begin_s:g}-{meta.end_s:g} s, "
+                    f"{len(meta.extra['events'])} what-if events"
+                )
     except (SumoError, BridgeError, PolicyError) as exc:
         # SUMO failed before its tick was computed, Redis stayed away (the message names the tick not stored), or
         # a model refused to decide (its outputs were not finite): the ticks done are still summarised.
         raise RunFailed(str(exc), summarise()) from exc
     finally:
+        if recorder is not None:  # stopped on an error: no recording that looks complete
+            recorder.abort()
         if isinstance(ticker, PipelinedTicks):
             ticker.close()
         if writer is not None:
@@ -357,3 +409,42 @@ def run_loop(
         if csv_file is not None:
             csv_file.close()
     return summarise()
+
+
+def _explain(decisions: DecisionSource, on: bool) -> None:
+    """Ask a decision source (and the local fallback of a decision service) to pack its decisions for the log."""
+    for source in (decisions, getattr(decisions, "fallback", None)):
+        if source is not None and hasattr(source, "explain"):
+            source.explain = on
+
+
+def _event_spans(events: EventRunner) -> list[dict[str, Any]]:
+    return [span.to_json() for span in events.spans()]
+
+
+def _recorder(engine: Engine, options: RunOptions) -> RecordingWriter:
+    """A recording of this live run (``run --record``): its mobility tick by tick, and at the end its events."""
+    from twin_service.bridge.record import sumo_version  # record.py builds on this module
+
+    if isinstance(engine.backend, ReplayBackend):
+        raise BridgeError("--record: this run replays a recording already; record a live run")
+    scenario = Scenario.load(options.scenario)
+    params = scenario.params
+    day = scenario_day(scenario.folder, params, engine.seed)
+    meta = RecordingMeta(
+        scenario=params.scenario.name,
+        scenario_dir=str(scenario.folder),
+        param_hash=params.param_hash,
+        mobility_hash=scenario.mobility_hash,
+        seed=engine.seed,
+        scale=options.scale,
+        begin_s=engine.last_sim_time_s,
+        end_s=engine.last_sim_time_s,
+        span_end_s=engine.last_sim_time_s,
+        tick_s=params.simulation.tick_s,
+        sumo_version=sumo_version(),
+        demand=day.description,
+        command=options.command,
+        extra={"recorded_by": "run"},
+    )
+    return RecordingWriter(options.record, meta)

@@ -41,6 +41,9 @@ def _serve(conn: Connection, sumocfg: str, options: dict[str, Any]) -> None:
         conn.send(("ready", backend.time_s, backend.delta_t_s, backend.expected_remaining()))
         while True:
             request = conn.recv()
+            if isinstance(request, tuple) and request[0] == "scale":  # applied with the next step; no reply
+                backend.set_scale(float(request[1]))
+                continue
             if request not in ("step", "advance"):
                 break
             try:
@@ -111,6 +114,15 @@ class ProcessBackend:
         if code < 0:
             return f"the SUMO worker process was killed ({signal.Signals(-code).name})"
         return f"the SUMO worker process stopped (exit code {code})"
+
+    def set_scale(self, scale: float) -> None:
+        """SUMO's demand scale from the worker's next step on (steps already asked for keep the old one)."""
+        if self._send_error is None:
+            try:
+                self._conn.send(("scale", float(scale)))
+            except OSError as exc:
+                self._send_error = SumoError(self._stopped())
+                raise self._send_error from exc
 
     def _send(self, request: str) -> None:
         try:

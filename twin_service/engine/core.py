@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB, ScenarioParams
+from twin_service.engine.schedule import Conditions
 from twin_service.engine.types import SumoTick, TickSource
 from twin_service.engine.vehicles import TripRecord, VehicleTable, entity_uniforms, sample_tasks, uniform_between
 from twin_service.observe import (
@@ -143,6 +144,9 @@ class Decisions:
     rho: NDArray[np.float64]
     source: str = "local"
     fallback: bool = False
+    log: bytes | None = None
+    """The decisions as the decision log keeps them (:func:`twin_service.twins.declog.pack_rows`), when the source
+    was asked to explain them (the bridge, with its decision log on); None otherwise."""
 
 
 class DecisionSource(Protocol):
@@ -263,6 +267,12 @@ class Engine:
         )
         self._in_service = self.servers
         """The table with every server in service (:meth:`set_server_active` derives the current one)."""
+        self.link_factor: NDArray[np.float64] | None = None
+        """``(M,)`` multiplier of each server's link rates (a ``channel`` event); None: the scenario's rates."""
+        self.conditions = Conditions()
+        """What the schedule of events set for the current tick (:meth:`set_conditions`)."""
+        self.last_sumo: SumoTick | None = None
+        """What SUMO gave for the latest tick computed (``run --record`` writes it)."""
         history = params.simulation.history_window
         self.load_history = ServerLoadHistory(max(history, forecaster.window if forecaster else 1))
         self.offload_window = OffloadWindow(history) if outputs.offload else None
@@ -295,6 +305,14 @@ class Engine:
             self.servers = self._in_service
         elif not np.array_equal(active, self.servers.active):
             self.servers = self._in_service.with_active(np.asarray(active, dtype=bool))
+
+    def set_conditions(self, conditions: Conditions) -> None:
+        """What-if conditions from the next tick on (see :mod:`twin_service.engine.schedule`): servers out of
+        service (:meth:`set_server_active`), link rates scaled, and the events in force marked in the KPIs."""
+        self.set_server_active(conditions.active)
+        factor = conditions.link_factor
+        self.link_factor = None if factor is None or bool(np.all(factor == 1.0)) else np.asarray(factor, np.float64)
+        self.conditions = conditions
 
     def layout_records(self) -> list[dict[str, object]]:
         """Static description of the servers, stored once per run for readers (API, policies)."""
@@ -343,6 +361,8 @@ class Engine:
             c.gain_coefficient,
         )
         legs = satellite_leg_delay_s(src_sat, dst_sat, satellite_propagation_delay_s(self.params.satellite.altitude_m))
+        if self.link_factor is not None:  # a server-to-server link is as good as its worse end
+            rate = rate * np.minimum(self.link_factor[prev], self.link_factor[new])
         return self.params.task.migration_size_mb * BITS_PER_MB / rate + legs
 
     # ------------------------------------------------------------------------------------------
@@ -361,6 +381,7 @@ class Engine:
         self.tick_number += 1
         now = sumo.time_s
         self.last_sim_time_s = now
+        self.last_sumo = sumo
         self.expected_remaining = sumo.expected_remaining
         self.sumo_wall_s += sumo.step_s + sumo.read_s
         self.totals.trips.extend(self.vehicles.release(sumo.arrived))
@@ -412,8 +433,12 @@ class Engine:
         rate_down = free_space_rate_bps(
             d_host, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
         )
-        uplink_s = access_latency_s(self.data_bits, rate_up, host_sat, c.satellite_rate_bps, sat_prop)
-        downlink_s = access_latency_s(self.data_bits, rate_down, host_sat, c.satellite_rate_bps, sat_prop)
+        sat_rate: float | NDArray[np.float64] = c.satellite_rate_bps
+        link_host = None if self.link_factor is None else self.link_factor[host]
+        if link_host is not None:  # a channel event: every link of the host scaled
+            rate_up, rate_down, sat_rate = rate_up * link_host, rate_down * link_host, sat_rate * link_host
+        uplink_s = access_latency_s(self.data_bits, rate_up, host_sat, sat_rate, sat_prop)  # type: ignore[arg-type]
+        downlink_s = access_latency_s(self.data_bits, rate_down, host_sat, sat_rate, sat_prop)  # type: ignore[arg-type]
         host_load, queue = load[host], self.queue_bits[host]
         compute_s = compute_latency_s(
             host_load, p.task.cycles_per_bit, self.cpu_hz[host], self.load_max_bits[host], p.satellite.cpu_hz, queue
@@ -459,6 +484,11 @@ class Engine:
             "hosts_rsu": float(by_tier[0]),
             "hosts_uav": float(by_tier[1]),
             "hosts_satellite": float(by_tier[2]),
+            # What-if marks: servers out of service, events in force (outages, recalls, demand, channel).
+            "servers_out": float(len(active) - int(active.sum())),
+            "events_active": float(self.conditions.events_active),
+            "demand_scale": float(self.conditions.demand_scale),
+            "link_factor_min": float(self.link_factor.min()) if self.link_factor is not None else 1.0,
         }
 
         # Paper B: each vehicle processes the task that arrived last tick, with the fraction decided for it
@@ -466,7 +496,7 @@ class Engine:
         # first task locally (rho = 0). Then the next task arrives, and that is what is decided on.
         offload: OffloadTick | None = None
         if self.outputs.offload:
-            offload = self._offload(slots, host, host_sat, d_host, batch.speed_mps)
+            offload = self._offload(slots, host, host_sat, d_host, batch.speed_mps, link_host)
             t.offload_cost += float(offload.outcome.cost.sum())
             t.offload_delay_s += float(offload.outcome.delay_s.sum())
             t.offload_energy_j += float(offload.outcome.energy_j.sum())
@@ -546,6 +576,7 @@ class Engine:
         host_sat: NDArray[np.bool_],
         d_host: NDArray[np.float64],
         speed_mps: NDArray[np.float64],
+        link_host: NDArray[np.float64] | None = None,
     ) -> OffloadTick:
         """Paper B for this tick: the pending tasks are processed, energy falls, the next tasks arrive."""
         o = self.params.offload
@@ -571,6 +602,8 @@ class Engine:
             o.max_rate_bps,
         )
         r_bps = np.where(host_sat, self.params.channel.satellite_rate_bps, r_bps)
+        if link_host is not None:
+            r_bps = r_bps * link_host
         edge_share = edge_cpu_share_hz(host, rho, self.edge_f_hz)
         f_hz = vt.f["f_hz"][slots]
         out = offload_outcome(

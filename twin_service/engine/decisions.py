@@ -22,7 +22,7 @@ from twin_service.policies import (
     migration_policy,
     offload_policy,
 )
-from twin_service.policies.decide import decide_migration
+from twin_service.policies.decide import decide_migration, explain_rows
 
 
 class PolicyDecisions:
@@ -40,7 +40,10 @@ class PolicyDecisions:
         seed: int = 0,
         models_dir: str | Path | None = None,
         check_param_hash: bool = True,
+        explain: bool = False,
     ) -> None:
+        self.explain = explain
+        """Pack every decision for the decision log too (``Decisions.log``): the bridge with its log on."""
         registry = ModelRegistry(models_dir) if models_dir is not None else None
         param_hash = params.param_hash if check_param_hash else None
         checked = params if check_param_hash else None
@@ -71,4 +74,7 @@ class PolicyDecisions:
             return Decisions(hosts.target, np.zeros(len(hosts.target)), source=self.migration.name)
         window = ctx.offload_window_mean() if self.offload.needs_window_mean else None
         batch = decide_all(ctx, self.migration, self.offload, offload_window_mean=window)
-        return Decisions(batch.target, batch.rho, source=batch.source)
+        log = None
+        if self.explain:
+            log = explain_rows(ctx.vehicle_ids, ctx.host, batch.migration, batch.rho, ctx.observation)
+        return Decisions(batch.target, batch.rho, source=batch.source, log=log)

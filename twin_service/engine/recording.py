@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.engine.types import SumoTick, VehicleBatch, from_units, to_units
+from twin_service.events import EventSpan, spans_from_json
 from twin_service.files import publish, temporary_sibling
 
 FORMAT = "twin-service-recording"
@@ -285,6 +286,16 @@ _DECODE_ERRORS = (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.Ba
 """Everything reading a damaged zip of ``.npy`` members can raise (zlib's errors included)."""
 
 
+def _recorded_events(meta: RecordingMeta) -> list[EventSpan]:
+    raw = meta.extra.get("events", [])
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise RecordingError('bad metadata: extra["events"] must be a list of objects')
+    try:
+        return spans_from_json(raw)
+    except ValueError as exc:
+        raise RecordingError(f"bad metadata: {exc}") from None
+
+
 class Recording:
     """A recording opened for reading; ticks are decoded chunk by chunk, on demand.
 
@@ -306,6 +317,9 @@ class Recording:
             self._members = self._check_members()
             meta_text = self._read("meta", "<U", "scalar", max_chars=MAX_META_BYTES // 4)
             self.meta = RecordingMeta.from_json(str(meta_text.reshape(-1)[0]))
+            self.events = _recorded_events(self.meta)
+            """The what-if events the recorded run applied, with the sim times they were in force (a replay applies
+            them again): ``run --record`` keeps them in the metadata (``extra["events"]``)."""
             self._check_index()
         except RecordingError as exc:
             self.close()

@@ -36,7 +36,9 @@ import numpy as np
 from twin_service.config import BITS_PER_MB, OffloadParams, with_overrides
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
-from twin_service.envs.sim import EnvOptions, ServerSchedule, scenario_of
+from twin_service.engine.schedule import EventSchedule
+from twin_service.envs.sim import EnvOptions, check_replayable, recording_schedule, scenario_of
+from twin_service.events import ServerInfo
 from twin_service.physics import edge_cpu_share_hz
 from twin_service.physics.offload import OffloadOutcome
 from twin_service.policies.offload import task_outcome
@@ -206,7 +208,9 @@ def run_day(
         forecaster=forecaster,
         dynamic_mask=env.dynamic_mask,
     )
-    schedule = ServerSchedule(len(scenario.layout))
+    servers = ServerInfo(tuple(scenario.layout.ids), tuple(str(t) for t in scenario.layout.tiers))
+    check_replayable(env.events, servers)
+    schedule = recording_schedule(EventSchedule(len(scenario.layout)), recording, servers, env.events)
     uavs = [int(i) for i in scenario.layout.uav_indices]
     if env.no_uavs:
         for i in uavs:
@@ -243,7 +247,7 @@ def run_day(
             start = first_s + k * options.episode_s
             for i in busiest:
                 schedule.switch_off(int(i), start + env.rsu_outage.start_s, start + env.rsu_outage.end_s)
-        engine.set_server_active(schedule.active_at(t_next))
+        schedule.apply(engine, t_next)
         _, ctx = engine.tick()
         engine.apply(decisions.decide(ctx))
         best = None

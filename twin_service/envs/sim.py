@@ -6,8 +6,10 @@ city, not of an empty one). Everything of a tick is the engine's own code (``twi
 what only serving needs switched off.
 
 Options for the papers' sweeps and ablations (:class:`EnvOptions`): no UAVs, no satellite, UAVs that join
-and leave mid-episode, an RSU outage over a time window, and any scenario parameter (migration size,
-generated data, task size, RSU CPU...).
+and leave mid-episode, an RSU outage over a time window, scheduled what-if events (``events``: the same events
+``POST /v1/events`` takes, at their ``at_s``), and any scenario parameter (migration size, generated data, task
+size, RSU CPU...). All of them reach the engine through one :class:`~twin_service.engine.schedule.EventSchedule`,
+as a live run's events do; a recording's own events (a live run's, kept by ``run --record``) apply as well.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from twin_service.config import ScenarioError, with_overrides
 from twin_service.engine import Decisions, Engine, EngineOutputs, PolicyDecisions, TickContext
 from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
+from twin_service.engine.schedule import EventSchedule, scheduled_spans
+from twin_service.events import EventError, EventSpec, ServerInfo, check_event
 from twin_service.predict import LoadForecaster
 from twin_service.predict.registry import load_forecaster
 from twin_service.scenario.folder import Scenario
@@ -63,6 +66,9 @@ class EnvOptions:
     """The satellite is out of service: twins left on it are not served (it stays the action of last resort)."""
     uav_churn: UavChurn | None = None
     rsu_outage: RsuOutage | None = None
+    events: tuple[EventSpec, ...] = ()
+    """What-if events at their ``at_s`` (sim seconds of the recorded day): outages, UAV recalls and launches,
+    channel factors. Not ``demand_scale``: a recording's traffic is fixed (record the day under it instead)."""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Scenario parameters to change, by section: ``{"task": {"migration_size_mb": 80.0}}``."""
     dynamic_mask: bool = True
@@ -84,23 +90,34 @@ class Episode:
     ticks: int
 
 
-class ServerSchedule:
-    """Which servers are in service at each tick of an episode (UAV churn, outages, ablations)."""
+ServerSchedule = EventSchedule
+"""The name the environments used for the schedule before what-if events (kept for callers)."""
 
-    def __init__(self, n_servers: int) -> None:
-        self.off: list[list[tuple[float, float]]] = [[] for _ in range(n_servers)]
 
-    def switch_off(self, server: int, from_s: float = -np.inf, to_s: float = np.inf) -> None:
-        self.off[server].append((from_s, to_s))
+def check_replayable(events: Sequence[EventSpec], servers: ServerInfo) -> None:
+    """Refuse events that do not fit the scenario's servers (``EventError``), and those a recording cannot replay:
+    a demand scale changes SUMO's traffic, which a recording holds fixed (``ScenarioError``)."""
+    for k, event in enumerate(events, start=1):
+        try:
+            check_event(event, servers)
+        except EventError as exc:
+            raise ScenarioError(f"event {k}: {exc.field}: {exc}") from None
+        if event.kind == "demand_scale":
+            raise ScenarioError(
+                f"event {k}: demand_scale changes SUMO's traffic, which a recording holds fixed; record the day "
+                "under it (twin-service run --events FILE --record OUT) and replay that recording"
+            )
 
-    @property
-    def empty(self) -> bool:
-        return not any(self.off)
 
-    def active_at(self, t_s: float) -> NDArray[np.bool_] | None:
-        if self.empty:
-            return None
-        return np.array([not any(a <= t_s < b for a, b in spans) for spans in self.off])
+def recording_schedule(
+    schedule: EventSchedule, recording: Recording, servers: ServerInfo, events: Sequence[EventSpec] = ()
+) -> EventSchedule:
+    """Add to ``schedule`` the events a recording kept (its live run's) and the scheduled ``events``."""
+    for span in recording.events:
+        schedule.add_span(span, servers, tag=f"rec:{span.event_id}")
+    for span in scheduled_spans(events):
+        schedule.add_span(span, servers)
+    return schedule
 
 
 class ReplaySim:
@@ -143,7 +160,9 @@ class ReplaySim:
         self.episode_ticks = int(round(options.episode_s / self.tick_s))
         self.n_servers = len(scenario.layout)
         self.engine: Engine | None = None
-        self.schedule = ServerSchedule(self.n_servers)
+        self.servers = ServerInfo(tuple(scenario.layout.ids), tuple(str(t) for t in scenario.layout.tiers))
+        check_replayable(options.events, self.servers)
+        self.schedule = EventSchedule(self.n_servers)
         self.episode: Episode | None = None
         self.t = 0
         """Ticks of the episode taken so far."""
@@ -227,7 +246,7 @@ class ReplaySim:
     def _tick(self) -> TickContext:
         engine = self.engine
         assert engine is not None
-        engine.set_server_active(self.schedule.active_at(engine.backend.time_s + self.tick_s))
+        self.schedule.apply(engine, engine.backend.time_s + self.tick_s)
         _, ctx = engine.tick()
         return ctx
 
@@ -250,10 +269,12 @@ class ReplaySim:
         return self._background
 
     # ------------------------------------------------------------------------------------------
-    def _schedule(self, rng: np.random.Generator, ep: Episode) -> ServerSchedule:
+    def _schedule(self, rng: np.random.Generator, ep: Episode) -> EventSchedule:
         o = self.options
         layout = self.scenario.layout
-        schedule = ServerSchedule(self.n_servers)
+        schedule = recording_schedule(
+            EventSchedule(self.n_servers), self._recording(ep.recording), self.servers, o.events
+        )
         uavs = [int(i) for i in layout.uav_indices]
         start, length = ep.start_s, ep.ticks * self.tick_s
         if o.no_uavs:

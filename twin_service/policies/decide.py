@@ -26,6 +26,7 @@ from twin_service.policies.base import (
 )
 from twin_service.policies.errors import PolicyError
 from twin_service.policies.finite import check_finite_outputs
+from twin_service.twins.declog import pack_rows, top_scores
 
 
 class DecisionInputs(Protocol):
@@ -124,4 +125,28 @@ def decide_all(
         migration_version=migration_policy.version,
         offload_policy=offload_policy.name,
         offload_version=offload_policy.version,
+    )
+
+
+def explain_rows(
+    vehicle_ids: list[str],
+    host: NDArray[np.int64],
+    migration: MigrationDecision,
+    rho: NDArray[np.float64],
+    observation: MigrationObservation,
+) -> bytes:
+    """Every vehicle's decision as the decision log keeps it (:func:`twin_service.twins.declog.pack_rows`): host,
+    target, rho, the size of its Eq. 23 mask, the policy's three best-scored servers (its probabilities), and the
+    predicted load of the target the policy saw. About 1 ms for 1,500 vehicles (made only for the log)."""
+    top_index, top_score = top_scores(migration.probabilities)
+    predicted = np.asarray(observation.predicted_load_bits, dtype=np.float64)
+    return pack_rows(
+        vehicle_ids,
+        np.asarray(host),
+        migration.target,
+        rho,
+        observation.mask.sum(axis=1),
+        top_index,
+        top_score,
+        predicted[migration.target] if len(migration.target) else np.zeros(0),
     )

@@ -119,6 +119,10 @@ def tick_inputs(
             _column(server_columns, "x_m", "server", m),
             _column(server_columns, "y_m", "server", m),
         )
+    if "in_service" in server_columns:  # servers out of service (an outage, a recalled UAV) are masked, as live
+        in_service = _column(server_columns, "in_service", "server", m) > 0.5
+        if not in_service.all():
+            servers = servers.with_active(in_service)
     predicted = load if predicted_load_bits is None else np.asarray(predicted_load_bits, dtype=np.float64)
     obs = migration_observation(dist, predicted, incoming_bits, servers, host, motion=motion)
     now: dict[str, NDArray[np.float64]] = {}

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from twin_service.twins.declog import DecisionLogEntry
+
 Value = float | str
 """One cell of a twin's state: numeric columns give floats, text columns strings."""
 
@@ -42,6 +44,12 @@ class TickFrame:
     server_text: dict[str, list[str]] = field(default_factory=dict)
     """E.g. ``tier``: ``rsu`` / ``uav`` / ``satellite``."""
     kpis: dict[str, float] = field(default_factory=dict)
+    event_states: dict[str, str] = field(default_factory=dict)
+    """What-if events whose course changed in this tick (started, ended): id -> JSON, stored in the tick's
+    transaction (``P:events:state``)."""
+    decision_log: DecisionLogEntry | None = None
+    """An entry for the decision log, appended in the tick's transaction: the decisions made on the tick before
+    (the ones that govern this tick)."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,19 @@ Key                       Type      Content                                     
 ``P:log``                 STREAM    one entry per written tick: tick,             capped (MAXLEN ~);
                                     sim_time_s, wall_time, kpis (JSON); read      TTL safety net
                                     for KPI history, XREAD for new-tick events
+``P:events``              HASH      what-if event id -> the event as posted       until ``clear()``
+                                    (JSON: kind and fields, posted_wall_time,
+                                    source); written by the API or the bridge
+``P:events:seq``          STRING    counter of event ids (INCR)                   until ``clear()``
+``P:events:end``          HASH      event id -> JSON of a request to end it       until ``clear()``
+                                    early (``DELETE /v1/events/{id}``)
+``P:events:state``        HASH      event id -> JSON of its course, written by    until ``clear()``
+                                    the bridge in the tick it changed: status,
+                                    start and end tick and sim time, reason
+``P:decisions``           STREAM    the decision log: one entry per tick, id      capped (MAXLEN ~,
+                                    ``{tick}-0`` (the tick decided on): source,   ``decision_log_ticks``);
+                                    fallback, every vehicle's packed decision     TTL safety net
+                                    (``twins.declog``)
 ``P:tick:{n}:meta``       STRING    JSON: tick, sim_time_s, wall_time, write_id   deleted when tick
                                     (new on every write) and per entity ``E``:    n + window is written;
                                     rows, numeric and text column names, text     TTL safety net
@@ -117,6 +130,27 @@ class TwinKeys:
     @property
     def log(self) -> str:
         return f"{self.prefix}:log"
+
+    # ---- what-if events and the decision log
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def events_seq(self) -> str:
+        return f"{self.prefix}:events:seq"
+
+    @property
+    def events_end(self) -> str:
+        return f"{self.prefix}:events:end"
+
+    @property
+    def events_state(self) -> str:
+        return f"{self.prefix}:events:state"
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}:decisions"
 
     # ---- per-tick keys
     def tick_meta(self, tick: int) -> str:

@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -53,6 +53,7 @@ from redis.exceptions import (
 
 from twin_service.twins import codec
 from twin_service.twins.codec import BlockLayout, StoredTick
+from twin_service.twins.declog import DecisionLogEntry, DecisionRows, unpack_rows
 from twin_service.twins.errors import TwinStoreUnavailable, UnknownTickError, UnknownTwinError
 from twin_service.twins.frames import (
     Block,
@@ -110,6 +111,69 @@ class _StoredTick:
     srv: Any
     kpis: dict[str, float]
     log_fields: dict[str, str]
+    event_states: dict[str, str] | None = None
+    decision_log: DecisionLogEntry | None = None
+
+
+DEFAULT_DECISION_LOG_TICKS = 600
+"""Ticks of decisions kept in the decision log by default (``TWIN_DECISION_LOG_TICKS``; 10 minutes at 1 s)."""
+_LOG_SCAN_BATCH = 16
+"""Decision-log entries read per round trip when looking for one vehicle's decisions."""
+
+
+@dataclass
+class EventRecords:
+    """The run's what-if events as stored: id -> JSON of each hash, and the id counter."""
+
+    events: dict[str, str] = field(default_factory=dict)
+    ends: dict[str, str] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class VehicleDecision:
+    """One vehicle's decision at one tick, from the decision log (server indices in the layout order)."""
+
+    tick: int
+    sim_time_s: float
+    source: str
+    fallback: bool
+    host: int
+    target: int
+    rho: float
+    mask_size: int
+    top_index: tuple[int, ...]
+    top_score: tuple[float, ...]
+    predicted_load_bits: float
+
+
+@dataclass(frozen=True)
+class DecisionLogRecord:
+    """One tick of the decision log as read back."""
+
+    tick: int
+    sim_time_s: float
+    source: str
+    fallback: bool
+    rows: DecisionRows
+
+    def decision(self, row: int) -> VehicleDecision:
+        """The decision of the vehicle in ``row``."""
+        r = self.rows
+        return VehicleDecision(
+            tick=self.tick,
+            sim_time_s=self.sim_time_s,
+            source=self.source,
+            fallback=self.fallback,
+            host=int(r.host[row]),
+            target=int(r.target[row]),
+            rho=float(r.rho[row]),
+            mask_size=int(r.mask_size[row]),
+            top_index=tuple(int(i) for i in r.top_index[row]),
+            top_score=tuple(float(v) for v in r.top_score[row]),
+            predicted_load_bits=float(r.predicted_load_bits[row]),
+        )
 
 
 @dataclass(frozen=True)
@@ -154,6 +218,9 @@ class TwinStore:
         Safety-net expiry of per-tick keys, for a writer that dies without clearing its keys.
     log_maxlen
         Approximate number of ticks kept in the tick log (KPI history).
+    decision_log_maxlen
+        Approximate number of ticks kept in the decision log (``P:decisions``; Redis trims whole stream nodes, so
+        a few more may be held).
     """
 
     def __init__(
@@ -164,6 +231,7 @@ class TwinStore:
         *,
         tick_ttl_s: int = 86_400,
         log_maxlen: int = 3_600,
+        decision_log_maxlen: int = DEFAULT_DECISION_LOG_TICKS,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -176,6 +244,7 @@ class TwinStore:
         self.window = window
         self.tick_ttl_s = tick_ttl_s
         self.log_maxlen = log_maxlen
+        self.decision_log_maxlen = decision_log_maxlen
         self._held_ticks: list[int] | None = None
         """The writer's copy of ``P:ticks`` after its last successful write; None: ask Redis."""
         self._stored: dict[int, _StoredTick] = {}
@@ -190,6 +259,13 @@ class TwinStore:
         self._blocks: dict[tuple[str, int], tuple[str, list[str], np.ndarray, tuple[str, ...], bytes]] = {}
         """Decoded entity blocks of recent ticks by (entity, tick): (write_id, ids, table, columns, raw ids)."""
         self._blocks_lock = threading.Lock()
+        self._last_logged_tick: int | None = None
+        """The newest tick in the decision log after the writer's last successful write; None: ask Redis."""
+        self.event_counts: tuple[int, int] | None = None
+        """After each tick's write: how many events were posted and how many end requests were made (both only
+        grow within a run), so the bridge reads the events again only when these change."""
+        self._events: EventRecords | None = None
+        """The writer's copy of the run's events, put back with the run's records into a Redis that lost them."""
 
     @property
     def prefix(self) -> str:
@@ -235,6 +311,15 @@ class TwinStore:
         self._records = records
         self._forget_stored()
         return run_id
+
+    def _queue_events(self, pipe: Any, events: EventRecords) -> None:
+        for key, values in ((self.keys.events, events.events), (self.keys.events_end, events.ends)):
+            if values:
+                pipe.hset(key, mapping=values)
+        if events.states:
+            pipe.hset(self.keys.events_state, mapping=events.states)
+        if events.seq:
+            pipe.set(self.keys.events_seq, events.seq)
 
     def _queue_records(self, pipe: Any, records: RunRecords) -> None:
         pipe.delete(self.keys.run)
@@ -324,7 +409,7 @@ class TwinStore:
             "wall_time": repr(wall_time),
             "kpis": json.dumps(kpis, separators=(",", ":")),
         }
-        tick = _StoredTick(n, meta_raw, veh, srv, kpis, log_fields)
+        tick = _StoredTick(n, meta_raw, veh, srv, kpis, log_fields, frame.event_states, frame.decision_log)
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self.redis.pipeline(transaction=True) as pipe:
@@ -340,6 +425,7 @@ class TwinStore:
                     ) from None
             except BaseException:
                 self._held_ticks = None  # the transaction may or may not have run: ask Redis next time
+                self._last_logged_tick = None
                 raise
         return codec.decode_meta(meta_raw).meta
 
@@ -373,10 +459,23 @@ class TwinStore:
         stale = [t for t in held if t <= n - self.window]
         lost_whole = [t for t in lost if t.tick > n - self.window and t.tick not in held and t.veh is not None]
 
+        # The decision log: this tick's entry, and those of ticks a failed-over server lost, newer than its newest.
+        wanted = {t.decision_log.tick: t.decision_log for t in [*lost, tick] if t.decision_log is not None}
+        entries: list[DecisionLogEntry] = []
+        if wanted and self.decision_log_maxlen > 0:
+            logged = None if restore or lost else self._last_logged_tick
+            if logged is None:  # unknown after a failure, a restore or a failover: ask (a retry must not log twice)
+                newest = (pipe if records is not None else self.redis).xrevrange(k.decisions, count=1)
+                logged = int(newest[0][0].split(b"-")[0]) if newest else 0
+            self._last_logged_tick = logged
+            entries = [wanted[t] for t in sorted(wanted) if t > logged]
+
         pipe.multi()
         if restore:
             assert records is not None
             self._queue_records(pipe, records)
+            if self._events is not None:
+                self._queue_events(pipe, self._events)
         # A rewritten tick goes first as a whole: it must not keep index entries of departed twins.
         doomed = [*stale, n] if n in held else stale
         if doomed:
@@ -393,11 +492,23 @@ class TwinStore:
         pipe.set(k.latest, tick.meta_raw, ex=self.tick_ttl_s)
         self._queue_log_entry(pipe, tick)
         pipe.expire(k.log, self.tick_ttl_s)
+        states = {key: value for t in [*lost, tick] for key, value in (t.event_states or {}).items()}
+        if states:
+            pipe.hset(k.events_state, mapping=states)
+        for entry in entries:
+            self._queue_decisions(pipe, entry)
         if records is not None:
             pipe.hset(k.run, _LAST_TICK, str(n))
-        pipe.execute()
+        pipe.hlen(k.events)
+        pipe.hlen(k.events_end)
+        results = pipe.execute()
         self._held_ticks = sorted({*held, *(t.tick for t in lost_whole), n} - set(stale))
         self._remember(tick)
+        self.event_counts = (int(results[-2]), int(results[-1]))
+        if entries:
+            self._last_logged_tick = entries[-1].tick
+        if states and self._events is not None:
+            self._events.states.update(states)
         if restore:
             self.restores += 1
         self.reasserted_ticks += len(lost)
@@ -420,12 +531,30 @@ class TwinStore:
     def _queue_log_entry(self, pipe: Any, tick: _StoredTick) -> None:
         pipe.xadd(self.keys.log, tick.log_fields, maxlen=self.log_maxlen, approximate=True)
 
+    def _queue_decisions(self, pipe: Any, entry: DecisionLogEntry) -> None:
+        """XADD of one tick's decisions to the decision log (id ``{tick}-0``), trimmed to ``decision_log_maxlen``."""
+        pipe.xadd(
+            self.keys.decisions,
+            {
+                "tick": str(entry.tick),
+                "sim_time_s": repr(float(entry.sim_time_s)),
+                "source": entry.source,
+                "fallback": "1" if entry.fallback else "0",
+                "rows": entry.rows,
+            },
+            id=f"{entry.tick}-0",
+            maxlen=self.decision_log_maxlen,
+            approximate=True,
+        )
+        pipe.expire(self.keys.decisions, self.tick_ttl_s)
+
     def _forget_stored(self) -> None:
         self._stored.clear()
         self._whole.clear()
 
     def _remember(self, tick: _StoredTick) -> None:
-        """Keep what it takes to store ``tick`` again: whole while in the window, then its log entry only."""
+        """Keep what it takes to store ``tick`` again: whole while in the window (its decision-log entry too), then
+        its tick-log entry and event states only."""
         n, stored = tick.tick, self._stored
         stored[n] = tick
         self._whole.add(n)
@@ -434,7 +563,7 @@ class TwinStore:
         for t in [t for t in self._whole if t <= n - self.window]:
             self._whole.discard(t)
             if t in stored:
-                stored[t] = dataclasses.replace(stored[t], veh=None, srv=None)
+                stored[t] = dataclasses.replace(stored[t], veh=None, srv=None, decision_log=None)
 
     # ------------------------------------------------------------------------------------------
     # Readers: tick resolution
@@ -771,6 +900,140 @@ class TwinStore:
                 )
         samples = sorted(by_tick.values(), key=lambda s: s.tick)
         return samples if last_n is None else samples[-last_n:]
+
+    # ------------------------------------------------------------------------------------------
+    # What-if events
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def add_event(self, record: dict[str, Any]) -> str:
+        """Store a new event (its JSON-ready ``record``, to which its id is added); return the id (``1``, ``2``...)."""
+        event_id = str(int(self.redis.incr(self.keys.events_seq)))
+        self.redis.hset(self.keys.events, event_id, json.dumps({"id": event_id, **record}, separators=(",", ":")))
+        return event_id
+
+    @_unavailable_as_error
+    def request_event_end(self, event_id: str, record: dict[str, Any]) -> bool:
+        """Ask the bridge to end event ``event_id`` at its next tick; False if it was asked already."""
+        return bool(self.redis.hsetnx(self.keys.events_end, event_id, json.dumps(record, separators=(",", ":"))))
+
+    @_unavailable_as_error
+    def read_events(self, remember: bool = False) -> EventRecords:
+        """Every event of the run as stored, read in one transaction. ``remember``: the writer keeps this copy and
+        puts it back, with the run's records, into a Redis that lost them."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.events)
+        pipe.hgetall(self.keys.events_end)
+        pipe.hgetall(self.keys.events_state)
+        pipe.get(self.keys.events_seq)
+        events, ends, states, seq = pipe.execute()
+
+        def text(raw: dict[bytes, bytes]) -> dict[str, str]:
+            return {k.decode(): v.decode() for k, v in raw.items()}
+
+        records = EventRecords(text(events), text(ends), text(states), int(seq or 0))
+        if remember:
+            if self._events is not None:  # what this writer stored survives a read of an emptied Redis
+                for mine, theirs in (
+                    (self._events.events, records.events),
+                    (self._events.ends, records.ends),
+                    (self._events.states, records.states),
+                ):
+                    theirs.update({k: v for k, v in mine.items() if k not in theirs})
+                records.seq = max(records.seq, self._events.seq)
+            self._events = EventRecords(dict(records.events), dict(records.ends), dict(records.states), records.seq)
+        return records
+
+    # ------------------------------------------------------------------------------------------
+    # The decision log
+    # ------------------------------------------------------------------------------------------
+
+    @_unavailable_as_error
+    def append_decisions(self, entry: DecisionLogEntry) -> bool:
+        """Append one tick's decisions outside a tick's write (the last tick of a run); False if already there."""
+        if self.decision_log_maxlen <= 0:
+            return False
+        newest = self.redis.xrevrange(self.keys.decisions, count=1)
+        if newest and int(newest[0][0].split(b"-")[0]) >= entry.tick:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        self._queue_decisions(pipe, entry)
+        pipe.execute()
+        self._last_logged_tick = entry.tick
+        return True
+
+    @staticmethod
+    def _log_record(fields: dict[bytes, bytes]) -> DecisionLogRecord:
+        return DecisionLogRecord(
+            tick=int(fields[b"tick"]),
+            sim_time_s=float(fields[b"sim_time_s"]),
+            source=fields[b"source"].decode(),
+            fallback=fields[b"fallback"] == b"1",
+            rows=unpack_rows(fields[b"rows"]),
+        )
+
+    @_unavailable_as_error
+    def decision_log(
+        self, last: int = 10, from_tick: int | None = None, to_tick: int | None = None
+    ) -> list[DecisionLogRecord]:
+        """The ``last`` newest ticks of the decision log within ``[from_tick, to_tick]``, oldest first."""
+        if last <= 0:
+            return []
+        raw = self.redis.xrevrange(self.keys.decisions, _tick_id(to_tick, "+"), _tick_id(from_tick, "-"), count=last)
+        return [self._log_record(f) for _id, f in reversed(raw)]
+
+    @_unavailable_as_error
+    def decision_log_after(self, tick: int, count: int = 8) -> list[DecisionLogRecord]:
+        """Up to ``count`` entries of ticks after ``tick``, oldest first (what a log follower has not seen)."""
+        raw = self.redis.xrange(self.keys.decisions, f"({tick}-0", "+", count=count)
+        return [self._log_record(f) for _id, f in raw]
+
+    @_unavailable_as_error
+    def decision_log_span(self) -> tuple[int, int, int] | None:
+        """(oldest tick, newest tick, entries) of the decision log; None while it is empty."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrange(self.keys.decisions, count=1)
+        pipe.xrevrange(self.keys.decisions, count=1)
+        pipe.xlen(self.keys.decisions)
+        first, newest, length = pipe.execute()
+        if not first or not newest:
+            return None
+        return int(first[0][0].split(b"-")[0]), int(newest[0][0].split(b"-")[0]), int(length)
+
+    @_unavailable_as_error
+    def vehicle_decisions(
+        self, vehicle_id: str, last: int = 10, from_tick: int | None = None, to_tick: int | None = None
+    ) -> list[VehicleDecision]:
+        """The ``last`` newest decisions for one vehicle within ``[from_tick, to_tick]``, oldest first.
+
+        Reads the log backwards, a few entries per round trip, and stops once it has ``last`` of them or has gone
+        past the vehicle's first tick (a SUMO vehicle id is never reused within a run)."""
+        found: list[VehicleDecision] = []
+        upper = _tick_id(to_tick, "+")
+        lower = _tick_id(from_tick, "-")
+        seen = False
+        while len(found) < last:
+            raw = self.redis.xrevrange(self.keys.decisions, upper, lower, count=_LOG_SCAN_BATCH)
+            if not raw:
+                break
+            for _entry_id, fields in raw:
+                record = self._log_record(fields)
+                row = record.rows.row(vehicle_id)
+                if row is None:
+                    if seen:  # before its first tick: nothing older to find
+                        return found[::-1]
+                    continue
+                seen = True
+                found.append(record.decision(row))
+                if len(found) >= last:
+                    break
+            upper = "(" + raw[-1][0].decode()
+        return found[::-1]
+
+
+def _tick_id(tick: int | None, default: str) -> str:
+    """The decision log's stream id of ``tick`` (entries are ``{tick}-0``), or ``default`` (``-`` / ``+``)."""
+    return default if tick is None else f"{int(tick)}-0"
 
 
 def _decode_row(meta: TickMeta, layout: BlockLayout, num_raw: bytes, text_raw: bytes) -> TwinState | None:

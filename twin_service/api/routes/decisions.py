@@ -115,4 +115,4 @@ def decide_batch(request: BatchRequest, state: StateDep) -> JSONBody:
     n = len(snap.vehicle_ids)
     state.metrics.decisions.labels("migration", m_policy.name).inc(n)
     state.metrics.decisions.labels("offload", o_policy.name).inc(n)
-    return JSONBody(batch_body(snap, migration, m_policy, offload, o_policy, request.include_expected))
+    return JSONBody(batch_body(snap, migration, m_policy, offload, o_policy, request.include_expected, request.log))

@@ -46,6 +46,8 @@
     health: { state: "ok", reasons: [] }, // the service's last status event
     selected: null, // {kind: "vehicle"|"server", id}
     ticksSeen: 0,
+    events: [], // GET /v1/events: the run's what-if events
+    outServers: new Set(), // indices of servers out of service (an outage or a recall in force)
   };
   window.twinDashboard = state; // for the browser tests and the curious
 
@@ -215,7 +217,9 @@
     $("scenario").textContent = body.run.scenario || "–";
     $("load-source").textContent = `forecast: ${state.loadSource}`;
     if (newRun || !state.map) loadMap();
+    fillServerChoice();
     apply(body, false);
+    pollEvents();
   }
 
   function onTick(body) {
@@ -399,7 +403,7 @@
     });
     state.servers.forEach((s, k) => {
       const m = state.map.servers[k];
-      if (s.tier === "satellite" || !m || !m.range_m) return;
+      if (s.tier === "satellite" || !m || !m.range_m || state.outServers.has(k)) return;
       const [sx, sy] = toScreen(s.x, s.y);
       const f = Math.min(loadFraction(k), 1);
       const rgb = loadRgb(f);
@@ -481,9 +485,10 @@
       const p = serverPoint(k);
       if (!p) return;
       const [sx, sy] = p;
+      const out = state.outServers.has(k); // out of service: greyed, crossed out
       ctx.lineWidth = 1.5;
-      ctx.strokeStyle = TIER_COLOUR[s.tier] || "#ffffff";
-      ctx.fillStyle = rgba(loadRgb(loadFraction(k)), 1);
+      ctx.strokeStyle = out ? OUT_STROKE : TIER_COLOUR[s.tier] || "#ffffff";
+      ctx.fillStyle = out ? OUT_FILL : rgba(loadRgb(loadFraction(k)), 1);
       ctx.beginPath();
       if (s.tier === "rsu") {
         ctx.rect(sx - 4.5, sy - 4.5, 9, 9);
@@ -493,8 +498,8 @@
         ctx.lineTo(sx - 6.5, sy + 5);
         ctx.closePath();
       } else {
-        ctx.fillStyle = TIER_COLOUR.satellite;
-        ctx.strokeStyle = "#e9d5ff";
+        ctx.fillStyle = out ? OUT_FILL : TIER_COLOUR.satellite;
+        ctx.strokeStyle = out ? OUT_STROKE : "#e9d5ff";
         ctx.rect(sx - 6, sy - 6, 12, 12);
         ctx.moveTo(sx - 20, sy - 3);
         ctx.rect(sx - 20, sy - 4, 11, 8);
@@ -502,6 +507,20 @@
       }
       ctx.fill();
       ctx.stroke();
+      if (out) {
+        ctx.strokeStyle = OUT_STROKE;
+        ctx.lineWidth = 2;
+        ctx.beginPath();
+        ctx.moveTo(sx - 8, sy - 8);
+        ctx.lineTo(sx + 8, sy + 8);
+        ctx.moveTo(sx + 8, sy - 8);
+        ctx.lineTo(sx - 8, sy + 8);
+        ctx.stroke();
+        ctx.fillStyle = "#d0d6dc";
+        ctx.font = "11px system-ui, sans-serif";
+        ctx.textAlign = "center";
+        ctx.fillText(`${s.id} out`, sx, sy - 12);
+      }
       if (s.tier === "satellite") {
         ctx.fillStyle = "#e9d5ff";
         ctx.font = "11px system-ui, sans-serif";
@@ -525,6 +544,7 @@
     d.links = links;
     d.migrations = state.migrations.length;
     d.roads = state.map.roads.length;
+    d.outServers = [...state.outServers].map((k) => state.serverIds[k]).join(",");
     if (state.migrations.length) requestDraw(); // keep fading
   }
 
@@ -794,7 +814,9 @@
       let migration = null;
       let offload = null;
       let decisionError = "";
+      let logged = null;
       if (target.kind === "vehicle") {
+        logged = await getJson(new URL(`v1/decisions/log?vehicle=${encodeURIComponent(target.id)}&last=10`, API), { headers: headers(), cache: "no-store" }).catch((err) => ({ error: err.message }));
         const init = (body) => ({ method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) });
         try {
           [migration, offload] = await Promise.all([
@@ -805,7 +827,7 @@
           decisionError = err.message;
         }
       }
-      if (token === detailToken && state.selected === target) renderDetail(target, twin, migration, offload, decisionError);
+      if (token === detailToken && state.selected === target) renderDetail(target, twin, migration, offload, decisionError, logged);
     } catch (err) {
       if (token === detailToken && state.selected === target) $("detail-body").textContent = `gone: ${err.message}`;
     } finally {
@@ -842,7 +864,7 @@
     return s ? `${s.id} (${s.tier})` : String(index);
   }
 
-  function renderDetail(target, twin, migration, offload, decisionError) {
+  function renderDetail(target, twin, migration, offload, decisionError, logged) {
     const body = $("detail-body");
     body.replaceChildren();
     body.dataset.tick = twin.tick;
@@ -905,6 +927,27 @@
           });
         body.append(probs);
       }
+      body.append(el("h3", { text: "recent decisions (decision log)" }));
+      if (!logged || logged.error) {
+        body.append(el("p", { class: "muted", text: `none logged: ${logged ? logged.error : "–"}` }));
+      } else {
+        const table = el("table", { class: "declog" }, [
+          el("tr", {}, ["tick", "by", "host → target", "rho", "mask", "top score", "pred. MB"].map((t) => el("th", { text: t }))),
+        ]);
+        for (const d of logged.decisions.slice().reverse()) {
+          const top = d.top[0];
+          table.append(el("tr", {}, [
+            el("td", { text: String(d.tick) }),
+            el("td", { text: d.fallback ? "fallback" : d.source.replace(/^api:/, "").split("+")[0], title: d.source }),
+            el("td", { class: d.migrates ? "mig" : "", text: d.migrates ? `${d.host_server_id} → ${d.target_server_id}` : String(d.target_server_id) }),
+            el("td", { text: num(d.rho, 2) }),
+            el("td", { text: String(d.mask_size) }),
+            el("td", { text: top ? `${top.server_id} ${num(top.score, 2)}` : "–" }),
+            el("td", { text: num(d.predicted_load_mb, 1) }),
+          ]));
+        }
+        body.append(table);
+      }
       if (offload && offload.decisions.length) {
         const o = offload.decisions[0];
         body.append(
@@ -957,6 +1000,118 @@
       }
       body.append(table);
     }
+  }
+
+  // ---- what-if events ---------------------------------------------------------------------------
+  const OUT_FILL = "#4a525c";
+  const OUT_STROKE = "#aab4be";
+  const EVENT_POLL_MS = 2000;
+
+  function describeEvent(e) {
+    const what = e.kind.replace("_", " ");
+    const target = e.server || (e.kind.startsWith("uav") ? "every UAV" : e.kind === "channel" ? "every link" : "");
+    const factor = e.factor !== undefined && e.factor !== null ? ` ×${e.factor}` : "";
+    const until = e.end_s !== null && e.end_s !== undefined && e.status === "active" ? ` until ${Math.round(e.end_s)} s` : "";
+    return `${what} ${target}${factor}${until}`.replace(/\s+/g, " ").trim();
+  }
+
+  function applyEvents(events) {
+    state.events = events;
+    const out = new Set();
+    const active = events.filter((e) => e.status === "active");
+    for (const e of active) {
+      if (e.kind === "server_outage" || (e.kind === "uav_recall" && e.server)) {
+        const k = state.serverIds.indexOf(e.server);
+        if (k >= 0) out.add(k);
+      } else if (e.kind === "uav_recall") {
+        state.serverTiers.forEach((t, k) => { if (t === "uav") out.add(k); });
+      }
+    }
+    state.outServers = out;
+    const banner = $("whatif-banner");
+    banner.hidden = active.length === 0;
+    $("whatif-list").textContent = active.map((e) => `#${e.id} ${describeEvent(e)}${e.note ? ` (${e.note})` : ""}`).join(" · ");
+    const list = $("event-list");
+    list.replaceChildren(...events.slice(-8).reverse().map((e) => {
+      const li = el("li", { "data-status": e.status }, [el("span", { text: `#${e.id} ${describeEvent(e)} · ${e.status}${e.reason ? ` (${e.reason})` : ""}` })]);
+      if ((e.status === "active" || e.status === "pending") && !e.end_requested) {
+        const button = el("button", { type: "button", text: "end" });
+        button.addEventListener("click", () => endEvent(e.id));
+        li.append(button);
+      }
+      return li;
+    }));
+    requestDraw();
+  }
+
+  async function pollEvents() {
+    try {
+      const body = await getJson(new URL("v1/events", API), { headers: headers(), cache: "no-store" });
+      applyEvents(body.events);
+    } catch (err) {
+      $("event-result").textContent = `events unavailable: ${err.message}`;
+    }
+  }
+  setInterval(pollEvents, EVENT_POLL_MS);
+
+  function fillServerChoice() {
+    const select = $("event-server");
+    const kind = $("event-kind").value;
+    const keep = select.value;
+    const tiers = kind.startsWith("uav") ? ["uav"] : ["rsu", "uav", "satellite"];
+    const options = [];
+    if (kind !== "server_outage") options.push(el("option", { value: "", text: kind.startsWith("uav") ? "every UAV" : "all" }));
+    state.serverIds.forEach((id, k) => { if (tiers.includes(state.serverTiers[k])) options.push(el("option", { value: id, text: id })); });
+    select.replaceChildren(...options);
+    if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+    select.disabled = kind === "demand_scale";
+    $("event-factor").disabled = !(kind === "demand_scale" || kind === "channel");
+    $("event-duration").disabled = kind === "uav_launch";
+  }
+  $("event-kind").addEventListener("change", fillServerChoice);
+
+  async function sendEvent(method, path, body) {
+    const response = await fetch(new URL(path, API), {
+      method,
+      headers: headers(body ? { "Content-Type": "application/json" } : {}),
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = Array.isArray(answer.detail)
+        ? answer.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ")
+        : answer.detail || `HTTP ${response.status}`;
+      throw new Error(detail);
+    }
+    return answer;
+  }
+
+  $("event-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const kind = $("event-kind").value;
+    const body = { kind };
+    const server = $("event-server").value;
+    if (server && kind !== "demand_scale") body.server = server;
+    if (kind === "demand_scale" || kind === "channel") body.factor = Number($("event-factor").value);
+    const duration = $("event-duration").value;
+    if (duration && kind !== "uav_launch") body.duration_s = Number(duration);
+    try {
+      const made = await sendEvent("POST", "v1/events", body);
+      $("event-result").textContent = `event #${made.id} posted: in force from the bridge's next tick`;
+    } catch (err) {
+      $("event-result").textContent = `refused: ${err.message}`;
+    }
+    pollEvents();
+  });
+
+  async function endEvent(id) {
+    try {
+      await sendEvent("DELETE", `v1/events/${encodeURIComponent(id)}`);
+      $("event-result").textContent = `event #${id}: ends at the bridge's next tick`;
+    } catch (err) {
+      $("event-result").textContent = `could not end #${id}: ${err.message}`;
+    }
+    pollEvents();
   }
 
   // ---- pause ------------------------------------------------------------------------------------
