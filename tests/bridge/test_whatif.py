@@ -5,6 +5,7 @@ decision log holds every tick and stays bounded; the course of the event is what
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,47 @@ def test_an_rsu_outage_posted_mid_run_empties_it_and_the_kpis_show_it(
     # Every tick's decisions were logged, and the log kept its bound.
     assert span is not None and span[1] == TICKS and span[2] <= 16 + 100  # MAXLEN ~ (whole stream nodes)
     assert [t["tick"] for t in logged["ticks"]] == list(range(TICKS - 4, TICKS + 1))
+
+
+def test_a_demand_scale_event_inserts_more_vehicles_through_sumos_scale(
+    redis_server: RedisHandle, key_prefix: str, tmp_path: Path
+) -> None:
+    from twin_service.events import parse_event
+
+    counts = []
+    for k, events in enumerate(((), (parse_event({"kind": "demand_scale", "factor": 4, "at_s": 1502}),))):
+        kpi_csv = tmp_path / f"k{k}.csv"
+        options = RunOptions(scenario="city", key_prefix=f"{key_prefix}{k}", begin_s=1500.0, ticks=30,
+                             kpi_csv=kpi_csv, events=events)  # fmt: skip
+        with open_bridge(options, redis=redis_server) as (engine, store, _):
+            run_loop(engine, store, options)
+            store.clear()
+        rows = list(csv.DictReader(kpi_csv.open()))
+        counts.append([float(r["vehicles"]) for r in rows])
+        if events:
+            assert [float(r["demand_scale"]) for r in rows[:3]] == [1.0, 4.0, 4.0]
+    assert counts[0][0] == counts[1][0] and counts[1][-1] > 2 * counts[0][-1], counts
+
+
+def test_uavs_recalled_and_launched_on_a_live_run(redis_server: RedisHandle, key_prefix: str, tmp_path: Path) -> None:
+    from twin_service.events import parse_event
+
+    events = tuple(
+        parse_event(e)
+        for e in (
+            {"kind": "uav_recall", "at_s": 1503},  # every UAV
+            {"kind": "uav_launch", "at_s": 1506},
+        )
+    )
+    kpi_csv = tmp_path / "k.csv"
+    options = RunOptions(scenario="city", key_prefix=key_prefix, begin_s=1500.0, ticks=8, kpi_csv=kpi_csv,
+                         events=events)  # fmt: skip
+    with open_bridge(options, redis=redis_server) as (engine, store, _):
+        uavs = int((engine.tier_code == engine.tier_code[engine.uav_idx[0]]).sum())
+        run_loop(engine, store, options)
+        courses = store.read_events()
+        store.clear()
+    out = [float(r["servers_out"]) for r in csv.DictReader(kpi_csv.open())]
+    assert uavs >= 2 and out == [0, 0, uavs, uavs, uavs, 0, 0, 0]
+    reasons = sorted(json.loads(state).get("reason", "") for state in courses.states.values())
+    assert reasons == ["ended the recall of event 1", "launched by event 2"], reasons
