@@ -107,7 +107,7 @@ def test_decision_log_is_bounded_and_redis_memory_flat_over_1000_ticks(
         frame.decision_log = _entry(t - 1, ids, rng) if t > 1 else None
         store.write_tick(frame)
         if t % 10 == 0:  # every key of the run (ticks, twins, KPIs, the log), as Redis counts them
-            keys = list(redis_client.scan_iter(match=f"{key_prefix}:*", count=1000))
+            keys = list(redis_client.scan_iter(match=store.keys.pattern(), count=1000))
             memory[t] = sum(int(redis_client.memory_usage(k, samples=0) or 0) for k in keys)
     span = store.decision_log_span()
     assert span is not None
