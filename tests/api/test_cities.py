@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import LAYOUT, fleet_frame
+from tests.api.test_events import _log
 from twin_service.api import create_app
 from twin_service.config import Settings
 from twin_service.twins import TwinStore, connect
@@ -93,6 +94,7 @@ def test_the_cities_of_a_redis_cluster_are_served_from_any_node(redis_cluster, t
         store.begin_run(name, "0123456789abcdef", LAYOUT)
         for t in range(1, 4):
             store.write_tick(fleet_frame(t, n, rng, vehicle_ids=[f"{name}-{k}" for k in range(n)]))
+        _log(store, range(1, 4), [f"{name}-{k}" for k in range(n)])
     url = f"redis://{redis_cluster.masters()[-1].address}"
     settings = Settings(redis_url=url, redis_cluster=True, key_prefix="hamburg", models_dir=tmp_path / "models")
     with TestClient(create_app(settings)) as client:
@@ -126,6 +128,13 @@ def test_the_cities_of_a_redis_cluster_are_served_from_any_node(redis_cluster, t
                 body = b"".join(response.iter_bytes()).decode()
             snapshot = json.loads(next(line[5:] for line in body.splitlines() if line.startswith("data:")))
             assert snapshot["tick"] == 3 and len(snapshot["vehicles"]) == n
+            outage = {"kind": "server_outage", "server": LAYOUT[0]["id"], "duration_s": 30}
+            posted = client.post("/v1/events", params=params, json=outage)
+            assert posted.status_code == 201, posted.text
+            listed = client.get("/v1/events", params=params).json()["events"]
+            assert [(e["id"], e["server"]) for e in listed] == [(posted.json()["id"], LAYOUT[0]["id"])]
+            logged = client.get("/v1/decisions/log", params={**params, "vehicle": f"{name}-1", "last": 2}).json()
+            assert [d["tick"] for d in logged["decisions"]] == [2, 3]
         assert client.get("/v1/health").json()["latest_tick"] == 3
         assert client.get("/metrics").status_code == 200
 

@@ -874,9 +874,7 @@ class TwinStore:
     def kpis(self, tick: int | None = None) -> dict[str, float]:
         """KPIs of ``tick`` (default latest)."""
         _, (raw,) = self._read_tick(tick, lambda pipe, n: pipe.hgetall(self.keys.tick_kpi(n)))
-        if isinstance(raw, list):  # a cluster's transaction pipeline gives HGETALL's reply as it came (redis-py 6.4)
-            raw = dict(zip(raw[::2], raw[1::2], strict=True))
-        return {name.decode(): float(v) for name, v in raw.items()}
+        return {name.decode(): float(v) for name, v in _hash_reply(raw).items()}
 
     @_unavailable_as_error
     def kpi_history(self, last_n: int | None = None) -> list[KpiSample]:
@@ -928,8 +926,8 @@ class TwinStore:
         pipe.get(self.keys.events_seq)
         events, ends, states, seq = pipe.execute()
 
-        def text(raw: dict[bytes, bytes]) -> dict[str, str]:
-            return {k.decode(): v.decode() for k, v in raw.items()}
+        def text(raw: Any) -> dict[str, str]:
+            return {k.decode(): v.decode() for k, v in _hash_reply(raw).items()}
 
         records = EventRecords(text(events), text(ends), text(states), int(seq or 0))
         if remember:
@@ -1029,6 +1027,13 @@ class TwinStore:
                     break
             upper = "(" + raw[-1][0].decode()
         return found[::-1]
+
+
+def _hash_reply(raw: Any) -> dict[bytes, bytes]:
+    """HGETALL's reply as a dict: a cluster's transaction pipeline gives it as it came, a flat list (redis-py 6.4)."""
+    if isinstance(raw, list):
+        return dict(zip(raw[::2], raw[1::2], strict=True))
+    return raw
 
 
 def _tick_id(tick: int | None, default: str) -> str:
