@@ -65,6 +65,60 @@ def test_af_marl_is_repeatable_for_a_seed(trained: Path, small_recording: Path, 
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_af_marl_resumes_an_interrupted_run_bit_for_bit(
+    trained: Path, small_recording: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from twin_service.envs.offload import OffloadCore
+
+    resets = {"n": 0}
+    reset = OffloadCore.reset
+
+    def killed_in_episode_3(self, seed=None):  # noqa: ANN001, ANN202
+        resets["n"] += 1
+        if resets["n"] == 3:
+            raise KeyboardInterrupt  # the session ends mid-run
+        return reset(self, seed)
+
+    args = _af_marl_args(small_recording, tmp_path / "afm-small")
+    monkeypatch.setattr(OffloadCore, "reset", killed_in_episode_3)
+    with pytest.raises(KeyboardInterrupt):
+        af_marl.train(args)
+    monkeypatch.undo()
+    checkpoint = tmp_path / "afm-small.checkpoint"
+    assert (checkpoint / "curves.csv").read_text().count("\n") == 3  # header and two episodes
+    assert not (tmp_path / "afm-small" / "manifest.json").exists()
+    resumed = af_marl.train(args)
+    assert not checkpoint.exists()  # removed once the model is written
+    a, b = load_file(str(trained / "weights.safetensors")), load_file(str(resumed / "weights.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+    def columns(folder: Path) -> list[tuple[str, str]]:
+        rows = (folder / "curves.csv").read_text().splitlines()
+        header = rows[0].split(",")
+        keep = [header.index(k) for k in ("episode", "cost", "success", "critic_loss", "aggregations")]
+        return [tuple(r.split(",")[i] for i in keep) for r in rows[1:]]
+
+    assert columns(resumed) == columns(trained) and len(columns(resumed)) == 4
+
+
+def test_a_checkpoint_of_other_arguments_is_refused(tmp_path: Path) -> None:
+    from twin_service.learn import checkpoint
+
+    out = tmp_path / "m"
+    first = checkpoint.Checkpointer(out, None, True, {"batch_size": 32, "episodes": 4})
+    assert first.found is None and first.start_episode == 0
+    first.save(checkpoint.Checkpoint(tensors={"w": torch.ones(2)}), next_episode=2)
+    more = checkpoint.Checkpointer(out, None, True, {"batch_size": 32, "episodes": 10})  # more episodes: fine
+    assert more.start_episode == 2
+    torch.testing.assert_close(more.found.tensors["w"], torch.ones(2))
+    with pytest.raises(checkpoint.CheckpointMismatch, match="batch_size"):
+        checkpoint.Checkpointer(out, None, True, {"batch_size": 64, "episodes": 4})
+    assert checkpoint.Checkpointer(out, None, False, {"batch_size": 64}).found is None  # resume=False starts over
+    more.finish()
+    assert not (tmp_path / "m.checkpoint").exists()
+
+
 @pytest.mark.parametrize(
     ("module", "cls", "kind"),
     [(afl_maddpg, "AflMaddpgArgs", "mlp"), (sfl_ppo, "SflPpoArgs", "mlp"), (ddqn, "DdqnArgs", "q-bins")],

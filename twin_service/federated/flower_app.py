@@ -62,6 +62,7 @@ class FlowerFederation:
     def __init__(self, grid: Any, model: AfMarlModel, targets: AfMarlModel, cfg: LocalConfig, obs_dim: int, seed: int):
         self.grid, self.model, self.targets, self.cfg = grid, model, targets, cfg
         self.shape = model_shape(model, obs_dim)
+        self.names = [k for k, _ in model.named_parameters()]
         self.seed = seed
         self.nodes: list[int] = []
         self.outstanding: dict[str, tuple[list[tuple[int, int, int]], int]] = {}
@@ -137,7 +138,7 @@ class FlowerFederation:
                     torch.as_tensor(np.asarray(c["config"]["scores"], dtype=np.float32)),
                     torch.as_tensor(np.asarray(c["config"]["losses"], dtype=np.float32)).reshape(len(clients), -1),
                 )
-                out += updates_of(result, clients, version)
+                out += updates_of(result, clients, version, self.names)
             if not wait or not self.outstanding:
                 break
             if time.monotonic() > deadline:
