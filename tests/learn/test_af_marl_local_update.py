@@ -14,10 +14,12 @@ from twin_service.learn.offload_common import ReplayBuffer
 from twin_service.observe import offload_feature_dim
 
 
-def _small_case(clients: int = 3, batch: int = 5) -> tuple[AfMarlModel, AfMarlModel, dict[str, torch.Tensor]]:
+def _small_case(
+    clients: int = 3, batch: int = 5, **arch: str | bool
+) -> tuple[AfMarlModel, AfMarlModel, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     obs_dim = offload_feature_dim()
-    model = AfMarlModel(obs_dim, latent=8, d_model=8, n_layers=2, hidden=16, cvae_hidden=16, critic_hidden=16)
+    model = AfMarlModel(obs_dim, latent=8, d_model=8, n_layers=2, hidden=16, cvae_hidden=16, critic_hidden=16, **arch)
     targets = copy.deepcopy(model)
     with torch.no_grad():  # targets apart from the model, so that the TD target matters
         for p in targets.parameters():
@@ -32,10 +34,13 @@ def _small_case(clients: int = 3, batch: int = 5) -> tuple[AfMarlModel, AfMarlMo
     return model, targets, data
 
 
+ARCHITECTURES = [{}, {"trunk": "mlp"}, {"cvae": False}, {"trunk": "mlp", "cvae": False}]
+
+
 @pytest.mark.parametrize("method", ["grouped", "vmap"])
-@pytest.mark.parametrize("local_steps", [1, 2])
-def test_batched_local_updates_equal_each_client_alone(method: str, local_steps: int) -> None:
-    model, targets, data = _small_case()
+@pytest.mark.parametrize(("local_steps", "arch"), [(1, {}), (2, {})] + [(1, a) for a in ARCHITECTURES[1:]])
+def test_batched_local_updates_equal_each_client_alone(method: str, local_steps: int, arch: dict) -> None:
+    model, targets, data = _small_case(**arch)
     cfg = LocalConfig(gamma=0.9, local_steps=local_steps, lr_local=0.05)
     alone = local_update(model, targets, data, cfg, torch.Generator().manual_seed(7), "per-client")
     batched = local_update(model, targets, data, cfg, torch.Generator().manual_seed(7), method)

@@ -88,6 +88,26 @@ def test_af_marl_is_repeatable_and_resumes_an_interrupted_run_bit_for_bit(
     assert columns(resumed) == columns(trained) and len(columns(resumed)) == 4
 
 
+def test_af_marl_ablation_without_cvae_and_transformer_in_synchronous_rounds(
+    small_recording: Path, tmp_path: Path
+) -> None:
+    args = _af_marl_args(
+        small_recording, tmp_path / "afm-abl", episodes=2, trunk="mlp", cvae=False, rounds="synchronous"
+    )
+    folder = af_marl.train(args)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["architecture"]["options"] | {"trunk": "mlp", "cvae": False} == manifest["architecture"]["options"]
+    weights = load_file(str(folder / "weights.safetensors"))
+    assert not any(k.startswith("cvae.") for k in weights) and "actor.trunk.inp.weight" in weights
+    rows = (folder / "curves.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    last = dict(zip(header, rows[-1].split(","), strict=True))
+    assert float(last["admitted_share"]) == 1.0  # synchronous rounds admit every update
+    assert float(last["cvae_loss"]) == 0.0
+    policy = offload_policy(folder.name, registry=ModelRegistry(folder.parent))
+    assert policy.network.cvae is None
+
+
 def test_a_checkpoint_of_other_arguments_is_refused(tmp_path: Path) -> None:
     from twin_service.learn import checkpoint
 

@@ -108,6 +108,14 @@ class AfMarlArgs:
     """Width of the CVAE's encoder and decoder layers (Table V: 3 layers each)."""
     critic_hidden: int = 128
     """Width of each critic's two ReLU layers (Table V: 2 layers)."""
+    trunk: Literal["transformer", "mlp"] = "transformer"
+    """The actor's trunk: the global model's transformer (Eq. 25-30) or, as an ablation, one linear layer."""
+    cvae: bool = True
+    """The CVAE context (Eq. 38-40); False: the ablation without it (the actor sees the observation only)."""
+    rounds: Literal["semi-synchronous", "synchronous"] = "semi-synchronous"
+    """``semi-synchronous``: a round closes after ``tau_agg`` s or ``N_agg`` updates, low scores left out, thresholds
+    adaptive (Sec. V-E, Eq. 45). ``synchronous`` (the ablation): a round closes once every client selected in the
+    tick has reported, all admitted, as synchronous FedAvg waits for everyone."""
     clients_per_tick: int = 16
     """Most selected vehicles computing a local update per tick."""
     local_method: Method = "grouped"
@@ -228,14 +236,24 @@ def train(
 
     # Networks (Alg. 4 l. 2-3): the global model and its targets theta' <- theta.
     model = AfMarlModel(
-        obs_dim, args.latent, args.d_model, args.n_layers, args.hidden, args.cvae_hidden, args.critic_hidden
+        obs_dim,
+        args.latent,
+        args.d_model,
+        args.n_layers,
+        args.hidden,
+        args.cvae_hidden,
+        args.critic_hidden,
+        args.trunk,
+        args.cvae,
     )
     targets = copy.deepcopy(model)
     for p in targets.parameters():
         p.requires_grad_(False)
     opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor)
     opt_critic = torch.optim.Adam([*model.q1.parameters(), *model.q2.parameters()], lr=args.lr_critic)
-    opt_cvae = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
+    optimizers = {"opt_actor": opt_actor, "opt_critic": opt_critic}
+    if model.net.cvae is not None:
+        optimizers["opt_cvae"] = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
     names = [k for k, _ in model.named_parameters()]
     params = dict(model.named_parameters())
 
@@ -246,13 +264,15 @@ def train(
         federation: Federation = InProcessFederation(model, targets, cfg, gen, args.local_method)
     else:
         federation = federation_factory(model, targets, cfg, gen)
-    server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
+    if args.rounds == "synchronous":  # every tick's round closes on its own updates, all admitted, nothing adapts
+        server = SemiSyncServer(Thresholds(tau_agg_s=0.0, n_agg=2**31 - 1, tau_bounds_s=(0.0, 0.0)), adaptive=False)
+    else:
+        server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
     criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
     buffer = ReplayBuffer(args.buffer_size, obs_dim + 1)  # + the co-hosted vehicles' summed rho (critics only)
     curves = CurveLog()
     aggregations, tick = 0, 0
     checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
-    optimizers = {"opt_actor": opt_actor, "opt_critic": opt_critic, "opt_cvae": opt_cvae}
 
     modules = {"model": model, "targets": targets}
     generators = {"torch": gen, "numpy": rng, "env": core.rng}
@@ -296,7 +316,8 @@ def train(
         for k, g in zip(names, grads, strict=True):
             p = params[k]
             p.grad = None if (k.startswith("net.actor.") and not update_actor) else g.view_as(p)
-        opt_cvae.step()
+        if "opt_cvae" in optimizers:
+            optimizers["opt_cvae"].step()
         opt_critic.step()
         if update_actor:
             opt_actor.step()
@@ -423,6 +444,8 @@ def train(
             "n_layers": args.n_layers,
             "hidden": args.hidden,
             "cvae_hidden": args.cvae_hidden,
+            "trunk": args.trunk,
+            "cvae": args.cvae,
         },
         scenario=core.sim.scenario,
         args=args_dict(args),

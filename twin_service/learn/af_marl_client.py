@@ -37,7 +37,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F  # noqa: N812
 
 from twin_service.learn.td3 import Critic, actor_loss, critic_loss, smoothed_target_action, td_target
-from twin_service.policies.af_marl import AfMarlNetwork, attention, cvae_loss, split_xc
+from twin_service.policies.af_marl import AfMarlNetwork, MlpTrunk, attention, cvae_loss, split_xc
 
 Method = Literal["grouped", "vmap", "per-client"]
 METHODS: tuple[Method, ...] = ("grouped", "vmap", "per-client")
@@ -55,11 +55,14 @@ class AfMarlModel(nn.Module):
         hidden: int = 64,
         cvae_hidden: int = 64,
         critic_hidden: int = 128,
+        trunk: str = "transformer",
+        cvae: bool = True,
     ):
         super().__init__()
-        self.net = AfMarlNetwork(latent, d_model, n_layers, hidden, cvae_hidden)
-        self.q1 = Critic(obs_dim + latent + 1, critic_hidden)  # + the co-hosted vehicles' summed rho
-        self.q2 = Critic(obs_dim + latent + 1, critic_hidden)
+        self.net = AfMarlNetwork(latent, d_model, n_layers, hidden, cvae_hidden, trunk, cvae)
+        z = self.net.latent_dim
+        self.q1 = Critic(obs_dim + z + 1, critic_hidden)  # + the co-hosted vehicles' summed rho
+        self.q2 = Critic(obs_dim + z + 1, critic_hidden)
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,13 @@ def make_loss(model: AfMarlModel, cfg: LocalConfig):
     def loss(params: dict[str, torch.Tensor], obs_others, act, y, eps):
         obs, others = obs_others[..., :-1], obs_others[..., -1:]
         x, c = split_xc(obs)
-        x_hat, mu, logvar = functional_call(model.net.cvae, _sub(params, "net.cvae."), (x, c, eps))
-        l_cvae, recon, kl = cvae_loss(x, x_hat, mu, logvar, cfg.kl_weight)
-        z = mu.detach()
+        if model.net.cvae is None:  # the ablation without the CVAE: no latent, no L_CVAE
+            z = obs.new_zeros((*obs.shape[:-1], 0))
+            l_cvae = recon = kl = obs.new_zeros(())
+        else:
+            x_hat, mu, logvar = functional_call(model.net.cvae, _sub(params, "net.cvae."), (x, c, eps))
+            l_cvae, recon, kl = cvae_loss(x, x_hat, mu, logvar, cfg.kl_weight)
+            z = mu.detach()
         s = torch.cat([obs, z, others], dim=-1)
         q1_p, q2_p = _sub(params, "q1."), _sub(params, "q2.")
         l_q = critic_loss(functional_call(model.q1, q1_p, (s, act))[..., 0], y) + critic_loss(
@@ -150,22 +157,21 @@ def _layer_norm(p: dict[str, torch.Tensor], name: str, norm: nn.LayerNorm, x: to
 def _actor(p: dict[str, torch.Tensor], model: AfMarlModel, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
     """:class:`twin_service.policies.af_marl.AfMarlActor` per client (Eq. 25-30, then the Tanh head, Eq. 47)."""
     trunk = model.net.actor.trunk
-    x, c = split_xc(obs)
-    tokens = torch.cat(
-        [
-            _linear(p, "net.actor.trunk.embed", torch.stack([x, c], dim=-1)),
-            _linear(p, "net.actor.trunk.embed_latent", latent).unsqueeze(-2),
-        ],
-        dim=-2,
-    )
-    z = tokens + trunk.positions
-    for i, layer in enumerate(trunk.layers):
-        name = f"net.actor.trunk.layers.{i}"
-        q, k, v = (_linear(p, f"{name}.{w}", z) for w in ("w_q", "w_k", "w_v"))
-        h = _layer_norm(p, f"{name}.norm1", layer.norm1, z + attention(q, k, v))
-        ff = _linear(p, f"{name}.ff.2", torch.relu(_linear(p, f"{name}.ff.0", h)))
-        z = _layer_norm(p, f"{name}.norm2", layer.norm2, h + ff)
-    out = _linear(p, "net.actor.trunk.out", z.mean(dim=-2))
+    if isinstance(trunk, MlpTrunk):
+        out = _linear(p, "net.actor.trunk.inp", torch.cat([obs, latent], dim=-1))
+    else:
+        x, c = split_xc(obs)
+        tokens = _linear(p, "net.actor.trunk.embed", torch.stack([x, c], dim=-1))
+        if trunk.embed_latent is not None:
+            tokens = torch.cat([tokens, _linear(p, "net.actor.trunk.embed_latent", latent).unsqueeze(-2)], dim=-2)
+        z = tokens + trunk.positions
+        for i, layer in enumerate(trunk.layers):
+            name = f"net.actor.trunk.layers.{i}"
+            q, k, v = (_linear(p, f"{name}.{w}", z) for w in ("w_q", "w_k", "w_v"))
+            h = _layer_norm(p, f"{name}.norm1", layer.norm1, z + attention(q, k, v))
+            ff = _linear(p, f"{name}.ff.2", torch.relu(_linear(p, f"{name}.ff.0", h)))
+            z = _layer_norm(p, f"{name}.norm2", layer.norm2, h + ff)
+        out = _linear(p, "net.actor.trunk.out", z.mean(dim=-2))
     head = _linear(p, "net.actor.head.3", torch.tanh(_linear(p, "net.actor.head.1", torch.tanh(out))))
     return torch.sigmoid(head)
 
@@ -180,16 +186,20 @@ def grouped_losses(
     obs, others = batch["obs"][..., :-1], batch["obs"][..., -1:]
     act = batch["act"]
     x, c = split_xc(obs)
-    latent = model.net.cvae.latent
-    h = _mlp(params, "net.cvae.encoder", model.net.cvae.encoder, torch.cat([x, c], dim=-1))
-    mu, logvar = h[..., :latent], h[..., latent:].clamp(-10.0, 10.0)
-    z_sample = mu + torch.exp(0.5 * logvar) * eps  # reparameterised (Cvae.forward)
-    x_hat = _mlp(params, "net.cvae.decoder", model.net.cvae.decoder, torch.cat([z_sample, c], dim=-1))
-    # cvae_loss per client: the mean squared error per feature and the KL per sample, averaged over the minibatch
-    recon = ((x_hat - x) ** 2).mean(dim=(1, 2))
-    kl = (-0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar)).sum(dim=-1)).mean(dim=1)
-    l_cvae = recon + cfg.kl_weight * kl
-    z = mu.detach()
+    cvae = model.net.cvae
+    if cvae is None:  # the ablation without the CVAE
+        z = obs.new_zeros((*obs.shape[:-1], 0))
+        recon = kl = l_cvae = obs.new_zeros(obs.shape[0])
+    else:
+        h = _mlp(params, "net.cvae.encoder", cvae.encoder, torch.cat([x, c], dim=-1))
+        mu, logvar = h[..., : cvae.latent], h[..., cvae.latent :].clamp(-10.0, 10.0)
+        z_sample = mu + torch.exp(0.5 * logvar) * eps  # reparameterised (Cvae.forward)
+        x_hat = _mlp(params, "net.cvae.decoder", cvae.decoder, torch.cat([z_sample, c], dim=-1))
+        # cvae_loss per client: the mean squared error per feature and the KL per sample, averaged over the minibatch
+        recon = ((x_hat - x) ** 2).mean(dim=(1, 2))
+        kl = (-0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar)).sum(dim=-1)).mean(dim=1)
+        l_cvae = recon + cfg.kl_weight * kl
+        z = mu.detach()
     s = torch.cat([obs, z, others], dim=-1)
 
     def q(prefix: str, p: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
@@ -268,7 +278,7 @@ def local_update(
     scores = torch.zeros(s)
     losses = torch.zeros(s, len(AUX))
     for step in range(cfg.local_steps):
-        eps = torch.randn((s, b, model.net.cvae.latent), generator=generator)
+        eps = torch.randn((s, b, model.net.latent_dim), generator=generator)
         g, aux = _grads(method, model, params, batch, y, eps, cfg)
         if step == 0:
             norms = torch.stack([v.reshape(s, -1).norm(dim=1) for v in g.values()], dim=1)  # Eq. 42, (S, L)
