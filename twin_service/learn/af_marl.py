@@ -414,6 +414,7 @@ def train(
                 "count_triggers": float(np.mean([a.reason == "count" for a in adfl])),
             }
         row["wall_s"] = timer.elapsed_s
+        row["cpu_s"] = time.process_time()  # this process's CPU time: what a busy shared machine does not inflate
         row |= phase.row()
         curves.add(row)
         checkpoints.save(snapshot(), episode + 1, {"curves.csv": curves.csv()})
