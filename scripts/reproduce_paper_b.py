@@ -86,6 +86,11 @@ ABLATIONS: dict[str, tuple[str, list[str], str]] = {
     "af-marl-nocvae": ("af-marl", ["cvae=false"], "without the CVAE context"),
     "af-marl-mlp": ("af-marl", ["trunk=mlp"], "without the transformer (one linear layer in its place)"),
     "af-marl-sync": ("af-marl", ["rounds=synchronous"], "synchronous rounds (every tick, all updates admitted)"),
+    "af-marl-decay": (
+        "af-marl",
+        ["noise_decay=0.9", "exploration_decay=0.9"],
+        "exploration that fades (Gaussian noise and uniform share x 0.9 per episode), as DDQN's epsilon does",
+    ),
     "sfl-ppo": ("sfl-ppo", [], "SFL-PPO baseline, same budget"),
     "ddqn": ("ddqn", [], "DDQN baseline, same budget"),
 }

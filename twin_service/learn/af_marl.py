@@ -92,6 +92,8 @@ class AfMarlArgs:
     exploration_rate: float = 0.15
     """Share of vehicles taking a uniformly random rho each tick (Table V: exploration rate 0.15), so that the
     critics see the whole of [0, 1] and not only the Gaussian neighbourhood of the actor's choice."""
+    exploration_decay: float = 1.0
+    """The exploration rate is multiplied by this after every episode (1: Table V's constant rate)."""
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
     policy_delay: int = 2
@@ -332,6 +334,7 @@ def train(
         with phase("reset"):
             batch = core.reset()
         std = exploration_std(args.noise_std, args.noise_decay, episode)
+        uniform_rate = args.exploration_rate * args.exploration_decay**episode
         ep, rho_sum = EpisodeLog(), 0.0
         loss_sum, loss_n, adfl = np.zeros(len(AUX)), 0, []
         server.restart_clock(batch.time_s)
@@ -341,7 +344,7 @@ def train(
             with phase("act"), torch.no_grad():
                 obs_t = torch.from_numpy(batch.obs)
                 rho = explore(model.net(obs_t), std, gen).numpy().astype(np.float64)
-            uniform = rng.random(len(rho)) < args.exploration_rate
+            uniform = rng.random(len(rho)) < uniform_rate
             rho = np.where(uniform, rng.random(len(rho)), rho)
             rho_sum += float(rho.sum())
             with phase("env"):
@@ -399,7 +402,8 @@ def train(
         if agg is not None:
             apply(agg.delta)
             adfl.append(agg)
-        row = {"episode": episode, "exploration_std": std, **ep.row(), "rho_mean": rho_sum / max(ep.n, 1)}
+        row = {"episode": episode, "exploration_std": std, "exploration_rate": uniform_rate, **ep.row()}
+        row["rho_mean"] = rho_sum / max(ep.n, 1)
         if loss_n:
             row |= {k: float(v) for k, v in zip(AUX, loss_sum / loss_n, strict=True)}
             row["adfl_loss"] = row.pop("local_loss")  # Eq. 32: the mean local loss over participating clients
