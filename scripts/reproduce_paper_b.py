@@ -91,6 +91,12 @@ ABLATIONS: dict[str, tuple[str, list[str], str]] = {
         ["noise_decay=0.9", "exploration_decay=0.9"],
         "exploration that fades (Gaussian noise and uniform share x 0.9 per episode), as DDQN's epsilon does",
     ),
+    "af-marl-pi": (
+        "af-marl",
+        ["actor_others=policy"],
+        "the actor trained against the others' crowding without exploration (actor_others=policy)",
+    ),
+    "af-marl-mlp-pi": ("af-marl", ["trunk=mlp", "actor_others=policy"], "both: no transformer, actor_others=policy"),
     "sfl-ppo": ("sfl-ppo", [], "SFL-PPO baseline, same budget"),
     "ddqn": ("ddqn", [], "DDQN baseline, same budget"),
 }

@@ -38,9 +38,13 @@ ARCHITECTURES = [{}, {"trunk": "mlp"}, {"cvae": False}, {"trunk": "mlp", "cvae":
 
 
 @pytest.mark.parametrize("method", ["grouped", "vmap"])
-@pytest.mark.parametrize(("local_steps", "arch"), [(1, {}), (2, {})] + [(1, a) for a in ARCHITECTURES[1:]])
-def test_batched_local_updates_equal_each_client_alone(method: str, local_steps: int, arch: dict) -> None:
-    model, targets, data = _small_case(**arch)
+@pytest.mark.parametrize(
+    ("local_steps", "arch"), [(1, {}), (2, {}), (1, "others_pi")] + [(1, a) for a in ARCHITECTURES[1:]], ids=str
+)
+def test_batched_local_updates_equal_each_client_alone(method: str, local_steps: int, arch: dict | str) -> None:
+    model, targets, data = _small_case(**(arch if isinstance(arch, dict) else {}))
+    if arch == "others_pi":  # the actor's loss at the co-hosted rho without exploration
+        data["others_pi"] = torch.rand(3, 5, 1)
     cfg = LocalConfig(gamma=0.9, local_steps=local_steps, lr_local=0.05)
     alone = local_update(model, targets, data, cfg, torch.Generator().manual_seed(7), "per-client")
     batched = local_update(model, targets, data, cfg, torch.Generator().manual_seed(7), method)
@@ -99,3 +103,20 @@ def test_replay_buffer_datasets_follow_the_ring() -> None:
     assert (again.ptr, again.size) == (buf.ptr, buf.size)
     np.testing.assert_array_equal(again.dataset_sizes(np.array([9, 3, 7])), [3, 1, 1])
     np.testing.assert_array_equal(again.rew, buf.rew)
+
+
+def test_the_actor_loss_follows_others_pi() -> None:
+    model, targets, data = _small_case()
+    cfg = LocalConfig(gamma=0.0)
+    base = local_update(model, targets, data, cfg, torch.Generator().manual_seed(1))
+    same = local_update(
+        model, targets, {**data, "others_pi": data["obs"][..., -1:]}, cfg, torch.Generator().manual_seed(1)
+    )
+    other = local_update(
+        model, targets, {**data, "others_pi": data["obs"][..., -1:] + 2.0}, cfg, torch.Generator().manual_seed(1)
+    )
+    for k in base.delta:
+        torch.testing.assert_close(same.delta[k], base.delta[k])  # others_pi = the critics' others: as before
+        if not k.startswith("net.actor."):  # only the actor's update depends on it
+            torch.testing.assert_close(other.delta[k], base.delta[k])
+    assert not torch.allclose(other.delta["net.actor.head.3.bias"], base.delta["net.actor.head.3.bias"])

@@ -94,6 +94,12 @@ class AfMarlArgs:
     critics see the whole of [0, 1] and not only the Gaussian neighbourhood of the actor's choice."""
     exploration_decay: float = 1.0
     """The exploration rate is multiplied by this after every episode (1: Table V's constant rate)."""
+    actor_others: Literal["behaviour", "policy"] = "behaviour"
+    """The co-hosted vehicles' summed rho the actor's loss (Eq. 54) evaluates the critic at: ``behaviour``, what
+    they did (exploring), as the critics learn it; ``policy``, what their actor chose before its exploration
+    noise, i.e. the crowding the trained actor will meet when every vehicle follows it. Exploration (a uniform rho
+    for 15 % of the vehicles, Gaussian noise clipped at 0) crowds the hosts more than the trained policy does, and
+    an actor trained against that crowding offloads too little (measured on day 7)."""
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
     policy_delay: int = 2
@@ -209,19 +215,27 @@ def updates_of(
 
 
 def client_batches(
-    buffer: ReplayBuffer, agents: Sequence[int], batch_size: int, rng: np.random.Generator
+    buffer: ReplayBuffer,
+    agents: Sequence[int],
+    batch_size: int,
+    rng: np.random.Generator,
+    others_pi: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """``(S, B, ...)`` minibatches, client n's drawn (with replacement) from its own transitions D_n."""
+    """``(S, B, ...)`` minibatches, client n's drawn (with replacement) from its own transitions D_n; with
+    ``others_pi`` the co-hosted rho without exploration for the actor's loss (``AfMarlArgs.actor_others``)."""
     idx = np.stack([rng.choice(buffer.agent_indices(a), size=batch_size, replace=True) for a in agents])
     flat = buffer.tensors(idx.reshape(-1))
     s = len(agents)
-    return {
+    out = {
         "obs": flat["obs"].reshape(s, batch_size, -1),
         "act": flat["act"].reshape(s, batch_size, -1),
         "rew": flat["rew"].reshape(s, batch_size),
         "next_obs": flat["next_obs"].reshape(s, batch_size, -1),
         "done": flat["done"].reshape(s, batch_size),
     }
+    if others_pi:
+        out["others_pi"] = flat["state"].reshape(s, batch_size, 1)
+    return out
 
 
 def train(
@@ -271,7 +285,8 @@ def train(
     else:
         server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
     criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
-    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1)  # + the co-hosted vehicles' summed rho (critics only)
+    # obs + the co-hosted vehicles' summed rho (critics only); the "state" column: that sum without exploration
+    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=1)
     curves = CurveLog()
     aggregations, tick = 0, 0
     checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
@@ -343,7 +358,8 @@ def train(
             # 1. act (Alg. 4 l. 8)
             with phase("act"), torch.no_grad():
                 obs_t = torch.from_numpy(batch.obs)
-                rho = explore(model.net(obs_t), std, gen).numpy().astype(np.float64)
+                chosen = model.net(obs_t)
+                rho = explore(chosen, std, gen).numpy().astype(np.float64)
             uniform = rng.random(len(rho)) < uniform_rate
             rho = np.where(uniform, rng.random(len(rho)), rho)
             rho_sum += float(rho.sum())
@@ -354,6 +370,7 @@ def train(
             with phase("store"):
                 next_obs, done, rew = transition(batch, step)
                 others = co_hosted_rho(batch.host, rho)[:, None]
+                others_pi = co_hosted_rho(batch.host, chosen.numpy().astype(np.float64))[:, None]
                 seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
                 buffer.add(
                     np.concatenate([batch.obs, others], 1)[seen],
@@ -362,6 +379,8 @@ def train(
                     np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's
                     done[seen],
                     batch.agent_ids[seen],
+                    others_pi[seen],
+                    others_pi[seen],
                 )
                 ep.add(step)
             now_s = step.next.time_s
@@ -375,7 +394,7 @@ def train(
                         pick = rng.choice(rows, size=min(args.clients_per_tick, len(rows)), replace=False)
                         agents = [int(batch.agent_ids[r]) for r in pick]
                         clients = [(a, int(host[r]), int(sizes[r])) for a, r in zip(agents, pick, strict=True)]
-                        data = client_batches(buffer, agents, args.batch_size, rng)
+                        data = client_batches(buffer, agents, args.batch_size, rng, args.actor_others == "policy")
                 with phase("local_update"):
                     if data is not None:
                         federation.submit(tick, clients, data, server.version)

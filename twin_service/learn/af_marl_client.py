@@ -4,7 +4,9 @@ One function, :func:`local_update`, serves the in-process federation and Flower'
 observation carries one extra column for the critics only: the summed rho of the other vehicles offloading to the
 same host in that tick (their actions, as a centralised-training critic sees them; C.6 couples vehicles only through
 it). Without it the critics cannot tell a crowded host's outcome from their own action's, and every vehicle, sharing
-one actor, swung between all-local and all-offload (measured). The actor, the CVAE and serving never see it. Given the
+one actor, swung between all-local and all-offload (measured). The actor, the CVAE and serving never see it. The
+actor's loss may evaluate the critic at another co-hosted sum, ``others_pi`` in the batch (the trainer's
+``actor_others="policy"``: what the others' actor chose before its exploration noise). Given the
 global model (CVAE, actor, twin critics), the global target networks and a minibatch per client from its own
 dataset D_n, every client does ``local_steps`` SGD steps (Eq. 41) on its local loss
 
@@ -98,11 +100,18 @@ def td_targets(
         return td_target(batch["rew"], q1, q2, batch["done"], cfg.gamma)
 
 
+def others_of_actor(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The co-hosted vehicles' summed rho in the actor's loss: ``others_pi`` where the trainer gives it (their
+    rho without exploration noise, as they will act once trained), else the one the critics learn from (what they
+    did, exploring)."""
+    return batch["others_pi"] if "others_pi" in batch else batch["obs"][..., -1:]
+
+
 def make_loss(model: AfMarlModel, cfg: LocalConfig):
     """One client's local loss ``L_n(w; batch)`` as a function of the parameters, on the real modules (for
     ``torch.func`` and the per-client reference)."""
 
-    def loss(params: dict[str, torch.Tensor], obs_others, act, y, eps):
+    def loss(params: dict[str, torch.Tensor], obs_others, act, y, eps, others_pi):
         obs, others = obs_others[..., :-1], obs_others[..., -1:]
         x, c = split_xc(obs)
         if model.net.cvae is None:  # the ablation without the CVAE: no latent, no L_CVAE
@@ -118,7 +127,8 @@ def make_loss(model: AfMarlModel, cfg: LocalConfig):
             functional_call(model.q2, q2_p, (s, act))[..., 0], y
         )
         a_pi = functional_call(model.net.actor, _sub(params, "net.actor."), (obs, z))
-        l_pi = actor_loss(functional_call(model.q1, _sub(params, "q1.", detach=True), (s, a_pi)))
+        s_pi = torch.cat([obs, z, others_pi], dim=-1)  # the co-hosted rho the actor is trained against
+        l_pi = actor_loss(functional_call(model.q1, _sub(params, "q1.", detach=True), (s_pi, a_pi)))
         total = l_cvae + l_q + l_pi
         return total, torch.stack([total, l_cvae, recon, kl, l_q, l_pi]).detach()
 
@@ -209,7 +219,8 @@ def grouped_losses(
     l_q = ((q("q1", params, act) - y) ** 2).mean(dim=1) + ((q("q2", params, act) - y) ** 2).mean(dim=1)
     a_pi = _actor(params, model, obs, z)
     frozen_q1 = {k: v.detach() for k, v in params.items() if k.startswith("q1.")}
-    l_pi = -q("q1", frozen_q1, a_pi).mean(dim=1)
+    s_pi = torch.cat([obs, z, others_of_actor(batch)], dim=-1)
+    l_pi = -_mlp(frozen_q1, "q1.net", model.q1.net, torch.cat([s_pi, a_pi], dim=-1))[..., 0].mean(dim=1)
     total = l_cvae + l_q + l_pi
     return total, torch.stack([total, l_cvae, recon, kl, l_q, l_pi], dim=1).detach()
 
@@ -244,13 +255,13 @@ def _grads(
         return dict(zip(leaves, g, strict=True)), aux
     loss = make_loss(model, cfg)
     if method == "vmap":
-        return vmap(grad(loss, has_aux=True))(params, batch["obs"], batch["act"], y, eps)
+        return vmap(grad(loss, has_aux=True))(params, batch["obs"], batch["act"], y, eps, others_of_actor(batch))
     if method != "per-client":
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     grads, aux = [], []
     for n in range(len(y)):
         own = {k: v[n].detach().requires_grad_(True) for k, v in params.items()}
-        total, parts = loss(own, batch["obs"][n], batch["act"][n], y[n], eps[n])
+        total, parts = loss(own, batch["obs"][n], batch["act"][n], y[n], eps[n], others_of_actor(batch)[n])
         grads.append(torch.autograd.grad(total, list(own.values())))
         aux.append(parts)
     return {k: torch.stack([g[i] for g in grads]) for i, k in enumerate(params)}, torch.stack(aux)
