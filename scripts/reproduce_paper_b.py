@@ -97,6 +97,11 @@ ABLATIONS: dict[str, tuple[str, list[str], str]] = {
         "the actor trained against the others' crowding without exploration (actor_others=policy)",
     ),
     "af-marl-mlp-pi": ("af-marl", ["trunk=mlp", "actor_others=policy"], "both: no transformer, actor_others=policy"),
+    "af-marl-decay-pi": (
+        "af-marl",
+        ["noise_decay=0.9", "exploration_decay=0.9", "actor_others=policy"],
+        "exploration that fades and actor_others=policy",
+    ),
     "sfl-ppo": ("sfl-ppo", [], "SFL-PPO baseline, same budget"),
     "ddqn": ("ddqn", [], "DDQN baseline, same budget"),
 }
