@@ -102,6 +102,12 @@ ABLATIONS: dict[str, tuple[str, list[str], str]] = {
         ["noise_decay=0.9", "exploration_decay=0.9", "actor_others=policy"],
         "exploration that fades and actor_others=policy",
     ),
+    "af-marl-b256": ("af-marl", ["batch_size=256"], "minibatches of 256 per client (Table V: 64; Fig. 2 sweeps it)"),
+    "af-marl-decay-b256": (
+        "af-marl",
+        ["noise_decay=0.9", "exploration_decay=0.9", "batch_size=256"],
+        "exploration that fades and minibatches of 256",
+    ),
     "sfl-ppo": ("sfl-ppo", [], "SFL-PPO baseline, same budget"),
     "ddqn": ("ddqn", [], "DDQN baseline, same budget"),
 }
