@@ -164,14 +164,15 @@ def validation_day(budget: dict) -> Path:
     return day(7) if budget["heldout"] == "days" else traffic(1.0, 7)
 
 
-def ensure_recordings(budget: dict) -> None:
+def ensure_recordings(budget: dict, sweeps: bool) -> None:
+    """The recordings a part needs: the days, and (quick budget, or the sweeps' Fig. 3) the first 900 s of some."""
     days = range(1, 10) if budget["heldout"] == "days" else (1,)
     for n in days:
         if not day(n).exists():
             run([BIN, "record", "--scenario", "city", "--seed", n, "--out", day(n)])
-    short = [(8, 0.5, 900), (8, 1.0, 900), (8, 1.5, 900), (9, 1.0, 900)]
+    short = [(8, 0.5, 900), (8, 1.0, 900), (8, 1.5, 900)] if sweeps else []
     if budget["heldout"] != "days":
-        short += [(7, 1.0, 900)]
+        short += [(8, 1.0, 900), (9, 1.0, 900), (7, 1.0, 900)]
     for seed, scale, end in short:
         if not traffic(scale, seed, end).exists():
             cmd = [BIN, "record", "--scenario", "city", "--seed", seed, "--end", end, "--scale", scale]
@@ -362,6 +363,19 @@ def main() -> None:
     ap.add_argument(
         "--train-only", action="store_true", help="Stop after training (step 2): no evaluation, tables or plots."
     )
+    ap.add_argument(
+        "--ablations",
+        nargs="+",
+        choices=list(ABLATIONS),
+        default=list(ABLATIONS),
+        help="Ablation variants to train and score (in this order; af-marl, the reference, is always included).",
+    )
+    ap.add_argument(
+        "--ablation-episodes",
+        type=int,
+        default=None,
+        help="Episodes per ablation training (default: the budget's ablation_episodes); the README says which.",
+    )
     ap.add_argument("--lock", default=LOCK, help="flock file trainings and evaluations run under ('' for none).")
     ap.add_argument(
         "--axes", nargs="*", default=[], help="Fig. 3 axes to evaluate (traffic, 'task size', 'RSU CPU'; default all)."
@@ -380,16 +394,40 @@ def main() -> None:
         plot_fig3(out)
         write_readme(out, budget, args)
         return
-    ensure_recordings(budget)
-    names: dict[str, list[str]] = {a: [f"{a}-city-s{seed}" for seed in args.seeds] for a in ALGOS}
+    if args.ablation_episodes is not None:
+        budget = {**budget, "ablation_episodes": args.ablation_episodes}
+    ensure_recordings(budget, sweeps=args.part in ("all", "sweeps"))
+    names: dict[str, list[str]] = {a: [model_name(a, args.budget, seed) for seed in args.seeds] for a in ALGOS}
     if args.part in ("all", "main"):
         run_main(args, budget, names, out, logs)
     if args.part in ("all", "ablations"):
-        run_ablations(budget, out, logs)
+        run_ablations(budget, out, logs, ["af-marl", *(a for a in args.ablations if a != "af-marl")])
     if args.part in ("all", "sweeps"):
         run_sweeps(budget, names, out, logs, tuple(args.axes))
     write_readme(out, budget, args)
     print(f"wrote {out}")
+
+
+def model_name(algo: str, budget: str, seed: int) -> str:
+    """models/<algo>-city-s<seed> (quick budget, the names the first runs committed) or -city-full-s<seed>."""
+    return f"{algo}-city{'-full' if budget == 'full' else ''}-s{seed}"
+
+
+def committed_models(exclude: list[str]) -> dict[str, list[str]]:
+    """Other learned offloading models in models/ (each budget's seeds), by group label: candidates for serving,
+    validated beside this run's."""
+    groups: dict[str, list[str]] = {}
+    for algo in ALGOS:
+        for budget in BUDGETS:
+            found = [
+                model_name(algo, budget, s)
+                for s in range(1, 10)
+                if (MODELS / model_name(algo, budget, s) / "manifest.json").exists()
+                and model_name(algo, budget, s) not in exclude
+            ]
+            if found:
+                groups[f"{LABEL[algo]} ({budget})"] = found
+    return groups
 
 
 def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]], out: Path, logs: Path) -> None:
@@ -399,7 +437,7 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
 
     for seed in args.seeds:
         for algo in args.algos:
-            name = f"{algo}-city-s{seed}"
+            name = model_name(algo, args.budget, seed)
             if args.retrain:
                 shutil.rmtree(MODELS / name, ignore_errors=True)
             train(algo, name, seed, budget, budget["episodes"], budget["episode_s"], [], [], logs)
@@ -408,19 +446,24 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
 
     heuristics = ["local-only", "nearest-least-loaded", "oracle"]
     models = [n for a in ALGOS for n in names[a] if (MODELS / n / "manifest.json").exists()]
-    groups = {LABEL[h]: [h] for h in heuristics} | {LABEL[a]: names[a] for a in ALGOS}
+    others = committed_models(exclude=models)  # e.g. the quick budget's models: served if they validate best
+    groups = {LABEL[h]: [h] for h in heuristics} | {LABEL[a]: names[a] for a in ALGOS} | others
+    algo_of = {n: a for a in ALGOS for n in names[a]} | {
+        n: a for label, ms in others.items() for n in ms for a in ALGOS if label.startswith(LABEL[a] + " ")
+    }
     if budget["heldout"] == "days":
         validation, heldout, episode_s = [day(7)], [day(8), day(9)], 600.0
     else:  # the first 900 s of each day (4 episodes of 210 s after a 60 s warm-up)
         validation, heldout, episode_s = [traffic(1.0, 7)], [traffic(1.0, 8), traffic(1.0, 9)], 210.0
 
-    # 3. validation (day 7): the served models are chosen here
-    val_rows = evaluate_each(heuristics + models, validation, out / "validation", episode_s)
-    best_seed = {
-        a: min((n for n in names[a] if n in val_rows), key=lambda n: val_rows[n]["offload_cost_mean"])
-        for a in ALGOS
-        if any(n in val_rows for n in names[a])
-    }
+    # 3. validation (day 7): the served models are chosen here, among every learned model in models/
+    candidates = models + [n for ms in others.values() for n in ms]
+    val_rows = evaluate_each(heuristics + candidates, validation, out / "validation", episode_s)
+    best_seed = {}
+    for a in ALGOS:
+        scored = [n for n in candidates if algo_of[n] == a and n in val_rows]
+        if scored:
+            best_seed[a] = min(scored, key=lambda n: val_rows[n]["offload_cost_mean"])
     default_algo = min(best_seed, key=lambda a: val_rows[best_seed[a]]["offload_cost_mean"])
     served = {"af-marl-city": best_seed.get("af-marl")}
     if default_algo != "af-marl":
@@ -430,7 +473,7 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
         if source is None:
             continue
         note = (
-            "the AF-MARL seed with the lowest validation cost (day 7)"
+            "the AF-MARL model with the lowest validation cost (day 7)"
             if name == "af-marl-city"
             else ("the learned offloading policy with the lowest validation cost (day 7): served by default")
         )
@@ -438,12 +481,15 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
         same = current.exists() and json.loads(current.read_text())["notes"].endswith(f"copy of {source} ({note})")
         if args.retrain or not same:
             copy_model(source, name, note)
+    (MODELS / "offload-default").write_text(served_default + "\n")
     (out / "served.json").write_text(
         json.dumps(
             {
                 "default": served_default,
                 "chosen_on": [rel(r) for r in validation],
-                "best_seed_by_validation_cost": best_seed,
+                "candidates": candidates,
+                "validation_cost": {n: val_rows[n]["offload_cost_mean"] for n in candidates if n in val_rows},
+                "best_by_validation_cost": best_seed,
                 "copies": {k: v for k, v in served.items() if v},
             },
             indent=2,
@@ -452,10 +498,11 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
     )
 
     # 4. held-out days (8, 9)
-    test_rows = evaluate_each(heuristics + models, heldout, out / "main", episode_s)
+    served_sources = [v for v in served.values() if v and v not in models]
+    test_rows = evaluate_each(heuristics + models + served_sources, heldout, out / "main", episode_s)
     tag = "days_8_9" if budget["heldout"] == "days" else "days_8_9_first_900s"
     val_tag = "day_7" if budget["heldout"] == "days" else "day_7_first_900s"
-    for n in models:
+    for n in candidates:  # every candidate's manifest: its validation figures, and held-out ones where evaluated
         figures = {f"validation_{val_tag}_{k}": val_rows[n][k] for k in KPIS if n in val_rows}
         figures |= {f"test_{tag}_{k}": test_rows[n][k] for k in KPIS if n in test_rows}
         record_figures(n, figures)
@@ -536,19 +583,27 @@ def run_main(args: argparse.Namespace, budget: dict, names: dict[str, list[str]]
     plt.close(fig)
 
 
-def run_ablations(budget: dict, out: Path, logs: Path) -> None:
+def run_ablations(budget: dict, out: Path, logs: Path, variants: list[str]) -> None:
     """Step 5: the ABLATIONS trained on the ablation budget (seed 1), scored on the validation day with the oracle.
 
     Chosen on the validation day only: these runs decide AF-MARL's configuration, so they never see days 8-9."""
     e = budget["ablation_episodes"]
-    names = {}
-    for name, (algo, hps, _) in ABLATIONS.items():
+    validation, episode_s = ([day(7)], 600.0) if budget["heldout"] == "days" else ([traffic(1.0, 7)], 210.0)
+    rows = evaluate_each(["oracle"], validation, out / "ablations", episode_s)
+    names: dict[str, str] = {}
+    for name in variants:  # each variant scored as soon as it is trained: the table grows as they come
+        algo, hps, _ = ABLATIONS[name]
         names[name] = f"ablation-{name}"
         train(algo, names[name], 1, budget, e, budget["episode_s"], hps, [], logs)
-    validation, episode_s = ([day(7)], 600.0) if budget["heldout"] == "days" else ([traffic(1.0, 7)], 210.0)
-    rows = evaluate_each(["oracle", *names.values()], validation, out / "ablations", episode_s)
-    for model in names.values():  # the models are not kept in git (models/ablation-*): their curves are
-        shutil.copy(MODELS / model / "curves.csv", out / "ablations" / model / "training_curves.csv")
+        rows |= evaluate_each([names[name]], validation, out / "ablations", episode_s)
+        # the models are not kept in git (models/ablation-*): their curves and manifests are
+        shutil.copy(MODELS / names[name] / "curves.csv", out / "ablations" / names[name] / "training_curves.csv")
+        shutil.copy(MODELS / names[name] / "manifest.json", out / "ablations" / names[name] / "manifest.json")
+        write_ablation_table(rows, names, out)
+
+
+def write_ablation_table(rows: dict[str, dict], names: dict[str, str], out: Path) -> None:
+    """ablations.csv: every variant scored so far against the reference (af-marl) and the oracle."""
     groups = {"oracle": ["oracle"]} | {n: [m] for n, m in names.items()}
     table = policy_table(rows, groups)
     oracle = next(r for r in table if r["policy"] == "oracle")
@@ -569,6 +624,7 @@ def run_ablations(budget: dict, out: Path, logs: Path) -> None:
                 "success_vs_oracle": r["task_success_rate"] / oracle["task_success_rate"],
                 "delay_s": r["offload_delay_mean_s"],
                 "energy_j": r["offload_energy_mean_j"],
+                "train_episodes": len(curves_),
                 "train_wall_s": curves_[-1]["wall_s"] if curves_ else math.nan,
             }
         )
