@@ -408,6 +408,10 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def budget_name(budget: dict) -> str:
+    return next((k for k, v in BUDGETS.items() if v["episodes"] == budget["episodes"]), "?")
+
+
 def model_name(algo: str, budget: str, seed: int) -> str:
     """models/<algo>-city-s<seed> (quick budget, the names the first runs committed) or -city-full-s<seed>."""
     return f"{algo}-city{'-full' if budget == 'full' else ''}-s{seed}"
@@ -674,6 +678,9 @@ def run_sweeps(
     fig.savefig(out / "fig2_sweeps.png", dpi=100)
     plt.close(fig)
     write_csv(out / "fig2_sweeps.csv", rows)
+    (out / "sweeps_budget.txt").write_text(
+        f"budget {budget_name(budget)}: Fig. 2 sweep points {e} x {es:g} s, Fig. 3 with the first seed's models\n"
+    )
 
     # 5. Fig. 3 (and 5b): held-out cost and success against task size, RSU CPU and traffic
     policies = ["local-only", "nearest-least-loaded", "oracle"] + [names[a][0] for a in ALGOS]
@@ -844,6 +851,40 @@ def verdict(table: list[dict]) -> list[str]:
     return [f"**Goals (issue 21), held-out days:** {cost_text}; {success_text}.", ""]
 
 
+def training_status(budget_name: str, budget: dict, seeds: list[int]) -> list[str]:
+    """What ran at this budget, read from models/ (manifests, curves, checkpoints of interrupted runs): a table, and
+    each learner's CPU (AF-MARL) or wall time per training episode, scaled to the budget's episodes."""
+    lines = [
+        f"| learner | seed | model | episodes done (of {budget['episodes']}) | training wall time (min) | "
+        "CPU s per episode | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for algo in ALGOS:
+        for seed in seeds:
+            name = model_name(algo, budget_name, seed)
+            ck = MODELS / f"{name}.checkpoint" / "state.json"
+            rows = curves(name)
+            if (MODELS / name / "manifest.json").exists():
+                status = "trained"
+            elif ck.exists():
+                state = json.loads(ck.read_text())
+                saved = MODELS / f"{name}.checkpoint" / "curves.csv"
+                if saved.exists():
+                    with saved.open() as f:
+                        rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
+                rows = rows or [
+                    {"episode": e, "wall_s": state.get("wall_s", math.nan)} for e in range(state["next_episode"])
+                ]
+                status = f"interrupted: checkpoint after episode {state['next_episode']} (resumes)"
+            else:
+                status = "not run"
+            done = len(rows)
+            wall = rows[-1].get("wall_s", math.nan) / 60 if rows else math.nan
+            cpu = rows[-1]["cpu_s"] / done if rows and "cpu_s" in rows[-1] else math.nan
+            lines.append(f"| {LABEL[algo]} | {seed} | `{name}` | {done} | {_f(wall, 1)} | {_f(cpu, 1)} | {status} |")
+    return lines
+
+
 def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
     """README.md from the tables present (heldout_table.csv, validation_table.csv, ablations.csv, fig2, fig3)."""
     table = read_csv(out / "heldout_table.csv")
@@ -855,6 +896,8 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
     sweeps = {k: read_csv(out / f) for k, f in (("fig2", "fig2_sweeps.csv"), ("fig3", "fig3_conditions.csv"))}
     sweeps = {k: v for k, v in sweeps.items() if v}  # noqa: ANN001
     days = budget["heldout"] == "days"
+    marker = out / "sweeps_budget.txt"
+    sweeps_budget = marker.read_text().strip() if marker.exists() else "the quick budget's runs (issue 13)"
     lines = [
         "# Paper B (AF-MARL) reproduced: validation and held-out results",
         "",
@@ -867,25 +910,37 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
             "days 8 and 9 (city scenario). "
         )
         + f"Budget `{args.budget}`: every model trained {budget['episodes']} episodes x {budget['episode_s']:g} s; "
-        f"ablations {budget['ablation_episodes']} x {budget['episode_s']:g} s (seed 1); "
-        f"Fig. 2 sweep points {budget['sweep_episodes']} x {budget['sweep_episode_s']:g} s. "
+        + (
+            f"ablations {int(ablations[-1]['train_episodes'])} x {budget['episode_s']:g} s (seed 1); "
+            if ablations and "train_episodes" in ablations[-1]
+            else ""
+        )
+        + f"Fig. 2 and 3: {sweeps_budget}. "
         f"All trainers ran with {', '.join(COMMON_HP)} (see the notes below). Evaluation: "
         f"`twin-service evaluate`, episodes of {600 if days else 210} s after a 60 s warm-up, hosts chosen by "
         "sticky-nearest as in training.",
         "",
-        "## Held-out days 8 and 9 (Eq. 22 cost, task success, delay, energy per task)",
+        f"## What ran at the `{args.budget}` budget",
         "",
-        "Learned policies: mean over seeds ± 95 % CI across seeds (t); heuristics and the oracle: ± 95 % CI over the "
-        "held-out episodes. Last column: the policy's cost minus the best learned policy's, per held-out episode "
-        "(both see the same traffic), mean ± 95 % CI over the episodes.",
-        "",
-        *_table_lines(table, with_gap=True),
-        "",
-        *verdict(table),
-        f"The oracle (each vehicle's best rho on the true state, the others fixed) reaches {oracle_success:.1%} task "
-        "success: the ceiling here. Paper B's claims: " + "; ".join(PAPER.values()) + ".",
+        *training_status(args.budget, budget, args.seeds),
         "",
     ]
+    if table:
+        lines += [
+            "## Held-out days 8 and 9 (Eq. 22 cost, task success, delay, energy per task)",
+            "",
+            "Learned policies: mean over seeds ± 95 % CI across seeds (t), or over the held-out episodes for one "
+            "seed; heuristics and the oracle: ± 95 % CI over the held-out episodes. Last column: the policy's cost "
+            "minus the best learned policy's, per held-out episode (both see the same traffic), mean ± 95 % CI over "
+            "the episodes.",
+            "",
+            *_table_lines(table, with_gap=True),
+            "",
+            *verdict(table),
+            f"The oracle (each vehicle's best rho on the true state, the others fixed) reaches {oracle_success:.1%} "
+            "task success: the ceiling here. Paper B's claims: " + "; ".join(PAPER.values()) + ".",
+            "",
+        ]
     if served:
         lines += [
             "## The served offloading policy: chosen on the validation day",
