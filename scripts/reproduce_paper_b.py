@@ -821,7 +821,8 @@ def _table_lines(table: list[dict], with_gap: bool) -> list[str]:
         def pm(key: str, r: dict = r) -> str:
             return f"{_f(r[key])} ± {_f(r[f'{key}_ci95'])}"
 
-        seeds = seeds_text(r["seeds"]) if r["policy"] in {LABEL[a] for a in ALGOS} else "-"
+        learned = r["policy"].split(" (")[0] in {LABEL[a] for a in ALGOS}
+        seeds = seeds_text(r["seeds"]) if learned else "-"
         line = (
             f"| {r['policy']} | {seeds} | {pm('offload_cost_mean')} | {pm('task_success_rate')} | "
             f"{r['success_vs_oracle']:.1%} | {pm('offload_delay_mean_s')} | {pm('offload_energy_mean_j')} |"
