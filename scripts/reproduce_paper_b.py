@@ -933,6 +933,10 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
         "",
         *training_status(args.budget, budget, args.seeds),
         "",
+        f"To go on: `nice -n 10 .venv/bin/python scripts/reproduce_paper_b.py --budget {args.budget} --seeds 1 2 3` "
+        "trains what is missing (an interrupted training resumes from `models/<name>.checkpoint`, bit for bit), "
+        "evaluates only what is new, and may change the served models (chosen on day 7 only).",
+        "",
     ]
     if table:
         lines += [
