@@ -1028,26 +1028,26 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
 
 
 ANALYSIS = """
-**Reading the ablations** (issue 21's run: six variants, 6 episodes of 300 s on days 1-6, a fifth of the full
+**Reading the ablations** (issue 21's run: seven variants, 6 episodes of 300 s on days 1-6, a fifth of the full
 budget; the table above is the measurement, this is our reading of it; day 7 only, days 8-9 played no part):
 
 - At this budget AF-MARL validates behind SFL-PPO and DDQN and below 95 % of the oracle's task success. SFL-PPO is
   the best of the three, but none of the paired gaps between AF-MARL, SFL-PPO and DDQN is outside its 95 % interval
-  (five validation episodes of 600 s).
+  (five validation episodes of 600 s). At the full budget (30 episodes) the gap to SFL-PPO stays (validation table).
 - **AF-MARL loses where the hosts are crowded.** Every policy is furthest from the oracle in day 7's busiest span,
   but AF-MARL's excess there is about three times SFL-PPO's, while over the other episodes the two are close
-  (column "cost - oracle"). Our reading, not tested here: the deterministic actor learns one rho per observation
-  from critics fit to the immediate cost (gamma = 0) with the co-hosted vehicles' rho as they were in the replay
-  buffer, exploration included; on a crowded host the cost turns on how much the others offload, and a rho tuned
-  against exploring neighbours is off there. SFL-PPO (on-policy) and DDQN (decaying epsilon) learn against their
-  own current policy. The variant that tests this (`af-marl-pi`: the actor trained against the others' rho
-  without exploration noise) is in ABLATIONS but was not run in the time.
+  (column "cost - oracle"). On a crowded host the cost turns on how much the co-hosted vehicles offload, and
+  AF-MARL's deterministic actor gets that wrong more than the others.
+- **Not the exploring neighbours:** training the actor against the co-hosted vehicles' rho without exploration
+  noise (`af-marl-pi`) does not help; it is slightly worse, with the same busy-span pattern. What does make the
+  difference in the busy span we have not found in the time.
 - **The CVAE context is what makes AF-MARL work here:** without it the cost rises well outside the interval and
   success falls to three quarters of the oracle's, most of it again in the busy span.
 - **Synchronous rounds are worse** (every tick's round closes on all its updates): outside the interval, with the
   same busy-span pattern. We have not isolated why.
 - **The transformer trunk does not earn its cost:** with one linear layer in its place AF-MARL validates lower
-  (inside the interval, level with SFL-PPO and DDQN) and trains in less CPU time.
+  (inside the interval, level with SFL-PPO and DDQN) and trains in less CPU time. It was not tried at the full
+  budget.
 - One training seed per variant: how much of these gaps is the training seed is not measured. The two large losses
   (no CVAE, synchronous rounds) come with a wide spread across the validation episodes.
 """
