@@ -1028,7 +1028,7 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
 
 
 ANALYSIS = """
-**Reading the ablations** (issue 21's run: seven variants, 6 episodes of 300 s on days 1-6, a fifth of the full
+**Reading the ablations** (issue 21's run: eight variants, 6 episodes of 300 s on days 1-6, a fifth of the full
 budget; the table above is the measurement, this is our reading of it; day 7 only, days 8-9 played no part):
 
 - At this budget AF-MARL validates behind SFL-PPO and DDQN and below 95 % of the oracle's task success. SFL-PPO is
@@ -1041,6 +1041,8 @@ budget; the table above is the measurement, this is our reading of it; day 7 onl
 - **Not the exploring neighbours:** training the actor against the co-hosted vehicles' rho without exploration
   noise (`af-marl-pi`) does not help; it is slightly worse, with the same busy-span pattern. What does make the
   difference in the busy span we have not found in the time.
+- **Nor the exploration schedule:** exploration that fades per episode as DDQN's epsilon does (`af-marl-decay`) is
+  slightly worse too (outside the interval), again mostly in the busy span.
 - **The CVAE context is what makes AF-MARL work here:** without it the cost rises well outside the interval and
   success falls to three quarters of the oracle's, most of it again in the busy span.
 - **Synchronous rounds are worse** (every tick's round closes on all its updates): outside the interval, with the
