@@ -48,9 +48,10 @@ def _manifest(name: str, options: dict) -> ModelManifest:
     )
 
 
-def test_served_model_matches_its_network_and_manifest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ablation", [{}, {"trunk": "mlp"}, {"cvae": False}, {"trunk": "mlp", "cvae": False}], ids=str)
+def test_served_model_matches_its_network_and_manifest(tmp_path: Path, ablation: dict) -> None:
     torch.manual_seed(3)
-    options = {"latent": 8, "d_model": 16, "n_layers": 1, "hidden": 32, "cvae_hidden": 32}
+    options = {"latent": 8, "d_model": 16, "n_layers": 1, "hidden": 32, "cvae_hidden": 32, **ablation}
     net = AfMarlNetwork(**options)
     save_model(tmp_path / "afm-unit", _manifest("afm-unit", options), net.state_dict())
     policy = offload_policy("afm-unit", offload=OffloadParams(), registry=ModelRegistry(tmp_path))
@@ -72,3 +73,11 @@ def test_weights_that_do_not_fit_the_manifest_are_refused(tmp_path: Path) -> Non
     save_model(tmp_path / "afm-bad", _manifest("afm-bad", {"latent": 16, "d_model": 16}), net.state_dict())
     with pytest.raises(ModelSpecMismatch):
         offload_policy("afm-bad", offload=OffloadParams(), registry=ModelRegistry(tmp_path))
+
+
+def test_an_unknown_trunk_is_refused(tmp_path: Path) -> None:
+    net = AfMarlNetwork(latent=8, d_model=16, hidden=32, cvae_hidden=32)
+    options = {"latent": 8, "d_model": 16, "hidden": 32, "cvae_hidden": 32, "trunk": "lstm"}
+    save_model(tmp_path / "afm-lstm", _manifest("afm-lstm", options), net.state_dict())
+    with pytest.raises(ModelSpecMismatch, match="trunk"):
+        offload_policy("afm-lstm", offload=OffloadParams(), registry=ModelRegistry(tmp_path))

@@ -42,12 +42,12 @@ def weighted_average(updates: Sequence[Layers], weights: Sequence[float]) -> Lay
     if any(len(u) != n_layers for u in updates):
         raise ValueError("updates have different numbers of layers")
     share = alpha / alpha.sum()
-    return [
-        np.sum([s * np.asarray(u[i], dtype=np.float64) for s, u in zip(share, updates, strict=True)], axis=0).astype(
-            np.asarray(updates[0][i]).dtype
-        )
-        for i in range(n_layers)
-    ]
+    out = []
+    for i in range(n_layers):
+        layer = np.stack([np.asarray(u[i]) for u in updates])  # (N, ...) one layer of every update
+        dtype = layer.dtype if np.issubdtype(layer.dtype, np.floating) else np.float64
+        out.append(np.tensordot(share.astype(dtype), layer.astype(dtype, copy=False), axes=1))  # the updates' precision
+    return out
 
 
 def apply_update(weights: Layers, update: Layers, step: float = 1.0) -> Layers:

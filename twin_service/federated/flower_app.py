@@ -29,6 +29,7 @@ import torch
 from twin_service.federated.semisync import ClientUpdate
 from twin_service.learn.af_marl import AfMarlArgs, train, updates_of
 from twin_service.learn.af_marl_client import AfMarlModel, LocalConfig, LocalResult, local_update
+from twin_service.policies.af_marl import GlobalModel
 
 MESSAGE_TYPE = "train"
 
@@ -43,16 +44,20 @@ def _tensors(record: Any) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(v) for k, v in record.to_torch_state_dict().items()}
 
 
-def model_shape(model: AfMarlModel, obs_dim: int) -> dict[str, int]:
+def model_shape(model: AfMarlModel, obs_dim: int) -> dict[str, int | str | bool]:
     net = model.net
+    trunk = net.actor.trunk
+    transformer = isinstance(trunk, GlobalModel)
     return {
         "obs_dim": obs_dim,
-        "latent": net.cvae.latent,
-        "d_model": net.actor.trunk.embed.out_features,
-        "n_layers": len(net.actor.trunk.layers),
-        "hidden": net.actor.trunk.out.out_features,
-        "cvae_hidden": net.cvae.encoder[0].out_features,
+        "latent": net.cvae.latent if net.cvae is not None else 0,
+        "d_model": trunk.embed.out_features if transformer else 16,
+        "n_layers": len(trunk.layers) if transformer else 1,
+        "hidden": (trunk.out if transformer else trunk.inp).out_features,
+        "cvae_hidden": net.cvae.encoder[0].out_features if net.cvae is not None else 64,
         "critic_hidden": model.q1.net[0].out_features,
+        "trunk": "transformer" if transformer else "mlp",
+        "cvae": net.cvae is not None,
     }
 
 
@@ -62,6 +67,7 @@ class FlowerFederation:
     def __init__(self, grid: Any, model: AfMarlModel, targets: AfMarlModel, cfg: LocalConfig, obs_dim: int, seed: int):
         self.grid, self.model, self.targets, self.cfg = grid, model, targets, cfg
         self.shape = model_shape(model, obs_dim)
+        self.names = [k for k, _ in model.named_parameters()]
         self.seed = seed
         self.nodes: list[int] = []
         self.outstanding: dict[str, tuple[list[tuple[int, int, int]], int]] = {}
@@ -137,7 +143,7 @@ class FlowerFederation:
                     torch.as_tensor(np.asarray(c["config"]["scores"], dtype=np.float32)),
                     torch.as_tensor(np.asarray(c["config"]["losses"], dtype=np.float32)).reshape(len(clients), -1),
                 )
-                out += updates_of(result, clients, version)
+                out += updates_of(result, clients, version, self.names)
             if not wait or not self.outstanding:
                 break
             if time.monotonic() > deadline:
@@ -211,7 +217,7 @@ def make_server_app() -> Any:
         def factory(
             model: AfMarlModel, targets: AfMarlModel, cfg: LocalConfig, generator: torch.Generator
         ) -> FlowerFederation:
-            obs_dim = model.q1.net[0].in_features - model.net.cvae.latent - 2  # critic input: obs, z, others, rho
+            obs_dim = model.q1.net[0].in_features - model.net.latent_dim - 2  # critic input: obs, z, others, rho
             feds.append(FlowerFederation(grid, model, targets, cfg, obs_dim, args.seed))
             return feds[-1]
 

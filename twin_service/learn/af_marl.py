@@ -23,6 +23,7 @@ SuperNodes (:mod:`twin_service.federated.flower_app`). The result is a model fol
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ from twin_service.envs.sim import EnvOptions
 from twin_service.federated.aggregate import Thresholds
 from twin_service.federated.selection import SelectionCriteria
 from twin_service.federated.semisync import ClientUpdate, SemiSyncServer
-from twin_service.learn.af_marl_client import AUX, AfMarlModel, LocalConfig, LocalResult, local_update
+from twin_service.learn.af_marl_client import AUX, AfMarlModel, LocalConfig, LocalResult, Method, local_update
+from twin_service.learn.checkpoint import Checkpoint, Checkpointer, capture, restore
 from twin_service.learn.offload_common import (
     CurveLog,
     EpisodeLog,
+    PhaseTimer,
     ReplayBuffer,
     Timer,
     args_dict,
@@ -89,6 +92,14 @@ class AfMarlArgs:
     exploration_rate: float = 0.15
     """Share of vehicles taking a uniformly random rho each tick (Table V: exploration rate 0.15), so that the
     critics see the whole of [0, 1] and not only the Gaussian neighbourhood of the actor's choice."""
+    exploration_decay: float = 1.0
+    """The exploration rate is multiplied by this after every episode (1: Table V's constant rate)."""
+    actor_others: Literal["behaviour", "policy"] = "behaviour"
+    """The co-hosted vehicles' summed rho the actor's loss (Eq. 54) evaluates the critic at: ``behaviour``, what
+    they did (exploring), as the critics learn it; ``policy``, what their actor chose before its exploration
+    noise, i.e. the crowding the trained actor will meet when every vehicle follows it. Exploration (a uniform rho
+    for 15 % of the vehicles, Gaussian noise clipped at 0) crowds the hosts more than the trained policy does, and
+    an actor trained against that crowding offloads too little (measured on day 7)."""
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
     policy_delay: int = 2
@@ -105,8 +116,19 @@ class AfMarlArgs:
     """Width of the CVAE's encoder and decoder layers (Table V: 3 layers each)."""
     critic_hidden: int = 128
     """Width of each critic's two ReLU layers (Table V: 2 layers)."""
+    trunk: Literal["transformer", "mlp"] = "transformer"
+    """The actor's trunk: the global model's transformer (Eq. 25-30) or, as an ablation, one linear layer."""
+    cvae: bool = True
+    """The CVAE context (Eq. 38-40); False: the ablation without it (the actor sees the observation only)."""
+    rounds: Literal["semi-synchronous", "synchronous"] = "semi-synchronous"
+    """``semi-synchronous``: a round closes after ``tau_agg`` s or ``N_agg`` updates, low scores left out, thresholds
+    adaptive (Sec. V-E, Eq. 45). ``synchronous`` (the ablation): a round closes once every client selected in the
+    tick has reported, all admitted, as synchronous FedAvg waits for everyone."""
     clients_per_tick: int = 16
     """Most selected vehicles computing a local update per tick."""
+    local_method: Method = "grouped"
+    """How the in-process federation computes the clients' local updates: all in one batched pass (``grouped``),
+    ``vmap`` or ``per-client`` (one at a time); the same maths (:mod:`twin_service.learn.af_marl_client`)."""
     local_steps: int = 1
     """SGD steps per local update (Eq. 41)."""
     lr_local: float = 0.01
@@ -132,6 +154,10 @@ class AfMarlArgs:
     progress: bool = True
     command: str = ""
     """The command line recorded in the manifest."""
+    checkpoint: Path | None = None
+    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
+    resume: bool = True
+    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 class Federation(Protocol):
@@ -149,14 +175,21 @@ class Federation(Protocol):
 class InProcessFederation:
     """Clients compute in this process, at once (deterministic)."""
 
-    def __init__(self, model: AfMarlModel, targets: AfMarlModel, cfg: LocalConfig, generator: torch.Generator):
-        self.model, self.targets, self.cfg, self.generator = model, targets, cfg, generator
+    def __init__(
+        self,
+        model: AfMarlModel,
+        targets: AfMarlModel,
+        cfg: LocalConfig,
+        generator: torch.Generator,
+        method: Method = "grouped",
+    ):
+        self.model, self.targets, self.cfg, self.generator, self.method = model, targets, cfg, generator, method
         self._ready: list[tuple[int, ClientUpdate, np.ndarray]] = []
 
     def submit(
         self, tick: int, clients: list[tuple[int, int, int]], data: dict[str, torch.Tensor], version: int
     ) -> None:
-        result = local_update(self.model, self.targets, data, self.cfg, self.generator)
+        result = local_update(self.model, self.targets, data, self.cfg, self.generator, self.method)
         self._ready += updates_of(result, clients, version)
 
     def collect(self, wait: bool = False) -> list[tuple[int, ClientUpdate, np.ndarray]]:
@@ -165,31 +198,44 @@ class InProcessFederation:
 
 
 def updates_of(
-    result: LocalResult, clients: list[tuple[int, int, int]], version: int
+    result: LocalResult, clients: list[tuple[int, int, int]], version: int, names: Sequence[str] | None = None
 ) -> list[tuple[int, ClientUpdate, np.ndarray]]:
-    """Split a batched local result into one upload per client."""
-    names = list(result.delta)
+    """Split a batched local result into one upload per client.
+
+    A client's update is one flat vector, the parameters ``names`` (default: the result's order) end to end: the
+    aggregation of Eq. 31 is element-wise, so where layers begin does not change it, and one array per client
+    keeps a round's aggregation to a few array operations (the scores of Eq. 42-43 are taken per layer before).
+    """
+    names = list(result.delta) if names is None else list(names)
+    flat = torch.cat([result.delta[k].reshape(len(clients), -1) for k in names], dim=1).numpy()
     out = []
     for i, (agent, rsu, n) in enumerate(clients):
-        delta = [result.delta[k][i].numpy() for k in names]
-        out.append((rsu, ClientUpdate(agent, delta, n, float(result.scores[i]), version), result.losses[i].numpy()))
+        out.append((rsu, ClientUpdate(agent, [flat[i]], n, float(result.scores[i]), version), result.losses[i].numpy()))
     return out
 
 
 def client_batches(
-    buffer: ReplayBuffer, agents: Sequence[int], batch_size: int, rng: np.random.Generator
+    buffer: ReplayBuffer,
+    agents: Sequence[int],
+    batch_size: int,
+    rng: np.random.Generator,
+    others_pi: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """``(S, B, ...)`` minibatches, client n's drawn (with replacement) from its own transitions D_n."""
+    """``(S, B, ...)`` minibatches, client n's drawn (with replacement) from its own transitions D_n; with
+    ``others_pi`` the co-hosted rho without exploration for the actor's loss (``AfMarlArgs.actor_others``)."""
     idx = np.stack([rng.choice(buffer.agent_indices(a), size=batch_size, replace=True) for a in agents])
     flat = buffer.tensors(idx.reshape(-1))
     s = len(agents)
-    return {
+    out = {
         "obs": flat["obs"].reshape(s, batch_size, -1),
         "act": flat["act"].reshape(s, batch_size, -1),
         "rew": flat["rew"].reshape(s, batch_size),
         "next_obs": flat["next_obs"].reshape(s, batch_size, -1),
         "done": flat["done"].reshape(s, batch_size),
     }
+    if others_pi:
+        out["others_pi"] = flat["state"].reshape(s, batch_size, 1)
+    return out
 
 
 def train(
@@ -206,36 +252,89 @@ def train(
 
     # Networks (Alg. 4 l. 2-3): the global model and its targets theta' <- theta.
     model = AfMarlModel(
-        obs_dim, args.latent, args.d_model, args.n_layers, args.hidden, args.cvae_hidden, args.critic_hidden
+        obs_dim,
+        args.latent,
+        args.d_model,
+        args.n_layers,
+        args.hidden,
+        args.cvae_hidden,
+        args.critic_hidden,
+        args.trunk,
+        args.cvae,
     )
     targets = copy.deepcopy(model)
     for p in targets.parameters():
         p.requires_grad_(False)
     opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor)
     opt_critic = torch.optim.Adam([*model.q1.parameters(), *model.q2.parameters()], lr=args.lr_critic)
-    opt_cvae = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
+    optimizers = {"opt_actor": opt_actor, "opt_critic": opt_critic}
+    if model.net.cvae is not None:
+        optimizers["opt_cvae"] = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
     names = [k for k, _ in model.named_parameters()]
     params = dict(model.named_parameters())
 
     cfg = LocalConfig(
         args.gamma, args.kl_weight, args.target_noise, args.target_noise_clip, args.lr_local, args.local_steps
     )
-    federation = (federation_factory or InProcessFederation)(model, targets, cfg, gen)
-    server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
+    if federation_factory is None:
+        federation: Federation = InProcessFederation(model, targets, cfg, gen, args.local_method)
+    else:
+        federation = federation_factory(model, targets, cfg, gen)
+    if args.rounds == "synchronous":  # every tick's round closes on its own updates, all admitted, nothing adapts
+        server = SemiSyncServer(Thresholds(tau_agg_s=0.0, n_agg=2**31 - 1, tau_bounds_s=(0.0, 0.0)), adaptive=False)
+    else:
+        server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
     criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
-    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1)  # + the co-hosted vehicles' summed rho (critics only)
-    curves = CurveLog(args.out / "curves.csv")
-    aggregations = 0
+    # obs + the co-hosted vehicles' summed rho (critics only); the "state" column: that sum without exploration
+    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=1)
+    curves = CurveLog()
+    aggregations, tick = 0, 0
+    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
+
+    modules = {"model": model, "targets": targets}
+    generators = {"torch": gen, "numpy": rng, "env": core.rng}
+
+    def snapshot() -> Checkpoint:
+        """Everything the rest of the run depends on (at an episode's end: no round is open)."""
+        assert not server.pending, "a round is open at the end of an episode"
+        ck = capture(
+            modules,
+            optimizers,
+            generators,
+            aggregations=aggregations,
+            tick=tick,
+            server={"version": server.version, "round_start_s": server.round_start_s},
+            thresholds=dataclasses.asdict(server.thresholds),
+            curves=curves.rows,
+            wall_s=timer.elapsed_s,
+        )
+        ck.arrays = buffer.state_dict()
+        return ck
+
+    if (found := checkpoints.found) is not None:
+        restore(found, modules, optimizers, generators)
+        buffer.load_state_dict(found.arrays)
+        aggregations, tick = int(found.state["aggregations"]), int(found.state["tick"])
+        server.version = int(found.state["server"]["version"])
+        server.round_start_s = float(found.state["server"]["round_start_s"])
+        th = found.state["thresholds"]
+        th |= {"tau_bounds_s": tuple(th["tau_bounds_s"]), "n_bounds": tuple(th["n_bounds"])}
+        server.thresholds = Thresholds(**th)
+        curves = CurveLog(found.state["curves"])
+        timer.resume_from(float(found.state["wall_s"]))
 
     def apply(delta: list[np.ndarray]) -> None:
         """Eq. 31's aggregate as the clients' average gradient (-Delta / eta) through Adam; TD3's delayed actor."""
         nonlocal aggregations
         aggregations += 1
         update_actor = aggregations % args.policy_delay == 0 and aggregations > args.actor_starts
-        for k, d in zip(names, delta, strict=True):
+        (flat,) = delta  # the parameters end to end (updates_of)
+        grads = torch.from_numpy(flat).mul(-1.0 / args.lr_local).split([params[k].numel() for k in names])
+        for k, g in zip(names, grads, strict=True):
             p = params[k]
-            p.grad = None if (k.startswith("net.actor.") and not update_actor) else torch.from_numpy(-d / args.lr_local)
-        opt_cvae.step()
+            p.grad = None if (k.startswith("net.actor.") and not update_actor) else g.view_as(p)
+        if "opt_cvae" in optimizers:
+            optimizers["opt_cvae"].step()
         opt_critic.step()
         if update_actor:
             opt_actor.step()
@@ -243,62 +342,73 @@ def train(
         for p in model.parameters():
             p.grad = None
 
-    bar = tqdm(total=args.episodes, desc="AF-MARL", unit="episode", disable=not args.progress)
-    tick = 0
-    for episode in range(args.episodes):
-        batch = core.reset()
+    start = checkpoints.start_episode
+    bar = tqdm(total=args.episodes, initial=start, desc="AF-MARL", unit="episode", disable=not args.progress)
+    phase = PhaseTimer()
+    for episode in range(start, args.episodes):
+        with phase("reset"):
+            batch = core.reset()
         std = exploration_std(args.noise_std, args.noise_decay, episode)
+        uniform_rate = args.exploration_rate * args.exploration_decay**episode
         ep, rho_sum = EpisodeLog(), 0.0
         loss_sum, loss_n, adfl = np.zeros(len(AUX)), 0, []
         server.restart_clock(batch.time_s)
         while not core.done:
             tick_start = time.monotonic()
             # 1. act (Alg. 4 l. 8)
-            with torch.no_grad():
+            with phase("act"), torch.no_grad():
                 obs_t = torch.from_numpy(batch.obs)
-                rho = explore(model.net(obs_t), std, gen).numpy().astype(np.float64)
-            uniform = rng.random(len(rho)) < args.exploration_rate
+                chosen = model.net(obs_t)
+                rho = explore(chosen, std, gen).numpy().astype(np.float64)
+            uniform = rng.random(len(rho)) < uniform_rate
             rho = np.where(uniform, rng.random(len(rho)), rho)
             rho_sum += float(rho.sum())
-            ok, host = eligible_clients(core, criteria)
-            step = core.step(rho)
+            with phase("env"):
+                ok, host = eligible_clients(core, criteria)
+                step = core.step(rho)
             # 2. store (Alg. 4 l. 10)
-            next_obs, done, rew = transition(batch, step)
-            others = co_hosted_rho(batch.host, rho)[:, None]
-            seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
-            buffer.add(
-                np.concatenate([batch.obs, others], 1)[seen],
-                rho[seen],
-                rew[seen],
-                np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's stand in
-                done[seen],
-                batch.agent_ids[seen],
-            )
-            ep.add(step)
+            with phase("store"):
+                next_obs, done, rew = transition(batch, step)
+                others = co_hosted_rho(batch.host, rho)[:, None]
+                others_pi = co_hosted_rho(batch.host, chosen.numpy().astype(np.float64))[:, None]
+                seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
+                buffer.add(
+                    np.concatenate([batch.obs, others], 1)[seen],
+                    rho[seen],
+                    rew[seen],
+                    np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's
+                    done[seen],
+                    batch.agent_ids[seen],
+                    others_pi[seen],
+                    others_pi[seen],
+                )
+                ep.add(step)
             now_s = step.next.time_s
             # 3. client selection (Eq. 24) and local updates (Eq. 41-43)
             if buffer.size >= args.learning_starts:
-                rows = [
-                    r
-                    for r in np.flatnonzero(ok)
-                    if buffer.dataset_size(int(batch.agent_ids[r])) >= args.min_local_samples
-                ]
-                if rows:
-                    pick = rng.choice(rows, size=min(args.clients_per_tick, len(rows)), replace=False)
-                    agents = [int(batch.agent_ids[r]) for r in pick]
-                    clients = [(a, int(host[r]), buffer.dataset_size(a)) for a, r in zip(agents, pick, strict=True)]
-                    federation.submit(
-                        tick, clients, client_batches(buffer, agents, args.batch_size, rng), server.version
-                    )
-                for rsu, update, losses in federation.collect():
-                    server.receive(rsu, update)
-                    loss_sum += losses
-                    loss_n += 1
+                with phase("select"):
+                    sizes = buffer.dataset_sizes(batch.agent_ids)
+                    rows = np.flatnonzero(ok & (sizes >= args.min_local_samples))
+                    data = None
+                    if len(rows):
+                        pick = rng.choice(rows, size=min(args.clients_per_tick, len(rows)), replace=False)
+                        agents = [int(batch.agent_ids[r]) for r in pick]
+                        clients = [(a, int(host[r]), int(sizes[r])) for a, r in zip(agents, pick, strict=True)]
+                        data = client_batches(buffer, agents, args.batch_size, rng, args.actor_others == "policy")
+                with phase("local_update"):
+                    if data is not None:
+                        federation.submit(tick, clients, data, server.version)
+                    arrived = federation.collect()
                 # 4-5. the round closes when its semi-synchronous trigger fires: RSUs aggregate (Eq. 31, 44-45)
-                agg = server.step(now_s)
-                if agg is not None:
-                    apply(agg.delta)
-                    adfl.append(agg)
+                with phase("aggregate"):
+                    for rsu, update, losses in arrived:
+                        server.receive(rsu, update)
+                        loss_sum += losses
+                        loss_n += 1
+                    agg = server.step(now_s)
+                    if agg is not None:
+                        apply(agg.delta)
+                        adfl.append(agg)
             batch = step.next
             tick += 1
             if args.min_tick_s > 0:
@@ -311,7 +421,8 @@ def train(
         if agg is not None:
             apply(agg.delta)
             adfl.append(agg)
-        row = {"episode": episode, "exploration_std": std, **ep.row(), "rho_mean": rho_sum / max(ep.n, 1)}
+        row = {"episode": episode, "exploration_std": std, "exploration_rate": uniform_rate, **ep.row()}
+        row["rho_mean"] = rho_sum / max(ep.n, 1)
         if loss_n:
             row |= {k: float(v) for k, v in zip(AUX, loss_sum / loss_n, strict=True)}
             row["adfl_loss"] = row.pop("local_loss")  # Eq. 32: the mean local loss over participating clients
@@ -326,11 +437,15 @@ def train(
                 "count_triggers": float(np.mean([a.reason == "count" for a in adfl])),
             }
         row["wall_s"] = timer.elapsed_s
+        row["cpu_s"] = time.process_time()  # this process's CPU time: what a busy shared machine does not inflate
+        row |= phase.row()
         curves.add(row)
+        checkpoints.save(snapshot(), episode + 1, {"curves.csv": curves.csv()})
         bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
         bar.update()
     bar.close()
     core.close()
+    curves.write(args.out / "curves.csv")
     plot_curves(
         curves.rows,
         ["cost", "success", "cvae_loss", "adfl_loss", "critic_loss", "actor_loss"],
@@ -353,6 +468,8 @@ def train(
             "n_layers": args.n_layers,
             "hidden": args.hidden,
             "cvae_hidden": args.cvae_hidden,
+            "trunk": args.trunk,
+            "cvae": args.cvae,
         },
         scenario=core.sim.scenario,
         args=args_dict(args),
@@ -361,4 +478,5 @@ def train(
         evaluation=evaluation,
         notes="TD3 actor (transformer global model + CVAE latent) trained by semi-synchronous FL (AdFL), paper B",
     )
+    checkpoints.finish()
     return args.out

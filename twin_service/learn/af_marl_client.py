@@ -4,28 +4,45 @@ One function, :func:`local_update`, serves the in-process federation and Flower'
 observation carries one extra column for the critics only: the summed rho of the other vehicles offloading to the
 same host in that tick (their actions, as a centralised-training critic sees them; C.6 couples vehicles only through
 it). Without it the critics cannot tell a crowded host's outcome from their own action's, and every vehicle, sharing
-one actor, swung between all-local and all-offload (measured). The actor, the CVAE and serving never see it. Given the
+one actor, swung between all-local and all-offload (measured). The actor, the CVAE and serving never see it. The
+actor's loss may evaluate the critic at another co-hosted sum, ``others_pi`` in the batch (the trainer's
+``actor_others="policy"``: what the others' actor chose before its exploration noise). Given the
 global model (CVAE, actor, twin critics), the global target networks and a minibatch per client from its own
 dataset D_n, every client does ``local_steps`` SGD steps (Eq. 41) on its local loss
 
     L_n = L_CVAE (Eq. 40) + L_critic1 + L_critic2 (Eq. 48-49, target-policy smoothing) + L_actor (Eq. 54),
 
 and returns its update ``Delta w_n = w_n - w`` with its contribution score ``sigma_n`` (Eq. 42-43: the weighted
-sum of the layers' gradient norms at the global model). Clients are batched with ``torch.func.vmap``: the maths
-is that of each client alone. Each loss moves only its own networks: the critics' latent input is detached from
-the CVAE, and the actor loss sees the critic's parameters detached.
+sum of the layers' gradient norms at the global model). Each loss moves only its own networks: the critics' latent
+input is detached from the CVAE, and the actor loss sees the critic's parameters detached.
+
+How the clients are computed (``method``), the maths being that of each client alone in every case:
+
+* ``grouped`` (default): one forward and one backward pass for all S clients. Every client holds its own copy of
+  the parameters, stacked ``(S, ...)``, and the networks run as batched matrix products over those copies
+  (:func:`grouped_losses`, the same layers as the modules in :mod:`twin_service.policies.af_marl` and
+  :mod:`twin_service.learn.td3`). The summed loss ``sum_n L_n(w_n)`` has ``dL_n / dw_n`` as its gradient with
+  respect to client n's copy: every client's own gradient, from one backward pass.
+* ``vmap``: ``torch.func.vmap`` over ``torch.func.grad`` of one client's loss on the real modules.
+* ``per-client``: one client at a time on the real modules (the reference the other two are tested against, and
+  the baseline of ``scripts/bench_train.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn import functional as F  # noqa: N812
 
 from twin_service.learn.td3 import Critic, actor_loss, critic_loss, smoothed_target_action, td_target
-from twin_service.policies.af_marl import AfMarlNetwork, cvae_loss, split_xc
+from twin_service.policies.af_marl import AfMarlNetwork, MlpTrunk, attention, cvae_loss, split_xc
+
+Method = Literal["grouped", "vmap", "per-client"]
+METHODS: tuple[Method, ...] = ("grouped", "vmap", "per-client")
 
 
 class AfMarlModel(nn.Module):
@@ -40,11 +57,14 @@ class AfMarlModel(nn.Module):
         hidden: int = 64,
         cvae_hidden: int = 64,
         critic_hidden: int = 128,
+        trunk: str = "transformer",
+        cvae: bool = True,
     ):
         super().__init__()
-        self.net = AfMarlNetwork(latent, d_model, n_layers, hidden, cvae_hidden)
-        self.q1 = Critic(obs_dim + latent + 1, critic_hidden)  # + the co-hosted vehicles' summed rho
-        self.q2 = Critic(obs_dim + latent + 1, critic_hidden)
+        self.net = AfMarlNetwork(latent, d_model, n_layers, hidden, cvae_hidden, trunk, cvae)
+        z = self.net.latent_dim
+        self.q1 = Critic(obs_dim + z + 1, critic_hidden)  # + the co-hosted vehicles' summed rho
+        self.q2 = Critic(obs_dim + z + 1, critic_hidden)
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,11 @@ def _sub(params: dict[str, torch.Tensor], prefix: str, detach: bool = False) -> 
 def td_targets(
     targets: AfMarlModel, batch: dict[str, torch.Tensor], noise: torch.Tensor, cfg: LocalConfig
 ) -> torch.Tensor:
-    """``y`` of Eq. 49 with the global target networks (target-policy smoothing on the target action)."""
+    """``y`` of Eq. 49 with the global target networks (target-policy smoothing on the target action).
+
+    With ``gamma = 0`` the bootstrap term vanishes and ``y`` is the reward: the target networks are not run."""
+    if cfg.gamma == 0.0:
+        return batch["rew"].clone()
     with torch.no_grad():
         nxt, others = batch["next_obs"][..., :-1], batch["next_obs"][..., -1:]
         z_next = targets.net.latent(nxt)
@@ -76,26 +100,129 @@ def td_targets(
         return td_target(batch["rew"], q1, q2, batch["done"], cfg.gamma)
 
 
-def make_loss(model: AfMarlModel, cfg: LocalConfig):
-    """The local loss ``L_n(w; batch)`` as a function of the parameters (for ``torch.func``)."""
+def others_of_actor(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The co-hosted vehicles' summed rho in the actor's loss: ``others_pi`` where the trainer gives it (their
+    rho without exploration noise, as they will act once trained), else the one the critics learn from (what they
+    did, exploring)."""
+    return batch["others_pi"] if "others_pi" in batch else batch["obs"][..., -1:]
 
-    def loss(params: dict[str, torch.Tensor], obs_others, act, y, eps):
+
+def make_loss(model: AfMarlModel, cfg: LocalConfig):
+    """One client's local loss ``L_n(w; batch)`` as a function of the parameters, on the real modules (for
+    ``torch.func`` and the per-client reference)."""
+
+    def loss(params: dict[str, torch.Tensor], obs_others, act, y, eps, others_pi):
         obs, others = obs_others[..., :-1], obs_others[..., -1:]
         x, c = split_xc(obs)
-        x_hat, mu, logvar = functional_call(model.net.cvae, _sub(params, "net.cvae."), (x, c, eps))
-        l_cvae, recon, kl = cvae_loss(x, x_hat, mu, logvar, cfg.kl_weight)
-        z = mu.detach()
+        if model.net.cvae is None:  # the ablation without the CVAE: no latent, no L_CVAE
+            z = obs.new_zeros((*obs.shape[:-1], 0))
+            l_cvae = recon = kl = obs.new_zeros(())
+        else:
+            x_hat, mu, logvar = functional_call(model.net.cvae, _sub(params, "net.cvae."), (x, c, eps))
+            l_cvae, recon, kl = cvae_loss(x, x_hat, mu, logvar, cfg.kl_weight)
+            z = mu.detach()
         s = torch.cat([obs, z, others], dim=-1)
         q1_p, q2_p = _sub(params, "q1."), _sub(params, "q2.")
         l_q = critic_loss(functional_call(model.q1, q1_p, (s, act))[..., 0], y) + critic_loss(
             functional_call(model.q2, q2_p, (s, act))[..., 0], y
         )
         a_pi = functional_call(model.net.actor, _sub(params, "net.actor."), (obs, z))
-        l_pi = actor_loss(functional_call(model.q1, _sub(params, "q1.", detach=True), (s, a_pi)))
+        s_pi = torch.cat([obs, z, others_pi], dim=-1)  # the co-hosted rho the actor is trained against
+        l_pi = actor_loss(functional_call(model.q1, _sub(params, "q1.", detach=True), (s_pi, a_pi)))
         total = l_cvae + l_q + l_pi
         return total, torch.stack([total, l_cvae, recon, kl, l_q, l_pi]).detach()
 
     return loss
+
+
+# --- the grouped path: every client's copy of the parameters stacked (S, ...), batched matrix products -----------
+
+
+def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x W_n^T + b_n`` for each client n: x ``(S, ..., in)``, W ``(S, out, in)``, b ``(S, out)``."""
+    w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    y = torch.bmm(flat, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), flat, w.transpose(1, 2))
+    return y.reshape(*x.shape[:-1], w.shape[1])
+
+
+def _mlp(p: dict[str, torch.Tensor], name: str, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """An ``nn.Sequential`` of Linear and ReLU layers (the CVAE's and the critics'), per client."""
+    for i, layer in enumerate(seq):
+        if isinstance(layer, nn.Linear):
+            x = _linear(p, f"{name}.{i}", x)
+        elif isinstance(layer, nn.ReLU):
+            x = torch.relu(x)
+        else:  # pragma: no cover - a network changed shape: the equality test fails first
+            raise TypeError(f"{name}.{i}: no grouped form for {type(layer).__name__}")
+    return x
+
+
+def _layer_norm(p: dict[str, torch.Tensor], name: str, norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+    y = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+    return y * p[f"{name}.weight"].reshape(shape) + p[f"{name}.bias"].reshape(shape)
+
+
+def _actor(p: dict[str, torch.Tensor], model: AfMarlModel, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """:class:`twin_service.policies.af_marl.AfMarlActor` per client (Eq. 25-30, then the Tanh head, Eq. 47)."""
+    trunk = model.net.actor.trunk
+    if isinstance(trunk, MlpTrunk):
+        out = _linear(p, "net.actor.trunk.inp", torch.cat([obs, latent], dim=-1))
+    else:
+        x, c = split_xc(obs)
+        tokens = _linear(p, "net.actor.trunk.embed", torch.stack([x, c], dim=-1))
+        if trunk.embed_latent is not None:
+            tokens = torch.cat([tokens, _linear(p, "net.actor.trunk.embed_latent", latent).unsqueeze(-2)], dim=-2)
+        z = tokens + trunk.positions
+        for i, layer in enumerate(trunk.layers):
+            name = f"net.actor.trunk.layers.{i}"
+            q, k, v = (_linear(p, f"{name}.{w}", z) for w in ("w_q", "w_k", "w_v"))
+            h = _layer_norm(p, f"{name}.norm1", layer.norm1, z + attention(q, k, v))
+            ff = _linear(p, f"{name}.ff.2", torch.relu(_linear(p, f"{name}.ff.0", h)))
+            z = _layer_norm(p, f"{name}.norm2", layer.norm2, h + ff)
+        out = _linear(p, "net.actor.trunk.out", z.mean(dim=-2))
+    head = _linear(p, "net.actor.head.3", torch.tanh(_linear(p, "net.actor.head.1", torch.tanh(out))))
+    return torch.sigmoid(head)
+
+
+def grouped_losses(
+    model: AfMarlModel, params: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], y, eps, cfg: LocalConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every client's local loss ``L_n(w_n)`` (as :func:`make_loss`) with ``params`` stacked ``(S, ...)``.
+
+    Returns ``(S,)`` losses and ``(S, len(AUX))`` their parts.
+    """
+    obs, others = batch["obs"][..., :-1], batch["obs"][..., -1:]
+    act = batch["act"]
+    x, c = split_xc(obs)
+    cvae = model.net.cvae
+    if cvae is None:  # the ablation without the CVAE
+        z = obs.new_zeros((*obs.shape[:-1], 0))
+        recon = kl = l_cvae = obs.new_zeros(obs.shape[0])
+    else:
+        h = _mlp(params, "net.cvae.encoder", cvae.encoder, torch.cat([x, c], dim=-1))
+        mu, logvar = h[..., : cvae.latent], h[..., cvae.latent :].clamp(-10.0, 10.0)
+        z_sample = mu + torch.exp(0.5 * logvar) * eps  # reparameterised (Cvae.forward)
+        x_hat = _mlp(params, "net.cvae.decoder", cvae.decoder, torch.cat([z_sample, c], dim=-1))
+        # cvae_loss per client: the mean squared error per feature and the KL per sample, averaged over the minibatch
+        recon = ((x_hat - x) ** 2).mean(dim=(1, 2))
+        kl = (-0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar)).sum(dim=-1)).mean(dim=1)
+        l_cvae = recon + cfg.kl_weight * kl
+        z = mu.detach()
+    s = torch.cat([obs, z, others], dim=-1)
+
+    def q(prefix: str, p: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
+        return _mlp(p, f"{prefix}.net", model.q1.net, torch.cat([s, a], dim=-1))[..., 0]
+
+    y = y.detach()
+    l_q = ((q("q1", params, act) - y) ** 2).mean(dim=1) + ((q("q2", params, act) - y) ** 2).mean(dim=1)
+    a_pi = _actor(params, model, obs, z)
+    frozen_q1 = {k: v.detach() for k, v in params.items() if k.startswith("q1.")}
+    s_pi = torch.cat([obs, z, others_of_actor(batch)], dim=-1)
+    l_pi = -_mlp(frozen_q1, "q1.net", model.q1.net, torch.cat([s_pi, a_pi], dim=-1))[..., 0].mean(dim=1)
+    total = l_cvae + l_q + l_pi
+    return total, torch.stack([total, l_cvae, recon, kl, l_q, l_pi], dim=1).detach()
 
 
 AUX = ("local_loss", "cvae_loss", "cvae_recon", "cvae_kl", "critic_loss", "actor_loss")
@@ -111,29 +238,59 @@ class LocalResult:
     """``(S, len(AUX))`` the local losses at the global model."""
 
 
+def _grads(
+    method: Method,
+    model: AfMarlModel,
+    params: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    cfg: LocalConfig,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every client's gradient of its own loss at its own parameters ``params`` (stacked ``(S, ...)``)."""
+    if method == "grouped":
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        total, aux = grouped_losses(model, leaves, batch, y, eps, cfg)
+        g = torch.autograd.grad(total.sum(), list(leaves.values()))  # dL_n / dw_n: L_m ignores w_n for m != n
+        return dict(zip(leaves, g, strict=True)), aux
+    loss = make_loss(model, cfg)
+    if method == "vmap":
+        return vmap(grad(loss, has_aux=True))(params, batch["obs"], batch["act"], y, eps, others_of_actor(batch))
+    if method != "per-client":
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    grads, aux = [], []
+    for n in range(len(y)):
+        own = {k: v[n].detach().requires_grad_(True) for k, v in params.items()}
+        total, parts = loss(own, batch["obs"][n], batch["act"][n], y[n], eps[n], others_of_actor(batch)[n])
+        grads.append(torch.autograd.grad(total, list(own.values())))
+        aux.append(parts)
+    return {k: torch.stack([g[i] for g in grads]) for i, k in enumerate(params)}, torch.stack(aux)
+
+
 def local_update(
     model: AfMarlModel,
     targets: AfMarlModel,
     batch: dict[str, torch.Tensor],
     cfg: LocalConfig,
     generator: torch.Generator,
+    method: Method = "grouped",
 ) -> LocalResult:
     """Every client's local update from the global ``model`` (module docstring).
 
     ``batch`` holds ``(S, B, ...)`` tensors: obs, act, rew, next_obs, done, one minibatch of its own data per client;
-    obs and next_obs end with the co-hosted vehicles' summed rho (module docstring).
+    obs and next_obs end with the co-hosted vehicles' summed rho (module docstring). ``method`` only changes how
+    the clients are computed, not what (module docstring).
     """
     global_p = {k: v.detach() for k, v in model.named_parameters()}
     s, b = batch["obs"].shape[:2]
     noise = torch.randn((s, b, 1), generator=generator) * cfg.target_noise
     y = td_targets(targets, batch, noise, cfg)
-    loss_grad = vmap(grad(make_loss(model, cfg), has_aux=True), in_dims=(0, 0, 0, 0, 0))
     params = {k: v.expand(s, *v.shape) for k, v in global_p.items()}
     scores = torch.zeros(s)
     losses = torch.zeros(s, len(AUX))
     for step in range(cfg.local_steps):
-        eps = torch.randn((s, b, model.net.cvae.latent), generator=generator)
-        g, aux = loss_grad(params, batch["obs"], batch["act"], y, eps)
+        eps = torch.randn((s, b, model.net.latent_dim), generator=generator)
+        g, aux = _grads(method, model, params, batch, y, eps, cfg)
         if step == 0:
             norms = torch.stack([v.reshape(s, -1).norm(dim=1) for v in g.values()], dim=1)  # Eq. 42, (S, L)
             scores = norms.mean(dim=1)  # Eq. 43 with omega_l = 1 / L

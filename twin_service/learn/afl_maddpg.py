@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from twin_service.envs.sim import EnvOptions
 from twin_service.federated.aggregate import async_mix, staleness_weight
+from twin_service.learn.checkpoint import Checkpoint, Checkpointer, capture, restore
 from twin_service.learn.offload_common import (
     CurveLog,
     EpisodeLog,
@@ -77,6 +78,10 @@ class AflMaddpgArgs:
     threads: int = 1
     progress: bool = True
     command: str = ""
+    checkpoint: Path | None = None
+    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
+    resume: bool = True
+    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 class CentralCritic(nn.Module):
@@ -105,10 +110,37 @@ def train(args: AflMaddpgArgs) -> Path:
     actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
     # obs columns hold o_n and, after it, the co-hosted rho (one extra column) for the critic
     buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=state_dim)
-    curves = CurveLog(args.out / "curves.csv")
+    curves = CurveLog()
     in_flight: list[tuple[int, int, list[torch.Tensor]]] = []  # (arrival tick, base version, local model)
-    version = 0
+    version, tick = 0, 0
     modules = [actor, critic]
+    shapes = [p.shape for m in modules for p in m.parameters()]
+    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
+    named = {"actor": actor, "critic": critic, "actor_t": actor_t, "critic_t": critic_t}
+    generators = {"torch": gen, "numpy": rng, "env": core.rng}
+
+    def snapshot() -> Checkpoint:
+        ck = capture(named, {}, generators, version=version, tick=tick, curves=curves.rows, wall_s=timer.elapsed_s)
+        ck.arrays = buffer.state_dict()
+        # uploads still on their way (they arrive in the next episode's first ticks): one flat model per row
+        ck.arrays["in_flight_ticks"] = np.array([[u[0], u[1]] for u in in_flight], np.int64).reshape(-1, 2)
+        ck.tensors["in_flight_models"] = (
+            torch.stack([torch.cat([w.reshape(-1) for w in u[2]]) for u in in_flight])
+            if in_flight
+            else torch.zeros(0, sum(s.numel() for s in shapes))
+        )
+        return ck
+
+    if (found := checkpoints.found) is not None:
+        restore(found, named, {}, generators)
+        buffer.load_state_dict(found.arrays)
+        version, tick = int(found.state["version"]), int(found.state["tick"])
+        models = found.tensors["in_flight_models"]
+        for (arrive, base), flat in zip(found.arrays["in_flight_ticks"].tolist(), models, strict=True):
+            parts = flat.split([s.numel() for s in shapes])
+            in_flight.append((arrive, base, [w.reshape(s) for w, s in zip(parts, shapes, strict=True)]))
+        curves = CurveLog(found.state["curves"])
+        timer.resume_from(float(found.state["wall_s"]))
 
     def local_model(idx: np.ndarray) -> tuple[list[torch.Tensor], float, float]:
         """One DDPG step (Eq. 41) on a copy of the global model with the client's minibatch."""
@@ -134,9 +166,9 @@ def train(args: AflMaddpgArgs) -> Path:
                         p -= args.lr_local * p.grad
         return [p.detach().clone() for m in (a_loc, c_loc) for p in m.parameters()], l_q.item(), l_pi.item()
 
-    bar = tqdm(total=args.episodes, desc="AFL-MADDPG", unit="episode", disable=not args.progress)
-    tick = 0
-    for episode in range(args.episodes):
+    start = checkpoints.start_episode
+    bar = tqdm(total=args.episodes, initial=start, desc="AFL-MADDPG", unit="episode", disable=not args.progress)
+    for episode in range(start, args.episodes):
         batch = core.reset()
         std = exploration_std(args.noise_std, args.noise_decay, episode)
         ep, lq, lpi, mixes = EpisodeLog(), [], [], []
@@ -198,10 +230,12 @@ def train(args: AflMaddpgArgs) -> Path:
                 "mix_mean": float(np.mean(mixes)),
             }
         curves.add(row)
+        checkpoints.save(snapshot(), episode + 1, {"curves.csv": curves.csv()})
         bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
         bar.update()
     bar.close()
     core.close()
+    curves.write(args.out / "curves.csv")
     plot_curves(
         curves.rows,
         ["cost", "success", "critic_loss", "actor_loss"],
@@ -230,4 +264,5 @@ def train(args: AflMaddpgArgs) -> Path:
         notes="paper B baseline: MADDPG (centralised critic) trained by asynchronous federated learning (FedAsync)",
         hidden=(args.hidden, args.hidden),
     )
+    checkpoints.finish()
     return args.out

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from twin_service.envs.sim import EnvOptions
+from twin_service.learn.checkpoint import Checkpointer, capture, restore
 from twin_service.learn.offload_common import (
     CurveLog,
     EpisodeLog,
@@ -63,11 +64,15 @@ class DdqnArgs:
     threads: int = 1
     progress: bool = True
     command: str = ""
+    checkpoint: Path | None = None
+    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
+    resume: bool = True
+    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 def train(args: DdqnArgs) -> Path:
     timer = Timer()
-    seed_everything(args.seed, args.threads)
+    gen = seed_everything(args.seed, args.threads)
     rng = np.random.default_rng(args.seed)
     core = make_core(
         args.scenario, args.recordings, EnvOptions(args.episode_s, args.warmup_s, overrides=args.overrides), args.seed
@@ -77,9 +82,18 @@ def train(args: DdqnArgs) -> Path:
     q_target = copy.deepcopy(q)
     opt = torch.optim.Adam(q.parameters(), lr=args.lr)
     buffer = ReplayBuffer(args.buffer_size, core.feature_dim)
-    curves = CurveLog(args.out / "curves.csv")
-    bar = tqdm(total=args.episodes, desc="DDQN", unit="episode", disable=not args.progress)
-    for episode in range(args.episodes):
+    curves = CurveLog()
+    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
+    modules = {"q": q, "q_target": q_target}
+    generators = {"torch": gen, "numpy": rng, "env": core.rng}
+    if (found := checkpoints.found) is not None:
+        restore(found, modules, {"opt": opt}, generators)
+        buffer.load_state_dict(found.arrays)
+        curves = CurveLog(found.state["curves"])
+        timer.resume_from(float(found.state["wall_s"]))
+    start = checkpoints.start_episode
+    bar = tqdm(total=args.episodes, initial=start, desc="DDQN", unit="episode", disable=not args.progress)
+    for episode in range(start, args.episodes):
         batch = core.reset()
         eps = args.epsilon * args.epsilon_decay**episode
         ep, losses = EpisodeLog(), []
@@ -110,10 +124,14 @@ def train(args: DdqnArgs) -> Path:
         if losses:
             row["q_loss"] = float(np.mean(losses))
         curves.add(row)
+        ck = capture(modules, {"opt": opt}, generators, curves=curves.rows, wall_s=timer.elapsed_s)
+        ck.arrays = buffer.state_dict()
+        checkpoints.save(ck, episode + 1, {"curves.csv": curves.csv()})
         bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
         bar.update()
     bar.close()
     core.close()
+    curves.write(args.out / "curves.csv")
     plot_curves(curves.rows, ["cost", "success", "q_loss"], args.out / "curves.png", f"DDQN training ({args.out.name})")
     bins_t = torch.from_numpy(bins).float()
 
@@ -138,4 +156,5 @@ def train(args: DdqnArgs) -> Path:
         notes="paper B baseline: single-agent double DQN over discretised rho, no federation",
         hidden=(args.hidden, args.hidden),
     )
+    checkpoints.finish()
     return args.out

@@ -4,8 +4,10 @@ step with the batch that acted, the environments over recorded days, the episode
 from __future__ import annotations
 
 import csv
+import io
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,11 @@ from twin_service.federated.selection import WH_TO_J, SelectionCriteria, eligibl
 
 class ReplayBuffer:
     """Transitions ``(o, rho, r, o', done)`` in a ring of ``capacity``, each tagged with its vehicle (agent id),
-    so that a vehicle's own transitions are its local dataset D_n (paper B, Eq. 41)."""
+    so that a vehicle's own transitions are its local dataset D_n (paper B, Eq. 41).
+
+    Everything lives in the arrays (no per-vehicle lists that grow with every transition): a vehicle's dataset is
+    where the ring holds its id, and its size is counted as transitions come and are overwritten.
+    """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int = 1, state_dim: int = 0) -> None:
         self.capacity = int(capacity)
@@ -36,7 +42,7 @@ class ReplayBuffer:
         self.next_state = np.zeros((capacity, state_dim), np.float32)
         self.ptr = 0
         self.size = 0
-        self._by_agent: dict[int, list[int]] = {}
+        self._count: dict[int, int] = {}
 
     def add(
         self,
@@ -52,34 +58,41 @@ class ReplayBuffer:
         n = len(obs)
         if n == 0:
             return
+        if n > self.capacity:
+            raise ValueError(f"{n} transitions do not fit a buffer of {self.capacity}")
         idx = (self.ptr + np.arange(n)) % self.capacity
+        old = self.agent[idx]
+        gone, gone_n = np.unique(old[old >= 0], return_counts=True)
+        for a, k in zip(gone.tolist(), gone_n.tolist(), strict=True):
+            left = self._count[a] - k
+            if left:
+                self._count[a] = left
+            else:
+                del self._count[a]
         self.obs[idx], self.next_obs[idx] = obs, next_obs
         self.act[idx] = np.asarray(act, np.float32).reshape(n, -1)
         self.rew[idx], self.done[idx], self.agent[idx] = rew, done, agent
         if state is not None and self.state.shape[1]:
             self.state[idx], self.next_state[idx] = state, next_state
-        for i, a in zip(idx.tolist(), np.asarray(agent).tolist(), strict=True):
-            self._by_agent.setdefault(a, []).append(i)
+        new, new_n = np.unique(np.asarray(agent, np.int64), return_counts=True)
+        for a, k in zip(new.tolist(), new_n.tolist(), strict=True):
+            self._count[a] = self._count.get(a, 0) + k
         self.ptr = int((self.ptr + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
     def agent_indices(self, agent: int) -> NDArray[np.int64]:
-        """Where the agent's transitions still are (entries overwritten by the ring are dropped)."""
-        idx = self._by_agent.get(agent)
-        if not idx:
+        """Where the agent's transitions are (its dataset D_n), in slot order."""
+        if agent not in self._count:
             return np.zeros(0, np.int64)
-        arr = np.asarray(idx, np.int64)
-        live = self.agent[arr] == agent
-        if not live.all():
-            arr = arr[live]
-            if len(arr):
-                self._by_agent[agent] = arr.tolist()
-            else:
-                del self._by_agent[agent]
-        return arr
+        return np.flatnonzero(self.agent[: self.size] == agent)
 
     def dataset_size(self, agent: int) -> int:
-        return len(self.agent_indices(agent))
+        return self._count.get(int(agent), 0)
+
+    def dataset_sizes(self, agents: NDArray[np.int64]) -> NDArray[np.int64]:
+        """|D_n| of every agent given."""
+        count = self._count
+        return np.fromiter((count.get(a, 0) for a in np.asarray(agents).tolist()), np.int64, len(agents))
 
     def sample(self, rng: np.random.Generator, batch: int) -> NDArray[np.int64]:
         return rng.integers(0, self.size, size=batch)
@@ -94,6 +107,24 @@ class ReplayBuffer:
             "state": torch.from_numpy(self.state[idx]),
             "next_state": torch.from_numpy(self.next_state[idx]),
         }
+
+    ARRAYS = ("obs", "next_obs", "act", "rew", "done", "agent", "state", "next_state")
+
+    def state_dict(self) -> dict[str, NDArray]:
+        """The filled part of the ring and its pointer (for checkpoints); :meth:`load_state_dict` restores it."""
+        out = {k: getattr(self, k)[: self.size] for k in self.ARRAYS}
+        out["ptr_size"] = np.array([self.ptr, self.size], np.int64)
+        return out
+
+    def load_state_dict(self, state: dict[str, NDArray]) -> None:
+        self.ptr, self.size = (int(v) for v in state["ptr_size"])
+        for k in self.ARRAYS:
+            arr = getattr(self, k)
+            if state[k].shape[1:] != arr.shape[1:] or len(state[k]) != self.size or self.size > self.capacity:
+                raise ValueError(f"checkpoint buffer {k} has shape {state[k].shape}, expected (<= {arr.shape})")
+            arr[: self.size] = state[k]
+        agents, counts = np.unique(self.agent[: self.size], return_counts=True)
+        self._count = dict(zip(agents.tolist(), counts.tolist(), strict=True))
 
 
 def next_rows(prev: OffloadBatch, nxt: OffloadBatch) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
@@ -145,7 +176,7 @@ def eligible_clients(core: OffloadCore, criteria: SelectionCriteria) -> tuple[ND
     if len(host) == 0:
         return np.zeros(0, bool), host
     d_host = np.asarray(ctx.observation.distances_m)[np.arange(len(host)), host]
-    on_rsu = np.array([servers.tiers[h] == "rsu" for h in host])
+    on_rsu = (np.asarray(servers.tiers) == "rsu")[host]
     stay = predicted_stay_s(d_host, servers.range_m[host], ctx.offload_now["speed_mps"])
     ok = eligible(ctx.offload_now["f_hz"], vehicle_energy_wh(core), stay, criteria) & on_rsu
     return ok, host
@@ -187,20 +218,25 @@ class EpisodeLog:
 
 
 class CurveLog:
-    """Rows of training curves, written to ``curves.csv`` as they come."""
+    """Rows of training curves (one per episode); :meth:`csv` gives ``curves.csv``'s text."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
+        self.rows: list[dict[str, Any]] = list(rows or [])
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+
+    def csv(self) -> str:
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        with self.path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        w.writerows(self.rows)
+        return buf.getvalue()
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.csv())
 
 
 def plot_curves(rows: list[dict[str, Any]], columns: Sequence[str], path: Path, title: str) -> None:
@@ -249,3 +285,28 @@ class Timer:
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.start
+
+    def resume_from(self, elapsed_s: float) -> None:
+        """Count on from ``elapsed_s`` (a run resumed from its checkpoint)."""
+        self.start = time.perf_counter() - elapsed_s
+
+
+class PhaseTimer:
+    """Wall time per phase of a training loop (the profile in ``curves.csv``: ``time_<phase>_s`` per episode)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
+
+    def row(self) -> dict[str, float]:
+        """This episode's times, and start counting the next one."""
+        out = {f"time_{k}_s": round(v, 3) for k, v in self.totals.items()}
+        self.totals = {}
+        return out

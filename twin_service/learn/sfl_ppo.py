@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from twin_service.envs.sim import EnvOptions
+from twin_service.learn.checkpoint import Checkpointer, capture, restore
 from twin_service.learn.offload_common import (
     CurveLog,
     EpisodeLog,
@@ -61,6 +62,10 @@ class SflPpoArgs:
     threads: int = 1
     progress: bool = True
     command: str = ""
+    checkpoint: Path | None = None
+    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
+    resume: bool = True
+    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 def fedsgd_gradient(
@@ -88,9 +93,19 @@ def train(args: SflPpoArgs) -> Path:
     critic = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
     log_std = torch.nn.Parameter(torch.tensor(args.log_std))
     opt = torch.optim.Adam([*actor.parameters(), *critic.parameters(), log_std], lr=args.lr)
-    curves = CurveLog(args.out / "curves.csv")
-    bar = tqdm(total=args.episodes, desc="SFL-PPO", unit="episode", disable=not args.progress)
-    for episode in range(args.episodes):
+    curves = CurveLog()
+    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
+    modules = {"actor": actor, "critic": critic}
+    generators = {"torch": gen, "env": core.rng}
+    if (found := checkpoints.found) is not None:
+        restore(found, modules, {"opt": opt}, generators)
+        with torch.no_grad():
+            log_std.copy_(found.tensors["log_std"])
+        curves = CurveLog(found.state["curves"])
+        timer.resume_from(float(found.state["wall_s"]))
+    start = checkpoints.start_episode
+    bar = tqdm(total=args.episodes, initial=start, desc="SFL-PPO", unit="episode", disable=not args.progress)
+    for episode in range(start, args.episodes):
         batch = core.reset()
         ep = EpisodeLog()
         pl, vl, rounds = [], [], 0
@@ -157,10 +172,14 @@ def train(args: SflPpoArgs) -> Path:
                 "log_std": float(log_std.detach()),
             }
         curves.add(row)
+        ck = capture(modules, {"opt": opt}, generators, curves=curves.rows, wall_s=timer.elapsed_s)
+        ck.tensors["log_std"] = log_std.detach().clone()
+        checkpoints.save(ck, episode + 1, {"curves.csv": curves.csv()})
         bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
         bar.update()
     bar.close()
     core.close()
+    curves.write(args.out / "curves.csv")
     plot_curves(
         curves.rows,
         ["cost", "success", "policy_loss", "value_loss"],
@@ -189,4 +208,5 @@ def train(args: SflPpoArgs) -> Path:
         notes="paper B baseline: PPO trained by synchronous federated learning (FedSGD weighted by |D_n|)",
         hidden=(args.hidden, args.hidden),
     )
+    checkpoints.finish()
     return args.out

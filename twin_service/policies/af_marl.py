@@ -12,6 +12,10 @@ the actor's input with :func:`actor_inputs`: the twin now x (Eq. 35) and its 10 
   embeds them, Eq. 26 adds sinusoidal positions, Eq. 27 attends, Eq. 28 is the feed-forward, Eq. 29 the residual
   and layer norm after each sub-layer, Eq. 30 the linear output.
 * :class:`AfMarlActor`: the global model, then Table V's two Tanh layers, then a sigmoid: rho in [0, 1] (Eq. 47).
+
+Two ablations (issue 21), recorded in the manifest's architecture options and served as trained: ``trunk="mlp"``
+replaces the transformer by one linear layer over the observation and the latent (:class:`MlpTrunk`), and
+``cvae=False`` leaves the CVAE out (the actor sees the observation only).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from twin_service.policies.offload import check_offload_inputs, expected_outcome
 from twin_service.policies.onnx_graphs import AfMarlRuntime
 
 KIND = "af-marl"
+TRUNKS = ("transformer", "mlp")
 INITIAL_LOGIT = -2.0
 """Initial bias of the actor's output: rho starts at sigmoid(-2) ~ 0.12."""
 N_FEATURES = len(OFFLOAD_FEATURES)
@@ -148,27 +153,54 @@ class GlobalModel(nn.Module):
     def __init__(self, latent: int = 64, d_model: int = 32, d_ff: int = 64, n_layers: int = 1, out_dim: int = 64):
         super().__init__()
         self.embed = nn.Linear(2, d_model)
-        self.embed_latent = nn.Linear(latent, d_model)
-        self.register_buffer("positions", sinusoidal_positions(N_FEATURES + 1, d_model), persistent=False)
+        self.embed_latent = nn.Linear(latent, d_model) if latent else None  # no CVAE: no latent token
+        n_tokens = N_FEATURES + (1 if latent else 0)
+        self.register_buffer("positions", sinusoidal_positions(n_tokens, d_model), persistent=False)
         self.layers = nn.ModuleList(TransformerLayer(d_model, d_ff) for _ in range(n_layers))
         self.out = nn.Linear(d_model, out_dim)
 
     def forward(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         x, c = split_xc(obs)
-        tokens = torch.cat([self.embed(torch.stack([x, c], dim=-1)), self.embed_latent(latent).unsqueeze(-2)], dim=-2)
+        tokens = self.embed(torch.stack([x, c], dim=-1))
+        if self.embed_latent is not None:
+            tokens = torch.cat([tokens, self.embed_latent(latent).unsqueeze(-2)], dim=-2)
         z = tokens + self.positions
         for layer in self.layers:
             z = layer(z)
         return self.out(z.mean(dim=-2))
 
 
+class MlpTrunk(nn.Module):
+    """The ablation without the transformer: one linear layer over the observation and the latent, in place of the
+    global model (so that the actor is an MLP of Table V's two Tanh layers over them)."""
+
+    def __init__(self, latent: int = 64, out_dim: int = 64):
+        super().__init__()
+        self.inp = nn.Linear(2 * N_FEATURES + latent, out_dim)
+
+    def forward(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return self.inp(torch.cat([obs, latent], dim=-1))
+
+
 class AfMarlActor(nn.Module):
     """The deterministic actor mu_theta(s) of Eq. 51 over s = (observation, CVAE latent) (Eq. 46): the global model,
     Table V's two Tanh layers, and a sigmoid to rho in [0, 1] (Eq. 47)."""
 
-    def __init__(self, latent: int = 64, d_model: int = 32, d_ff: int = 64, n_layers: int = 1, hidden: int = 64):
+    def __init__(
+        self,
+        latent: int = 64,
+        d_model: int = 32,
+        d_ff: int = 64,
+        n_layers: int = 1,
+        hidden: int = 64,
+        trunk: str = "transformer",
+    ):
         super().__init__()
-        self.trunk = GlobalModel(latent, d_model, d_ff, n_layers, hidden)
+        if trunk not in TRUNKS:
+            raise ValueError(f"trunk must be one of {TRUNKS}, got {trunk!r}")
+        self.trunk = (
+            GlobalModel(latent, d_model, d_ff, n_layers, hidden) if trunk == "transformer" else MlpTrunk(latent, hidden)
+        )
         self.head = nn.Sequential(nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         with torch.no_grad():  # start near local computing (rho ~ 0.12): half-offloading everything saturates the RSUs
             self.head[-1].bias.fill_(INITIAL_LOGIT)
@@ -181,22 +213,44 @@ class AfMarlActor(nn.Module):
 class AfMarlNetwork(nn.Module):
     """What is served: the CVAE (for the latent) and the actor. ``forward(obs) -> rho (V,)``."""
 
-    def __init__(self, latent: int = 64, d_model: int = 16, n_layers: int = 1, hidden: int = 64, cvae_hidden: int = 64):
+    def __init__(
+        self,
+        latent: int = 64,
+        d_model: int = 16,
+        n_layers: int = 1,
+        hidden: int = 64,
+        cvae_hidden: int = 64,
+        trunk: str = "transformer",
+        cvae: bool = True,
+    ):
         super().__init__()
-        self.cvae = Cvae(latent=latent, hidden=cvae_hidden)
-        self.actor = AfMarlActor(latent, d_model, 2 * d_model, n_layers, hidden)
+        self.cvae = Cvae(latent=latent, hidden=cvae_hidden) if cvae else None
+        self.latent_dim = latent if cvae else 0
+        self.actor = AfMarlActor(self.latent_dim, d_model, 2 * d_model, n_layers, hidden, trunk)
 
     def latent(self, obs: torch.Tensor) -> torch.Tensor:
-        """The context-aware latent: the CVAE encoder's mean ``mu(x, c)`` (deterministic at serving time)."""
+        """The context-aware latent: the CVAE encoder's mean ``mu(x, c)`` (deterministic at serving time); without
+        the CVAE an empty one."""
+        if self.cvae is None:
+            return obs.new_zeros((*obs.shape[:-1], 0))
         return self.cvae.encode(*split_xc(obs))[0]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs, self.latent(obs))[..., 0]
 
 
-def network_options(manifest: ModelManifest) -> dict[str, int]:
+def network_options(manifest: ModelManifest) -> dict[str, int | str | bool]:
     o = manifest.architecture.options
-    return {k: int(o[k]) for k in ("latent", "d_model", "n_layers", "hidden", "cvae_hidden") if k in o}
+    out: dict[str, int | str | bool] = {
+        k: int(o[k]) for k in ("latent", "d_model", "n_layers", "hidden", "cvae_hidden") if k in o
+    }
+    if "trunk" in o:
+        if o["trunk"] not in TRUNKS:
+            raise ModelSpecMismatch(f"model {manifest.name!r}: unknown AF-MARL trunk {o['trunk']!r} (known: {TRUNKS})")
+        out["trunk"] = str(o["trunk"])
+    if "cvae" in o:
+        out["cvae"] = bool(o["cvae"])
+    return out
 
 
 class AfMarlOffloadPolicy:
