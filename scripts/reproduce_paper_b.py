@@ -318,6 +318,8 @@ def copy_model(source: str, name: str, note: str) -> None:
     manifest = json.loads((tmp / "manifest.json").read_text())
     manifest["name"] = name
     manifest["notes"] = manifest["notes"].split("; copy of ")[0] + f"; copy of {source} ({note})"
+    # The command that makes it names its own folder: the same seeded run gives the same weights there.
+    manifest["command"] = manifest["command"].replace(f"--out models/{source} ", f"--out models/{name} ")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)

@@ -266,8 +266,10 @@ class AfMarlOffloadPolicy:
         self.version = manifest.version
         self.network = network
         self.params = params
-        self.runtime = AfMarlRuntime(network) if onnx_graphs.available() else None
-        """The network as an ONNX Runtime graph (``policies.onnx_graphs``); None: the torch module."""
+        graph = onnx_graphs.available() and onnx_graphs.af_marl_graph_supported(network)
+        self.runtime = AfMarlRuntime(network) if graph else None
+        """The network as an ONNX Runtime graph (``policies.onnx_graphs``); None: the torch module (an ablation's
+        architecture, or no ONNX Runtime)."""
 
     def network_rho(self, obs: np.ndarray) -> np.ndarray:
         """rho of each row of the actor's input (``actor_inputs``): where the network's output is made."""

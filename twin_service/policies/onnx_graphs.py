@@ -164,6 +164,12 @@ class PerServerRuntime:
         return self.session.run(["logits"], feeds)[0]
 
 
+def af_marl_graph_supported(network: Any) -> bool:
+    """Whether :func:`af_marl_graph` can write ``network``: the paper's AF-MARL (transformer trunk, CVAE context),
+    not an ablation (``trunk=mlp``, ``cvae=false``), which is served by its torch module."""
+    return network.cvae is not None and hasattr(network.actor.trunk, "embed")
+
+
 def af_marl_graph(network: Any) -> bytes:
     """AF-MARL's served network: ``obs`` (V, 2F) float32 -> ``rho`` (V,) float32 (paper B Eq. 25-30, 38, 47)."""
     from onnx import TensorProto
