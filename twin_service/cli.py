@@ -589,6 +589,11 @@ def evaluate(
     typer.echo(f"wrote tables and plots to {out}")
 
 
+HP_OPTION = typer.Option(
+    "--hp", help="Any trainer argument NAME=VALUE (repeatable), e.g. --hp val_ticks=120.", show_default=False
+)
+
+
 @train_app.command("dm-mappo")
 def train_dm_mappo(
     recordings: Annotated[
@@ -618,13 +623,14 @@ def train_dm_mappo(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    hp: Annotated[list[str] | None, HP_OPTION] = None,
 ) -> None:
     """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
     from twin_service.learn.dm_mappo import Args, train
 
     _train(
         "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks},
+        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks}, hp,
     )  # fmt: skip
 
 
@@ -652,13 +658,14 @@ def train_masac(
         list[str] | None,
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
+    hp: Annotated[list[str] | None, HP_OPTION] = None,
 ) -> None:
     """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
     from twin_service.learn.masac import Args, train
 
     _train(
         "masac", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512},
+        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512}, hp,
     )  # fmt: skip
 
 
@@ -680,6 +687,7 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     no_satellite: bool,
     set_: list[str] | None,
     extra: dict[str, object],
+    hps: list[str] | None = None,
 ) -> None:
     import sys
 
@@ -688,10 +696,11 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     from twin_service.config import ScenarioError, Settings
     from twin_service.engine.recording import RecordingError
     from twin_service.policies import PolicyError
+    from twin_service.train_cli import _build
 
     if arch not in ("per-server", "paper"):
         fail(f"unknown --arch {arch!r}; choose per-server or paper")
-    args = args_type(
+    base = dict(
         recordings=tuple(_split([str(r) for r in recordings])),
         val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
         out=str(out),
@@ -708,6 +717,10 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
         no_satellite=no_satellite,
         **extra,
     )
+    fixed = {"recordings", "val_recordings", "out", "scenario", "models_dir", "overrides"}
+    if any(pair.partition("=")[0].strip().replace("-", "_") in fixed for pair in hps or []):
+        fail(f"--hp cannot set {', '.join(sorted(fixed))}: use their own options")
+    args = _build(args_type, base, hps)
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
         with Progress(
@@ -1091,6 +1104,43 @@ def predictor_evaluate(
     )
     typer.echo(table_markdown(evaluation, unit, unit_scale))
     typer.echo(f"wrote metrics.json, table.md and plots to {out}")
+
+
+@app.command("report")
+def report(
+    out: Annotated[Path, typer.Option(help="Folder for index.html, README.md, the CSV files and the plots.")],
+    budget: Annotated[
+        str, typer.Option(help="smoke (minutes, CI), quick (an hour or two) or full (hours: results/report).")
+    ] = "quick",
+    only: Annotated[
+        str | None,
+        typer.Option(help="Parts to run: paper-a, paper-b or figures (table2,fig6,mlp,fig7,...,b-main,b-fig2,...)."),
+    ] = None,
+    work: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the budget's own recordings and models (default data/report/BUDGET)."),
+    ] = None,
+    lock: Annotated[
+        Path | None, typer.Option(help="Hold this flock file during each heavy step (e.g. /tmp/twin-train.lock).")
+    ] = None,
+) -> None:
+    """Both papers in one report: every claim, ours beside theirs with 95 % intervals, and a verdict."""
+    from twin_service.report.pipeline import build, expand_only
+    from twin_service.report.plan import BUDGETS
+
+    if budget not in BUDGETS:
+        fail(f"--budget {budget!r}: choose {', '.join(BUDGETS)}")
+    try:
+        expand_only(only)
+    except ValueError as exc:
+        fail(str(exc))
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a folder")
+    done = build(budget, out, only, work, lock)
+    if done.failures:
+        typer.echo(f"report written to {out}, but {len(done.failures)} part(s) failed: {', '.join(done.failures)}")
+        raise typer.Exit(1)
+    typer.echo(f"wrote {out / 'index.html'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
