@@ -170,7 +170,14 @@ def better(
     def assess(r: Results) -> Verdict:
         cmps = [compare(r.arm(fig, a, k), r.arm(fig_b or fig, o, k), k, a, o, paired) for k in kpis for o in others]
         ours = "; ".join(f"{KPIS[k].label} {value(r.arm(fig, a, k), k)}" for k in kpis)
-        comparison = " | ".join(c.text() for c in cmps) if len(cmps) <= 3 else summarise(cmps)
+        if len(cmps) <= 3:
+            comparison = " | ".join(c.text() for c in cmps)
+        else:
+            shape = r.arm(fig, a, kpis[0]).shape
+            comparison = (
+                f"{a} against {', '.join(others)} on {', '.join(KPIS[k].label for k in kpis)}: "
+                f"{len(cmps)} paired differences over {shape[1]} episodes" + (" (unpaired)" if not paired else "")
+            )
         return Verdict(verdict_of([c.sign for c in cmps]), f"{a}: {ours}", comparison, summarise(cmps))
 
     return assess
@@ -189,7 +196,12 @@ def best_at_every(
             ours.append(f"{point}: " + ", ".join(f"{value(r.arm(fig, a, k), k)}" for k in kpis))
         lost = sorted({c.a.split(" @ ")[-1] for c in cmps if c.sign <= 0})
         reason = summarise(cmps) + (f"; not best at {', '.join(lost)}" if lost else "")
-        return Verdict(verdict_of([c.sign for c in cmps]), "; ".join(ours), summarise(cmps), reason)
+        comparison = (
+            f"at each of {len(points)} settings, {points[0][1].split(' @ ')[0]} against "
+            f"{', '.join(o.split(' @ ')[0] for o in points[0][2])} on {', '.join(KPIS[k].label for k in kpis)}: "
+            f"{len(cmps)} paired differences"
+        )
+        return Verdict(verdict_of([c.sign for c in cmps]), "; ".join(ours), comparison, reason)
 
     return assess
 

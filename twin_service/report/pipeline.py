@@ -463,6 +463,12 @@ class Pipeline:
             )
             write_report(self.report, self.console, parts={part})
         self.collect_known()
+        if set(self.report.parts) == set(FIGURES) and not self.report.failures:
+            # a whole report: what no current arm or predictor refers to (older models or days) goes
+            dropped = self.report.runs.keep_only(set(self.report.run_keys.values()))
+            dropped += self.report.predictor_rows.keep_only(set(self.report.predictor_keys.values()))
+            if dropped:
+                self.console.print(f"dropped {dropped} stored results of models or days no longer in the plan")
         write_report(self.report, self.console, final=True)
         return self.report
 

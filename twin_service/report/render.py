@@ -364,12 +364,66 @@ def write_report(
         for m in sorted(report.models.values(), key=lambda m: m.name)
     ]  # fmt: skip
     _write_csv(out / "models.csv", models)
-    _write_text(out / "README.md", markdown(report, verdicts, images, arms))
-    _write_text(out / "index.html", page(report, verdicts, images, arms))
+    _write_text(out / "README.md", markdown(r, verdicts, images, arms))
+    _write_text(out / "index.html", page(r, verdicts, images, arms))
     if console is not None and final:
         counts = Counter(v.verdict for _, v in verdicts)
         console.print(f"wrote {out}/index.html and README.md: " + ", ".join(f"{counts[k]} {k}" for k in VERDICTS))
     return out / "index.html"
+
+
+def part_notes(r: Results, part: str) -> list[str]:
+    """What a part's claims do not say by themselves, computed from what was measured."""
+    notes: list[str] = []
+    if part == "mlp":
+        try:
+            rows = r.curves("mappo-paper-city")
+        except Missing:
+            return notes
+        val = [row for row in rows if math.isfinite(row.get("val_reward", math.nan))]
+        if len(val) < 2:
+            return notes
+        first, last = val[0], val[-1]
+        mig = "val_migrations_per_vehicle_tick"
+        smig = "val_sample_migrations_per_vehicle_tick"
+        entropy = [row["entropy"] for row in rows if math.isfinite(row.get("entropy", math.nan))]
+        ent = f"{entropy[0]:.2f} to {entropy[-1]:.2f}" if entropy else "n/a"
+        text = (
+            f"Paper A's actor (an MLP over o_v, one logit per server) trained for {last.get('ticks', 0):,.0f} ticks. "
+            f"On the validation day, taking its most likely server, it migrated {first.get(mig, math.nan):.3f} of "
+            f"the twins per tick at the start and {last.get(mig, math.nan):.3f} at the end; sampling, "
+            f"{first.get(smig, math.nan):.3f} and {last.get(smig, math.nan):.3f}. Its entropy went from {ent}, its "
+            f"validation reward from {first['val_reward']:.2f} to {last['val_reward']:.2f}."
+        )
+        try:
+            dm = r.curves("dm-mappo-city")
+            dm_val = [row for row in dm if math.isfinite(row.get("val_reward", math.nan))]
+            text += (f" Our per-server actor (DM-MAPPO) ends at {dm_val[-1].get(mig, math.nan):.4f} migrations per "
+                     f"vehicle-tick and validation reward {dm_val[-1]['val_reward']:.2f}.")  # fmt: skip
+        except (Missing, IndexError):
+            pass
+        notes.append(text)
+        try:
+            mlp = stats.mean_ci(r.arm("fig6", "MAPPO (paper actor)", "migrations_per_vehicle_tick"))
+            ours = stats.mean_ci(r.arm("fig6", "DM-MAPPO", "migrations_per_vehicle_tick"))
+        except Missing:
+            return notes
+        held_out = (f"On the held-out episodes it migrates {mlp.fmt(4)} of the twins per tick, DM-MAPPO "
+                    f"{ours.fmt(4)}.")  # fmt: skip
+        if mlp.low > 5 * max(ours.high, 1e-9):
+            notes.append(
+                f"{held_out} It did not learn to keep twins where they are, and the curves show why it cannot "
+                "here: o_v (Eq. 19) holds the distances to the M-1 ground and air servers and every server's "
+                "predicted load, but nothing that says which server hosts the twin now. Staying put, what "
+                "least-loaded and DM-MAPPO do for more than 99 % of the twins every tick, is a different logit "
+                "for every vehicle, picked by a feature the actor does not see; what it can learn is a function "
+                "of position and load (the nearest server with room), which moves a twin whenever that changes, "
+                "each move costing S_mig = 60 MB of migration. Our per-server actor scores each (vehicle, server) "
+                "pair and has an is-current-host feature among its 14."
+            )
+        else:
+            notes.append(f"{held_out} It keeps twins in place about as well as our actor.")
+    return notes
 
 
 def _parts(paper: str) -> tuple[str, ...]:
@@ -400,8 +454,9 @@ def _summary_counts(verdicts: list[tuple[Claim, Verdict]], paper: str) -> str:
     return ", ".join(f"{counts[k]} {k}" for k in VERDICTS)
 
 
-def markdown(report: Report, verdicts: list[tuple[Claim, Verdict]], images: dict[str, list[Path]],
+def markdown(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str, list[Path]],
              arms: list[dict[str, Any]]) -> str:  # fmt: skip
+    report = r.report
     plan = report.plan
     md = ["# Both papers, claim by claim: ours beside theirs", "",
           f"Written by `{report.command or 'twin-service report'}` on {time.strftime('%Y-%m-%d %H:%M')}; "
@@ -426,6 +481,7 @@ def markdown(report: Report, verdicts: list[tuple[Claim, Verdict]], images: dict
                              f"**{v.verdict}**", v.reason]  # fmt: skip
                     md.append("| " + " | ".join(x.replace("|", "/").replace("\n", " ") for x in cells) + " |")
                 md.append("")
+            md += [*(f"{n}\n" for n in part_notes(r, part))]
             md += _arms_md(part, arms)
             md += [f"![{p.stem}]({p.name})" for p in images.get(part, [])] + [""]
             md += _commands_md(report, part)
@@ -489,8 +545,9 @@ pre{background:#f6f8fa;padding:.5rem;overflow-x:auto;white-space:pre-wrap} nav a
 """
 
 
-def page(report: Report, verdicts: list[tuple[Claim, Verdict]], images: dict[str, list[Path]],
+def page(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str, list[Path]],
          arms: list[dict[str, Any]]) -> str:  # fmt: skip
+    report = r.report
     plan = report.plan
     e = html.escape
     out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
@@ -542,6 +599,8 @@ def page(report: Report, verdicts: list[tuple[Claim, Verdict]], images: dict[str
                         f"<td>{e(v.reason)}</td></tr>"
                     )  # fmt: skip
                 out.append("</tbody></table>")
+            for note in part_notes(r, part):
+                out.append(f"<p class='note'>{e(note)}</p>")
             part_arms = [a for a in arms if a["part"] == part]
             if part_arms:
                 kpis = A_KPIS[:4] if part in PAPER_A_FIGURES else B_KPIS
