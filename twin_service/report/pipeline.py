@@ -221,6 +221,13 @@ class Pipeline:
                 need = float(value[2:])
                 if need > 0 and (not have or float(have[-1]) < need):
                     return False, f"{option} {have[-1] if have else 'default'} < {need:g}"
+            elif "," in value:  # a list of files: the same files, however the command spelled them
+                given = {Path(v).name for h in have or [] for v in h.split(",") if v}
+                if given != {Path(v).name for v in value.split(",")}:
+                    return (
+                        False,
+                        f"its command has {option} {', '.join(sorted(given)) or 'unset'}, the plan needs {value}",
+                    )
             elif not have or value not in have:
                 return False, f"its command has {option} {have or 'unset'}, the plan needs {value}"
         param_hash = manifest.get("scenario_param_hash") or manifest.get("data", {}).get("scenario_param_hash")

@@ -1,0 +1,59 @@
+"""When the report reuses a trained model instead of training it: the manifest's recorded command decides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from twin_service.report.pipeline import Pipeline, _options
+from twin_service.report.plan import BUDGETS, make_plan
+from twin_service.scenario.folder import Scenario
+
+
+def test_a_recorded_command_is_read_option_by_option() -> None:
+    opts = _options("twin-service train dm-mappo --recordings a.npz,b.npz --arch paper --no-mask --hp x=1 --hp y=2")
+    assert opts == {"--recordings": ["a.npz,b.npz"], "--arch": ["paper"], "--no-mask": ["true"], "--hp": ["x=1", "y=2"]}
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Pipeline:
+    plan = make_plan(BUDGETS["full"], tmp_path / "work", tmp_path / "models")
+    return Pipeline(plan, tmp_path / "out", [], None, Console(quiet=True))
+
+
+def _model(pipeline: Pipeline, name: str, command: str, **extra: object) -> None:
+    folder = Path(pipeline.plan.models[name].folder)
+    folder.mkdir(parents=True)
+    manifest = {"name": name, "command": command, "scenario_param_hash": Scenario.load("city").params.param_hash}
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **extra}))
+    (folder / "weights.safetensors").write_bytes(b"weights")
+
+
+def test_a_model_is_reused_only_when_its_command_carries_what_the_plan_needs(pipeline: Pipeline) -> None:
+    assert pipeline.reusable(pipeline.plan.models["mappo-paper-city"]) == (False, "not trained yet")
+    _model(pipeline, "mappo-paper-city", "twin-service train dm-mappo --arch paper --total-ticks 4096")
+    ok, why = pipeline.reusable(pipeline.plan.models["mappo-paper-city"])
+    assert not ok and "4096 < 49152" in why  # the full budget trains the paper's actor for longer
+    _model(pipeline, "masac-nomask-city", "twin-service train masac --total-ticks 4096")
+    ok, why = pipeline.reusable(pipeline.plan.models["masac-nomask-city"])
+    assert not ok and "lacks --no-mask" in why
+    _model(pipeline, "masac-city", "twin-service train masac --no-mask")
+    assert not pipeline.reusable(pipeline.plan.models["masac-city"])[0]  # the plan's MASAC has the mask
+
+
+def test_training_days_are_compared_as_files_however_they_were_spelled(pipeline: Pipeline) -> None:
+    days = " ".join(f"--recordings data/recordings/city-s{d}.npz" for d in (6, 5, 4, 3, 2, 1))
+    _model(pipeline, "af-marl-city-s1", f"twin-service train af-marl {days} --seed 1")
+    assert pipeline.reusable(pipeline.plan.models["af-marl-city-s1"]) == (True, "manifest satisfies the plan")
+    _model(pipeline, "af-marl-city-s2", "twin-service train af-marl --recordings data/recordings/city-s1.npz")
+    ok, why = pipeline.reusable(pipeline.plan.models["af-marl-city-s2"])
+    assert not ok and "city-s1.npz" in why  # the quick budget's models (day 1) do not stand in for the full one's
+
+
+def test_a_model_made_on_other_scenario_parameters_is_not_reused(pipeline: Pipeline) -> None:
+    _model(pipeline, "masac-city", "twin-service train masac", scenario_param_hash="0000000000000000")
+    ok, why = pipeline.reusable(pipeline.plan.models["masac-city"])
+    assert not ok and "scenario parameters 0000000000000000" in why
