@@ -57,3 +57,14 @@ def test_a_model_made_on_other_scenario_parameters_is_not_reused(pipeline: Pipel
     _model(pipeline, "masac-city", "twin-service train masac", scenario_param_hash="0000000000000000")
     ok, why = pipeline.reusable(pipeline.plan.models["masac-city"])
     assert not ok and "scenario parameters 0000000000000000" in why
+
+
+def test_a_model_trained_on_changed_parameters_is_checked_against_those(pipeline: Pipeline) -> None:
+    from twin_service.config import with_overrides
+
+    city = Scenario.load("city")
+    changed = with_overrides(city.params, {"offload": {"deadline_s": [1.0, 1.0]}}).param_hash
+    command = "twin-service train af-marl --set 'offload.deadline_s=[1, 1]' --hp gamma=0.0"
+    days = ",".join(f"data/recordings/city-s{d}.npz" for d in range(1, 7))
+    _model(pipeline, "sweep-af-marl-tn1", f"{command} --recordings {days}", scenario_param_hash=changed)
+    assert pipeline.reusable(pipeline.plan.models["sweep-af-marl-tn1"]) == (True, "manifest satisfies the plan")

@@ -302,7 +302,7 @@ def _table2(r: Results) -> Verdict:
 
 def _mlp(r: Results) -> Verdict:
     """Paper A's actor against MASAC (the paper's DM-MAPPO is this MLP)."""
-    return better("fig6", "MAPPO (paper actor)", ("MASAC",), ("latency_mean_s", "packet_loss"))(r)
+    return better("mlp", "MAPPO (paper actor)", ("MASAC",), ("latency_mean_s", "packet_loss"))(r)
 
 
 def _fig7_points(

@@ -231,7 +231,7 @@ class Pipeline:
             elif not have or value not in have:
                 return False, f"its command has {option} {have or 'unset'}, the plan needs {value}"
         param_hash = manifest.get("scenario_param_hash") or manifest.get("data", {}).get("scenario_param_hash")
-        current = self._params_hash("city")
+        current = self._params_hash("city", tuple(options.get("--set", ())))
         if param_hash and param_hash != current:
             return False, f"made on scenario parameters {param_hash}, the city's are now {current}"
         named = manifest.get("training", {}).get("recordings") or manifest.get("data", {}).get("recordings") or []
@@ -251,12 +251,26 @@ class Pipeline:
                 return False, f"trained on {fname} at another demand scale"
         return True, "manifest satisfies the plan"
 
-    def _params_hash(self, scenario: str) -> str:
+    def _params_hash(self, scenario: str, sets: tuple[str, ...] = ()) -> str:
+        """The scenario's parameter hash, with ``--set section.key=value`` overrides as a command gave them."""
+        import tomllib
+
+        from twin_service.config import with_overrides
         from twin_service.scenario.folder import Scenario
 
-        key = (scenario, "")
+        key = (scenario, "|".join(sets))
         if key not in self._scenarios:
-            self._scenarios[key] = Scenario.load(scenario)
+            sc = Scenario.load(scenario)
+            overrides: dict[str, dict[str, object]] = {}
+            for pair in sets:
+                name, _, raw = pair.partition("=")
+                section, _, field_name = name.strip().partition(".")
+                try:
+                    value = tomllib.loads(f"v = {raw.strip()}")["v"]
+                except tomllib.TOMLDecodeError:
+                    value = raw.strip()
+                overrides.setdefault(section, {})[field_name] = value
+            self._scenarios[key] = sc.with_params(with_overrides(sc.params, overrides)) if overrides else sc
         return self._scenarios[key].params.param_hash
 
     def ensure_model(self, name: str) -> bool:

@@ -190,7 +190,7 @@ def _table2_plot(r: Results, out: Path) -> Path | None:
 PLOT_FILES = {
     "table2": ("table2",),
     "fig6": ("fig6",),
-    "mlp": ("mlp_curves",),
+    "mlp": ("mlp", "mlp_curves"),
     "fig7": ("fig7_migration", "fig7_data"),
     "fig8": ("fig8",),
     "fig9": ("fig9",),
@@ -225,7 +225,7 @@ def _draw(r: Results, out: Path, part: str) -> None:  # noqa: C901 - one plot re
         made["fig6"] = [_bars(r, "fig6", A_KPIS[:4], out)]
     dm = [n for n in plan.needs.get("fig6", ()) if n.startswith("dm-mappo-city")]
     if part == "mlp":
-        made["mlp"] = [_curves(
+        made["mlp"] = [_bars(r, "mlp", ("latency_mean_s", "packet_loss", "migrations_per_vehicle_tick"), out), _curves(
             r, [("mappo-paper-city", "MAPPO (paper actor)"), *[(n, f"DM-MAPPO ({n})") for n in dm]],
             [("val_reward", "validation reward (argmax)"), ("val_sample_reward", "validation reward (sampled)"),
              ("val_migrations_per_vehicle_tick", "validation migrations / vehicle-tick"), ("entropy", "entropy")],
@@ -404,8 +404,8 @@ def part_notes(r: Results, part: str) -> list[str]:
             pass
         notes.append(text)
         try:
-            mlp = stats.mean_ci(r.arm("fig6", "MAPPO (paper actor)", "migrations_per_vehicle_tick"))
-            ours = stats.mean_ci(r.arm("fig6", "DM-MAPPO", "migrations_per_vehicle_tick"))
+            mlp = stats.mean_ci(r.arm("mlp", "MAPPO (paper actor)", "migrations_per_vehicle_tick"))
+            ours = stats.mean_ci(r.arm("mlp", "DM-MAPPO", "migrations_per_vehicle_tick"))
         except Missing:
             return notes
         held_out = (f"On the held-out episodes it migrates {mlp.fmt(4)} of the twins per tick, DM-MAPPO "
