@@ -460,9 +460,9 @@ def make_plan(budget: Budget, work: Path, models_dir: Path) -> Plan:  # noqa: PL
                 name, folder = pred_name, f"{mdir}/{pred_name}"
             else:
                 name = f"{net}-s{s}"
-                # shared by the quick and full budgets (the held-out days are not part of what a predictor learns)
-                shared = REPO_ROOT / "data" / "report" / "predictors" / name
-                folder = plan.rel(shared) if not b.separate_models else f"{mdir}/{name}"
+                # Table II's networks beside the served models, one folder down (no registry lists them); shared by
+                # the quick and full budgets (what a predictor learns does not depend on the held-out days)
+                folder = f"{mdir}/table2/{name}" if not b.separate_models else f"{mdir}/{name}"
             cmd = ["predictor", "train", "--out", folder, "--recordings", ",".join(pred_days)]
             cmd += ["--val-days", str(b.val_day), "--test-days", ",".join(map(str, b.test_days))]
             cmd += ["--network", net, "--horizon", "1", "--seed", str(s), *b.predictor_train]
