@@ -449,6 +449,12 @@ def _about(report: Report) -> list[str]:
     return lines
 
 
+def _regenerate(report: Report) -> str:
+    out = report.out
+    shown = os.path.relpath(out, REPO_ROOT) if out.is_relative_to(REPO_ROOT) else str(out)
+    return f"twin-service report --budget {report.plan.budget.name} --out {shown}"
+
+
 def _summary_counts(verdicts: list[tuple[Claim, Verdict]], paper: str) -> str:
     counts = Counter(v.verdict for c, v in verdicts if c.paper == paper)
     return ", ".join(f"{counts[k]} {k}" for k in VERDICTS)
@@ -459,8 +465,9 @@ def markdown(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str
     report = r.report
     plan = report.plan
     md = ["# Both papers, claim by claim: ours beside theirs", "",
-          f"Written by `{report.command or 'twin-service report'}` on {time.strftime('%Y-%m-%d %H:%M')}; "
-          "the same report as [index.html](index.html).", ""]  # fmt: skip
+          f"Regenerated (reusing every stored run that still matches) by `{_regenerate(report)}`; last written "
+          f"on {time.strftime('%Y-%m-%d %H:%M')} by `{report.command or 'twin-service report'}`. The same report "
+          "as [index.html](index.html).", ""]  # fmt: skip
     md += [*_about(report), ""]
     md += [f"- Paper A (DM-MAPPO, twin migration): {_summary_counts(verdicts, 'A')}",
            f"- Paper B (AF-MARL, federated offloading): {_summary_counts(verdicts, 'B')}", ""]  # fmt: skip
@@ -553,8 +560,9 @@ def page(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str, li
     out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
            "<title>twin-service: both papers, claim by claim</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Both papers, claim by claim: ours beside theirs</h1>",
-           f"<p>Written by <code>{e(report.command or 'twin-service report')}</code> on "
-           f"{e(time.strftime('%Y-%m-%d %H:%M'))} ({e(platform.node() or 'this machine')}); the same report in "
+           f"<p>Regenerated (reusing every stored run that still matches) by <code>{e(_regenerate(report))}</code>; "
+           f"last written on {e(time.strftime('%Y-%m-%d %H:%M'))} ({e(platform.node() or 'this machine')}) by "
+           f"<code>{e(report.command or 'twin-service report')}</code>. The same report in "
            "<a href='README.md'>README.md</a>, the tables in <a href='claims.csv'>claims.csv</a> and "
            "<a href='arms.csv'>arms.csv</a>.</p>"]  # fmt: skip
     for line in _about(report):
