@@ -115,7 +115,7 @@ def _sweep_lines(r: Results, fig: str, panels: list[tuple[str, str, list[tuple[f
                 drawn = True
                 ax.plot(xs, ys, marker="o", color=f"C{i}", label=algo)
                 ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.15)
-        ax.set_title(f"{title}: {k.label}", fontsize=9)
+        ax.set_title(f"{title}: {k.label}" + (f" ({k.unit.strip()})" if k.unit.strip() else ""), fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
     if not drawn:
         plt.close(fig_)
