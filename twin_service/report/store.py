@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,4 @@ def exclusive(lock: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    time.sleep(1.0)  # flock is not fair: give the jobs waiting for it a chance before the next step takes it
