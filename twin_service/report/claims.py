@@ -297,7 +297,12 @@ def _table2(r: Results) -> Verdict:
     ours = "WAPE: " + "; ".join(f"{n}: {v}" for n, v in wape.items())
     with contextlib.suppress(Missing):
         ours += f"; persistence {value(r.predictor('persistence', 'wape'), 'wape')}"
-    return Verdict(verdict_of([c.sign for c in cmps]), ours, summarise(cmps), summarise(cmps))
+    shape = r.predictor("lstm-transformer", "wape").shape
+    comparison = (
+        f"the Transformer against LSTM, GRU, CNN-LSTM and CNN-GRU on RMSE, MAE, WAPE and R²: {len(cmps)} paired "
+        f"differences over {shape[1]} blocks of the held-out days and {shape[0]} seed(s)"
+    )
+    return Verdict(verdict_of([c.sign for c in cmps]), ours, comparison, summarise(cmps))
 
 
 def _mlp(r: Results) -> Verdict:
