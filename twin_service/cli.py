@@ -1123,20 +1123,35 @@ def report(
     lock: Annotated[
         Path | None, typer.Option(help="Hold this flock file during each heavy step (e.g. /tmp/twin-train.lock).")
     ] = None,
-) -> None:
+    days: Annotated[
+        list[str] | None,
+        typer.Option(help="PART=D,D,...: evaluate that part on these of the budget's held-out days only "
+                     "(repeatable; the report states it)."),
+    ] = None,
+    as_committed: Annotated[
+        str | None,
+        typer.Option(help="Parts (as --only) whose models are used as they are in models/, never trained; missing "
+                     "seeds are left out (the report states it)."),
+    ] = None,
+) -> None:  # fmt: skip
     """Both papers in one report: every claim, ours beside theirs with 95 % intervals, and a verdict."""
     from twin_service.report.pipeline import build, expand_only
-    from twin_service.report.plan import BUDGETS
+    from twin_service.report.plan import BUDGETS, Reductions, parse_days
 
     if budget not in BUDGETS:
         fail(f"--budget {budget!r}: choose {', '.join(BUDGETS)}")
     try:
         expand_only(only)
+        reductions = Reductions(parse_days(days), frozenset(expand_only(as_committed)) if as_committed else frozenset())
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc).replace("--only", "--as-committed") if as_committed and "--only" in str(exc) and only is None
+             else str(exc))  # fmt: skip
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a folder")
-    done = build(budget, out, only, work, lock)
+    try:
+        done = build(budget, out, only, work, lock, reductions=reductions)
+    except ValueError as exc:  # a --days that names a day a part does not evaluate
+        fail(str(exc))
     if done.failures:
         typer.echo(f"report written to {out}, but {len(done.failures)} part(s) failed: {', '.join(done.failures)}")
         raise typer.Exit(1)

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from twin_service.config import REPO_ROOT
 from twin_service.report.plan import (
+    AVAILABLE,
     BUDGETS,
     FIGURES,
     PAPER_A_FIGURES,
@@ -33,6 +34,7 @@ from twin_service.report.plan import (
     Condition,
     ModelSpec,
     Plan,
+    Reductions,
     make_plan,
 )
 from twin_service.report.store import KeyedRows, exclusive, file_sha256, key_of, policy_fingerprint
@@ -273,14 +275,35 @@ class Pipeline:
             self._scenarios[key] = sc.with_params(with_overrides(sc.params, overrides)) if overrides else sc
         return self._scenarios[key].params.param_hash
 
+    def as_committed(self, name: str) -> bool:
+        """Whether a part that needs this model takes the models as they are (``--as-committed``)."""
+        parts = self.plan.reductions.as_committed
+        return any(name in self.plan.needs.get(p, ()) for p in parts) or (
+            name in self.plan.predictors.get("lstm-transformer", ()) and "table2" in parts
+        )
+
+    def use_as_committed(self, spec: ModelSpec, why: str) -> bool:
+        """``--as-committed``: the model as it is in its folder (status ``as committed``, with why the plan would
+        have trained it), or ``missing``; never trained."""
+        folder = REPO_ROOT / spec.folder
+        if (folder / "manifest.json").is_file() and any(folder.glob("*.safetensors")):
+            self._record_model(spec, "as committed", f"used as it is (--as-committed); the plan would train it: {why}")
+            return True
+        self.report.models[spec.name] = ModelStatus(
+            spec.name, spec.folder, "missing", note=f"not in {spec.folder} (--as-committed: not trained here)"
+        )
+        return False
+
     def ensure_model(self, name: str) -> bool:
         spec = self.plan.models[name]
-        if name in self.report.models and self.report.models[name].status in ("reused", "trained"):
+        if name in self.report.models and self.report.models[name].status in AVAILABLE:
             return True
         ok, why = self.reusable(spec)
         if ok:
             self._record_model(spec, "reused", why)
             return True
+        if self.as_committed(name):
+            return self.use_as_committed(spec, why)
         for path in spec.recordings:
             self.ensure_recording(path)
         for option, value in zip(spec.command, spec.command[1:], strict=False):
@@ -333,6 +356,14 @@ class Pipeline:
         }  # fmt: skip
         return key_of(payload)
 
+    def available(self, *names: str) -> bool:
+        """Whether every model among ``names`` (heuristics pass) has weights the report evaluates."""
+        return all(
+            self.report.models.get(n, ModelStatus(n, "", "reused")).status in AVAILABLE
+            for n in names
+            if n in self.plan.models
+        )
+
     def eval_options(self, condition: Condition) -> Any:
         from twin_service.envs.evaluate import EvalOptions
         from twin_service.envs.sim import EnvOptions, UavChurn
@@ -367,6 +398,8 @@ class Pipeline:
             if condition.predictor != "persistence":
                 self.ensure_model(condition.predictor)
             for migration, offload in arm.runs():
+                if not self.available(migration, offload, condition.predictor):
+                    continue  # a seed missing under --as-committed: the arm keeps the others
                 for path in condition.recordings:
                     key = self.run_key(condition, migration, offload, path)
                     self.report.run_keys[(condition.name, migration, offload, path)] = key
@@ -502,8 +535,10 @@ class Pipeline:
             ok, why = self.reusable(spec)
             if ok:
                 self._record_model(spec, "reused", why)
-            else:
+            elif not self.as_committed(name):
                 self.report.models[name] = ModelStatus(name, spec.folder, "missing", note=why)
+            else:
+                self.use_as_committed(spec, why)
         for figure in self.plan.figures.values():
             for arm in figure.arms:
                 condition = self.plan.conditions[arm.condition]
@@ -512,16 +547,14 @@ class Pipeline:
                         k = (condition.name, migration, offload, path)
                         if k in self.report.run_keys or not (REPO_ROOT / path).is_file():
                             continue
-                        if any(self.report.models.get(n, ModelStatus(n, "", "reused")).status not in
-                               ("reused", "trained") for n in (migration, offload, condition.predictor)
-                               if n in self.plan.models):  # fmt: skip
+                        if not self.available(migration, offload, condition.predictor):
                             continue
                         self.report.recordings.setdefault(path, file_sha256(REPO_ROOT / path))
                         self.report.run_keys[k] = self.run_key(condition, migration, offload, path)
         for names in self.plan.predictors.values():
             for name in names:
                 folder = REPO_ROOT / self.plan.models[name].folder
-                if self.report.models[name].status not in ("reused", "trained"):
+                if self.report.models[name].status not in AVAILABLE:
                     continue
                 for path in self.plan.conditions["city"].recordings:
                     if (name, path) in self.report.predictor_keys or not (REPO_ROOT / path).is_file():
@@ -542,7 +575,7 @@ class Pipeline:
 
 def build(
     budget: str, out: Path, only: str | None = None, work: Path | None = None, lock: Path | None = None,
-    console: Console | None = None,
+    console: Console | None = None, reductions: Reductions | None = None,
 ) -> Report:  # fmt: skip
     """Run the report for a budget into ``out`` (see the module docstring); returns what it did."""
     from twin_service.config import Settings
@@ -554,7 +587,7 @@ def build(
     out = out.resolve()
     work = (work or REPO_ROOT / "data" / "report" / budget).resolve()
     models_dir = (work / "models") if b.separate_models else Settings().models_dir.resolve()
-    plan = make_plan(b, work, models_dir)
+    plan = make_plan(b, work, models_dir, reductions)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(plan, out, parts, lock, console or Console(stderr=True))
     return pipeline.run()

@@ -21,7 +21,7 @@ Budgets
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from twin_service.config import REPO_ROOT
@@ -43,6 +43,8 @@ NETWORK_LABEL = {
     "cnn-lstm": "CNN-LSTM",
     "cnn-gru": "CNN-GRU",
 }
+AVAILABLE = ("reused", "trained", "as committed")
+"""Model statuses (``models.csv``) whose weights the report evaluates."""
 SERVED_PREDICTOR = "city-predictor"
 """The workload predictor the prediction variants are trained and evaluated with (Table II's network, seed 1)."""
 
@@ -365,6 +367,48 @@ class Figure:
         raise KeyError(f"{self.name} has no arm {label!r}")
 
 
+@dataclass(frozen=True)
+class Reductions:
+    """Where a report runs less than its budget (``--days``, ``--as-committed``), stated in the document.
+
+    ``days``: per part, the held-out days its figures are evaluated on (a subset of the budget's; the Hamburg
+    part: of its imported days). ``as_committed``: parts whose models are used as they are in the models folder
+    and never trained; a model missing there is reported missing, and a seeded arm keeps the seeds that exist.
+    """
+
+    days: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    as_committed: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.days or self.as_committed)
+
+    def options(self) -> list[str]:
+        """The ``twin-service report`` options that state these reductions."""
+        out = []
+        for part, days in self.days.items():
+            out += ["--days", f"{part}={','.join(map(str, days))}"]
+        if self.as_committed:
+            out += ["--as-committed", ",".join(p for p in FIGURES if p in self.as_committed)]
+        return out
+
+
+def parse_days(values: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``--days PART=D,D,...`` (repeatable) -> {part: days}; ValueError naming the bad value."""
+    out: dict[str, tuple[int, ...]] = {}
+    for value in values or ():
+        part, eq, days = value.partition("=")
+        part = part.strip()
+        if not eq or part not in FIGURES or part == "table2":
+            raise ValueError(f"--days {value!r}: write PART=D,D,... with PART one of {', '.join(FIGURES[1:])}")
+        try:
+            out[part] = tuple(sorted({int(d) for d in days.split(",") if d.strip()}))
+        except ValueError:
+            raise ValueError(f"--days {value!r}: the days are whole numbers (8,9)") from None
+        if not out[part] or min(out[part]) < 1:
+            raise ValueError(f"--days {value!r}: give at least one day, numbered from 1")
+    return out
+
+
 @dataclass
 class Plan:
     """Everything one budget needs (built by :func:`make_plan`)."""
@@ -381,6 +425,11 @@ class Plan:
     predictors: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Table II: network -> predictor model names (one per seed)."""
     hamburg_dir: str | None = None
+    reductions: Reductions = field(default_factory=Reductions)
+
+    def days_of(self, condition: str) -> tuple[int, ...]:
+        """The days (recording seeds) a condition evaluates."""
+        return tuple(self.recordings[p].seed for p in self.conditions[condition].recordings)
 
     def rel(self, path: Path | str) -> str:
         p = Path(path)
@@ -391,10 +440,51 @@ def _slug(value: float) -> str:
     return f"{value:g}".replace(".", "p")
 
 
-def make_plan(budget: Budget, work: Path, models_dir: Path) -> Plan:  # noqa: PLR0915 - one place lists it all
-    """The recordings, models, conditions and figures of a budget (module docstring)."""
+def make_plan(  # noqa: PLR0915 - one place lists it all
+    budget: Budget, work: Path, models_dir: Path, reductions: Reductions | None = None
+) -> Plan:
+    """The recordings, models, conditions and figures of a budget (module docstring), less its reductions."""
     b = budget
-    plan = Plan(b, work, models_dir)
+    plan = Plan(b, work, models_dir, reductions=reductions or Reductions())
+    plan = _make(plan)
+    _reduce(plan)
+    return plan
+
+
+def _reduce(plan: Plan) -> None:
+    """Each part named by ``--days`` gets its own copies of its figures' conditions, on those days only (stored
+    runs are keyed by content, not by condition name, so they are shared with the whole conditions)."""
+    for part, days in plan.reductions.days.items():
+        figure = plan.figures.get(part)
+        if figure is None:
+            continue
+        arms = []
+        for arm in figure.arms:
+            c = plan.conditions[arm.condition]
+            kept = tuple(p for p in c.recordings if plan.recordings[p].seed in days)
+            if not kept:
+                have = ", ".join(str(plan.recordings[p].seed) for p in c.recordings)
+                raise ValueError(f"--days {part}={','.join(map(str, days))}: {c.name} is evaluated on days {have}")
+            name = f"{c.name}@{'-'.join(map(str, days))}" if kept != c.recordings else c.name
+            plan.conditions.setdefault(name, replace(c, name=name, recordings=kept))
+            arms.append(replace(arm, condition=name))
+        plan.figures[part] = replace(figure, arms=tuple(arms))
+    # a recording no condition or model needs any more is not made
+    needed = {p for c in plan.conditions.values() for p in c.recordings if _used(plan, c.name)}
+    needed |= {p for m in plan.models.values() for p in m.recordings}
+    needed |= set(plan.conditions["city"].recordings)  # Table II
+    for path in list(plan.recordings):
+        if path not in needed:
+            del plan.recordings[path]
+
+
+def _used(plan: Plan, condition: str) -> bool:
+    return any(a.condition == condition for f in plan.figures.values() for a in f.arms)
+
+
+def _make(plan: Plan) -> Plan:  # noqa: PLR0915 - one place lists it all
+    b = plan.budget
+    work, models_dir = plan.work, plan.models_dir
     rec_dir = (work / "recordings") if b.separate_models else (REPO_ROOT / "data" / "recordings")
 
     def rec(scenario: str, seed: int, end_s: float | None = b.record_end_s, scale: float = b.record_scale) -> str:

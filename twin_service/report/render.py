@@ -76,7 +76,12 @@ def _bars(r: Results, fig: str, kpis: tuple[str, ...], out: Path, labels: list[s
     fig_, axes = plt.subplots(1, len(kpis), figsize=(3.6 * len(kpis), 3.6), squeeze=False)
     for ax, kpi in zip(axes[0], kpis, strict=True):
         k = KPIS[kpi]
-        est = [stats.mean_ci(r.arm(fig, a, kpi)) for a in have]
+        try:
+            est = [stats.mean_ci(r.arm(fig, a, kpi)) for a in have]
+        except Missing as exc:  # a z-scored KPI without its reference arm
+            ax.set_title(f"{k.label}: not measured", fontsize=9)
+            ax.text(0.5, 0.5, str(exc)[:60], ha="center", va="center", fontsize=6, wrap=True, transform=ax.transAxes)
+            continue
         means = np.array([e.value for e in est]) * k.scale
         lo = np.array([e.value - e.low if math.isfinite(e.low) else 0 for e in est]) * k.scale
         hi = np.array([e.high - e.value if math.isfinite(e.high) else 0 for e in est]) * k.scale
@@ -295,7 +300,11 @@ def arm_rows(r: Results) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"part": name, "arm": arm.label, "condition": arm.condition,
                                    "policies": " ".join(f"{m}+{o}" for m, o in arm.runs())}  # fmt: skip
             for kpi in kpis:
-                m = r.arm(name, arm.label, kpi)
+                try:
+                    m = r.arm(name, arm.label, kpi)
+                except Missing:  # a z-scored KPI without its reference arm
+                    row[kpi] = row[f"{kpi}_low"] = row[f"{kpi}_high"] = math.nan
+                    continue
                 e = stats.mean_ci(m)
                 row["seeds"], row["episodes"] = m.shape
                 row[kpi], row[f"{kpi}_low"], row[f"{kpi}_high"] = e.value, e.low, e.high
@@ -375,6 +384,20 @@ def write_report(
 def part_notes(r: Results, part: str) -> list[str]:
     """What a part's claims do not say by themselves, computed from what was measured."""
     notes: list[str] = []
+    red = r.plan.reductions
+    if part in red.days:
+        figure = r.plan.figures.get(part)
+        episodes = _episodes_per_day(r.report, {a.condition for a in figure.arms}) if figure else 0
+        days = ", ".join(map(str, red.days[part]))
+        notes.append(f"Less than the {r.plan.budget.name} budget: evaluated on day(s) {days} only"
+                     + (f", {episodes} episodes per arm" if episodes else "")
+                     + " (`--days`), for want of time on 2 cores.")  # fmt: skip
+    if part in red.as_committed:
+        names = [n for n in r.plan.needs.get(part, ()) if n in r.report.models]
+        shown = [f"{n} ({r.report.models[n].status})" for n in names if r.report.models[n].status != "reused"]
+        if shown:
+            notes.append("Models used as committed, not trained to the budget (`--as-committed`): "
+                         + ", ".join(shown) + "; the Models table gives each one's training command.")  # fmt: skip
     if part == "mlp":
         try:
             rows = r.curves("mappo-paper-city")
@@ -443,16 +466,44 @@ def _about(report: Report) -> list[str]:
         "comparison of the claim separates in the paper's direction; **opposite** when none does and one separates "
         "the other way; **not reproduced** otherwise; **not comparable** when it could not be measured here.",
     ]
+    red = report.plan.reductions
+    if red:
+        what = []
+        for part, days in red.days.items():
+            figure = report.plan.figures.get(part)
+            conds = {a.condition for a in figure.arms} if figure else set()
+            episodes = _episodes_per_day(report, conds)
+            what.append(f"{part} on day{'s' if len(days) > 1 else ''} {', '.join(map(str, days))} only"
+                        + (f" ({episodes} episodes)" if episodes else ""))  # fmt: skip
+        if red.as_committed:
+            parts = ", ".join(p for p in PAPER_A_FIGURES + PAPER_B_FIGURES if p in red.as_committed)
+            what.append(f"the models of {parts} as committed, not trained to the budget (missing seeds left out; "
+                        "the Models table says what each was trained on)")  # fmt: skip
+        lines.append(f"**Less than the {b.name} budget** (`{' '.join(red.options())}`): " + "; ".join(what) + ".")
     if b.name == "smoke":
         lines.append("**Smoke budget**: short recordings and tiny trainings that test the pipeline; its verdicts say "
                      "nothing about the papers.")  # fmt: skip
     return lines
 
 
+def _episodes_per_day(report: Report, conditions: set[str]) -> int:
+    """Episodes over the days of these conditions (from the stored runs; 0 if none are stored)."""
+    counts = {}
+    for (cname, _m, _o, path), key in report.run_keys.items():
+        rows = report.runs.get(key) if cname in conditions else None
+        if rows:
+            counts[(cname, path)] = len(rows)
+    by_condition: dict[str, int] = {}
+    for (cname, _path), n in counts.items():
+        by_condition[cname] = by_condition.get(cname, 0) + n
+    return max(by_condition.values(), default=0)
+
+
 def _regenerate(report: Report) -> str:
     out = report.out
     shown = os.path.relpath(out, REPO_ROOT) if out.is_relative_to(REPO_ROOT) else str(out)
-    return f"twin-service report --budget {report.plan.budget.name} --out {shown}"
+    extra = " ".join(shlex.quote(w) for w in report.plan.reductions.options())
+    return f"twin-service report --budget {report.plan.budget.name}{' ' + extra if extra else ''} --out {shown}"
 
 
 def _summary_counts(verdicts: list[tuple[Claim, Verdict]], paper: str) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from twin_service.config import REPO_ROOT
+from twin_service.report.plan import AVAILABLE
 
 if TYPE_CHECKING:
     from twin_service.report.pipeline import Report
@@ -43,7 +44,7 @@ class Results:
             return f"{part}: {self.report.skipped[part]}"
         for n in names:
             status = self.report.models.get(n)
-            if status is not None and status.status not in ("reused", "trained"):
+            if status is not None and status.status not in AVAILABLE:
                 return f"model {n} is not available ({status.status}: {status.note})"
         if part not in self.report.parts:
             return f"{part} was not run (--only) and no stored result matches the current models and days"
@@ -67,6 +68,10 @@ class Results:
                 }
                 out.append(_Sums(**fields))
         return out
+
+    def _available(self, *names: str) -> bool:
+        models = self.report.models
+        return all(models[n].status in AVAILABLE for n in names if n in self.plan.models and n in models)
 
     def _weights_of(self, condition: str) -> Any:
         if condition not in self._weights:
@@ -101,7 +106,9 @@ class Results:
         fig = self.plan.figures[figure]
         arm = fig.arm(label)
         runs = []
-        for m, o in arm.runs():
+        pairs = arm.runs()
+        kept = [(m, o) for m, o in pairs if self._available(m, o)]
+        for m, o in kept or pairs:  # a seed missing under --as-committed: the arm keeps the others
             try:
                 runs.append(self._sums(arm.condition, m, o))
             except Missing:
@@ -149,7 +156,7 @@ class Results:
     # ---- training curves ---------------------------------------------------------------------------------
     def curves(self, model: str) -> list[dict[str, float]]:
         status = self.report.models.get(model)
-        if status is None or status.status not in ("reused", "trained"):
+        if status is None or status.status not in AVAILABLE:
             raise Missing(f"model {model} is not available" + (f" ({status.note})" if status else ""))
         path = REPO_ROOT / self.plan.models[model].folder / "curves.csv"
         if not path.is_file():
