@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from twin_service.report.pipeline import Pipeline, _options
-from twin_service.report.plan import BUDGETS, make_plan
+from twin_service.report.plan import BUDGETS, Reductions, make_plan, parse_days
 from twin_service.scenario.folder import Scenario
 
 
@@ -68,3 +68,36 @@ def test_a_model_trained_on_changed_parameters_is_checked_against_those(pipeline
     days = ",".join(f"data/recordings/city-s{d}.npz" for d in range(1, 7))
     _model(pipeline, "sweep-af-marl-tn1", f"{command} --recordings {days}", scenario_param_hash=changed)
     assert pipeline.reusable(pipeline.plan.models["sweep-af-marl-tn1"]) == (True, "manifest satisfies the plan")
+
+
+def test_days_give_a_part_its_own_conditions_on_those_days_only(tmp_path: Path) -> None:
+    red = Reductions(parse_days(["fig7=8", "fig8=8,9"]), frozenset())
+    plan = make_plan(BUDGETS["full"], tmp_path / "work", tmp_path / "models", red)
+    for part, days in (("fig7", (8,)), ("fig8", (8, 9))):
+        for arm in plan.figures[part].arms:
+            assert plan.days_of(arm.condition) == days, (part, arm)
+    # the other parts keep the budget's days, and the whole conditions stay as they were
+    assert {plan.days_of(a.condition) for a in plan.figures["fig9"].arms} == {(8, 9, 10, 11, 12)}
+    assert plan.days_of("city") == (8, 9, 10, 11, 12)
+    # a reduced figure's days are not recorded for its whole conditions (rural days 10-12 are not needed)
+    assert not any("rural-s1" in p for p in plan.recordings)
+    assert red.options() == ["--days", "fig7=8", "--days", "fig8=8,9"]
+    with pytest.raises(ValueError, match="fig7=3: city-migration-40mb is evaluated on days 8, 9"):
+        make_plan(BUDGETS["full"], tmp_path, tmp_path, Reductions({"fig7": (3,)}))
+    for bad in ("fig99=8", "fig7", "fig7=x", "table2=8", "fig7="):
+        with pytest.raises(ValueError, match="--days"):
+            parse_days([bad])
+
+
+def test_as_committed_uses_a_model_as_it_is_and_never_trains_a_missing_one(tmp_path: Path) -> None:
+    plan = make_plan(BUDGETS["full"], tmp_path / "work", tmp_path / "models", Reductions({}, frozenset({"mlp"})))
+    pipeline = Pipeline(plan, tmp_path / "out", [], None, Console(quiet=True))
+    _model(pipeline, "mappo-paper-city", "twin-service train dm-mappo --arch paper --total-ticks 4096")
+    assert pipeline.ensure_model("mappo-paper-city")  # not reusable (4096 ticks) but used as it is, not trained
+    status = pipeline.report.models["mappo-paper-city"]
+    assert status.status == "as committed" and "4096 < 49152" in status.note
+    assert not pipeline.ensure_model("dm-mappo-city")  # needed by mlp, absent: missing, not trained
+    assert pipeline.report.models["dm-mappo-city"].status == "missing"
+    assert pipeline.available("least-loaded", "mappo-paper-city") and not pipeline.available("dm-mappo-city")
+    # a part not named keeps the budget's rule: fig9's no-mask MASAC would be trained
+    assert not pipeline.as_committed("masac-nomask-city")

@@ -83,6 +83,8 @@ def test_bad_options_are_refused_with_a_clear_message(tmp_path) -> None:  # noqa
     for args, message in (
         (["--budget", "huge"], "--budget 'huge'"),
         (["--budget", "smoke", "--only", "fig99"], "--only 'fig99'"),
+        (["--budget", "smoke", "--days", "fig99=1"], "--days 'fig99=1'"),
+        (["--budget", "smoke", "--days", "fig7=8"], "--days fig7=8: city-migration-40mb is evaluated on days 3"),
     ):
         done = subprocess.run(
             [sys.executable, "-m", "twin_service.cli", "report", "--out", str(tmp_path / "r"), *args],
