@@ -397,7 +397,9 @@ def part_notes(r: Results, part: str) -> list[str]:
         shown = [f"{n} ({r.report.models[n].status})" for n in names if r.report.models[n].status != "reused"]
         if shown:
             notes.append("Models used as committed, not trained to the budget (`--as-committed`): "
-                         + ", ".join(shown) + "; the Models table gives each one's training command.")  # fmt: skip
+                         + ", ".join(shown) + "; the Models table gives each one's training command. Once models "
+                         "that meet the budget are in the models folder, the same command without --as-committed "
+                         "reuses them (or trains them) and regenerates this part.")  # fmt: skip
     if part == "mlp":
         try:
             rows = r.curves("mappo-paper-city")
