@@ -515,6 +515,7 @@ class Pipeline:
             self.console.print(
                 f"{part}: {self.report.timings[part][0]:.0f} s ({self.report.timings[part][1]:.0f} s CPU)"
             )
+            self.collect_known()  # the document written after each part holds every stored result, not only its
             write_report(self.report, self.console, parts={part})
         self.collect_known()
         if set(self.report.parts) == set(FIGURES) and not self.report.failures:
