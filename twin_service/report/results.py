@@ -47,7 +47,7 @@ class Results:
             if status is not None and status.status not in AVAILABLE:
                 return f"model {n} is not available ({status.status}: {status.note})"
         if part not in self.report.parts:
-            return f"{part} was not run (--only) and no stored result matches the current models and days"
+            return f"{part}: no stored run matches the current models and days (not run here, or not to the end)"
         return f"{part}: not measured in this budget"
 
     # ---- evaluation runs -----------------------------------------------------------------------------------
