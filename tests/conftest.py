@@ -152,3 +152,33 @@ def dense_import(tmp_path_factory: pytest.TempPathFactory) -> DenseImport:
         mp.undo()
     assert result.exit_code == 0, result.output
     return DenseImport(cfg, folder / "dense", traces[0], result.output)
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    """``twin-service report --budget smoke`` run once for the session, as a user runs it."""
+
+    out: Path
+    work: Path
+    output: str
+    """What the command printed (stdout and stderr)."""
+    wall_s: float
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> SmokeReport:
+    """The whole report pipeline at the smoke budget: recordings, tiny trainings, every figure of both papers."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("smoke-report")
+    out, work = root / "report", root / "work"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "twin_service.cli", "report", "--budget", "smoke", "--out", str(out), "--work",
+         str(work)],
+        capture_output=True, text=True, timeout=1200, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    return SmokeReport(out, work, output, time.perf_counter() - started)

@@ -773,6 +773,11 @@ def evaluate(
     typer.echo(f"wrote tables and plots to {out}")
 
 
+HP_OPTION = typer.Option(
+    "--hp", help="Any trainer argument NAME=VALUE (repeatable), e.g. --hp val_ticks=120.", show_default=False
+)
+
+
 @train_app.command("dm-mappo")
 def train_dm_mappo(
     recordings: Annotated[
@@ -803,6 +808,7 @@ def train_dm_mappo(
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")] = False,
+    hp: Annotated[list[str] | None, HP_OPTION] = None,
 ) -> None:
     """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
     from twin_service.learn.dm_mappo import Args, train
@@ -811,7 +817,7 @@ def train_dm_mappo(
         fail(f"--rollout-ticks {rollout_ticks} is more than --total-ticks {total_ticks}: not one whole update")
     _train(
         "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks}, force,
+        no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks}, force, hp,
     )  # fmt: skip
 
 
@@ -840,13 +846,14 @@ def train_masac(
         typer.Option("--set", help="Change a scenario parameter: section.key=value (repeatable).", show_default=False),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")] = False,
+    hp: Annotated[list[str] | None, HP_OPTION] = None,
 ) -> None:
     """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
     from twin_service.learn.masac import Args, train
 
     _train(
         "masac", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
-        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512}, force,
+        no_mask, predictor, no_uavs, no_satellite, set_, {"val_every": 512}, force, hp,
     )  # fmt: skip
 
 
@@ -869,6 +876,7 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     set_: list[str] | None,
     extra: dict[str, object],
     force: bool = False,
+    hps: list[str] | None = None,
 ) -> None:
     import sys
 
@@ -879,12 +887,13 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     from twin_service.files import atomic_folder, relocate_paths
     from twin_service.option_ranges import hyperparameter_problems
     from twin_service.policies import PolicyError
+    from twin_service.train_cli import _build
 
     if arch not in ("per-server", "paper"):
         fail(f"unknown --arch {arch!r}; choose per-server or paper")
     check_model_out(out, force)
     _check_predictor(predictor)
-    args = args_type(
+    base = dict(
         recordings=tuple(_split([str(r) for r in recordings])),
         val_recordings=tuple(_split([str(r) for r in val_recordings or []])),
         out=str(out),
@@ -901,6 +910,10 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
         no_satellite=no_satellite,
         **extra,
     )
+    fixed = {"recordings", "val_recordings", "out", "scenario", "models_dir", "overrides"}
+    if any(pair.partition("=")[0].strip().replace("-", "_") in fixed for pair in hps or []):
+        fail(f"--hp cannot set {', '.join(sorted(fixed))}: use their own options")
+    args = _build(args_type, base, hps)
     problems = hyperparameter_problems(args)
     if problems:
         fail("; ".join(problems))
@@ -1390,6 +1403,58 @@ def predictor_evaluate(
     )
     typer.echo(table_markdown(evaluation, unit, unit_scale))
     typer.echo(f"wrote metrics.json, table.md and plots to {out}")
+
+
+@app.command("report")
+def report(
+    out: Annotated[Path, typer.Option(help="Folder for index.html, README.md, the CSV files and the plots.")],
+    budget: Annotated[
+        str, typer.Option(help="smoke (minutes, CI), quick (an hour or two) or full (hours: results/report).")
+    ] = "quick",
+    only: Annotated[
+        str | None,
+        typer.Option(help="Parts to run: paper-a, paper-b or figures (table2,fig6,mlp,fig7,...,b-main,b-fig2,...)."),
+    ] = None,
+    work: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the budget's own recordings and models (default data/report/BUDGET)."),
+    ] = None,
+    lock: Annotated[
+        Path | None, typer.Option(help="Hold this flock file during each heavy step (e.g. /tmp/twin-train.lock).")
+    ] = None,
+    days: Annotated[
+        list[str] | None,
+        typer.Option(help="PART=D,D,...: evaluate that part on these of the budget's held-out days only "
+                     "(repeatable; the report states it)."),
+    ] = None,
+    as_committed: Annotated[
+        str | None,
+        typer.Option(help="Parts (as --only) whose models are used as they are in models/, never trained; missing "
+                     "seeds are left out (the report states it)."),
+    ] = None,
+) -> None:  # fmt: skip
+    """Both papers in one report: every claim, ours beside theirs with 95 % intervals, and a verdict."""
+    from twin_service.report.pipeline import build, expand_only
+    from twin_service.report.plan import BUDGETS, Reductions, parse_days
+
+    if budget not in BUDGETS:
+        fail(f"--budget {budget!r}: choose {', '.join(BUDGETS)}")
+    try:
+        expand_only(only)
+        reductions = Reductions(parse_days(days), frozenset(expand_only(as_committed)) if as_committed else frozenset())
+    except ValueError as exc:
+        fail(str(exc).replace("--only", "--as-committed") if as_committed and "--only" in str(exc) and only is None
+             else str(exc))  # fmt: skip
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a folder")
+    try:
+        done = build(budget, out, only, work, lock, reductions=reductions)
+    except ValueError as exc:  # a --days that names a day a part does not evaluate
+        fail(str(exc))
+    if done.failures:
+        typer.echo(f"report written to {out}, but {len(done.failures)} part(s) failed: {', '.join(done.failures)}")
+        raise typer.Exit(1)
+    typer.echo(f"wrote {out / 'index.html'}")
 
 
 LEFT_OUT_OF_THE_IMAGE = {"matplotlib", "scipy", "pettingzoo", "gymnasium", "sympy", "networkx", "PIL"}
