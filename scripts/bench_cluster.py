@@ -234,9 +234,11 @@ def main() -> None:
     parser.add_argument(
         "--decisions", type=int, default=8, help="timed batch decisions per count, one per tick of the window (0: none)"
     )
-    parser.add_argument("--migration-policy", default="dm-mappo-city", help="the offloading model timed (af-marl-city: the heaviest of the trained ones)")
-    parser.add_argument("--offload-policy", default="af-marl-city", help="the offloading model timed (af-marl-city: the heaviest of the trained ones)")
-    parser.add_argument("--predictor", default="city-predictor", help="the offloading model timed (af-marl-city: the heaviest of the trained ones)")
+    parser.add_argument("--migration-policy", default="dm-mappo-city", help="as the compose stack serves it")
+    parser.add_argument(
+        "--offload-policy", default="af-marl-city", help="the offloading model timed (the heaviest trained one)"
+    )
+    parser.add_argument("--predictor", default="city-predictor", help="as the compose stack serves it")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "cluster", help="folder for json and png")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]

@@ -7,8 +7,8 @@ it (libsumo in a worker process, geo, UAVs, physics, the twin write to a real em
 decisions in-process):
 
 * ``heuristics``: the defaults (``least-loaded``, ``nearest-least-loaded``, persistence of the loads);
-* ``models``: the trained models (``dm-mappo-city``, ``af-marl-city`` (the heaviest offloading model), the ``city-predictor``
-  forecast), by the fast paths (``policies.sequential.decide_in_turns_pairs``, ONNX Runtime);
+* ``models``: the trained models (``dm-mappo-city``, ``af-marl-city``: the heaviest offloading model, the
+  ``city-predictor`` forecast), by the fast paths (``policies.sequential.decide_in_turns_pairs``, ONNX Runtime);
 * with ``--reference``, ``models (reference path)``: the same models deciding the plain way (``decide_reference``
   over the torch modules), what the service did before issue 20.
 

@@ -813,8 +813,6 @@ def train_dm_mappo(
     """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
     from twin_service.learn.dm_mappo import Args, train
 
-    if rollout_ticks > total_ticks:
-        fail(f"--rollout-ticks {rollout_ticks} is more than --total-ticks {total_ticks}: not one whole update")
     _train(
         "dm-mappo", Args, train, recordings, val_recordings, out, scenario, arch, seed, total_ticks, episode_s,
         no_mask, predictor, no_uavs, no_satellite, set_, {"rollout_ticks": rollout_ticks}, force, hp,
@@ -885,7 +883,6 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
     from twin_service.files import atomic_folder, relocate_paths
-    from twin_service.option_ranges import hyperparameter_problems
     from twin_service.policies import PolicyError
     from twin_service.train_cli import _build
 
@@ -913,10 +910,10 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     fixed = {"recordings", "val_recordings", "out", "scenario", "models_dir", "overrides"}
     if any(pair.partition("=")[0].strip().replace("-", "_") in fixed for pair in hps or []):
         fail(f"--hp cannot set {', '.join(sorted(fixed))}: use their own options")
-    args = _build(args_type, base, hps)
-    problems = hyperparameter_problems(args)
-    if problems:
-        fail("; ".join(problems))
+    args = _build(args_type, base, hps)  # the ranges checked too (option_ranges)
+    rollout = getattr(args, "rollout_ticks", None)  # as --rollout-ticks or --hp gave it
+    if rollout is not None and rollout > args.total_ticks:
+        fail(f"--rollout-ticks {rollout} is more than --total-ticks {args.total_ticks}: not one whole update")
     command = "twin-service " + " ".join(sys.argv[1:])
     try:
         with (

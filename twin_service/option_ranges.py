@@ -143,6 +143,7 @@ HYPERPARAMETERS: dict[str, Bound] = {
     "epochs": _int(1, 100_000),
     "epsilon": SHARE,
     "epsilon_decay": SHARE,
+    "exploration_decay": POSITIVE_SHARE,
     "exploration_rate": SHARE,
     "f_min_hz": Bound(0, 1e12, low_open=True),
     "gae_lambda": SHARE,
