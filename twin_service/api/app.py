@@ -17,7 +17,7 @@ from twin_service.api.routes.live import TRANSPORT_SCOPE_KEY
 from twin_service.api.state import ApiState, StoreFactory
 from twin_service.api.web import install_web
 from twin_service.config import ScenarioParams, Settings
-from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY
+from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY, onnx_graphs
 
 DESCRIPTION = """\
 Digital twins of vehicles and edge servers (RSUs, UAVs, a LEO satellite), kept in Redis by the SUMO
@@ -98,6 +98,9 @@ def create_app(
     if settings.api_key_reads and not settings.api_key:
         raise ValueError("TWIN_API_KEY_READS asks the API key to guard reads, but no TWIN_API_KEY is set")
     app_metrics = ApiMetrics()
+    # The trained policies run as ONNX Runtime graphs: import it now, at start-up, not in the first decision
+    # request (about a second of imports, past the bridge's decision deadline).
+    onnx_graphs.available()
     state = ApiState(
         settings,
         store_factory,
