@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from twin_service.events import EventError, EventSpec, ServerInfo, check_event, event_json
 from twin_service.twins import TwinStore
-from twin_service.twins.store import EventRecords
+from twin_service.twins.logs import EventRecords
 
 STATUSES = ("pending", "active", "ended", "refused")
 

@@ -24,8 +24,9 @@ from twin_service.twins.frames import (
     WindowMean,
 )
 from twin_service.twins.keys import TwinKeys
+from twin_service.twins.runs import RunOverview, run_names, runs_overview
 from twin_service.twins.server import RedisHandle, check_redis_url, connect, open_redis
-from twin_service.twins.store import RunOverview, TwinStore, run_names, runs_overview
+from twin_service.twins.store import TwinStore
 
 __all__ = [
     "Block",

@@ -170,3 +170,48 @@ class DecisionLogEntry:
 
 
 __all__ = ["DecisionLogEntry", "DecisionLogError", "DecisionRows", "pack_rows", "top_scores", "unpack_rows"]
+
+
+@dataclass(frozen=True)
+class VehicleDecision:
+    """One vehicle's decision at one tick, from the decision log (server indices in the layout order)."""
+
+    tick: int
+    sim_time_s: float
+    source: str
+    fallback: bool
+    host: int
+    target: int
+    rho: float
+    mask_size: int
+    top_index: tuple[int, ...]
+    top_score: tuple[float, ...]
+    predicted_load_bits: float
+
+
+@dataclass(frozen=True)
+class DecisionLogRecord:
+    """One tick of the decision log as read back."""
+
+    tick: int
+    sim_time_s: float
+    source: str
+    fallback: bool
+    rows: DecisionRows
+
+    def decision(self, row: int) -> VehicleDecision:
+        """The decision of the vehicle in ``row``."""
+        r = self.rows
+        return VehicleDecision(
+            tick=self.tick,
+            sim_time_s=self.sim_time_s,
+            source=self.source,
+            fallback=self.fallback,
+            host=int(r.host[row]),
+            target=int(r.target[row]),
+            rho=float(r.rho[row]),
+            mask_size=int(r.mask_size[row]),
+            top_index=tuple(int(i) for i in r.top_index[row]),
+            top_score=tuple(float(v) for v in r.top_score[row]),
+            predicted_load_bits=float(r.predicted_load_bits[row]),
+        )

@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import redis
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    CrossSlotTransactionError,
+    InvalidPipelineStack,
+    RedisClusterException,
+    TryAgainError,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class TwinStoreError(Exception):
     """Base class of every error the twin store raises."""
@@ -28,3 +45,30 @@ class UnknownTickError(TwinStoreError, LookupError):
 
 class UnknownRunError(TwinStoreError, LookupError):
     """No run (city) under this key prefix in Redis."""
+
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterDownError,  # a slot's master is down and not failed over yet (MasterDownError too)
+    TryAgainError,
+    ClusterError,  # redirections exhausted while the cluster reshapes
+    RedisClusterException,  # no node reachable to learn the cluster's shape (see server._as_unavailable)
+)
+_PROGRAMMING_ERRORS = (CrossSlotTransactionError, InvalidPipelineStack)
+"""Cluster client errors that are bugs here (keys in two slots), never an unreachable server."""
+
+
+def unavailable_as_error(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn redis connection and timeout errors into :class:`TwinStoreUnavailable`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except _PROGRAMMING_ERRORS:
+            raise
+        except _UNAVAILABLE as exc:
+            raise TwinStoreUnavailable(f"Redis unavailable in {method.__name__}: {exc}") from exc
+
+    return wrapper

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -302,3 +303,10 @@ def _stop(proc: subprocess.Popen[bytes], socket_path: str) -> None:
             proc.wait(timeout=5)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
+
+
+def hash_reply(raw: Any) -> dict[bytes, bytes]:
+    """HGETALL's reply as a dict: a cluster's transaction pipeline gives it as it came, a flat list (redis-py 6.4)."""
+    if isinstance(raw, list):
+        return dict(zip(raw[::2], raw[1::2], strict=True))
+    return raw

@@ -24,8 +24,7 @@ from twin_service.api.live import KEEPALIVE_S, RETRY_MS, sse
 from twin_service.api.schemas import DecisionLogOut, ErrorBody
 from twin_service.config import BITS_PER_MB
 from twin_service.twins import TwinStore, TwinStoreUnavailable, UnknownTwinError
-from twin_service.twins.declog import DecisionLogError
-from twin_service.twins.store import DecisionLogRecord, VehicleDecision
+from twin_service.twins.declog import DecisionLogError, DecisionLogRecord, VehicleDecision
 
 router = APIRouter(prefix="/v1/decisions/log", tags=["decisions"], responses=ERROR_RESPONSES)
 
