@@ -182,7 +182,7 @@ class RecordedTicks:
     WARMUP_S = 60.0
 
     def __init__(self, recording: str, at_s: float, store: TwinStore) -> None:
-        from twin_service.engine import Decisions, Engine
+        from twin_service.engine import Decisions, Engine, PolicyDecisions
         from twin_service.engine.recording import Recording, ReplayBackend
         from twin_service.scenario.folder import Scenario
 
@@ -191,7 +191,14 @@ class RecordedTicks:
         scenario = Scenario.load(rec.meta.scenario)
         params = scenario.params
         backend = ReplayBackend(rec, begin_s=at_s - self.WARMUP_S, roads=True)
-        self.engine = Engine(params, scenario.layout, scenario.projection, backend, seed=int(rec.meta.seed))
+        self.engine = Engine(
+            params,
+            scenario.layout,
+            scenario.projection,
+            backend,
+            PolicyDecisions(params, len(scenario.layout), seed=int(rec.meta.seed)),
+            seed=int(rec.meta.seed),
+        )
         self.store = store
         store.write_run_meta(
             params.scenario.name, params.param_hash, tick_s=params.simulation.tick_s, seed=rec.meta.seed

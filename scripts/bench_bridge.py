@@ -36,7 +36,7 @@ from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.runner import Scenario
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import write_with_retry
-from twin_service.engine import Engine
+from twin_service.engine import Engine, PolicyDecisions
 from twin_service.twins import TwinStore, open_redis
 
 PEAK_BEGIN_S = 1200.0
@@ -77,7 +77,14 @@ class BridgeTicks:
     """Times blocks of bridge ticks as ``run_loop`` does them: tick, twin write, decisions."""
 
     def __init__(self, scenario: Scenario, backend, store: TwinStore, pipelined: bool) -> None:
-        self.engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=1)
+        self.engine = Engine(
+            scenario.params,
+            scenario.layout,
+            scenario.projection,
+            backend,
+            PolicyDecisions(scenario.params, len(scenario.layout), seed=1),
+            seed=1,
+        )
         self.store = store
         self._left = 0
         self.sumo_s: list[tuple[float, float]] = []

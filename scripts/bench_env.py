@@ -36,7 +36,7 @@ import numpy as np
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import write_with_retry
-from twin_service.engine import Engine
+from twin_service.engine import Engine, PolicyDecisions
 from twin_service.engine.recording import Recording, RecordingMeta, RecordingWriter, ReplayBackend
 from twin_service.envs import EnvOptions, MigrationCore, OffloadCore
 from twin_service.scenario.folder import Scenario
@@ -87,7 +87,14 @@ class Ticks:
     """Blocks of bridge ticks as ``run_loop`` does them: tick, twin write, decisions."""
 
     def __init__(self, scenario: Scenario, backend, store: TwinStore) -> None:  # noqa: ANN001
-        self.engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=1)
+        self.engine = Engine(
+            scenario.params,
+            scenario.layout,
+            scenario.projection,
+            backend,
+            PolicyDecisions(scenario.params, len(scenario.layout), seed=1),
+            seed=1,
+        )
         self.store = store
         self._left = 0
         pipelined = isinstance(backend, ProcessBackend)

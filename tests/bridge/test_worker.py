@@ -14,7 +14,7 @@ from twin_service.bridge.backends import open_backend
 from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.runner import RunFailed, RunOptions, Scenario, open_bridge, run_loop
 from twin_service.bridge.worker import ProcessBackend
-from twin_service.engine import Engine, VehicleBatch
+from twin_service.engine import Engine, PolicyDecisions, VehicleBatch
 from twin_service.twins.server import RedisHandle
 
 
@@ -67,7 +67,14 @@ def test_the_pipeline_never_steps_beyond_what_the_run_wants(small_scenario: Path
     """Two steps run ahead of the bridge, but none past the last tick ``may_step`` allows."""
     scenario = Scenario.load(small_scenario)
     backend = ProcessBackend(scenario.sumocfg, seed=2)
-    engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=2)
+    engine = Engine(
+        scenario.params,
+        scenario.layout,
+        scenario.projection,
+        backend,
+        PolicyDecisions(scenario.params, len(scenario.layout), seed=2),
+        seed=2,
+    )
     last_tick = 7
     pipeline = PipelinedTicks(engine, may_step=lambda ahead: engine.tick_number + 1 + ahead <= last_tick)
     assert pipeline.depth == 2
@@ -93,7 +100,14 @@ def test_vehicles_departing_together_do_not_herd_onto_one_server(small_scenario:
     scenario = Scenario.load(small_scenario)
     backend = open_backend("libsumo", scenario.sumocfg, seed=2)
     try:
-        engine = Engine(scenario.params, scenario.layout, scenario.projection, backend, seed=2)
+        engine = Engine(
+            scenario.params,
+            scenario.layout,
+            scenario.projection,
+            backend,
+            PolicyDecisions(scenario.params, len(scenario.layout), seed=2),
+            seed=2,
+        )
         rsu = int(np.flatnonzero(engine.tier_code == 0)[0])
         room = int(engine.load_max_bits[rsu] // engine.data_bits)
         crowd = room + 6

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from twin_service.config import ScenarioParams
-from twin_service.engine import Decisions, Engine
+from twin_service.engine import Decisions, Engine, PolicyDecisions
 from twin_service.engine.recording import Recording, ReplayBackend
 from twin_service.policies import ModelRegistry, OffloadInputs, onnx_graphs
 from twin_service.policies.af_marl import AfMarlOffloadPolicy
@@ -57,7 +57,14 @@ def _compare_on_replay(scenario: Scenario, recording: Path, begin_s: float | Non
     rec = Recording(recording)
     start = begin_s if begin_s is not None else rec.begin_s
     backend = ReplayBackend(rec, begin_s=start, end_s=start + ticks + 2, roads=False)
-    engine = Engine(params, scenario.layout, scenario.projection, backend, seed=int(rec.meta.seed))
+    engine = Engine(
+        params,
+        scenario.layout,
+        scenario.projection,
+        backend,
+        PolicyDecisions(params, len(scenario.layout), seed=int(rec.meta.seed)),
+        seed=int(rec.meta.seed),
+    )
     moved, vehicles, worst_p, worst_rho = 0, 0, 0.0, 0.0
     try:
         for _ in range(ticks):

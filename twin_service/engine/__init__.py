@@ -3,7 +3,9 @@
 * :mod:`.types` - what a tick source hands the engine (:class:`~.types.SumoTick`, :class:`~.types.VehicleBatch`)
   and the :class:`~.types.TickSource` interface.
 * :mod:`.core` - :class:`~.core.Engine`: placement, migrations, loads, latencies, failures (paper A),
-  offloading (paper B), KPIs, the twin frame and the decision context.
+  offloading (paper B), KPIs and the twin frame.
+* :mod:`.context` - what a tick hands its decision source (:class:`~.context.TickContext`), the
+  :class:`~.context.Decisions` it takes back, and the run's totals.
 * :mod:`.vehicles` - per-vehicle state that outlives a tick.
 * :mod:`.decisions` - in-process decisions by named policies.
 * :mod:`.recording` - recorded SUMO runs: the file format and the replay tick source.
@@ -12,16 +14,15 @@ A live SUMO (``twin_service.bridge``), a recording or a test feeds the same engi
 share one physics.
 """
 
-from twin_service.engine.core import (
-    TIER_CODES,
+from twin_service.engine.context import (
     Decisions,
     DecisionSource,
-    Engine,
     EngineOutputs,
     MigrationResult,
     RunTotals,
     TickContext,
 )
+from twin_service.engine.core import TIER_CODES, Engine
 from twin_service.engine.decisions import PolicyDecisions
 from twin_service.engine.types import SumoTick, TickSource, VehicleBatch
 

@@ -28,36 +28,37 @@ physics itself is the same code either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
-
 import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB, ScenarioParams
+from twin_service.engine.context import (
+    Decisions,
+    DecisionSource,
+    EngineOutputs,
+    MigrationResult,
+    RunTotals,
+    TickContext,
+)
+from twin_service.engine.offload import OffloadTick, offload_tick
 from twin_service.engine.schedule import Conditions
 from twin_service.engine.types import SumoTick, TickSource
-from twin_service.engine.vehicles import TripRecord, VehicleTable, entity_uniforms, sample_tasks, uniform_between
+from twin_service.engine.vehicles import VehicleTable, entity_uniforms, uniform_between
 from twin_service.observe import (
-    MigrationObservation,
     OffloadWindow,
     ServerTable,
     VehicleMotion,
-    WindowSnapshot,
     migration_observation,
 )
 from twin_service.physics import (
     access_latency_s,
     compute_latency_s,
     drain_backlog_bits,
-    edge_cpu_share_hz,
     free_space_rate_bps,
     ground_distance_m,
     load_variance,
     migration_mask,
     migration_rate_bps,
-    offload_outcome,
-    offload_rate_bps,
     projected_distance_matrix_m,
     satellite_leg_delay_s,
     satellite_propagation_delay_s,
@@ -66,7 +67,6 @@ from twin_service.physics import (
     service_failure,
     slant_distance_m,
 )
-from twin_service.physics.offload import OffloadOutcome
 from twin_service.policies.migration import capacity_aware_nearest
 from twin_service.predict import LoadForecaster, ServerLoadHistory
 from twin_service.scenario.edge_servers import EdgeLayout
@@ -75,123 +75,6 @@ from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
 from twin_service.twins.frames import TickFrame
 
 TIER_CODES = {"rsu": 0, "uav": 1, "satellite": 2}
-
-
-@dataclass(frozen=True)
-class EngineOutputs:
-    """What a tick computes beyond paper A's physics and observation.
-
-    The live bridge needs everything. A migration environment needs neither lon/lat, nor the frame, nor
-    paper B; an offloading one needs paper B but no frame. The physics of what is computed is the same.
-    """
-
-    frame: bool = True
-    """Build the :class:`TickFrame` for the twin store (with every vehicle's lon/lat)."""
-    offload: bool = True
-    """Paper B: tasks, offloading outcome, energy, the offload features and their 10 s window."""
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationResult:
-    """Paper A's outcome of this tick for every vehicle, aligned with the context's vehicle ids."""
-
-    latency_s: NDArray[np.float64]
-    """Total latency T^sum (Eq. 13): up + down + compute + migration."""
-    failed: NDArray[np.bool_]
-    """Service failure xi (Eq. 14): out of the host's range, host overloaded or out of service."""
-    migrated: NDArray[np.bool_]
-    host_load_bits: NDArray[np.float64]
-    """S'_m of each vehicle's host (Eq. 8)."""
-
-
-@dataclass(slots=True)
-class TickContext:
-    """What a decision source sees after a tick: the state the next tick's decisions are made from."""
-
-    tick: int
-    sim_time_s: float
-    vehicle_ids: list[str]
-    host: NDArray[np.int64]
-    observation: MigrationObservation
-    offload_now: dict[str, NDArray[np.float64]]
-    """Paper B features per vehicle (``observe.OFFLOAD_FEATURES``); empty when the engine runs without paper B."""
-    servers: ServerTable
-    frame: TickFrame | None
-    """None when the engine runs without frames (training)."""
-    migration: MigrationResult | None = None
-    offload: OffloadOutcome | None = None
-    """Paper B's outcome of the task each vehicle processed in this tick (None without paper B)."""
-    rho: NDArray[np.float64] | None = None
-    """The offloaded fraction each vehicle processed its task with in this tick."""
-    kpis: dict[str, float] = field(default_factory=dict)
-    load_bits: NDArray[np.float64] | None = None
-    """``(M,)`` every server's load S'_m in this tick (Eq. 8), bits."""
-    vehicle_keys: NDArray[np.int64] | None = None
-    """Per vehicle, a number never reused within the run (admission order): agent ids for learners."""
-    window: WindowSnapshot | None = None
-    """The offload features' 10 s window (paper B Eq. 37) at this tick."""
-
-    def offload_window_mean(self) -> dict[str, NDArray[np.float64]] | None:
-        """Each vehicle's offload features averaged over its 10 s window, as the twin store averages them."""
-        return None if self.window is None else self.window.mean()
-
-
-@dataclass(slots=True)
-class Decisions:
-    """Next tick's host (server index) and offloading fraction per vehicle, aligned with the context ids."""
-
-    target: NDArray[np.int64]
-    rho: NDArray[np.float64]
-    source: str = "local"
-    fallback: bool = False
-    log: bytes | None = None
-    """The decisions as the decision log keeps them (:func:`twin_service.twins.declog.pack_rows`), when the source
-    was asked to explain them (the bridge, with its decision log on); None otherwise."""
-
-
-class DecisionSource(Protocol):
-    def decide(self, ctx: TickContext) -> Decisions: ...
-
-
-@dataclass
-class RunTotals:
-    """KPIs accumulated over a run (per-tick KPIs are in the twin store)."""
-
-    ticks: int = 0
-    vehicle_ticks: int = 0
-    failures: int = 0
-    migrations: int = 0
-    latency_s: float = 0.0
-    offload_cost: float = 0.0
-    offload_delay_s: float = 0.0
-    offload_energy_j: float = 0.0
-    tasks_succeeded: int = 0
-    load_variance_sum: float = 0.0
-    fallback_ticks: int = 0
-    offload_vehicle_ticks: int = 0
-    """Vehicle-ticks with paper B computed (0 when the engine ran without it)."""
-    trips: list[TripRecord] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float]:
-        vt = max(self.vehicle_ticks, 1)
-        ot = max(self.offload_vehicle_ticks, 1)
-        finished = [t for t in self.trips if t.ticks > 0]
-        return {
-            "ticks": self.ticks,
-            "vehicle_ticks": self.vehicle_ticks,
-            "trips_completed": len(finished),
-            "latency_mean_s": self.latency_s / vt,
-            "latency_total_s": self.latency_s,
-            "packet_loss_rate": self.failures / vt,
-            "trip_packet_loss_mean": float(np.mean([t.packet_loss_rate for t in finished])) if finished else 0.0,
-            "load_variance_sum_mb2": self.load_variance_sum,
-            "migrations": self.migrations,
-            "offload_cost_mean": self.offload_cost / ot,
-            "task_success_rate": self.tasks_succeeded / ot,
-            "offload_delay_mean_s": self.offload_delay_s / ot,
-            "offload_energy_mean_j": self.offload_energy_j / ot,
-            "fallback_ticks": self.fallback_ticks,
-        }
 
 
 class Engine:
@@ -203,7 +86,7 @@ class Engine:
         layout: EdgeLayout,
         projection: NetProjection,
         backend: TickSource,
-        decisions: DecisionSource | None = None,
+        decisions: DecisionSource,
         seed: int | None = None,
         *,
         outputs: EngineOutputs = EngineOutputs(),
@@ -286,11 +169,6 @@ class Engine:
         self.edge_r_bps = uniform_between(draws[:, 1], o.rsu_rate_bps)
         self.edge_energy_j = uniform_between(draws[:, 2], o.rsu_energy_wh) * 3600.0
         self.data_bits = params.task.data_size_mb * BITS_PER_MB
-        if decisions is None:
-            # The default policies, in-process (imported here: decisions.py builds on this module).
-            from twin_service.engine.decisions import PolicyDecisions
-
-            decisions = PolicyDecisions(params, len(self.server_ids), seed=self.seed)
         self.decisions: DecisionSource = decisions
 
     # ------------------------------------------------------------------------------------------
@@ -496,7 +374,18 @@ class Engine:
         # first task locally (rho = 0). Then the next task arrives, and that is what is decided on.
         offload: OffloadTick | None = None
         if self.outputs.offload:
-            offload = self._offload(slots, host, host_sat, d_host, batch.speed_mps, link_host)
+            offload = offload_tick(
+                self.params,
+                self.vehicles,
+                self._task_rng,
+                self.edge_f_hz,
+                slots,
+                host,
+                host_sat,
+                d_host,
+                batch.speed_mps,
+                link_host,
+            )
             t.offload_cost += float(offload.outcome.cost.sum())
             t.offload_delay_s += float(offload.outcome.delay_s.sum())
             t.offload_energy_j += float(offload.outcome.energy_j.sum())
@@ -569,88 +458,6 @@ class Engine:
         self._slots = slots
         return frame, ctx
 
-    def _offload(
-        self,
-        slots: NDArray[np.int64],
-        host: NDArray[np.int64],
-        host_sat: NDArray[np.bool_],
-        d_host: NDArray[np.float64],
-        speed_mps: NDArray[np.float64],
-        link_host: NDArray[np.float64] | None = None,
-    ) -> OffloadTick:
-        """Paper B for this tick: the pending tasks are processed, energy falls, the next tasks arrive."""
-        o = self.params.offload
-        vt = self.vehicles
-        n = len(slots)
-        exec_bits = vt.f["task_bits"][slots]
-        exec_cycles = vt.f["task_cycles"][slots]
-        exec_deadline = vt.f["task_deadline_s"][slots]
-        first = np.isnan(exec_bits)
-        if first.any():
-            exec_bits[first], exec_cycles[first], exec_deadline[first] = sample_tasks(
-                self._task_rng, int(first.sum()), o
-            )
-        rho = vt.f["rho"][slots]
-        r_bps = offload_rate_bps(
-            d_host,
-            o.bandwidth_hz,
-            o.tx_power_w,
-            o.path_loss_exponent,
-            o.channel_gain,
-            o.noise_dbm_per_hz,
-            o.interference_w,
-            o.max_rate_bps,
-        )
-        r_bps = np.where(host_sat, self.params.channel.satellite_rate_bps, r_bps)
-        if link_host is not None:
-            r_bps = r_bps * link_host
-        edge_share = edge_cpu_share_hz(host, rho, self.edge_f_hz)
-        f_hz = vt.f["f_hz"][slots]
-        out = offload_outcome(
-            rho,
-            exec_bits,
-            exec_cycles,
-            exec_deadline,
-            f_hz,
-            r_bps,
-            edge_share,
-            kappa_local=o.kappa_local,
-            kappa_edge=o.kappa_edge,
-            tx_power_w=o.tx_power_w,
-            output_ratio=o.output_ratio,
-            twin_sync_energy_j=o.twin_sync_energy_j,
-            twin_sync_delay_s=o.twin_sync_delay_s,
-            price_per_task=o.price_per_task,
-            energy_max_j=o.energy_max_j,
-            price_max=o.price_max,
-        )
-        # The vehicle pays the radio energy and its local share; the edge's compute energy is the edge's.
-        vehicle_energy = out.tx_energy_j + out.download_energy_j + out.local_part_energy_j
-        energy = np.maximum(vt.f["energy_j"][slots] - vehicle_energy, 0.0)
-        vt.f["energy_j"][slots] = energy
-        offloaders = np.bincount(host, weights=(rho > 0).astype(np.float64), minlength=len(self.server_ids))
-
-        energy_frac = energy / np.maximum(vt.f["energy_capacity_j"][slots], 1e-9)
-        data_bits, cycles, deadline_s = sample_tasks(self._task_rng, n, o)  # the next task arrives
-        vt.f["task_bits"][slots], vt.f["task_cycles"][slots], vt.f["task_deadline_s"][slots] = (
-            data_bits,
-            cycles,
-            deadline_s,
-        )
-        now = {
-            "f_hz": f_hz,
-            "r_bps": r_bps,
-            "energy_frac": energy_frac,
-            "speed_mps": speed_mps,
-            "data_bits": data_bits,
-            "cycles": cycles,
-            "deadline_s": deadline_s,
-            "host_cpu_hz": self.edge_f_hz[host],
-            "host_offloaders": offloaders[host],
-            "host_is_satellite": host_sat.astype(np.float64),
-        }
-        return OffloadTick(rho, out, energy, offloaders, now)
-
     def _frame(
         self,
         sumo: SumoTick,
@@ -713,29 +520,3 @@ class Engine:
         self.vehicles.i["next_host"][slots] = target
         self.vehicles.f["rho"][slots] = np.clip(np.asarray(decisions.rho, dtype=np.float64), 0.0, 1.0)
         self._governing_fallback = decisions.fallback
-
-
-@dataclass(frozen=True, slots=True)
-class OffloadTick:
-    """Paper B's part of a tick: what each vehicle's processed task cost and the features of the next one."""
-
-    rho: NDArray[np.float64]
-    outcome: OffloadOutcome
-    energy_j: NDArray[np.float64]
-    offloaders: NDArray[np.float64]
-    """``(M,)`` vehicles offloading (rho > 0) to each server."""
-    now: dict[str, NDArray[np.float64]]
-    """``observe.OFFLOAD_FEATURES`` per vehicle, for the pending task."""
-
-    def columns(self) -> dict[str, NDArray[np.float64]]:
-        """The vehicle columns the twin store keeps of paper B (every offload feature among them)."""
-        out = self.outcome
-        return {
-            **self.now,
-            "energy_j": self.energy_j,
-            "rho": self.rho,
-            "offload_delay_s": out.delay_s,
-            "offload_energy_j": out.energy_j,
-            "offload_cost": out.cost,
-            "task_success": out.success.astype(np.float64),
-        }

@@ -1,6 +1,6 @@
 """Decisions in-process: the named policies (heuristics or registered models) decide every tick.
 
-The engine falls back on this source when none is given; the bridge wraps it for the decision service
+Whoever builds an engine without a decision service gives it this source; the bridge wraps it for the decision service
 over HTTP (``twin_service.bridge.decisions.HttpDecisions``), whose local fallback it also is.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from twin_service.config import ScenarioParams
-from twin_service.engine.core import Decisions, TickContext
+from twin_service.engine.context import Decisions, TickContext
 from twin_service.policies import (
     DEFAULT_MIGRATION_POLICY,
     DEFAULT_OFFLOAD_POLICY,
