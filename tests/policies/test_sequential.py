@@ -7,8 +7,8 @@ import torch
 
 from twin_service.config import BITS_PER_MB
 from twin_service.observe import ServerTable, migration_observation
+from twin_service.policies.masking import MASKED_LOGIT
 from twin_service.policies.sequential import decide_in_turns
-from twin_service.policies.torch_policy import MASKED_LOGIT
 
 S_V = 2 * BITS_PER_MB
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from twin_service.policies.torch_policy import MASKED_LOGIT
+from twin_service.policies.masking import MASKED_LOGIT
 
 
 class MaskedCategorical:

@@ -31,9 +31,10 @@ from twin_service.policies import onnx_graphs
 from twin_service.policies.base import MigrationDecision
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
+from twin_service.policies.masking import MASKED_LOGIT
 from twin_service.policies.onnx_graphs import PerServerRuntime
 from twin_service.policies.sequential import PairScores, decide_in_turns_pairs
-from twin_service.policies.torch_policy import _ACTIVATIONS, MASKED_LOGIT, ExecutionSampler
+from twin_service.policies.torch_policy import _ACTIVATIONS, ExecutionSampler
 
 
 def _mlp(sizes: Sequence[int], activation: str, last_activation: bool) -> nn.Sequential:

@@ -23,7 +23,7 @@ import torch
 from numpy.typing import NDArray
 
 from twin_service.observe import MigrationObservation
-from twin_service.policies.torch_policy import MASKED_LOGIT, masked_probabilities
+from twin_service.policies.masking import MASKED_LOGIT, masked_probabilities
 
 Score = Callable[[MigrationObservation, NDArray[np.int64], NDArray[np.intp]], torch.Tensor]
 """``(observation, host of its rows, rows)`` -> ``(len(rows), M)`` logits, unscored servers at MASKED_LOGIT."""

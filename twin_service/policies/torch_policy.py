@@ -21,10 +21,9 @@ from twin_service.observe import MigrationObservation, ServerTable, offload_obse
 from twin_service.policies.base import MigrationDecision, OffloadDecision, OffloadInputs
 from twin_service.policies.errors import ModelSpecMismatch
 from twin_service.policies.manifest import ModelManifest
+from twin_service.policies.masking import MASKED_LOGIT
 from twin_service.policies.offload import check_offload_inputs, expected_outcome
-
-MASKED_LOGIT = -1e9
-"""Logit given to masked actions (sb3-contrib MaskablePPO does the same); its softmax weight is 0."""
+from twin_service.policies.sequential import decide_in_turns
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -108,8 +107,6 @@ class ExecutionSampler:
         score: Callable[[MigrationObservation, NDArray[np.int64], NDArray[np.intp]], torch.Tensor],
     ) -> MigrationDecision:
         """Targets for every vehicle: all at once, or in turns of ``chunk`` (``policies.sequential``)."""
-        from twin_service.policies.sequential import decide_in_turns
-
         n = observation.mask.shape[0]
         chunk = self.chunk or max(n, 1)
         with torch.inference_mode():
@@ -129,12 +126,6 @@ class ExecutionSampler:
         # Never beyond the last allowed server (rounding at the top of the cumulative sum).
         last = p.shape[1] - 1 - np.argmax(p[:, ::-1] > 0, axis=1)
         return np.minimum(target, last).astype(np.int64)
-
-
-def masked_probabilities(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax of the logits with masked entries set to :data:`MASKED_LOGIT` (exactly 0 after)."""
-    masked = logits.masked_fill(~mask, MASKED_LOGIT)
-    return torch.softmax(masked, dim=-1) * mask
 
 
 class TorchMigrationPolicy:
