@@ -14,8 +14,6 @@ from twin_service.bridge.calibrate import record_demand, record_hosting
 from twin_service.config import load_params
 from twin_service.scenario.build import (
     CITY,
-    CITY_CYCLES_PER_BIT,
-    CITY_DROPPED_SHARE,
     OUTPUT_FILES,
     RURAL,
     build_layout,
@@ -23,6 +21,7 @@ from twin_service.scenario.build import (
     render_scenario_params,
     scenario_params,
 )
+from twin_service.scenario.calibrate import CITY_CYCLES_PER_BIT, CITY_DROPPED_SHARE
 from twin_service.scenario.demand import density_profile, insertion_rates, trip_duration_s
 from twin_service.scenario.edge_servers import layout_to_xml, read_edge_servers
 

@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 from tests.dense_city import JUNCTIONS, build_dense_city
 from twin_service.cli import app
 from twin_service.config import RsuParams, SatelliteParams, ScenarioError, UavParams, load_params
-from twin_service.scenario.build import CITY_DROPPED_SHARE
-from twin_service.scenario.calibrate import PositionTrace, dropped_share_at_peak, nearest_hosting
+from twin_service.scenario.calibrate import CITY_DROPPED_SHARE, PositionTrace, dropped_share_at_peak, nearest_hosting
 from twin_service.scenario.edge_servers import EdgeLayout, EdgeServer, read_edge_servers
 from twin_service.scenario.importer import IMPORT_RULE
 from twin_service.scenario.layout import (

@@ -14,8 +14,12 @@ from typer.testing import CliRunner
 import twin_service.bridge.calibrate
 from twin_service.cli import app
 from twin_service.config import ScenarioError, load_params
-from twin_service.scenario.build import CITY_CYCLES_PER_BIT, CITY_DROPPED_SHARE
-from twin_service.scenario.calibrate import dropped_share_at_peak, nearest_hosting
+from twin_service.scenario.calibrate import (
+    CITY_CYCLES_PER_BIT,
+    CITY_DROPPED_SHARE,
+    dropped_share_at_peak,
+    nearest_hosting,
+)
 from twin_service.scenario.edge_servers import read_edge_servers
 from twin_service.scenario.geo import read_projection
 from twin_service.scenario.importer import IMPORT_RULE, import_scenario

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twin_service.config import ScenarioParams, load_params
-from twin_service.scenario.build import CITY_CYCLES_PER_BIT
+from twin_service.scenario.calibrate import CITY_CYCLES_PER_BIT
 from twin_service.scenario.params_file import render_params, toml_float
 
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twin_service.config import load_params
-from twin_service.scenario.build import CITY_DROPPED_SHARE
+from twin_service.scenario.calibrate import CITY_DROPPED_SHARE
 from twin_service.scenario.importer import IMPORT_RULE
 from twin_service.scenario.provision import PeakWindowRecorder, fewest_within, uavs_for
 

@@ -30,7 +30,6 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from twin_service.config import (
     SCENARIOS_DIR,
@@ -41,7 +40,7 @@ from twin_service.config import (
     TaskParams,
     UavParams,
 )
-from twin_service.scenario.calibrate import HostingRecorder, calibrate_scenario
+from twin_service.scenario.calibrate import CITY_CYCLES_PER_BIT, HostingRecorder, calibrate_scenario
 from twin_service.scenario.demand import build_demand
 from twin_service.scenario.edge_servers import EdgeLayout, write_edge_servers
 from twin_service.scenario.geo import read_projection
@@ -51,11 +50,9 @@ from twin_service.scenario.params_file import (
     SHARED_CYCLES_PER_BIT_COMMENT,
     render_params,
 )
+from twin_service.scenario.provision import DemandRecorder, provision_for_demand
 from twin_service.scenario.report import LAYOUT_PNG, layout_title, plot_layout
 from twin_service.scenario.tools import write_reproducible
-
-if TYPE_CHECKING:
-    from twin_service.scenario.provision import DemandRecorder
 
 SCENARIO_KINDS = ("city", "rural")
 
@@ -65,13 +62,6 @@ EDGE_SERVERS_FILE = "edge_servers.add.xml"
 SUMOCFG_FILE = "scenario.sumocfg"
 PARAMS_FILE = "params.toml"
 OUTPUT_FILES = (NET_FILE, ROUTES_FILE, EDGE_SERVERS_FILE, SUMOCFG_FILE, PARAMS_FILE)
-
-CITY_CYCLES_PER_BIT = 72.3
-"""e_v found by calibrating ``city`` with seed 1 (see its params.toml [calibration]); the rural
-scenario reuses it so that city and rural differ in topology and demand only, not in physics."""
-CITY_DROPPED_SHARE = 0.1093
-"""Share of the twins' data that nearest-server hosting drops at the city's peak with that e_v (its params.toml
-[calibration] ``dropped_data_share_at_peak``): what an imported city is provisioned to (``scenario.provision``)."""
 
 
 @dataclass(frozen=True)
@@ -294,7 +284,6 @@ def provision_layout(
     Returns the layout, ``[layout]``, ``[calibration]`` and the sites read from the net (for the picture).
     """
     from twin_service.scenario.layout import SiteGrowth, read_sites
-    from twin_service.scenario.provision import provision_for_demand  # it reads this module's constants
 
     params = ScenarioParams(
         scenario=ScenarioMeta(name=spec.name, seed=seed, end_s=spec.end_s),

@@ -44,6 +44,14 @@ from twin_service.physics import (
 from twin_service.scenario.edge_servers import EdgeLayout
 from twin_service.scenario.uav import patrol_table_from_layout, uav_positions
 
+CITY_CYCLES_PER_BIT = 72.3
+"""e_v found by calibrating ``city`` with seed 1 (see its params.toml [calibration]); the rural
+scenario reuses it so that city and rural differ in topology and demand only, not in physics."""
+CITY_DROPPED_SHARE = 0.1093
+"""Share of the twins' data that nearest-server hosting drops at the city's peak with that e_v (its params.toml
+[calibration] ``dropped_data_share_at_peak``): what an imported city is provisioned to (``scenario.provision``)."""
+
+
 TARGET_SHARE = 0.20
 LOAD_MODEL = (
     "S' = backlog + n_hosted * S_v per tick; backlog = clip(S' - cpu_hz / e_v * tick_s, 0, cache); "

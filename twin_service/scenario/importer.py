@@ -35,7 +35,8 @@ from twin_service.config import (
     TaskParams,
     UavParams,
 )
-from twin_service.scenario.build import CITY, CITY_CYCLES_PER_BIT, EDGE_SERVERS_FILE, PARAMS_FILE, SUMOCFG_FILE
+from twin_service.scenario.build import CITY, EDGE_SERVERS_FILE, PARAMS_FILE, SUMOCFG_FILE
+from twin_service.scenario.calibrate import CITY_CYCLES_PER_BIT
 from twin_service.scenario.edge_servers import write_edge_servers
 from twin_service.scenario.layout import read_sites
 from twin_service.scenario.params_file import (

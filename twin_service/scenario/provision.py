@@ -47,9 +47,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB, ScenarioError, ScenarioParams
-from twin_service.scenario.build import CITY_DROPPED_SHARE
 from twin_service.scenario.calibrate import (
     AFTER_PEAK_S,
+    CITY_DROPPED_SHARE,
     LOAD_MODEL,
     PEAK_HALFWIDTH_S,
     TARGET_SHARE,
