@@ -289,3 +289,13 @@ def open_backend(
             raise SumoError(f"could not start {Path(cmd[0]).name} over TraCI: {exc}") from exc
         return TraciBackend(traci.getConnection(label), gui=gui)
     raise SumoError(f"unknown backend {name!r}; choose libsumo or traci")
+
+
+def sumo_version() -> str:
+    """The eclipse-sumo release installed (what a recording notes it was made with); ``unknown`` if none."""
+    try:
+        from importlib.metadata import version
+
+        return version("eclipse-sumo")
+    except Exception:  # noqa: BLE001 - only informative
+        return "unknown"

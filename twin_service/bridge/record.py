@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_service.bridge.backends import SumoError
+from twin_service.bridge.backends import SumoError, sumo_version
 from twin_service.bridge.runner import Scenario, sumo_options
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.engine.recording import RecordingInterrupted, RecordingMeta, RecordingWriter
@@ -25,15 +25,6 @@ class RecordProgress:
     vehicles: int
     begin_s: float
     end_s: float
-
-
-def sumo_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("eclipse-sumo")
-    except Exception:  # noqa: BLE001 - only informative
-        return "unknown"
 
 
 def record_scenario(

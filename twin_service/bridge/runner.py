@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from twin_service.bridge.backends import BackendName, SumoError, open_backend
+from twin_service.bridge.backends import BackendName, SumoError, open_backend, sumo_version
 from twin_service.bridge.decisions import DEFAULT_DEADLINE_S, HttpDecisions, PolicyDecisions
 from twin_service.bridge.events import EventRunner
 from twin_service.bridge.gui import GuiOverlay
@@ -424,8 +424,6 @@ def _event_spans(events: EventRunner) -> list[dict[str, Any]]:
 
 def _recorder(engine: Engine, options: RunOptions) -> RecordingWriter:
     """A recording of this live run (``run --record``): its mobility tick by tick, and at the end its events."""
-    from twin_service.bridge.record import sumo_version  # record.py builds on this module
-
     if isinstance(engine.backend, ReplayBackend):
         raise BridgeError("--record: this run replays a recording already; record a live run")
     scenario = Scenario.load(options.scenario)
