@@ -183,7 +183,8 @@ class RecordedTicks:
 
     def __init__(self, recording: str, at_s: float, store: TwinStore) -> None:
         from twin_service.engine import Decisions, Engine, PolicyDecisions
-        from twin_service.engine.recording import Recording, ReplayBackend
+        from twin_service.engine.recording import Recording
+        from twin_service.engine.replay import ReplayBackend
         from twin_service.scenario.folder import Scenario
 
         self._decisions = Decisions

@@ -37,7 +37,8 @@ from twin_service.bridge.pipeline import PipelinedTicks
 from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import write_with_retry
 from twin_service.engine import Engine, PolicyDecisions
-from twin_service.engine.recording import Recording, RecordingMeta, RecordingWriter, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingMeta, RecordingWriter
+from twin_service.engine.replay import ReplayBackend
 from twin_service.envs import EnvOptions, MigrationCore, OffloadCore
 from twin_service.scenario.folder import Scenario
 from twin_service.twins import TwinStore, open_redis

@@ -15,7 +15,8 @@ import argparse
 import time
 
 from twin_service.engine import Engine, PolicyDecisions
-from twin_service.engine.recording import Recording, ReplayBackend
+from twin_service.engine.recording import Recording
+from twin_service.engine.replay import ReplayBackend
 from twin_service.policies import OffloadInputs
 from twin_service.policies.decide import decide_migration, decide_offload
 from twin_service.predict.registry import load_forecaster

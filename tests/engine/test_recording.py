@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import SMALL_RECORDING_END_S
 from twin_service.bridge.runner import RunOptions, open_bridge, run_loop
 from twin_service.engine import SumoTick, VehicleBatch
-from twin_service.engine.recording import Recording, RecordingError, RecordingMeta, RecordingWriter, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingError, RecordingMeta, RecordingWriter
+from twin_service.engine.replay import ReplayBackend
 from twin_service.engine.types import quantise
 from twin_service.twins.server import RedisHandle
 

@@ -20,7 +20,8 @@ import torch
 
 from twin_service.config import ScenarioParams
 from twin_service.engine import Decisions, Engine, PolicyDecisions
-from twin_service.engine.recording import Recording, ReplayBackend
+from twin_service.engine.recording import Recording
+from twin_service.engine.replay import ReplayBackend
 from twin_service.policies import ModelRegistry, OffloadInputs, onnx_graphs
 from twin_service.policies.af_marl import AfMarlOffloadPolicy
 from twin_service.policies.learned import build_migration_policy, build_offload_policy

@@ -27,7 +27,8 @@ from twin_service.bridge.worker import ProcessBackend
 from twin_service.bridge.writer import BridgeError, TickWriter, write_with_retry
 from twin_service.config import ScenarioError, ScenarioParams, Settings
 from twin_service.engine import DecisionSource, Engine, TickSource
-from twin_service.engine.recording import Recording, RecordingMeta, RecordingWriter, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingMeta, RecordingWriter
+from twin_service.engine.replay import ReplayBackend
 from twin_service.events import EventSpec
 from twin_service.policies import DEFAULT_MIGRATION_POLICY, DEFAULT_OFFLOAD_POLICY, PolicyError
 from twin_service.predict import LoadForecaster

@@ -8,7 +8,7 @@
   :class:`~.context.Decisions` it takes back, and the run's totals.
 * :mod:`.vehicles` - per-vehicle state that outlives a tick.
 * :mod:`.decisions` - in-process decisions by named policies.
-* :mod:`.recording` - recorded SUMO runs: the file format and the replay tick source.
+* :mod:`.recording` - recorded SUMO runs: the file format; :mod:`.replay` - a recording as a tick source.
 
 A live SUMO (``twin_service.bridge``), a recording or a test feeds the same engine, so training and serving
 share one physics.

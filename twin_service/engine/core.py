@@ -19,7 +19,7 @@ Everything per vehicle is vectorised over the running vehicles; the physics come
    asked of the decision source.
 
 The engine never talks to SUMO or Redis: a tick source (:class:`~twin_service.engine.types.TickSource`: the
-bridge's live SUMO, or a recording replayed by :class:`~twin_service.engine.recording.ReplayBackend`) steps,
+bridge's live SUMO, or a recording replayed by :class:`~twin_service.engine.replay.ReplayBackend`) steps,
 and whoever drives the engine stores the frame. What only serving needs (vehicles' lon/lat and the
 :class:`TickFrame` for the twin store) and paper B's offloading physics can be switched off
 (:class:`EngineOutputs`), so that training on a recording pays only for the physics it learns from; the

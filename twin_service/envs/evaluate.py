@@ -35,7 +35,8 @@ import numpy as np
 
 from twin_service.config import BITS_PER_MB, OffloadParams, with_overrides
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
-from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingError
+from twin_service.engine.replay import ReplayBackend
 from twin_service.engine.schedule import EventSchedule
 from twin_service.envs.sim import EnvOptions, check_replayable, recording_schedule, scenario_of
 from twin_service.events import ServerInfo

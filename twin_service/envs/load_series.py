@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 
 from twin_service.config import data_dir
 from twin_service.engine import Engine, EngineOutputs, PolicyDecisions
-from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingError
+from twin_service.engine.replay import ReplayBackend
 from twin_service.files import write_bytes_atomic
 from twin_service.policies import DEFAULT_MIGRATION_POLICY
 from twin_service.policies.fit import PREDICTOR_INPUTS, scenario_values

@@ -23,7 +23,8 @@ import numpy as np
 
 from twin_service.config import ScenarioError, with_overrides
 from twin_service.engine import Decisions, Engine, EngineOutputs, PolicyDecisions, TickContext
-from twin_service.engine.recording import Recording, RecordingError, ReplayBackend
+from twin_service.engine.recording import Recording, RecordingError
+from twin_service.engine.replay import ReplayBackend
 from twin_service.engine.schedule import EventSchedule, scheduled_spans
 from twin_service.events import EventError, EventSpec, ServerInfo, check_event
 from twin_service.predict import LoadForecaster
