@@ -81,16 +81,15 @@ class RunRecords:
 class TwinStore(TwinLogs):
     """Twins of vehicles and edge servers in Redis, with a sliding window of ``window`` ticks.
 
+    The readers come from :class:`~twin_service.twins.reader.TwinReader` (one tick, one twin, blocks, window
+    means, KPIs), the events and the decision log from :class:`~twin_service.twins.logs.TwinLogs`; this class
+    writes.
+
     Parameters
     ----------
-    redis_client
-        A ``redis.Redis`` or ``redis.cluster.RedisCluster`` with ``decode_responses=False`` (tables are
-        bytes); give it socket timeouts (``open_redis`` / ``connect`` do) so that an unreachable server
-        fails fast.
-    prefix
-        Key prefix (``Settings.key_prefix``); runs with different prefixes share a server or a cluster.
-    window
-        Ticks of history kept per twin (paper B: 10 ticks of 1 s).
+    redis_client, prefix, window
+        As :class:`~twin_service.twins.reader.TwinReader`: the client (``decode_responses=False``, with socket
+        timeouts), the run's key prefix, the ticks of history kept per twin.
     tick_ttl_s
         Safety-net expiry of per-tick keys, for a writer that dies without clearing its keys.
     log_maxlen
