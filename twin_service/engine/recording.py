@@ -1,4 +1,4 @@
-"""Recorded SUMO runs: a compact columnar file of every tick's vehicles, and a tick source that replays it.
+"""Recorded SUMO runs: a compact columnar file of every tick's vehicles, written and read back.
 
 Hosting and offloading decisions never change how vehicles drive, so one SUMO run can be replayed through
 the engine as often as training needs, with exactly the physics the live bridge computes. A recording holds,
