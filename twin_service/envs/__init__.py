@@ -5,6 +5,8 @@
 * :mod:`.migration` - paper A: :class:`MigrationCore` (batched, for trainers) and :class:`MigrationEnv`
   (PettingZoo ``ParallelEnv``).
 * :mod:`.offload` - paper B: :class:`OffloadCore` and :class:`OffloadEnv`.
+* :mod:`.batched` and :mod:`.parallel` - what both share: the batched core's skeleton (reset, a step's
+  bookkeeping, the batch and step fields) and the PettingZoo ``ParallelEnv`` over a core.
 * :mod:`.evaluate` - any policies over held-out recordings: KPI tables with confidence intervals, plots.
 
     from twin_service.envs import MigrationEnv, OffloadEnv

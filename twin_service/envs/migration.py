@@ -34,14 +34,14 @@ from numpy.typing import NDArray
 
 from twin_service.config import RewardParams
 from twin_service.engine import Decisions, TickContext
-from twin_service.envs.parallel import AgentParallelEnv, follow_agents
-from twin_service.envs.sim import EnvOptions, ReplaySim, scenario_of
+from twin_service.envs.batched import AgentBatch, AgentStep, BatchedCore, clock_features
+from twin_service.envs.parallel import AgentParallelEnv
+from twin_service.envs.sim import EnvOptions
 from twin_service.observe import MigrationObservation
 from twin_service.physics import RunningZScore, load_variance, shaped_reward, unshaped_reward
 from twin_service.scenario.folder import Scenario
 
 RewardKind = Literal["shaped", "unshaped"]
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -105,49 +105,28 @@ def migration_reward(
 
 
 @dataclass(frozen=True)
-class MigrationBatch:
+class MigrationBatch(AgentBatch):
     """Every agent present at a tick: what the policy decides from."""
 
-    agent_ids: NDArray[np.int64]
-    """``(V,)`` ids of the agents (vehicles), never reused within an episode."""
-    vehicle_ids: list[str]
     obs: NDArray[np.float32]
     """``(V, 2M-1)`` paper A's o_v (Eq. 19): distances to the ground and air servers over their range,
     then every server's predicted load over L_max."""
     mask: NDArray[np.bool_]
     """``(V, M)`` K_v (Eq. 23): True where the agent may send its twin; the satellite is always True."""
-    host: NDArray[np.int64]
-    """``(V,)`` each twin's current host."""
     observation: MigrationObservation
     """The full observation (distances, predicted loads, server table) for richer actors."""
-    state: NDArray[np.float32]
-    """The global state for a centralised critic (:meth:`MigrationCore.state`)."""
-    time_s: float
-
-    def __len__(self) -> int:
-        return len(self.agent_ids)
 
 
 @dataclass(frozen=True)
-class MigrationStep:
-    """The outcome of one step: per agent that acted (aligned with the previous batch), then the next batch."""
+class MigrationStep(AgentStep[MigrationBatch]):
+    """The outcome of one step (:class:`AgentStep`: rewards are Eq. 22) and each agent's latency and failure."""
 
-    rewards: NDArray[np.float64]
-    """``(V_prev,)`` Eq. 22; 0 for an agent that left the city before its decision took effect."""
-    terminated: NDArray[np.bool_]
-    """``(V_prev,)`` the vehicle reached its destination (its twin's service ends)."""
-    alive: NDArray[np.bool_]
-    """``(V_prev,)`` the agent is present in the next batch (``~terminated``)."""
-    truncated: bool
-    """The episode's window ended: every agent still present is cut off (bootstrap its value)."""
     latency_s: NDArray[np.float64]
     """``(V_prev,)`` the total latency each surviving agent got (NaN for the departed)."""
     failed: NDArray[np.bool_]
-    next: MigrationBatch
-    kpis: dict[str, float]
 
 
-class MigrationCore:
+class MigrationCore(BatchedCore[MigrationBatch]):
     """The batched migration environment (module docstring)."""
 
     def __init__(
@@ -160,32 +139,14 @@ class MigrationCore:
         reward_stats: RewardStats | None = None,
         seed: int | None = None,
     ) -> None:
-        if not isinstance(scenario, Scenario):
-            scenario = scenario_of(recordings, scenario)
-        self.options = options or EnvOptions()
-        self.sim = ReplaySim(scenario, recordings, self.options, offload=False)
-        self.params = self.sim.scenario.params
+        super().__init__(scenario, recordings, options, offload=False, seed=seed)
         self.reward_kind = reward
         self.scale = RewardScale(reward_stats)
-        self.rng = np.random.default_rng(seed)
-        self.n_servers = self.sim.n_servers
         self.feature_dim = 2 * self.n_servers - 1
         self.state_dim = 4 * self.n_servers + 3
-        self._ctx: TickContext | None = None
-        self._batch: MigrationBatch | None = None
-
-    # ------------------------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> MigrationBatch:
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self._ctx = self.sim.reset(self.rng)
-        self._batch = self._make_batch(self._ctx)
-        return self._batch
 
     def step(self, actions: NDArray[np.integer]) -> MigrationStep:
-        prev, ctx = self._batch, self._ctx
-        if prev is None or ctx is None:
-            raise RuntimeError("call reset() first")
+        prev, _ = self._current()
         actions = np.asarray(actions, dtype=np.int64)
         if actions.shape != (len(prev),):
             raise ValueError(f"expected {len(prev)} actions, got shape {actions.shape}")
@@ -194,10 +155,9 @@ class MigrationCore:
                 raise ValueError("an action names a server outside the layout")
             if not prev.mask[np.arange(len(actions)), actions].all():
                 raise ValueError("an action is masked (infeasible, Eq. 23)")
-        self._ctx = nxt = self.sim.step(Decisions(actions, np.zeros(len(actions))))
+        nxt = self._advance(Decisions(actions, np.zeros(len(actions))))
         rewards_next = migration_reward(nxt, self.scale, self.params.reward, self.reward_kind)
-        batch = self._make_batch(nxt)
-        rows, alive = follow_agents(prev.agent_ids, batch.agent_ids)
+        batch, rows, alive = self._follow(prev, nxt)
         result = nxt.migration
         assert result is not None
         if len(batch):
@@ -218,14 +178,6 @@ class MigrationCore:
             kpis=nxt.kpis,
         )
 
-    @property
-    def done(self) -> bool:
-        return self.sim.done
-
-    def close(self) -> None:
-        self.sim.close()
-
-    # ------------------------------------------------------------------------------------------
     def _make_batch(self, ctx: TickContext) -> MigrationBatch:
         obs = ctx.observation
         assert ctx.vehicle_keys is not None
@@ -247,20 +199,17 @@ class MigrationCore:
         cache), its share of the twins, whether it is in service; then the time of day (sin, cos) and the
         number of vehicles in thousands.
         """
-        ctx = ctx or self._ctx
-        assert ctx is not None and self.sim.engine is not None
-        engine = self.sim.engine
+        ctx, engine = self._state_context(ctx)
         servers = ctx.observation.servers
         cap = np.where(np.isfinite(servers.load_max_bits), servers.load_max_bits, np.median(engine.cache_bits))
         hosted = np.bincount(ctx.host, minlength=self.n_servers) / max(len(ctx.host), 1)
-        phase = 2 * np.pi * (ctx.sim_time_s % DAY_S) / DAY_S
         return np.concatenate(
             [
                 ctx.load_bits / cap,
                 ctx.observation.predicted_load_bits / cap,
                 hosted,
                 servers.active.astype(np.float64),
-                [np.sin(phase), np.cos(phase), len(ctx.host) / 1000.0],
+                clock_features(ctx),
             ]
         ).astype(np.float32)
 
@@ -274,22 +223,16 @@ class MigrationEnv(AgentParallelEnv):
     """
 
     metadata = {"name": "twin_migration_v0", "render_modes": []}
+    core_type = MigrationCore
 
-    def __init__(
-        self,
-        scenario: Scenario | str | Path | None,
-        recordings: Sequence[str | Path],
-        options: EnvOptions | None = None,
-        **core_options: Any,
-    ) -> None:
-        core = MigrationCore(scenario, recordings, options, **core_options)
+    def _spaces(self, core: MigrationCore) -> tuple[gymnasium.Space, gymnasium.Space]:
         observation = gymnasium.spaces.Dict(
             {
                 "observation": gymnasium.spaces.Box(-np.inf, np.inf, shape=(core.feature_dim,), dtype=np.float32),
                 "action_mask": gymnasium.spaces.MultiBinary(core.n_servers),
             }
         )
-        super().__init__(core, observation, gymnasium.spaces.Discrete(core.n_servers))
+        return observation, gymnasium.spaces.Discrete(core.n_servers)
 
     def _observations(self, batch: MigrationBatch) -> dict[str, dict[str, NDArray]]:
         mask = batch.mask.astype(np.int8)

@@ -24,53 +24,38 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.engine import Decisions, TickContext
-from twin_service.envs.parallel import AgentParallelEnv, follow_agents
-from twin_service.envs.sim import EnvOptions, ReplaySim, scenario_of
+from twin_service.envs.batched import AgentBatch, AgentStep, BatchedCore, clock_features
+from twin_service.envs.parallel import AgentParallelEnv
+from twin_service.envs.sim import EnvOptions
 from twin_service.observe import OFFLOAD_FEATURES, offload_feature_dim, offload_observation
 from twin_service.physics import offload_reward
 from twin_service.policies.decide import decide_migration
 from twin_service.scenario.folder import Scenario
 
-DAY_S = 86_400.0
-
 
 @dataclass(frozen=True)
-class OffloadBatch:
+class OffloadBatch(AgentBatch):
     """Every agent present at a tick."""
 
-    agent_ids: NDArray[np.int64]
-    vehicle_ids: list[str]
     obs: NDArray[np.float32]
     """``(V, 2F)`` the twin now (first F columns, ``OFFLOAD_FEATURES`` scaled), then its 10 s window mean."""
     now: dict[str, NDArray[np.float64]]
     """The raw features now (SI units), per ``OFFLOAD_FEATURES`` name."""
     window_mean: dict[str, NDArray[np.float64]]
-    host: NDArray[np.int64]
-    state: NDArray[np.float32]
-    time_s: float
-
-    def __len__(self) -> int:
-        return len(self.agent_ids)
 
 
 @dataclass(frozen=True)
-class OffloadStep:
-    """One step's outcome per agent that acted (aligned with the previous batch), then the next batch."""
+class OffloadStep(AgentStep[OffloadBatch]):
+    """One step's outcome (:class:`AgentStep`: rewards are 1 / Omega of the task each agent decided on) and
+    that task's delay, energy, cost and deadline success."""
 
-    rewards: NDArray[np.float64]
-    """``(V_prev,)`` 1 / Omega of the task each agent decided on (0 if the vehicle left first)."""
-    terminated: NDArray[np.bool_]
-    alive: NDArray[np.bool_]
-    truncated: bool
     delay_s: NDArray[np.float64]
     energy_j: NDArray[np.float64]
     cost: NDArray[np.float64]
     success: NDArray[np.bool_]
-    next: OffloadBatch
-    kpis: dict[str, float]
 
 
-class OffloadCore:
+class OffloadCore(BatchedCore[OffloadBatch]):
     """The batched offloading environment (module docstring)."""
 
     def __init__(
@@ -81,29 +66,12 @@ class OffloadCore:
         *,
         seed: int | None = None,
     ) -> None:
-        if not isinstance(scenario, Scenario):
-            scenario = scenario_of(recordings, scenario)
-        self.options = options or EnvOptions()
-        self.sim = ReplaySim(scenario, recordings, self.options, offload=True)
-        self.params = self.sim.scenario.params
-        self.rng = np.random.default_rng(seed)
-        self.n_servers = self.sim.n_servers
+        super().__init__(scenario, recordings, options, offload=True, seed=seed)
         self.feature_dim = offload_feature_dim()
         self.state_dim = 3 * self.n_servers + 3
-        self._ctx: TickContext | None = None
-        self._batch: OffloadBatch | None = None
-
-    def reset(self, seed: int | None = None) -> OffloadBatch:
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self._ctx = self.sim.reset(self.rng)
-        self._batch = self._make_batch(self._ctx)
-        return self._batch
 
     def step(self, rho: NDArray[np.floating]) -> OffloadStep:
-        prev, ctx = self._batch, self._ctx
-        if prev is None or ctx is None:
-            raise RuntimeError("call reset() first")
+        prev, ctx = self._current()
         rho = np.asarray(rho, dtype=np.float64).reshape(-1)
         if rho.shape != (len(prev),):
             raise ValueError(f"expected {len(prev)} fractions, got shape {rho.shape}")
@@ -115,9 +83,8 @@ class OffloadCore:
         if rho.min(initial=0.0) < 0.0 or rho.max(initial=0.0) > 1.0:
             raise ValueError("rho must lie in [0, 1]")
         hosts = decide_migration(self.sim.background.migration, ctx.observation, ctx.servers, ctx.host)
-        self._ctx = nxt = self.sim.step(Decisions(hosts.target, rho))
-        batch = self._make_batch(nxt)
-        rows, alive = follow_agents(prev.agent_ids, batch.agent_ids)
+        nxt = self._advance(Decisions(hosts.target, rho))
+        batch, rows, alive = self._follow(prev, nxt)
         out = nxt.offload
         assert out is not None
 
@@ -139,13 +106,6 @@ class OffloadCore:
             kpis=nxt.kpis,
         )
 
-    @property
-    def done(self) -> bool:
-        return self.sim.done
-
-    def close(self) -> None:
-        self.sim.close()
-
     def _make_batch(self, ctx: TickContext) -> OffloadBatch:
         window = ctx.offload_window_mean() or {}
         assert ctx.vehicle_keys is not None
@@ -163,19 +123,14 @@ class OffloadCore:
     def state(self, ctx: TickContext | None = None) -> NDArray[np.float32]:
         """Global state ``(3M + 3,)``: per server its share of the twins, of the offloaders, its CPU in GHz;
         then the time of day (sin, cos) and the vehicles in thousands."""
-        ctx = ctx or self._ctx
-        assert ctx is not None and self.sim.engine is not None
-        engine = self.sim.engine
+        ctx, engine = self._state_context(ctx)
         n = max(len(ctx.host), 1)
         hosted = np.bincount(ctx.host, minlength=self.n_servers) / n
         offloading = ctx.offload_now["host_offloaders"] if len(ctx.host) else np.zeros(0)
         offloaders = np.zeros(self.n_servers)
         if len(ctx.host):
             offloaders[ctx.host] = offloading
-        phase = 2 * np.pi * (ctx.sim_time_s % DAY_S) / DAY_S
-        return np.concatenate(
-            [hosted, offloaders / n, engine.edge_f_hz / 1e9, [np.sin(phase), np.cos(phase), len(ctx.host) / 1000.0]]
-        ).astype(np.float32)
+        return np.concatenate([hosted, offloaders / n, engine.edge_f_hz / 1e9, clock_features(ctx)]).astype(np.float32)
 
 
 class OffloadEnv(AgentParallelEnv):
@@ -186,17 +141,10 @@ class OffloadEnv(AgentParallelEnv):
     """
 
     metadata = {"name": "twin_offload_v0", "render_modes": []}
+    core_type = OffloadCore
 
-    def __init__(
-        self,
-        scenario: Scenario | str | Path | None,
-        recordings: Sequence[str | Path],
-        options: EnvOptions | None = None,
-        **core_options: Any,
-    ) -> None:
-        core = OffloadCore(scenario, recordings, options, **core_options)
-        super().__init__(
-            core,
+    def _spaces(self, core: OffloadCore) -> tuple[gymnasium.Space, gymnasium.Space]:
+        return (
             gymnasium.spaces.Box(-np.inf, np.inf, shape=(core.feature_dim,), dtype=np.float32),
             gymnasium.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
         )

@@ -9,9 +9,9 @@ entered the city join ``agents``; at the end of the window every agent still pre
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from pettingzoo import ParallelEnv
 
 from twin_service.envs.sim import EnvOptions
+from twin_service.scenario.folder import Scenario
 
 
 def follow_agents(
@@ -46,12 +47,23 @@ def split_options(options: dict[str, Any]) -> tuple[Any, EnvOptions, dict[str, A
 
 
 class AgentParallelEnv(ParallelEnv):
-    """A PettingZoo ``ParallelEnv`` over a batched core; subclasses say how observations, actions and info look."""
+    """A PettingZoo ``ParallelEnv`` over a batched core; subclasses name the core and say how spaces,
+    observations, actions and info look."""
 
+    core_type: ClassVar[Callable[..., Any]]
+    """The batched core's class (``MigrationCore``, ``OffloadCore``)."""
     core: Any
 
-    def __init__(self, core: Any, observation_space: gymnasium.Space, action_space: gymnasium.Space) -> None:
-        self.core = core
+    def __init__(
+        self,
+        scenario: Scenario | str | Path | None,
+        recordings: Sequence[str | Path],
+        options: EnvOptions | None = None,
+        **core_options: Any,
+    ) -> None:
+        """The core over ``recordings`` (keyword options go to the core: ``reward``, ``seed``...)."""
+        self.core = core = self.core_type(scenario, recordings, options, **core_options)
+        observation_space, action_space = self._spaces(core)
         names: list[str] = []
         for path in core.sim.recordings:
             names.extend(core.sim._recording(path).vehicle_names.tolist())
@@ -82,6 +94,10 @@ class AgentParallelEnv(ParallelEnv):
         return self._act_space
 
     # What a subclass defines ---------------------------------------------------------------------
+    def _spaces(self, core: Any) -> tuple[gymnasium.Space, gymnasium.Space]:
+        """Every agent's observation space and action space."""
+        raise NotImplementedError
+
     def _observations(self, batch: Any) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -24,9 +24,8 @@ heuristic on the training days (recorded in the manifest). The best actor on the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,36 +34,20 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from twin_service.envs import EnvOptions, MigrationBatch, MigrationCore
+from twin_service.envs import MigrationBatch
 from twin_service.envs.parallel import follow_agents
-from twin_service.envs.sim import scenario_of
 from twin_service.learn.gae import ragged_gae
 from twin_service.learn.migration import (
     ActorInput,
-    Policy,
     concat_inputs,
-    describe_recording,
     orthogonal_init,
-    reference_moments,
     selected,
     take_inputs,
     validate,
-    write_curves,
 )
+from twin_service.learn.migration_run import BestActor, start
 from twin_service.learn.valuenorm import ValueNorm
-from twin_service.observe import LatencyModel
-from twin_service.policies import migration_policy
-from twin_service.policies.decide import decide_migration
-from twin_service.policies.manifest import (
-    PER_SERVER,
-    Architecture,
-    ModelManifest,
-    migration_spec,
-    model_inputs,
-    per_server_spec,
-)
 from twin_service.policies.per_server import DEFAULT_CANDIDATES
-from twin_service.policies.registry import save_model
 
 
 @dataclass
@@ -162,73 +145,26 @@ class Critic(nn.Module):
 
 def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str, float]], None] | None = None) -> Path:
     """Train, validate, save the best actor with its manifest and curves; returns the model folder."""
-    started = time.monotonic()
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    scenario = scenario_of(args.recordings, args.scenario)
-    variant = dict(
-        dynamic_mask=args.dynamic_mask, predictor=args.predictor, models_dir=Path(args.models_dir) if args.models_dir
-        else None, overrides=args.overrides, no_uavs=args.no_uavs, no_satellite=args.no_satellite,
-    )  # fmt: skip
-    options = EnvOptions(
-        episode_s=args.episode_s, warmup_s=args.warmup_s, migration_policy=args.reference_policy, **variant
-    )
-    ref_core = MigrationCore(scenario, args.recordings, options, seed=args.seed + 1)
-    stats = reference_moments(ref_core, args.reference_policy, args.reference_ticks, args.seed + 1)
-    ref_core.close()
-    env = MigrationCore(scenario, args.recordings, options, reward=args.reward, reward_stats=stats, seed=args.seed)
-    val_env = None
-    if args.val_recordings:
-        val_options = EnvOptions(
-            episode_s=float(args.val_ticks), warmup_s=args.warmup_s, starts_s=(args.val_start_s,),
-            migration_policy=args.reference_policy, **variant,
-        )  # fmt: skip
-        val_env = MigrationCore(
-            scenario, args.val_recordings, val_options, reward=args.reward, reward_stats=stats, seed=args.seed
-        )
-    baselines: dict[str, dict[str, float]] = {}
-    if val_env is not None:
-        p = env.params
-        for name in dict.fromkeys((args.reference_policy, "sticky-nearest")):
-            heuristic = migration_policy(name, task=p.task, channel=p.channel, satellite=p.satellite)
-            baselines[name] = validate(
-                lambda b, h=heuristic: decide_migration(h, b.observation, b.observation.servers, b.host).target,
-                val_env,
-            )
-    p = env.params
-    policy = Policy(
-        args.arch,
-        env.n_servers,
-        env.feature_dim,
-        args.hidden,
-        LatencyModel(p.task, p.channel, p.satellite),
-        args.candidates,
-        args.decision_chunk,
-    )
+    run = start(args, args.reward, baseline_policies=("sticky-nearest",))
+    env, val_env, rng, gen = run.env, run.val_env, run.rng, run.gen
+    policy = run.policy()
     critic = Critic(env.state_dim, policy.own_dim, args.hidden)
     actor_opt = torch.optim.Adam(policy.actor.parameters(), lr=args.lr_actor, eps=1e-5)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=args.lr_critic, eps=1e-5)
     value_norm = ValueNorm()
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     curves: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor], dict[str, float]] | None = None
+    best = BestActor()
     n_updates = max(args.total_ticks // args.rollout_ticks, 1)
     # Several environments, each in its own episode (another day, another hour): an update learns from all of
     # them at once, not from one stretch of one day (which drifts the policy with the time of day).
-    envs = [env] + [
-        MigrationCore(scenario, args.recordings, options, reward=args.reward, reward_stats=stats, seed=args.seed + k)
-        for k in range(1, args.n_envs)
-    ]
+    envs = [env] + [run.training_env(args.seed + k) for k in range(1, args.n_envs)]
     batches = [e.reset(args.seed + 1000 * k) for k, e in enumerate(envs)]
     per_env = max(args.rollout_ticks // len(envs), 1)
     ticks_done = 0
     if val_env is not None:  # the untrained actor, for the curves and as the bar learning has to clear
         curves.append(
-            {"update": 0.0, "ticks": 0.0, "wall_s": time.monotonic() - started}
+            {"update": 0.0, "ticks": 0.0, "wall_s": run.elapsed_s()}
             | validate(policy, val_env, "argmax", "val_")
             | validate(policy, val_env, "sample", "val_sample_")
         )
@@ -295,18 +231,14 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         boot = np.zeros(n_stored)
         for first, sel, nb in bootstrap_rows:
             # The agents stored at that tick, found again in the next batch.
-            rows_in_next = {a: k for k, a in enumerate(nb.agent_ids.tolist())}
-            stored_ids = ids_all[first : first + len(sel)]
-            alive = [k for k, a in enumerate(stored_ids.tolist()) if a in rows_in_next]
-            if alive:
-                rows = np.array([rows_in_next[stored_ids[k]] for k in alive])
-                x_next = policy.inputs(nb, rows)
-                s_next = np.broadcast_to(nb.state, (len(rows), nb.state.shape[0]))
+            alive, x_next = policy.next_inputs(ids_all[first : first + len(sel)], nb)
+            if x_next is not None:
+                s_next = np.broadcast_to(nb.state, (len(alive), nb.state.shape[0]))
                 with torch.no_grad():
                     v_next = value_norm.denormalize(
                         critic(torch.from_numpy(np.ascontiguousarray(s_next)), torch.from_numpy(x_next.own))
                     )
-                boot[first + np.array(alive)] = v_next.numpy()
+                boot[first + alive] = v_next.numpy()
         adv, ret = ragged_gae(rew, val, nxt, term, boot, np.concatenate(tick_of), args.gamma, args.gae_lambda)
         value_norm.update(torch.from_numpy(ret))
         target = value_norm.normalize(torch.from_numpy(ret)).float()
@@ -350,7 +282,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         row = {
             "update": float(update),
             "ticks": float(ticks_done),
-            "wall_s": time.monotonic() - started,
+            "wall_s": run.elapsed_s(),
             "reward_mean": float(rew.mean()),
             "latency_mean_s": kpi_sums["latency_total_s"] / max(kpi_sums["vehicles"], 1),
             "packet_loss": kpi_sums["packet_loss_n"] / max(kpi_sums["vehicles"], 1),
@@ -359,84 +291,14 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             **{k: v / max(n_mb, 1) for k, v in stats_upd.items()},
         }
         if val_env is not None and (update % args.val_every == 0 or update == n_updates):
-            # Both ways of executing the shared policy: argmax (paper A Eq. 20) sends every vehicle that sees
-            # the same best server there at once; sampling keeps the mixed strategy PPO learned.
-            row |= validate(policy, val_env, "argmax", "val_")
-            row |= validate(policy, val_env, "sample", "val_sample_")
-            for execution, prefix in (("argmax", "val_"), ("sample", "val_sample_")):
-                score = row[f"{prefix}reward"]
-                if best is None or score > best[0]:
-                    chosen = {
-                        k: row[f"{prefix}{k[4:]}"]
-                        for k in row
-                        if k.startswith("val_") and not k.startswith("val_sample_")
-                    }
-                    best = (score, {k: v.clone() for k, v in policy.actor.state_dict().items()},
-                            {**row, **chosen, "execution_sample": float(execution == "sample")})  # fmt: skip
+            best.validate(policy, val_env, row)
         curves.append(row)
         if on_update is not None:
             on_update(update, n_updates, row)
 
-    final = {k: v.clone() for k, v in policy.actor.state_dict().items()}
-    chosen, chosen_row = (best[1], best[2]) if best is not None else (final, curves[-1])
-    for e in envs:
-        e.close()
-    if val_env is not None:
-        val_env.close()
-    write_curves(out_dir, curves, baselines)
-    elapsed = time.monotonic() - started
-    return _save(args, scenario, env, policy, chosen, chosen_row, stats, command, elapsed, out_dir, baselines)
-
-
-def _save(args, scenario, env, policy, state_dict, row, stats, command, elapsed, out_dir, baselines) -> Path:  # noqa: ANN001
-    params = env.params
-    execution = "sample" if row.get("execution_sample") else "argmax"
-    if args.arch == "paper":
-        obs_spec, act_spec = migration_spec(env.n_servers, params.simulation.history_window)
-        arch = Architecture(
-            kind="mlp",
-            hidden=(args.hidden, args.hidden),
-            activation="tanh",
-            options={"execution": execution, "decision_chunk": args.decision_chunk},
-        )
-    else:
-        obs_spec, act_spec = per_server_spec(env.n_servers, params.simulation.history_window)
-        width = max(args.hidden // 2, 8)
-        arch = Architecture(
-            kind=PER_SERVER,
-            hidden=(width, width),
-            activation="tanh",
-            options={"candidates": args.candidates, "execution": execution, "decision_chunk": args.decision_chunk},
-        )
-    evaluation = {k: float(v) for k, v in row.items() if k.startswith("val_") and not k.startswith("val_sample_")}
-    manifest = ModelManifest(
-        name=out_dir.name,
-        kind="migration",
-        algorithm="DM-MAPPO" if args.dynamic_mask else "MAPPO (no mask)",
-        version="1",
-        observation=obs_spec,
-        action=act_spec,
-        architecture=arch,
-        scenario=params.scenario.name,
-        scenario_param_hash=scenario.params.param_hash,
-        scenario_inputs=model_inputs(params, "migration", arch.kind),
-        command=command,
-        seed=args.seed,
-        evaluation=evaluation,
-        training={
-            "args": asdict(args),
-            "recordings": [describe_recording(r) for r in args.recordings],
-            "val_recordings": [describe_recording(r) for r in args.val_recordings],
-            "reward_stats": stats.as_dict(),
-            "validation_baselines": baselines,
-            "chosen_update": int(row["update"]),
-            "train_seconds": round(elapsed, 1),
-            "predictor": args.predictor or "persistence",
-        },
-        notes=(
-            "Actor with the best validation reward (Eq. 22, z-scores over the reference heuristic's moments); "
-            "curves in curves.csv / curves.png. Evaluate on held-out days with twin-service evaluate."
-        ),
+    algorithm = "DM-MAPPO" if args.dynamic_mask else "MAPPO (no mask)"
+    notes = (
+        "Actor with the best validation reward (Eq. 22, z-scores over the reference heuristic's moments); "
+        "curves in curves.csv / curves.png. Evaluate on held-out days with twin-service evaluate."
     )
-    save_model(out_dir, manifest, state_dict)
-    return out_dir
+    return run.finish(policy, best, curves, command, algorithm, notes, more_envs=envs[1:], record_chosen_update=True)

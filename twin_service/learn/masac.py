@@ -17,9 +17,8 @@ termination (the next observation is bootstrapped), a vehicle reaching its desti
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,33 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from twin_service.envs import EnvOptions, MigrationCore
-from twin_service.envs.sim import scenario_of
 from twin_service.learn.masked import MaskedCategorical
 from twin_service.learn.migration import (
     ActorInput,
-    Policy,
     concat_inputs,
-    describe_recording,
-    reference_moments,
     selected,
     take_inputs,
-    validate,
-    write_curves,
 )
-from twin_service.observe import LatencyModel
-from twin_service.policies import migration_policy
-from twin_service.policies.decide import decide_migration
-from twin_service.policies.manifest import (
-    PER_SERVER,
-    Architecture,
-    ModelManifest,
-    migration_spec,
-    model_inputs,
-    per_server_spec,
-)
+from twin_service.learn.migration_run import BestActor, start
 from twin_service.policies.per_server import DEFAULT_CANDIDATES
-from twin_service.policies.registry import save_model
 
 
 @dataclass
@@ -142,43 +123,10 @@ def _one(x: ActorInput, k: int) -> ActorInput:
 
 def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str, float]], None] | None = None) -> Path:
     """Train MASAC, keep the best actor on the validation day, save it with its manifest and curves."""
-    started = time.monotonic()
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    scenario = scenario_of(args.recordings, args.scenario)
-    variant = dict(
-        dynamic_mask=args.dynamic_mask, predictor=args.predictor, models_dir=Path(args.models_dir) if args.models_dir
-        else None, overrides=args.overrides, no_uavs=args.no_uavs, no_satellite=args.no_satellite,
-    )  # fmt: skip
-    options = EnvOptions(episode_s=args.episode_s, warmup_s=args.warmup_s, migration_policy=args.reference_policy,
-                         **variant)  # fmt: skip
-    ref_core = MigrationCore(scenario, args.recordings, options, seed=args.seed + 1)
-    stats = reference_moments(ref_core, args.reference_policy, args.reference_ticks, args.seed + 1)
-    ref_core.close()
-    env = MigrationCore(scenario, args.recordings, options, reward_stats=stats, seed=args.seed)
-    val_env = None
-    baselines: dict[str, dict[str, float]] = {}
-    if args.val_recordings:
-        val_options = EnvOptions(
-            episode_s=float(args.val_ticks), warmup_s=args.warmup_s, starts_s=(args.val_start_s,),
-            migration_policy=args.reference_policy, **variant,
-        )  # fmt: skip
-        val_env = MigrationCore(scenario, args.val_recordings, val_options, reward_stats=stats, seed=args.seed)
-        p = env.params
-        heuristic = migration_policy(args.reference_policy, task=p.task, channel=p.channel, satellite=p.satellite)
-        baselines[args.reference_policy] = validate(
-            lambda b: decide_migration(heuristic, b.observation, b.observation.servers, b.host).target, val_env
-        )
-    p = env.params
-
-    def make() -> Policy:
-        return Policy(args.arch, env.n_servers, env.feature_dim, args.hidden,
-                      LatencyModel(p.task, p.channel, p.satellite), args.candidates, args.decision_chunk)  # fmt: skip
-
-    policy = make()
-    critics = [make(), make()]  # twin critics: the actor's shape, one Q-value per server
+    run = start(args)
+    env, val_env, rng, gen = run.env, run.val_env, run.rng, run.gen
+    policy = run.policy()
+    critics = [run.policy(), run.policy()]  # twin critics: the actor's shape, one Q-value per server
     targets = [copy.deepcopy(c.actor) for c in critics]
     for c in critics:
         last = [m for m in c.actor.modules() if isinstance(m, nn.Linear)][-1]
@@ -196,10 +144,8 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         finally:
             policy.actor = saved
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     curves: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor], dict[str, float]] | None = None
+    best = BestActor()
     batch = env.reset(args.seed)
     losses = {"q_loss": 0.0, "actor_loss": 0.0, "alpha": 0.0, "entropy": 0.0}
     n_losses, reward_sum, reward_n = 0, 0.0, 0
@@ -211,9 +157,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
         reward_n += len(out.rewards)
         sel = np.flatnonzero(selected(batch.agent_ids, args.train_share, args.seed))
         nxt = out.next
-        rows_next = {a: k for k, a in enumerate(nxt.agent_ids.tolist())}
-        alive_rows = [rows_next[a] for a in batch.agent_ids[sel].tolist() if a in rows_next]
-        x_next_all = policy.inputs(nxt, np.array(alive_rows, dtype=np.intp)) if alive_rows else None
+        _, x_next_all = policy.next_inputs(batch.agent_ids[sel], nxt)
         x_sel = acted.inputs(sel)
         j = 0
         for i, k in enumerate(sel.tolist()):
@@ -272,7 +216,7 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             row = {
                 "update": float(tick),
                 "ticks": float(tick),
-                "wall_s": time.monotonic() - started,
+                "wall_s": run.elapsed_s(),
                 "reward_mean": reward_sum / max(reward_n, 1),
                 "latency_mean_s": float(out.kpis["latency_mean_s"]),
                 "packet_loss": float(out.kpis["packet_loss"]),
@@ -282,60 +226,13 @@ def train(args: Args, command: str = "", on_update: Callable[[int, int, dict[str
             losses = dict.fromkeys(losses, 0.0)
             n_losses, reward_sum, reward_n = 0, 0.0, 0
             if val_env is not None:
-                row |= validate(policy, val_env, "argmax", "val_")
-                row |= validate(policy, val_env, "sample", "val_sample_")
-                for execution, prefix in (("argmax", "val_"), ("sample", "val_sample_")):
-                    if best is None or row[f"{prefix}reward"] > best[0]:
-                        picked = {k: row[f"{prefix}{k[4:]}"] for k in row if k.startswith("val_") and "sample" not in k}
-                        state = {k: v.clone() for k, v in policy.actor.state_dict().items()}
-                        best = (row[f"{prefix}reward"], state, {**row, **picked, "execution": execution})
+                best.validate(policy, val_env, row)
             curves.append(row)
             if on_update is not None:
                 on_update(tick, args.total_ticks, row)
-    env.close()
-    if val_env is not None:
-        val_env.close()
-    chosen, chosen_row = (best[1], best[2]) if best is not None else (policy.actor.state_dict(), curves[-1])
-    write_curves(out_dir, curves, baselines)
-    params = env.params
-    execution = str(chosen_row.get("execution", "argmax"))
-    if args.arch == "paper":
-        obs_spec, act_spec = migration_spec(env.n_servers, params.simulation.history_window)
-        arch = Architecture(kind="mlp", hidden=(args.hidden, args.hidden), activation="tanh",
-                            options={"execution": execution, "decision_chunk": args.decision_chunk})  # fmt: skip
-    else:
-        obs_spec, act_spec = per_server_spec(env.n_servers, params.simulation.history_window)
-        width = max(args.hidden // 2, 8)
-        arch = Architecture(kind=PER_SERVER, hidden=(width, width), activation="tanh",
-                            options={"candidates": args.candidates, "execution": execution,
-                                     "decision_chunk": args.decision_chunk})  # fmt: skip
-    manifest = ModelManifest(
-        name=out_dir.name,
-        kind="migration",
-        algorithm="MASAC" if args.dynamic_mask else "MASAC (no mask)",
-        version="1",
-        observation=obs_spec,
-        action=act_spec,
-        architecture=arch,
-        scenario=params.scenario.name,
-        scenario_param_hash=scenario.params.param_hash,
-        scenario_inputs=model_inputs(params, "migration", arch.kind),
-        command=command,
-        seed=args.seed,
-        evaluation={k: float(v) for k, v in chosen_row.items() if k.startswith("val_") and "sample" not in k},
-        training={
-            "args": asdict(args),
-            "recordings": [describe_recording(r) for r in args.recordings],
-            "val_recordings": [describe_recording(r) for r in args.val_recordings],
-            "reward_stats": stats.as_dict(),
-            "validation_baselines": baselines,
-            "train_seconds": round(time.monotonic() - started, 1),
-            "predictor": args.predictor or "persistence",
-        },
-        notes="Discrete SAC with twin critics; the actor with the best validation reward.",
-    )
-    save_model(out_dir, manifest, chosen)
-    return out_dir
+    algorithm = "MASAC" if args.dynamic_mask else "MASAC (no mask)"
+    notes = "Discrete SAC with twin critics; the actor with the best validation reward."
+    return run.finish(policy, best, curves, command, algorithm, notes)
 
 
 __all__ = ["Args", "MaskedCategorical", "train"]

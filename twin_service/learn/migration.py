@@ -108,6 +108,16 @@ class Policy:
             own=own,
         )  # fmt: skip
 
+    def next_inputs(self, ids: NDArray[np.int64], nxt: MigrationBatch) -> tuple[NDArray[np.intp], ActorInput | None]:
+        """The agents ``ids`` found again in the next batch ``nxt``: their positions in ``ids`` and their inputs
+        there (None when none is left), for the values of their futures."""
+        rows_in_next = {a: k for k, a in enumerate(nxt.agent_ids.tolist())}
+        alive = [k for k, a in enumerate(ids.tolist()) if a in rows_in_next]
+        if not alive:
+            return np.zeros(0, dtype=np.intp), None
+        rows = np.array([rows_in_next[a] for a in ids[alive].tolist()], dtype=np.intp)
+        return np.array(alive, dtype=np.intp), self.inputs(nxt, rows)
+
     def logits(self, x: ActorInput) -> torch.Tensor:
         if self.arch == "paper":
             return self.actor(torch.from_numpy(x.obs))
