@@ -35,7 +35,7 @@ from twin_service.learn.offload_common import (
     select_clients,
     transition,
 )
-from twin_service.learn.offload_loop import OffloadTrainer, Served
+from twin_service.learn.offload_loop import OffloadTrainer, Served, served_mlp
 from twin_service.learn.td3 import Critic, actor_loss, critic_loss, exploration_std, soft_update, td_target
 from twin_service.policies.torch_policy import MlpActor
 
@@ -225,11 +225,8 @@ class AflMaddpgTrainer(OffloadTrainer[AflMaddpgArgs]):
         return row
 
     def served(self) -> Served:
-        def act(obs: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.actor(obs))[:, 0]
-
         notes = "paper B baseline: MADDPG (centralised critic) trained by asynchronous federated learning (FedAsync)"
-        return Served(self.actor.state_dict(), act, "mlp", notes, {}, (self.args.hidden, self.args.hidden))
+        return served_mlp(self.actor, self.args.hidden, notes)
 
 
 def train(args: AflMaddpgArgs) -> Path:

@@ -76,6 +76,15 @@ class Served:
     """The actor's hidden widths in the manifest (None: :func:`save_offload_model`'s default)."""
 
 
+def served_mlp(actor: torch.nn.Module, hidden: int, notes: str) -> Served:
+    """A plain ``mlp`` actor served as ``rho = sigmoid(actor(o))`` (AFL-MADDPG's actor, SFL-PPO's policy mean)."""
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(actor(obs))[:, 0]
+
+    return Served(actor.state_dict(), act, "mlp", notes, {}, (hidden, hidden))
+
+
 class OffloadTrainer(Generic[A]):
     """One run of an offloading trainer (module docstring); :meth:`run` trains and writes the model folder.
 

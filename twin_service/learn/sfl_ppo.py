@@ -23,7 +23,7 @@ import torch
 from twin_service.envs.offload import OffloadBatch, OffloadStep
 from twin_service.learn.checkpoint import Checkpoint, Generator
 from twin_service.learn.offload_common import EpisodeLog, next_rows
-from twin_service.learn.offload_loop import OffloadTrainer, Served
+from twin_service.learn.offload_loop import OffloadTrainer, Served, served_mlp
 from twin_service.policies.torch_policy import MlpActor
 
 
@@ -173,11 +173,8 @@ class SflPpoTrainer(OffloadTrainer[SflPpoArgs]):
             self.log_std.copy_(ck.tensors["log_std"])
 
     def served(self) -> Served:
-        def act(obs: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.actor(obs))[:, 0]
-
         notes = "paper B baseline: PPO trained by synchronous federated learning (FedSGD weighted by |D_n|)"
-        return Served(self.actor.state_dict(), act, "mlp", notes, {}, (self.args.hidden, self.args.hidden))
+        return served_mlp(self.actor, self.args.hidden, notes)
 
 
 def train(args: SflPpoArgs) -> Path:
