@@ -176,7 +176,7 @@ def train_af_marl(
     base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
     args = _build(af_marl.AfMarlArgs, {**base, "federation": federation}, hp)
     if federation == "flower":
-        from twin_service.federated.flower_run import FlowerUnavailable, run_on_flower
+        from twin_service.flower.run import FlowerUnavailable, run_on_flower
 
         try:
             _run(lambda a: run_on_flower(a, superlink=superlink, supernodes=supernodes), args, force)

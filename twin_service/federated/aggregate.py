@@ -2,7 +2,7 @@
 
 As Flower keeps ``aggregate.py`` apart from its strategies, these functions take parameter updates as lists of
 numpy arrays (one per layer) and return new arrays; who collects the updates, when and where lives in
-:mod:`twin_service.federated.semisync` (in-process) and :mod:`twin_service.federated.flower_app` (Flower).
+:mod:`twin_service.federated.semisync` (in-process) and :mod:`twin_service.flower.app` (Flower).
 
 * Eq. 31 / 34: weighted averaging of client updates with ``alpha_n = |D_n|``; Eq. 44 is the plain average
   (every ``alpha_n`` equal).

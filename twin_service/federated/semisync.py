@@ -13,7 +13,7 @@ move the global model in between applies updates several global steps stale, and
 oscillates (measured: it stops fitting the rewards at all with 5 s-stale updates). Within a round nothing is stale.
 
 The class holds no network: updates are lists of numpy arrays, and the caller applies the aggregate. The same
-class runs inside Flower's ServerApp (:mod:`twin_service.federated.flower_app`).
+class runs inside Flower's ServerApp (:mod:`twin_service.flower.app`).
 """
 
 from __future__ import annotations

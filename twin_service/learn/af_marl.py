@@ -1,7 +1,9 @@
 """AF-MARL (paper B, Alg. 3-4): TD3-style actor and twin critics with a CVAE context, trained by semi-synchronous
 federated learning (AdFL) where vehicles are the clients and RSUs aggregate.
 
-Read top to bottom (CleanRL style). Every tick of a recorded day replayed through the engine (``OffloadCore``):
+Read top to bottom (CleanRL style): :class:`AfMarlTrainer` gives the networks and the tick; the loop around it
+(episodes, checkpoints, validation, the model folder) is :class:`twin_service.learn.offload_loop.OffloadTrainer`'s,
+shared with the baselines. Every tick of a recorded day replayed through the engine (``OffloadCore``):
 
 1. every vehicle acts: ``rho = mu(o, z) + N(0, sigma_e^2)``, z the CVAE latent of (twin now, 10 s mean) (Eq. 46-47);
 2. its transition goes into its own dataset D_n (the replay buffer, tagged by vehicle; Table V: 100k);
@@ -16,7 +18,7 @@ Read top to bottom (CleanRL style). Every tick of a recorded day replayed throug
    soft updates (Eq. 50, 52).
 
 Where the clients compute is the federation's business: in-process (default, deterministic) or on Flower's
-SuperNodes (:mod:`twin_service.federated.flower_app`). The result is a model folder (weights + manifest, kind
+SuperNodes (:mod:`twin_service.flower.app`). The result is a model folder (weights + manifest, kind
 ``af-marl``), curves.csv and curves.png.
 """
 
@@ -28,34 +30,29 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from twin_service.envs.sim import EnvOptions
+from twin_service.envs.offload import OffloadBatch, OffloadStep
 from twin_service.federated.aggregate import Thresholds
 from twin_service.federated.selection import SelectionCriteria
-from twin_service.federated.semisync import ClientUpdate, SemiSyncServer
+from twin_service.federated.semisync import Aggregation, ClientUpdate, SemiSyncServer
 from twin_service.learn.af_marl_client import AUX, AfMarlModel, LocalConfig, LocalResult, Method, local_update
-from twin_service.learn.checkpoint import Checkpoint, Checkpointer, capture, restore
+from twin_service.learn.checkpoint import Checkpoint
 from twin_service.learn.offload_common import (
-    CurveLog,
     EpisodeLog,
-    PhaseTimer,
     ReplayBuffer,
-    Timer,
-    args_dict,
+    behaviour_rho,
     co_hosted_rho,
     eligible_clients,
-    make_core,
-    plot_curves,
-    seed_everything,
+    own_minibatch,
+    select_clients,
     transition,
 )
-from twin_service.learn.td3 import exploration_std, explore, soft_update
-from twin_service.learn.validate import save_offload_model, validate_offload
+from twin_service.learn.offload_loop import OffloadTrainer, Served
+from twin_service.learn.td3 import exploration_std, soft_update
 from twin_service.policies.af_marl import KIND
 
 
@@ -223,7 +220,7 @@ def client_batches(
 ) -> dict[str, torch.Tensor]:
     """``(S, B, ...)`` minibatches, client n's drawn (with replacement) from its own transitions D_n; with
     ``others_pi`` the co-hosted rho without exploration for the actor's loss (``AfMarlArgs.actor_others``)."""
-    idx = np.stack([rng.choice(buffer.agent_indices(a), size=batch_size, replace=True) for a in agents])
+    idx = np.stack([own_minibatch(buffer, a, batch_size, rng) for a in agents])
     flat = buffer.tensors(idx.reshape(-1))
     s = len(agents)
     out = {
@@ -238,194 +235,188 @@ def client_batches(
     return out
 
 
-def train(
-    args: AfMarlArgs,
-    federation_factory: Callable[[AfMarlModel, AfMarlModel, LocalConfig, torch.Generator], Federation] | None = None,
-) -> Path:
-    """Train AF-MARL; returns the model folder (weights, manifest, curves)."""
-    timer = Timer()
-    gen = seed_everything(args.seed, args.threads)
-    rng = np.random.default_rng(args.seed)
-    options = EnvOptions(episode_s=args.episode_s, warmup_s=args.warmup_s, overrides=args.overrides)
-    core = make_core(args.scenario, args.recordings, options, args.seed)
-    obs_dim = core.feature_dim
+FederationFactory = Callable[[AfMarlModel, AfMarlModel, LocalConfig, torch.Generator], Federation]
 
-    # Networks (Alg. 4 l. 2-3): the global model and its targets theta' <- theta.
-    model = AfMarlModel(
-        obs_dim,
-        args.latent,
-        args.d_model,
-        args.n_layers,
-        args.hidden,
-        args.cvae_hidden,
-        args.critic_hidden,
-        args.trunk,
-        args.cvae,
-    )
-    targets = copy.deepcopy(model)
-    for p in targets.parameters():
-        p.requires_grad_(False)
-    opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor)
-    opt_critic = torch.optim.Adam([*model.q1.parameters(), *model.q2.parameters()], lr=args.lr_critic)
-    optimizers = {"opt_actor": opt_actor, "opt_critic": opt_critic}
-    if model.net.cvae is not None:
-        optimizers["opt_cvae"] = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
-    names = [k for k, _ in model.named_parameters()]
-    params = dict(model.named_parameters())
 
-    cfg = LocalConfig(
-        args.gamma, args.kl_weight, args.target_noise, args.target_noise_clip, args.lr_local, args.local_steps
-    )
-    if federation_factory is None:
-        federation: Federation = InProcessFederation(model, targets, cfg, gen, args.local_method)
-    else:
-        federation = federation_factory(model, targets, cfg, gen)
-    if args.rounds == "synchronous":  # every tick's round closes on its own updates, all admitted, nothing adapts
-        server = SemiSyncServer(Thresholds(tau_agg_s=0.0, n_agg=2**31 - 1, tau_bounds_s=(0.0, 0.0)), adaptive=False)
-    else:
-        server = SemiSyncServer(Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg), adaptive=args.adaptive)
-    criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
-    # obs + the co-hosted vehicles' summed rho (critics only); the "state" column: that sum without exploration
-    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=1)
-    curves = CurveLog()
-    aggregations, tick = 0, 0
-    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
+class AfMarlTrainer(OffloadTrainer[AfMarlArgs]):
+    """AF-MARL's networks and its tick (module docstring, steps 1-5); the loop is :class:`OffloadTrainer`'s."""
 
-    modules = {"model": model, "targets": targets}
-    generators = {"torch": gen, "numpy": rng, "env": core.rng}
+    algorithm = "AF-MARL"
+    plot_title = "AF-MARL training"
+    curve_columns = ("cost", "success", "cvae_loss", "adfl_loss", "critic_loss", "actor_loss")
 
-    def snapshot() -> Checkpoint:
-        """Everything the rest of the run depends on (at an episode's end: no round is open)."""
-        assert not server.pending, "a round is open at the end of an episode"
-        ck = capture(
-            modules,
-            optimizers,
-            generators,
-            aggregations=aggregations,
-            tick=tick,
-            server={"version": server.version, "round_start_s": server.round_start_s},
-            thresholds=dataclasses.asdict(server.thresholds),
-            curves=curves.rows,
-            wall_s=timer.elapsed_s,
+    def __init__(self, args: AfMarlArgs, federation_factory: FederationFactory | None = None) -> None:
+        self.federation_factory = federation_factory
+        super().__init__(args)
+
+    def build(self) -> None:
+        args = self.args
+        obs_dim = self.core.feature_dim
+        # Networks (Alg. 4 l. 2-3): the global model and its targets theta' <- theta.
+        self.model = model = AfMarlModel(
+            obs_dim,
+            args.latent,
+            args.d_model,
+            args.n_layers,
+            args.hidden,
+            args.cvae_hidden,
+            args.critic_hidden,
+            args.trunk,
+            args.cvae,
         )
-        ck.arrays = buffer.state_dict()
-        return ck
+        self.targets = targets = copy.deepcopy(model)
+        for p in targets.parameters():
+            p.requires_grad_(False)
+        self.opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor)
+        self.opt_critic = torch.optim.Adam([*model.q1.parameters(), *model.q2.parameters()], lr=args.lr_critic)
+        self.optimizers = {"opt_actor": self.opt_actor, "opt_critic": self.opt_critic}
+        if model.net.cvae is not None:
+            self.optimizers["opt_cvae"] = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
+        self.names = [k for k, _ in model.named_parameters()]
+        self.params = dict(model.named_parameters())
+        cfg = LocalConfig(
+            args.gamma, args.kl_weight, args.target_noise, args.target_noise_clip, args.lr_local, args.local_steps
+        )
+        if self.federation_factory is None:
+            self.federation: Federation = InProcessFederation(model, targets, cfg, self.gen, args.local_method)
+        else:
+            self.federation = self.federation_factory(model, targets, cfg, self.gen)
+        if args.rounds == "synchronous":  # every tick's round closes on its own updates, all admitted, nothing adapts
+            th = Thresholds(tau_agg_s=0.0, n_agg=2**31 - 1, tau_bounds_s=(0.0, 0.0))
+            self.server = SemiSyncServer(th, adaptive=False)
+        else:
+            th = Thresholds(tau_agg_s=args.tau_agg_s, n_agg=args.n_agg)
+            self.server = SemiSyncServer(th, adaptive=args.adaptive)
+        self.criteria = SelectionCriteria(args.f_min_hz, args.e_min_wh, args.t_min_s)
+        # obs + the co-hosted vehicles' summed rho (critics only); the "state" column: that sum without exploration
+        self.buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=1)
+        self.aggregations, self.tick_n = 0, 0
+        self.modules = {"model": model, "targets": targets}
 
-    if (found := checkpoints.found) is not None:
-        restore(found, modules, optimizers, generators)
-        buffer.load_state_dict(found.arrays)
-        aggregations, tick = int(found.state["aggregations"]), int(found.state["tick"])
-        server.version = int(found.state["server"]["version"])
-        server.round_start_s = float(found.state["server"]["round_start_s"])
-        th = found.state["thresholds"]
+    def state(self) -> dict[str, Any]:
+        """At an episode's end: no round is open."""
+        server = self.server
+        assert not server.pending, "a round is open at the end of an episode"
+        return {
+            "aggregations": self.aggregations,
+            "tick": self.tick_n,
+            "server": {"version": server.version, "round_start_s": server.round_start_s},
+            "thresholds": dataclasses.asdict(server.thresholds),
+        }
+
+    def save_state(self, ck: Checkpoint) -> None:
+        ck.arrays = self.buffer.state_dict()
+
+    def load_state(self, ck: Checkpoint) -> None:
+        self.buffer.load_state_dict(ck.arrays)
+        self.aggregations, self.tick_n = int(ck.state["aggregations"]), int(ck.state["tick"])
+        self.server.version = int(ck.state["server"]["version"])
+        self.server.round_start_s = float(ck.state["server"]["round_start_s"])
+        th = ck.state["thresholds"]
         th |= {"tau_bounds_s": tuple(th["tau_bounds_s"]), "n_bounds": tuple(th["n_bounds"])}
-        server.thresholds = Thresholds(**th)
-        curves = CurveLog(found.state["curves"])
-        timer.resume_from(float(found.state["wall_s"]))
+        self.server.thresholds = Thresholds(**th)
 
-    def apply(delta: list[np.ndarray]) -> None:
+    def apply(self, delta: list[np.ndarray]) -> None:
         """Eq. 31's aggregate as the clients' average gradient (-Delta / eta) through Adam; TD3's delayed actor."""
-        nonlocal aggregations
-        aggregations += 1
-        update_actor = aggregations % args.policy_delay == 0 and aggregations > args.actor_starts
+        args, params = self.args, self.params
+        self.aggregations += 1
+        update_actor = self.aggregations % args.policy_delay == 0 and self.aggregations > args.actor_starts
         (flat,) = delta  # the parameters end to end (updates_of)
-        grads = torch.from_numpy(flat).mul(-1.0 / args.lr_local).split([params[k].numel() for k in names])
-        for k, g in zip(names, grads, strict=True):
+        grads = torch.from_numpy(flat).mul(-1.0 / args.lr_local).split([params[k].numel() for k in self.names])
+        for k, g in zip(self.names, grads, strict=True):
             p = params[k]
             p.grad = None if (k.startswith("net.actor.") and not update_actor) else g.view_as(p)
-        if "opt_cvae" in optimizers:
-            optimizers["opt_cvae"].step()
-        opt_critic.step()
+        if "opt_cvae" in self.optimizers:
+            self.optimizers["opt_cvae"].step()
+        self.opt_critic.step()
         if update_actor:
-            opt_actor.step()
-            soft_update(targets, model, args.tau)  # Eq. 50, 52
-        for p in model.parameters():
+            self.opt_actor.step()
+            soft_update(self.targets, self.model, args.tau)  # Eq. 50, 52
+        for p in self.model.parameters():
             p.grad = None
 
-    start = checkpoints.start_episode
-    bar = tqdm(total=args.episodes, initial=start, desc="AF-MARL", unit="episode", disable=not args.progress)
-    phase = PhaseTimer()
-    for episode in range(start, args.episodes):
-        with phase("reset"):
-            batch = core.reset()
-        std = exploration_std(args.noise_std, args.noise_decay, episode)
-        uniform_rate = args.exploration_rate * args.exploration_decay**episode
-        ep, rho_sum = EpisodeLog(), 0.0
-        loss_sum, loss_n, adfl = np.zeros(len(AUX)), 0, []
-        server.restart_clock(batch.time_s)
-        while not core.done:
-            tick_start = time.monotonic()
-            # 1. act (Alg. 4 l. 8)
-            with phase("act"), torch.no_grad():
-                obs_t = torch.from_numpy(batch.obs)
-                chosen = model.net(obs_t)
-                rho = explore(chosen, std, gen).numpy().astype(np.float64)
-            uniform = rng.random(len(rho)) < uniform_rate
-            rho = np.where(uniform, rng.random(len(rho)), rho)
-            rho_sum += float(rho.sum())
-            with phase("env"):
-                ok, host = eligible_clients(core, criteria)
-                step = core.step(rho)
-            # 2. store (Alg. 4 l. 10)
-            with phase("store"):
-                next_obs, done, rew = transition(batch, step)
-                others = co_hosted_rho(batch.host, rho)[:, None]
-                others_pi = co_hosted_rho(batch.host, chosen.numpy().astype(np.float64))[:, None]
-                seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
-                buffer.add(
-                    np.concatenate([batch.obs, others], 1)[seen],
-                    rho[seen],
-                    rew[seen],
-                    np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's
-                    done[seen],
-                    batch.agent_ids[seen],
-                    others_pi[seen],
-                    others_pi[seen],
-                )
-                ep.add(step)
-            now_s = step.next.time_s
-            # 3. client selection (Eq. 24) and local updates (Eq. 41-43)
-            if buffer.size >= args.learning_starts:
-                with phase("select"):
-                    sizes = buffer.dataset_sizes(batch.agent_ids)
-                    rows = np.flatnonzero(ok & (sizes >= args.min_local_samples))
-                    data = None
-                    if len(rows):
-                        pick = rng.choice(rows, size=min(args.clients_per_tick, len(rows)), replace=False)
-                        agents = [int(batch.agent_ids[r]) for r in pick]
-                        clients = [(a, int(host[r]), int(sizes[r])) for a, r in zip(agents, pick, strict=True)]
-                        data = client_batches(buffer, agents, args.batch_size, rng, args.actor_others == "policy")
-                with phase("local_update"):
-                    if data is not None:
-                        federation.submit(tick, clients, data, server.version)
-                    arrived = federation.collect()
-                # 4-5. the round closes when its semi-synchronous trigger fires: RSUs aggregate (Eq. 31, 44-45)
-                with phase("aggregate"):
-                    for rsu, update, losses in arrived:
-                        server.receive(rsu, update)
-                        loss_sum += losses
-                        loss_n += 1
-                    agg = server.step(now_s)
-                    if agg is not None:
-                        apply(agg.delta)
-                        adfl.append(agg)
-            batch = step.next
-            tick += 1
-            if args.min_tick_s > 0:
-                time.sleep(max(0.0, args.min_tick_s - (time.monotonic() - tick_start)))
-        for rsu, update, losses in federation.collect(wait=True):
-            server.receive(rsu, update)
-            loss_sum += losses
-            loss_n += 1
-        agg = server.flush(batch.time_s)
+    def receive(self, arrived: list[tuple[int, ClientUpdate, np.ndarray]]) -> None:
+        """Uploads reach their RSU (the server); their local losses go to the episode's curves."""
+        for rsu, update, losses in arrived:
+            self.server.receive(rsu, update)
+            self.loss_sum += losses
+            self.loss_n += 1
+
+    def aggregated(self, agg: Aggregation | None) -> None:
         if agg is not None:
-            apply(agg.delta)
-            adfl.append(agg)
-        row = {"episode": episode, "exploration_std": std, "exploration_rate": uniform_rate, **ep.row()}
-        row["rho_mean"] = rho_sum / max(ep.n, 1)
-        if loss_n:
-            row |= {k: float(v) for k, v in zip(AUX, loss_sum / loss_n, strict=True)}
+            self.apply(agg.delta)
+            self.adfl.append(agg)
+
+    def begin_episode(self, episode: int, batch: OffloadBatch) -> dict[str, float]:
+        args = self.args
+        self.std = exploration_std(args.noise_std, args.noise_decay, episode)
+        self.uniform_rate = args.exploration_rate * args.exploration_decay**episode
+        self.rho_sum = 0.0
+        self.loss_sum, self.loss_n, self.adfl = np.zeros(len(AUX)), 0, []
+        self.server.restart_clock(batch.time_s)
+        return {"exploration_std": self.std, "exploration_rate": self.uniform_rate}
+
+    def tick(self, batch: OffloadBatch) -> OffloadStep:
+        args, rng, phase, buffer = self.args, self.rng, self.phase, self.buffer
+        tick_start = time.monotonic()
+        # 1. act (Alg. 4 l. 8)
+        with phase("act"):
+            with torch.no_grad():
+                chosen = self.model.net(torch.from_numpy(batch.obs))
+            rho = behaviour_rho(chosen, self.std, self.uniform_rate, self.gen, rng)
+        self.rho_sum += float(rho.sum())
+        with phase("env"):
+            ok, host = eligible_clients(self.core, self.criteria)
+            step = self.core.step(rho)
+        # 2. store (Alg. 4 l. 10)
+        with phase("store"):
+            next_obs, done, rew = transition(batch, step)
+            others = co_hosted_rho(batch.host, rho)[:, None]
+            others_pi = co_hosted_rho(batch.host, chosen.numpy().astype(np.float64))[:, None]
+            seen = step.alive  # a vehicle that left took its task's outcome with it: no reward was observed
+            buffer.add(
+                np.concatenate([batch.obs, others], 1)[seen],
+                rho[seen],
+                rew[seen],
+                np.concatenate([next_obs, others], 1)[seen],  # the next tick's others are unknown: today's
+                done[seen],
+                batch.agent_ids[seen],
+                others_pi[seen],
+                others_pi[seen],
+            )
+        # 3. client selection (Eq. 24) and local updates (Eq. 41-43)
+        if buffer.size >= args.learning_starts:
+            with phase("select"):
+                sizes = buffer.dataset_sizes(batch.agent_ids)
+                pick = select_clients(
+                    np.flatnonzero(ok & (sizes >= args.min_local_samples)), args.clients_per_tick, rng
+                )
+                data = None
+                if len(pick):
+                    agents = [int(batch.agent_ids[r]) for r in pick]
+                    clients = [(a, int(host[r]), int(sizes[r])) for a, r in zip(agents, pick, strict=True)]
+                    data = client_batches(buffer, agents, args.batch_size, rng, args.actor_others == "policy")
+            with phase("local_update"):
+                if data is not None:
+                    self.federation.submit(self.tick_n, clients, data, self.server.version)
+                arrived = self.federation.collect()
+            # 4-5. the round closes when its semi-synchronous trigger fires: RSUs aggregate (Eq. 31, 44-45)
+            with phase("aggregate"):
+                self.receive(arrived)
+                self.aggregated(self.server.step(step.next.time_s))
+        self.tick_n += 1
+        if args.min_tick_s > 0:
+            time.sleep(max(0.0, args.min_tick_s - (time.monotonic() - tick_start)))
+        return step
+
+    def end_episode(self, row: dict[str, Any], batch: OffloadBatch, log: EpisodeLog) -> dict[str, Any]:
+        self.receive(self.federation.collect(wait=True))
+        self.aggregated(self.server.flush(batch.time_s))
+        row["rho_mean"] = self.rho_sum / max(log.n, 1)
+        if self.loss_n:
+            row |= {k: float(v) for k, v in zip(AUX, self.loss_sum / self.loss_n, strict=True)}
             row["adfl_loss"] = row.pop("local_loss")  # Eq. 32: the mean local loss over participating clients
+        adfl = self.adfl
         if adfl:
             row |= {
                 "aggregations": len(adfl),
@@ -436,47 +427,32 @@ def train(
                 "sigma_min": float(np.mean([a.thresholds.sigma_min for a in adfl])),
                 "count_triggers": float(np.mean([a.reason == "count" for a in adfl])),
             }
-        row["wall_s"] = timer.elapsed_s
+        row["wall_s"] = self.timer.elapsed_s
         row["cpu_s"] = time.process_time()  # this process's CPU time: what a busy shared machine does not inflate
-        row |= phase.row()
-        curves.add(row)
-        checkpoints.save(snapshot(), episode + 1, {"curves.csv": curves.csv()})
-        bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
-        bar.update()
-    bar.close()
-    core.close()
-    curves.write(args.out / "curves.csv")
-    plot_curves(
-        curves.rows,
-        ["cost", "success", "cvae_loss", "adfl_loss", "critic_loss", "actor_loss"],
-        args.out / "curves.png",
-        f"AF-MARL training ({args.out.name})",
-    )
-    evaluation = validate_offload(
-        model.net, args.scenario, args.validation, args.episode_s, args.warmup_s, args.seed, args.overrides
-    )
-    evaluation["train_wall_s"] = round(timer.elapsed_s, 1)
-    evaluation["aggregations"] = aggregations
-    save_offload_model(
-        args.out,
-        {k: v.detach() for k, v in model.net.state_dict().items()},
-        algorithm="AF-MARL",
-        kind=KIND,
-        options={
-            "latent": args.latent,
-            "d_model": args.d_model,
-            "n_layers": args.n_layers,
-            "hidden": args.hidden,
-            "cvae_hidden": args.cvae_hidden,
-            "trunk": args.trunk,
-            "cvae": args.cvae,
-        },
-        scenario=core.sim.scenario,
-        args=args_dict(args),
-        command=args.command,
-        seed=args.seed,
-        evaluation=evaluation,
-        notes="TD3 actor (transformer global model + CVAE latent) trained by semi-synchronous FL (AdFL), paper B",
-    )
-    checkpoints.finish()
-    return args.out
+        return row | self.phase.row()
+
+    def evaluation_extras(self) -> dict[str, float]:
+        return {"aggregations": self.aggregations}
+
+    def served(self) -> Served:
+        args = self.args
+        return Served(
+            {k: v.detach() for k, v in self.model.net.state_dict().items()},
+            self.model.net,
+            KIND,
+            "TD3 actor (transformer global model + CVAE latent) trained by semi-synchronous FL (AdFL), paper B",
+            {
+                "latent": args.latent,
+                "d_model": args.d_model,
+                "n_layers": args.n_layers,
+                "hidden": args.hidden,
+                "cvae_hidden": args.cvae_hidden,
+                "trunk": args.trunk,
+                "cvae": args.cvae,
+            },
+        )
+
+
+def train(args: AfMarlArgs, federation_factory: FederationFactory | None = None) -> Path:
+    """Train AF-MARL; returns the model folder (weights, manifest, curves)."""
+    return AfMarlTrainer(args, federation_factory).run()

@@ -17,29 +17,26 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from twin_service.envs.sim import EnvOptions
+from twin_service.envs.offload import OffloadBatch, OffloadStep
 from twin_service.federated.aggregate import async_mix, staleness_weight
-from twin_service.learn.checkpoint import Checkpoint, Checkpointer, capture, restore
+from twin_service.learn.checkpoint import Checkpoint
 from twin_service.learn.offload_common import (
-    CurveLog,
     EpisodeLog,
     ReplayBuffer,
-    Timer,
-    args_dict,
+    behaviour_rho,
     co_hosted_rho,
-    make_core,
-    next_rows,
-    plot_curves,
-    seed_everything,
+    own_minibatch,
+    select_clients,
+    transition,
 )
-from twin_service.learn.td3 import Critic, actor_loss, critic_loss, exploration_std, explore, soft_update, td_target
-from twin_service.learn.validate import save_offload_model, validate_offload
+from twin_service.learn.offload_loop import OffloadTrainer, Served, served_mlp
+from twin_service.learn.td3 import Critic, actor_loss, critic_loss, exploration_std, soft_update, td_target
 from twin_service.policies.torch_policy import MlpActor
 
 
@@ -95,62 +92,59 @@ class CentralCritic(nn.Module):
         return self.q(torch.cat([state, obs, others], dim=-1), act)[..., 0]
 
 
-def train(args: AflMaddpgArgs) -> Path:
-    timer = Timer()
-    gen = seed_everything(args.seed, args.threads)
-    rng = np.random.default_rng(args.seed)
-    core = make_core(
-        args.scenario, args.recordings, EnvOptions(args.episode_s, args.warmup_s, overrides=args.overrides), args.seed
-    )
-    obs_dim, state_dim = core.feature_dim, core.state_dim
-    actor = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
-    with torch.no_grad():
-        actor.net[-1].bias.fill_(-2.0)  # start near local computing, as AF-MARL's actor
-    critic = CentralCritic(state_dim, obs_dim, args.critic_hidden)
-    actor_t, critic_t = copy.deepcopy(actor), copy.deepcopy(critic)
-    # obs columns hold o_n and, after it, the co-hosted rho (one extra column) for the critic
-    buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=state_dim)
-    curves = CurveLog()
-    in_flight: list[tuple[int, int, list[torch.Tensor]]] = []  # (arrival tick, base version, local model)
-    version, tick = 0, 0
-    modules = [actor, critic]
-    shapes = [p.shape for m in modules for p in m.parameters()]
-    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
-    named = {"actor": actor, "critic": critic, "actor_t": actor_t, "critic_t": critic_t}
-    generators = {"torch": gen, "numpy": rng, "env": core.rng}
+class AflMaddpgTrainer(OffloadTrainer[AflMaddpgArgs]):
+    algorithm = "AFL-MADDPG"
+    plot_title = "AFL-MADDPG"
+    curve_columns = ("cost", "success", "critic_loss", "actor_loss")
 
-    def snapshot() -> Checkpoint:
-        ck = capture(named, {}, generators, version=version, tick=tick, curves=curves.rows, wall_s=timer.elapsed_s)
-        ck.arrays = buffer.state_dict()
+    def build(self) -> None:
+        args, core = self.args, self.core
+        obs_dim, self.state_dim = core.feature_dim, core.state_dim
+        self.actor = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
+        with torch.no_grad():
+            self.actor.net[-1].bias.fill_(-2.0)  # start near local computing, as AF-MARL's actor
+        self.critic = CentralCritic(self.state_dim, obs_dim, args.critic_hidden)
+        self.actor_t, self.critic_t = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
+        # obs columns hold o_n and, after it, the co-hosted rho (one extra column) for the critic
+        self.buffer = ReplayBuffer(args.buffer_size, obs_dim + 1, state_dim=self.state_dim)
+        self.in_flight: list[tuple[int, int, list[torch.Tensor]]] = []  # (arrival tick, base version, local model)
+        self.version, self.tick_n = 0, 0
+        self.shapes = [p.shape for m in (self.actor, self.critic) for p in m.parameters()]
+        self.modules = {"actor": self.actor, "critic": self.critic, "actor_t": self.actor_t, "critic_t": self.critic_t}
+
+    def state(self) -> dict[str, Any]:
+        return {"version": self.version, "tick": self.tick_n}
+
+    def save_state(self, ck: Checkpoint) -> None:
+        ck.arrays = self.buffer.state_dict()
         # uploads still on their way (they arrive in the next episode's first ticks): one flat model per row
+        in_flight = self.in_flight
         ck.arrays["in_flight_ticks"] = np.array([[u[0], u[1]] for u in in_flight], np.int64).reshape(-1, 2)
         ck.tensors["in_flight_models"] = (
             torch.stack([torch.cat([w.reshape(-1) for w in u[2]]) for u in in_flight])
             if in_flight
-            else torch.zeros(0, sum(s.numel() for s in shapes))
+            else torch.zeros(0, sum(s.numel() for s in self.shapes))
         )
-        return ck
 
-    if (found := checkpoints.found) is not None:
-        restore(found, named, {}, generators)
-        buffer.load_state_dict(found.arrays)
-        version, tick = int(found.state["version"]), int(found.state["tick"])
-        models = found.tensors["in_flight_models"]
-        for (arrive, base), flat in zip(found.arrays["in_flight_ticks"].tolist(), models, strict=True):
+    def load_state(self, ck: Checkpoint) -> None:
+        self.buffer.load_state_dict(ck.arrays)
+        self.version, self.tick_n = int(ck.state["version"]), int(ck.state["tick"])
+        shapes = self.shapes
+        for (arrive, base), flat in zip(
+            ck.arrays["in_flight_ticks"].tolist(), ck.tensors["in_flight_models"], strict=True
+        ):
             parts = flat.split([s.numel() for s in shapes])
-            in_flight.append((arrive, base, [w.reshape(s) for w, s in zip(parts, shapes, strict=True)]))
-        curves = CurveLog(found.state["curves"])
-        timer.resume_from(float(found.state["wall_s"]))
+            self.in_flight.append((arrive, base, [w.reshape(s) for w, s in zip(parts, shapes, strict=True)]))
 
-    def local_model(idx: np.ndarray) -> tuple[list[torch.Tensor], float, float]:
+    def local_model(self, idx: np.ndarray) -> tuple[list[torch.Tensor], float, float]:
         """One DDPG step (Eq. 41) on a copy of the global model with the client's minibatch."""
-        a_loc, c_loc = copy.deepcopy(actor), copy.deepcopy(critic)
-        b = buffer.tensors(idx)
+        a_loc, c_loc = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
+        b = self.buffer.tensors(idx)
         obs, others, nxt, nxt_others = b["obs"][:, :-1], b["obs"][:, -1:], b["next_obs"][:, :-1], b["next_obs"][:, -1:]
         with torch.no_grad():
-            a_next = torch.sigmoid(actor_t(nxt))
-            q_next = critic_t(b["next_state"], nxt, nxt_others, a_next)
-            y = td_target(b["rew"], q_next, q_next, b["done"], args.gamma)
+            a_next = torch.sigmoid(self.actor_t(nxt))
+            q_next = self.critic_t(b["next_state"], nxt, nxt_others, a_next)
+            y = td_target(b["rew"], q_next, q_next, b["done"], self.args.gamma)
         l_q = critic_loss(c_loc(b["state"], obs, others, b["act"]), y)
         c_loc.zero_grad()
         l_q.backward()
@@ -163,106 +157,78 @@ def train(args: AflMaddpgArgs) -> Path:
             for m in (a_loc, c_loc):
                 for p in m.parameters():
                     if p.grad is not None:
-                        p -= args.lr_local * p.grad
+                        p -= self.args.lr_local * p.grad
         return [p.detach().clone() for m in (a_loc, c_loc) for p in m.parameters()], l_q.item(), l_pi.item()
 
-    start = checkpoints.start_episode
-    bar = tqdm(total=args.episodes, initial=start, desc="AFL-MADDPG", unit="episode", disable=not args.progress)
-    for episode in range(start, args.episodes):
-        batch = core.reset()
-        std = exploration_std(args.noise_std, args.noise_decay, episode)
-        ep, lq, lpi, mixes = EpisodeLog(), [], [], []
-        while not core.done:
+    def begin_episode(self, episode: int, batch: OffloadBatch) -> dict[str, float]:
+        self.std = exploration_std(self.args.noise_std, self.args.noise_decay, episode)
+        self.lq: list[float] = []
+        self.lpi: list[float] = []
+        self.mixes: list[float] = []
+        return {"exploration_std": self.std}
+
+    def tick(self, batch: OffloadBatch) -> OffloadStep:
+        args, rng = self.args, self.rng
+        with torch.no_grad():
+            chosen = torch.sigmoid(self.actor(torch.from_numpy(batch.obs)))[:, 0]
+        rho = behaviour_rho(chosen, self.std, args.exploration_rate, self.gen, rng)
+        step = self.core.step(rho)
+        next_obs, done, rew = transition(batch, step)
+        others = co_hosted_rho(batch.host, rho)[:, None]
+        # the next tick's co-hosted rho is unknown before the others act: the critic sees the current one
+        self.buffer.add(
+            np.concatenate([batch.obs, others], 1),
+            rho,
+            rew,
+            np.concatenate([next_obs, others], 1),
+            done,
+            batch.agent_ids,
+            np.broadcast_to(batch.state, (len(batch), self.state_dim)),
+            np.broadcast_to(step.next.state, (len(batch), self.state_dim)),
+        )
+        if self.buffer.size >= args.learning_starts:
+            self.learn(batch)
+        self.tick_n += 1
+        return step
+
+    def learn(self, batch: OffloadBatch) -> None:
+        """Selected vehicles upload local models after a random delay; each arrival is mixed in (FedAsync)."""
+        args, rng, tick = self.args, self.rng, self.tick_n
+        with_data = batch.agent_ids[self.buffer.dataset_sizes(batch.agent_ids) >= args.min_local_samples]
+        for a in select_clients(with_data, args.clients_per_tick, rng):
+            weights, l1, l2 = self.local_model(own_minibatch(self.buffer, int(a), args.batch_size, rng))
+            self.lq.append(l1)
+            self.lpi.append(l2)
+            self.in_flight.append((tick + int(rng.integers(0, args.max_delay_ticks + 1)), self.version, weights))
+        arrived = [u for u in self.in_flight if u[0] <= tick]
+        self.in_flight = [u for u in self.in_flight if u[0] > tick]
+        params = [p for m in (self.actor, self.critic) for p in m.parameters()]
+        for _, base, weights in arrived:
+            mix = staleness_weight(args.alpha, self.version - base)
+            new = async_mix([p.detach().numpy() for p in params], [w.numpy() for w in weights], mix)
             with torch.no_grad():
-                rho = (
-                    explore(torch.sigmoid(actor(torch.from_numpy(batch.obs)))[:, 0], std, gen)
-                    .numpy()
-                    .astype(np.float64)
-                )
-            rho = np.where(rng.random(len(rho)) < args.exploration_rate, rng.random(len(rho)), rho)
-            step = core.step(rho)
-            rows, alive = next_rows(batch, step.next)
-            nxt = step.next
-            others = co_hosted_rho(batch.host, rho)
-            # the next tick's co-hosted rho is unknown before the others act: the critic sees the current one
-            nxt_obs = np.where(alive[:, None], nxt.obs[rows] if len(nxt) else batch.obs, batch.obs)
-            buffer.add(
-                np.concatenate([batch.obs, others[:, None]], 1),
-                rho,
-                step.rewards.astype(np.float32),
-                np.concatenate([nxt_obs, others[:, None]], 1),
-                (~alive).astype(np.float32),
-                batch.agent_ids,
-                np.broadcast_to(batch.state, (len(batch), state_dim)),
-                np.broadcast_to(nxt.state, (len(batch), state_dim)),
-            )
-            ep.add(step)
-            if buffer.size >= args.learning_starts:
-                agents = [int(a) for a in batch.agent_ids if buffer.dataset_size(int(a)) >= args.min_local_samples]
-                for a in (
-                    rng.choice(agents, size=min(args.clients_per_tick, len(agents)), replace=False) if agents else []
-                ):
-                    own = buffer.agent_indices(int(a))
-                    weights, l1, l2 = local_model(rng.choice(own, size=args.batch_size, replace=True))
-                    lq.append(l1)
-                    lpi.append(l2)
-                    in_flight.append((tick + int(rng.integers(0, args.max_delay_ticks + 1)), version, weights))
-                arrived = [u for u in in_flight if u[0] <= tick]
-                in_flight = [u for u in in_flight if u[0] > tick]
-                for _, base, weights in arrived:
-                    mix = staleness_weight(args.alpha, version - base)
-                    glob = [p.detach().numpy() for m in modules for p in m.parameters()]
-                    new = async_mix(glob, [w.numpy() for w in weights], mix)
-                    with torch.no_grad():
-                        for p, w in zip([p for m in modules for p in m.parameters()], new, strict=True):
-                            p.copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
-                    version += 1
-                    mixes.append(mix)
-                    soft_update(actor_t, actor, args.tau)
-                    soft_update(critic_t, critic, args.tau)
-            batch = nxt
-            tick += 1
-        row = {"episode": episode, "exploration_std": std, **ep.row(), "wall_s": timer.elapsed_s}
-        if lq:
+                for p, w in zip(params, new, strict=True):
+                    p.copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
+            self.version += 1
+            self.mixes.append(mix)
+            soft_update(self.actor_t, self.actor, args.tau)
+            soft_update(self.critic_t, self.critic, args.tau)
+
+    def end_episode(self, row: dict[str, Any], batch: OffloadBatch, log: EpisodeLog) -> dict[str, Any]:
+        row["wall_s"] = self.timer.elapsed_s
+        if self.lq:
             row |= {
-                "critic_loss": float(np.mean(lq)),
-                "actor_loss": float(np.mean(lpi)),
-                "mix_mean": float(np.mean(mixes)),
+                "critic_loss": float(np.mean(self.lq)),
+                "actor_loss": float(np.mean(self.lpi)),
+                "mix_mean": float(np.mean(self.mixes)),
             }
-        curves.add(row)
-        checkpoints.save(snapshot(), episode + 1, {"curves.csv": curves.csv()})
-        bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
-        bar.update()
-    bar.close()
-    core.close()
-    curves.write(args.out / "curves.csv")
-    plot_curves(
-        curves.rows,
-        ["cost", "success", "critic_loss", "actor_loss"],
-        args.out / "curves.png",
-        f"AFL-MADDPG ({args.out.name})",
-    )
+        return row
 
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(actor(obs))[:, 0]
+    def served(self) -> Served:
+        notes = "paper B baseline: MADDPG (centralised critic) trained by asynchronous federated learning (FedAsync)"
+        return served_mlp(self.actor, self.args.hidden, notes)
 
-    evaluation = validate_offload(
-        act, args.scenario, args.validation, args.episode_s, args.warmup_s, args.seed, args.overrides
-    )
-    evaluation["train_wall_s"] = round(timer.elapsed_s, 1)
-    save_offload_model(
-        args.out,
-        actor.state_dict(),
-        algorithm="AFL-MADDPG",
-        kind="mlp",
-        options={},
-        scenario=core.sim.scenario,
-        args=args_dict(args),
-        command=args.command,
-        seed=args.seed,
-        evaluation=evaluation,
-        notes="paper B baseline: MADDPG (centralised critic) trained by asynchronous federated learning (FedAsync)",
-        hidden=(args.hidden, args.hidden),
-    )
-    checkpoints.finish()
-    return args.out
+
+def train(args: AflMaddpgArgs) -> Path:
+    """Train AFL-MADDPG; returns the model folder (weights, manifest, curves)."""
+    return AflMaddpgTrainer(args).run()

@@ -10,26 +10,16 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from twin_service.envs.sim import EnvOptions
-from twin_service.learn.checkpoint import Checkpointer, capture, restore
-from twin_service.learn.offload_common import (
-    CurveLog,
-    EpisodeLog,
-    ReplayBuffer,
-    Timer,
-    args_dict,
-    make_core,
-    plot_curves,
-    seed_everything,
-    transition,
-)
+from twin_service.envs.offload import OffloadBatch, OffloadStep
+from twin_service.learn.checkpoint import Checkpoint
+from twin_service.learn.offload_common import EpisodeLog, ReplayBuffer, transition
+from twin_service.learn.offload_loop import OffloadTrainer, Served
 from twin_service.learn.td3 import soft_update
-from twin_service.learn.validate import save_offload_model, validate_offload
 from twin_service.policies.q_offload import KIND, rho_bins
 from twin_service.policies.torch_policy import MlpActor
 
@@ -70,91 +60,82 @@ class DdqnArgs:
     """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
+class DdqnTrainer(OffloadTrainer[DdqnArgs]):
+    algorithm = "DDQN"
+    plot_title = "DDQN training"
+    curve_columns = ("cost", "success", "q_loss")
+
+    def build(self) -> None:
+        args = self.args
+        self.bins = rho_bins(args.bins)
+        self.q = MlpActor(self.core.feature_dim, args.bins, (args.hidden, args.hidden), "tanh")
+        self.q_target = copy.deepcopy(self.q)
+        self.opt = torch.optim.Adam(self.q.parameters(), lr=args.lr)
+        self.buffer = ReplayBuffer(args.buffer_size, self.core.feature_dim)
+        self.modules = {"q": self.q, "q_target": self.q_target}
+        self.optimizers = {"opt": self.opt}
+
+    def begin_episode(self, episode: int, batch: OffloadBatch) -> dict[str, float]:
+        self.losses: list[float] = []
+        self.eps = self.args.epsilon * self.args.epsilon_decay**episode
+        return {"epsilon": self.eps}
+
+    def tick(self, batch: OffloadBatch) -> OffloadStep:
+        args, rng, buffer = self.args, self.rng, self.buffer
+        with torch.no_grad():
+            greedy = self.q(torch.from_numpy(batch.obs)).argmax(dim=-1).numpy()
+        explore = rng.random(len(batch)) < self.eps
+        action = np.where(explore, rng.integers(0, args.bins, len(batch)), greedy)
+        step = self.core.step(self.bins[action])
+        next_obs, done, rew = transition(batch, step)
+        buffer.add(batch.obs, action.astype(np.float32), rew, next_obs, done, batch.agent_ids)
+        if buffer.size >= args.learning_starts:
+            for _ in range(args.updates_per_tick):
+                self.update(buffer.tensors(buffer.sample(rng, args.batch_size)))
+        return step
+
+    def update(self, b: dict[str, torch.Tensor]) -> None:
+        """One double-Q step: the online network picks a', the target network values it (van Hasselt et al.)."""
+        q, q_target = self.q, self.q_target
+        with torch.no_grad():
+            a_next = q(b["next_obs"]).argmax(dim=-1, keepdim=True)
+            y = b["rew"] + self.args.gamma * (1 - b["done"]) * q_target(b["next_obs"]).gather(1, a_next)[:, 0]
+        q_sa = q(b["obs"]).gather(1, b["act"].long())[:, 0]
+        loss = torch.nn.functional.smooth_l1_loss(q_sa, y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        soft_update(q_target, q, self.args.tau)
+        self.losses.append(loss.item())
+
+    def end_episode(self, row: dict[str, Any], batch: OffloadBatch, log: EpisodeLog) -> dict[str, Any]:
+        row["wall_s"] = self.timer.elapsed_s
+        if self.losses:
+            row["q_loss"] = float(np.mean(self.losses))
+        return row
+
+    def save_state(self, ck: Checkpoint) -> None:
+        ck.arrays = self.buffer.state_dict()
+
+    def load_state(self, ck: Checkpoint) -> None:
+        self.buffer.load_state_dict(ck.arrays)
+
+    def served(self) -> Served:
+        bins_t = torch.from_numpy(self.bins).float()
+
+        def act(obs: torch.Tensor) -> torch.Tensor:
+            return bins_t[self.q(obs).argmax(dim=-1)]
+
+        return Served(
+            self.q.state_dict(),
+            act,
+            KIND,
+            "paper B baseline: single-agent double DQN over discretised rho, no federation",
+            {"bins": self.args.bins},
+            (self.args.hidden, self.args.hidden),
+        )
+
+
 def train(args: DdqnArgs) -> Path:
-    timer = Timer()
-    gen = seed_everything(args.seed, args.threads)
-    rng = np.random.default_rng(args.seed)
-    core = make_core(
-        args.scenario, args.recordings, EnvOptions(args.episode_s, args.warmup_s, overrides=args.overrides), args.seed
-    )
-    bins = rho_bins(args.bins)
-    q = MlpActor(core.feature_dim, args.bins, (args.hidden, args.hidden), "tanh")
-    q_target = copy.deepcopy(q)
-    opt = torch.optim.Adam(q.parameters(), lr=args.lr)
-    buffer = ReplayBuffer(args.buffer_size, core.feature_dim)
-    curves = CurveLog()
-    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
-    modules = {"q": q, "q_target": q_target}
-    generators = {"torch": gen, "numpy": rng, "env": core.rng}
-    if (found := checkpoints.found) is not None:
-        restore(found, modules, {"opt": opt}, generators)
-        buffer.load_state_dict(found.arrays)
-        curves = CurveLog(found.state["curves"])
-        timer.resume_from(float(found.state["wall_s"]))
-    start = checkpoints.start_episode
-    bar = tqdm(total=args.episodes, initial=start, desc="DDQN", unit="episode", disable=not args.progress)
-    for episode in range(start, args.episodes):
-        batch = core.reset()
-        eps = args.epsilon * args.epsilon_decay**episode
-        ep, losses = EpisodeLog(), []
-        while not core.done:
-            with torch.no_grad():
-                greedy = q(torch.from_numpy(batch.obs)).argmax(dim=-1).numpy()
-            explore = rng.random(len(batch)) < eps
-            action = np.where(explore, rng.integers(0, args.bins, len(batch)), greedy)
-            step = core.step(bins[action])
-            next_obs, done, rew = transition(batch, step)
-            buffer.add(batch.obs, action.astype(np.float32), rew, next_obs, done, batch.agent_ids)
-            ep.add(step)
-            if buffer.size >= args.learning_starts:
-                for _ in range(args.updates_per_tick):
-                    b = buffer.tensors(buffer.sample(rng, args.batch_size))
-                    with torch.no_grad():
-                        a_next = q(b["next_obs"]).argmax(dim=-1, keepdim=True)
-                        y = b["rew"] + args.gamma * (1 - b["done"]) * q_target(b["next_obs"]).gather(1, a_next)[:, 0]
-                    q_sa = q(b["obs"]).gather(1, b["act"].long())[:, 0]
-                    loss = torch.nn.functional.smooth_l1_loss(q_sa, y)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    soft_update(q_target, q, args.tau)
-                    losses.append(loss.item())
-            batch = step.next
-        row = {"episode": episode, "epsilon": eps, **ep.row(), "wall_s": timer.elapsed_s}
-        if losses:
-            row["q_loss"] = float(np.mean(losses))
-        curves.add(row)
-        ck = capture(modules, {"opt": opt}, generators, curves=curves.rows, wall_s=timer.elapsed_s)
-        ck.arrays = buffer.state_dict()
-        checkpoints.save(ck, episode + 1, {"curves.csv": curves.csv()})
-        bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
-        bar.update()
-    bar.close()
-    core.close()
-    curves.write(args.out / "curves.csv")
-    plot_curves(curves.rows, ["cost", "success", "q_loss"], args.out / "curves.png", f"DDQN training ({args.out.name})")
-    bins_t = torch.from_numpy(bins).float()
-
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        return bins_t[q(obs).argmax(dim=-1)]
-
-    evaluation = validate_offload(
-        act, args.scenario, args.validation, args.episode_s, args.warmup_s, args.seed, args.overrides
-    )
-    evaluation["train_wall_s"] = round(timer.elapsed_s, 1)
-    save_offload_model(
-        args.out,
-        q.state_dict(),
-        algorithm="DDQN",
-        kind=KIND,
-        options={"bins": args.bins},
-        scenario=core.sim.scenario,
-        args=args_dict(args),
-        command=args.command,
-        seed=args.seed,
-        evaluation=evaluation,
-        notes="paper B baseline: single-agent double DQN over discretised rho, no federation",
-        hidden=(args.hidden, args.hidden),
-    )
-    checkpoints.finish()
-    return args.out
+    """Train DDQN; returns the model folder (weights, manifest, curves)."""
+    return DdqnTrainer(args).run()

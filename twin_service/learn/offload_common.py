@@ -20,6 +20,7 @@ from twin_service.engine import TickContext
 from twin_service.envs.offload import OffloadBatch, OffloadCore, OffloadStep
 from twin_service.envs.sim import EnvOptions
 from twin_service.federated.selection import WH_TO_J, SelectionCriteria, eligible, predicted_stay_s
+from twin_service.learn.td3 import explore
 
 
 class ReplayBuffer:
@@ -180,6 +181,28 @@ def eligible_clients(core: OffloadCore, criteria: SelectionCriteria) -> tuple[ND
     stay = predicted_stay_s(d_host, servers.range_m[host], ctx.offload_now["speed_mps"])
     ok = eligible(ctx.offload_now["f_hz"], vehicle_energy_wh(core), stay, criteria) & on_rsu
     return ok, host
+
+
+def select_clients(candidates: NDArray, k: int, rng: np.random.Generator) -> NDArray:
+    """Up to ``k`` of the candidates, uniformly without replacement (nothing is drawn where there is none)."""
+    if len(candidates) == 0:
+        return candidates[:0]
+    return rng.choice(candidates, size=min(k, len(candidates)), replace=False)
+
+
+def own_minibatch(buffer: ReplayBuffer, agent: int, size: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """A client's minibatch: ``size`` of its own transitions D_n, drawn with replacement (Eq. 41)."""
+    return rng.choice(buffer.agent_indices(agent), size=size, replace=True)
+
+
+def behaviour_rho(
+    chosen: torch.Tensor, std: float, uniform_rate: float, generator: torch.Generator, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """The TD3-style trainers' behaviour policy: the actor's rho with Gaussian noise, clipped to [0, 1] (Eq. 47),
+    and for a share ``uniform_rate`` of the vehicles a uniformly random rho instead (Table V's exploration rate)."""
+    rho = explore(chosen, std, generator).numpy().astype(np.float64)
+    uniform = rng.random(len(rho)) < uniform_rate
+    return np.where(uniform, rng.random(len(rho)), rho)
 
 
 def make_core(

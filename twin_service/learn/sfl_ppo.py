@@ -15,24 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from twin_service.envs.sim import EnvOptions
-from twin_service.learn.checkpoint import Checkpointer, capture, restore
-from twin_service.learn.offload_common import (
-    CurveLog,
-    EpisodeLog,
-    Timer,
-    args_dict,
-    make_core,
-    next_rows,
-    plot_curves,
-    seed_everything,
-)
-from twin_service.learn.validate import save_offload_model, validate_offload
+from twin_service.envs.offload import OffloadBatch, OffloadStep
+from twin_service.learn.checkpoint import Checkpoint, Generator
+from twin_service.learn.offload_common import EpisodeLog, next_rows
+from twin_service.learn.offload_loop import OffloadTrainer, Served, served_mlp
 from twin_service.policies.torch_policy import MlpActor
 
 
@@ -80,133 +71,112 @@ def fedsgd_gradient(
     return grads
 
 
-def train(args: SflPpoArgs) -> Path:
-    timer = Timer()
-    gen = seed_everything(args.seed, args.threads)
-    core = make_core(
-        args.scenario, args.recordings, EnvOptions(args.episode_s, args.warmup_s, overrides=args.overrides), args.seed
-    )
-    obs_dim = core.feature_dim
-    actor = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
-    with torch.no_grad():
-        actor.net[-1].bias.fill_(-2.0)
-    critic = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
-    log_std = torch.nn.Parameter(torch.tensor(args.log_std))
-    opt = torch.optim.Adam([*actor.parameters(), *critic.parameters(), log_std], lr=args.lr)
-    curves = CurveLog()
-    checkpoints = Checkpointer(args.out, args.checkpoint, args.resume, args_dict(args))
-    modules = {"actor": actor, "critic": critic}
-    generators = {"torch": gen, "env": core.rng}
-    if (found := checkpoints.found) is not None:
-        restore(found, modules, {"opt": opt}, generators)
+class SflPpoTrainer(OffloadTrainer[SflPpoArgs]):
+    algorithm = "SFL-PPO"
+    plot_title = "SFL-PPO"
+    curve_columns = ("cost", "success", "policy_loss", "value_loss")
+
+    def build(self) -> None:
+        args, obs_dim = self.args, self.core.feature_dim
+        self.actor = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
         with torch.no_grad():
-            log_std.copy_(found.tensors["log_std"])
-        curves = CurveLog(found.state["curves"])
-        timer.resume_from(float(found.state["wall_s"]))
-    start = checkpoints.start_episode
-    bar = tqdm(total=args.episodes, initial=start, desc="SFL-PPO", unit="episode", disable=not args.progress)
-    for episode in range(start, args.episodes):
-        batch = core.reset()
-        ep = EpisodeLog()
-        pl, vl, rounds = [], [], 0
-        while not core.done:
-            ticks = []  # per tick: obs, u, logp, reward, done, value, rows into the next tick, agent ids
-            for _ in range(args.rollout_ticks):
-                if core.done:
-                    break
-                obs = torch.from_numpy(batch.obs)
-                with torch.no_grad():
-                    mu = actor(obs)[:, 0]
-                    u = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
-                    logp = torch.distributions.Normal(mu, log_std.exp()).log_prob(u)
-                    value = critic(obs)[:, 0]
-                step = core.step(torch.sigmoid(u).double().numpy())
-                rows, alive = next_rows(batch, step.next)
-                ticks.append(
-                    (batch.obs, u, logp, step.rewards.astype(np.float32), ~alive, value, rows, batch.agent_ids)
-                )
-                ep.add(step)
-                batch = step.next
-            with torch.no_grad():
-                last_value = critic(torch.from_numpy(batch.obs))[:, 0] if len(batch) else torch.zeros(0)
-            # GAE along each vehicle's trajectory (rows map an agent to its row at the next tick)
-            advs, rets = [None] * len(ticks), [None] * len(ticks)
-            next_adv, next_val = torch.zeros(len(batch)), last_value
-            for t in reversed(range(len(ticks))):
-                _, _, _, rew, done, value, rows, _ = ticks[t]
-                done_t = torch.from_numpy(done.astype(np.float32))
-                nv = next_val[rows] if len(next_val) else torch.zeros(len(rew))
-                na = next_adv[rows] if len(next_adv) else torch.zeros(len(rew))
-                delta = torch.from_numpy(rew) + args.gamma * (1 - done_t) * nv - value
-                adv = delta + args.gamma * args.gae_lambda * (1 - done_t) * na
-                advs[t], rets[t] = adv, adv + value
-                next_adv, next_val = adv, value
-            obs = torch.from_numpy(np.concatenate([t[0] for t in ticks]))
-            u = torch.cat([t[1] for t in ticks])
-            logp_old = torch.cat([t[2] for t in ticks])
-            adv = torch.cat(advs)
-            ret = torch.cat(rets)
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            n = len(obs)
-            perm_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            for _ in range(args.epochs):
-                perm = torch.randperm(n, generator=perm_gen)
-                for idx in perm.chunk(args.minibatches):
-                    dist = torch.distributions.Normal(actor(obs[idx])[:, 0], log_std.exp())
-                    ratio = torch.exp(dist.log_prob(u[idx]) - logp_old[idx])
-                    l_pi = -torch.min(ratio * adv[idx], ratio.clamp(1 - args.clip, 1 + args.clip) * adv[idx]).mean()
-                    l_v = ((critic(obs[idx])[:, 0] - ret[idx]) ** 2).mean()
-                    loss = l_pi + 0.5 * l_v - args.entropy * dist.entropy().mean()
-                    opt.zero_grad()
-                    loss.backward()  # = FedSGD over every vehicle of the round, weighted by |D_n| (module docstring)
-                    torch.nn.utils.clip_grad_norm_([*actor.parameters(), *critic.parameters()], 0.5)
-                    opt.step()
-                    pl.append(l_pi.item())
-                    vl.append(l_v.item())
-            rounds += 1
-        row = {"episode": episode, **ep.row(), "wall_s": timer.elapsed_s, "rounds": rounds}
-        if pl:
+            self.actor.net[-1].bias.fill_(-2.0)
+        self.critic = MlpActor(obs_dim, 1, (args.hidden, args.hidden), "tanh")
+        self.log_std = torch.nn.Parameter(torch.tensor(args.log_std))
+        self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters(), self.log_std], lr=args.lr)
+        self.modules = {"actor": self.actor, "critic": self.critic}
+        self.optimizers = {"opt": self.opt}
+
+    def generators(self) -> dict[str, Generator]:
+        return {"torch": self.gen, "env": self.core.rng}  # PPO draws nothing from numpy
+
+    def begin_episode(self, episode: int, batch: OffloadBatch) -> dict[str, float]:
+        self.pl: list[float] = []
+        self.vl: list[float] = []
+        self.rounds = 0
+        self.ticks: list[tuple] = []  # per tick: obs, u, logp, reward, done, value, rows into the next tick
+        return {}
+
+    def tick(self, batch: OffloadBatch) -> OffloadStep:
+        """One tick of the round's rollout; the round's update once it holds ``rollout_ticks`` (or the day ends)."""
+        actor, log_std = self.actor, self.log_std
+        obs = torch.from_numpy(batch.obs)
+        with torch.no_grad():
+            mu = actor(obs)[:, 0]
+            u = mu + log_std.exp() * torch.randn(mu.shape, generator=self.gen)
+            logp = torch.distributions.Normal(mu, log_std.exp()).log_prob(u)
+            value = self.critic(obs)[:, 0]
+        step = self.core.step(torch.sigmoid(u).double().numpy())
+        rows, alive = next_rows(batch, step.next)
+        self.ticks.append((batch.obs, u, logp, step.rewards.astype(np.float32), ~alive, value, rows))
+        if len(self.ticks) == self.args.rollout_ticks or self.core.done:
+            self.update(step.next)
+            self.ticks = []
+            self.rounds += 1
+        return step
+
+    def update(self, last: OffloadBatch) -> None:
+        """The synchronous round: GAE along each vehicle's trajectory, then PPO's clipped epochs (FedSGD)."""
+        args, actor, critic, log_std, ticks = self.args, self.actor, self.critic, self.log_std, self.ticks
+        with torch.no_grad():
+            last_value = critic(torch.from_numpy(last.obs))[:, 0] if len(last) else torch.zeros(0)
+        # GAE along each vehicle's trajectory (rows map an agent to its row at the next tick)
+        advs, rets = [None] * len(ticks), [None] * len(ticks)
+        next_adv, next_val = torch.zeros(len(last)), last_value
+        for t in reversed(range(len(ticks))):
+            _, _, _, rew, done, value, rows = ticks[t]
+            done_t = torch.from_numpy(done.astype(np.float32))
+            nv = next_val[rows] if len(next_val) else torch.zeros(len(rew))
+            na = next_adv[rows] if len(next_adv) else torch.zeros(len(rew))
+            delta = torch.from_numpy(rew) + args.gamma * (1 - done_t) * nv - value
+            adv = delta + args.gamma * args.gae_lambda * (1 - done_t) * na
+            advs[t], rets[t] = adv, adv + value
+            next_adv, next_val = adv, value
+        obs = torch.from_numpy(np.concatenate([t[0] for t in ticks]))
+        u = torch.cat([t[1] for t in ticks])
+        logp_old = torch.cat([t[2] for t in ticks])
+        adv = torch.cat(advs)
+        ret = torch.cat(rets)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        n = len(obs)
+        perm_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
+        for _ in range(args.epochs):
+            perm = torch.randperm(n, generator=perm_gen)
+            for idx in perm.chunk(args.minibatches):
+                dist = torch.distributions.Normal(actor(obs[idx])[:, 0], log_std.exp())
+                ratio = torch.exp(dist.log_prob(u[idx]) - logp_old[idx])
+                l_pi = -torch.min(ratio * adv[idx], ratio.clamp(1 - args.clip, 1 + args.clip) * adv[idx]).mean()
+                l_v = ((critic(obs[idx])[:, 0] - ret[idx]) ** 2).mean()
+                loss = l_pi + 0.5 * l_v - args.entropy * dist.entropy().mean()
+                self.opt.zero_grad()
+                loss.backward()  # = FedSGD over every vehicle of the round, weighted by |D_n| (module docstring)
+                torch.nn.utils.clip_grad_norm_([*actor.parameters(), *critic.parameters()], 0.5)
+                self.opt.step()
+                self.pl.append(l_pi.item())
+                self.vl.append(l_v.item())
+
+    def end_episode(self, row: dict[str, Any], batch: OffloadBatch, log: EpisodeLog) -> dict[str, Any]:
+        row |= {"wall_s": self.timer.elapsed_s, "rounds": self.rounds}
+        if self.pl:
             row |= {
-                "policy_loss": float(np.mean(pl)),
-                "value_loss": float(np.mean(vl)),
-                "log_std": float(log_std.detach()),
+                "policy_loss": float(np.mean(self.pl)),
+                "value_loss": float(np.mean(self.vl)),
+                "log_std": float(self.log_std.detach()),
             }
-        curves.add(row)
-        ck = capture(modules, {"opt": opt}, generators, curves=curves.rows, wall_s=timer.elapsed_s)
-        ck.tensors["log_std"] = log_std.detach().clone()
-        checkpoints.save(ck, episode + 1, {"curves.csv": curves.csv()})
-        bar.set_postfix(cost=f"{row['cost']:.3f}", success=f"{row['success']:.3f}")
-        bar.update()
-    bar.close()
-    core.close()
-    curves.write(args.out / "curves.csv")
-    plot_curves(
-        curves.rows,
-        ["cost", "success", "policy_loss", "value_loss"],
-        args.out / "curves.png",
-        f"SFL-PPO ({args.out.name})",
-    )
+        return row
 
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(actor(obs))[:, 0]
+    def save_state(self, ck: Checkpoint) -> None:
+        ck.tensors["log_std"] = self.log_std.detach().clone()
 
-    evaluation = validate_offload(
-        act, args.scenario, args.validation, args.episode_s, args.warmup_s, args.seed, args.overrides
-    )
-    evaluation["train_wall_s"] = round(timer.elapsed_s, 1)
-    save_offload_model(
-        args.out,
-        actor.state_dict(),
-        algorithm="SFL-PPO",
-        kind="mlp",
-        options={},
-        scenario=core.sim.scenario,
-        args=args_dict(args),
-        command=args.command,
-        seed=args.seed,
-        evaluation=evaluation,
-        notes="paper B baseline: PPO trained by synchronous federated learning (FedSGD weighted by |D_n|)",
-        hidden=(args.hidden, args.hidden),
-    )
-    checkpoints.finish()
-    return args.out
+    def load_state(self, ck: Checkpoint) -> None:
+        with torch.no_grad():
+            self.log_std.copy_(ck.tensors["log_std"])
+
+    def served(self) -> Served:
+        notes = "paper B baseline: PPO trained by synchronous federated learning (FedSGD weighted by |D_n|)"
+        return served_mlp(self.actor, self.args.hidden, notes)
+
+
+def train(args: SflPpoArgs) -> Path:
+    """Train SFL-PPO; returns the model folder (weights, manifest, curves)."""
+    return SflPpoTrainer(args).run()

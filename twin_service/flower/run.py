@@ -2,7 +2,7 @@
 
 ``twin-service train af-marl --federation flower`` calls :func:`run_on_flower`. Without ``superlink`` it starts a
 SuperLink and ``supernodes`` SuperNodes on localhost (no Ray: the Deployment Engine runs ClientApps as
-subprocesses of the SuperNodes), submits the AF-MARL Flower App (``flower_fab/``) with ``flwr run``, streams its
+subprocesses of the SuperNodes), submits the AF-MARL Flower App (``fab/``) with ``flwr run``, streams its
 logs until the run ends and stops the processes it started. With ``superlink=HOST:PORT`` (the SuperLink's Control
 API) it submits to a federation running elsewhere: SuperNodes on vehicles' or RSUs' machines, see README.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from twin_service.learn.af_marl import AfMarlArgs
 
-FAB_DIR = Path(__file__).with_name("flower_fab")
+FAB_DIR = Path(__file__).with_name("fab")
 
 
 class FlowerUnavailable(RuntimeError):
