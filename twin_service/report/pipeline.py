@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from twin_service.report.plan import (
     Reductions,
     make_plan,
 )
+from twin_service.report.state import ModelStatus, Report
 from twin_service.report.store import KeyedRows, exclusive, file_sha256, key_of, policy_fingerprint
 
 RUNS_FILE = "runs.csv"
@@ -120,42 +121,6 @@ def _options(command: str) -> dict[str, list[str]]:
                 found.setdefault(name, []).append("true")
         i += 1
     return found
-
-
-@dataclass
-class ModelStatus:
-    name: str
-    folder: str
-    status: str
-    """reused, trained, failed or missing (not needed by the parts run)."""
-    command: str = ""
-    """The command recorded in its manifest (what made the weights in use)."""
-    fingerprint: str = ""
-    algorithm: str = ""
-    note: str = ""
-
-
-@dataclass
-class Report:
-    """What a report run found and did; the renderer reads it with the stores."""
-
-    plan: Plan
-    out: Path
-    parts: list[str]
-    runs: KeyedRows
-    predictor_rows: KeyedRows
-    models: dict[str, ModelStatus] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """Per part run: wall and CPU seconds."""
-    recordings: dict[str, str] = field(default_factory=dict)
-    """Recording path -> sha256 (those present)."""
-    run_keys: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
-    """(condition, migration, offload, recording) -> the key its rows are stored under."""
-    predictor_keys: dict[tuple[str, str], str] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-    command: str = ""
 
 
 class Pipeline:

@@ -26,7 +26,7 @@ from twin_service.report.results import Missing, Results
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from twin_service.report.pipeline import Report
+    from twin_service.report.state import Report
 
 PART_TITLES = {
     "table2": "Table II and Fig. 5: workload prediction",

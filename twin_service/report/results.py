@@ -18,7 +18,7 @@ from twin_service.config import REPO_ROOT
 from twin_service.report.plan import AVAILABLE
 
 if TYPE_CHECKING:
-    from twin_service.report.pipeline import Report
+    from twin_service.report.state import Report
 
 
 class Missing(LookupError):
