@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 
 from twin_service.report.pipeline import Pipeline, _options
-from twin_service.report.plan import BUDGETS, Reductions, make_plan, parse_days
+from twin_service.report.plan import BUDGETS, Reductions, parse_days
+from twin_service.report.planner import make_plan
 from twin_service.scenario.folder import Scenario
 
 

@@ -35,8 +35,8 @@ from twin_service.report.plan import (
     ModelSpec,
     Plan,
     Reductions,
-    make_plan,
 )
+from twin_service.report.planner import make_plan
 from twin_service.report.state import ModelStatus, Report
 from twin_service.report.store import KeyedRows, exclusive, file_sha256, key_of, policy_fingerprint
 
