@@ -19,9 +19,10 @@ import numpy as np
 
 from twin_service.config import REPO_ROOT
 from twin_service.report import stats
-from twin_service.report.claims import KPIS, NOT_COMPARABLE, VERDICTS, Claim, Verdict, all_claims
+from twin_service.report.claims import all_claims
 from twin_service.report.plan import NETWORK_LABEL, PAPER_A_FIGURES, PAPER_B_FIGURES
 from twin_service.report.results import Missing, Results
+from twin_service.report.verdicts import KPIS, NOT_COMPARABLE, VERDICTS, Claim, Verdict
 
 if TYPE_CHECKING:
     from rich.console import Console
