@@ -483,14 +483,20 @@ class Pipeline:
             self.collect_known()  # the document written after each part holds every stored result, not only its
             write_report(self.report, self.console, parts={part})
         self.collect_known()
-        if set(self.report.parts) == set(FIGURES) and not self.report.failures:
-            # a whole report: what no current arm or predictor refers to (older models or days) goes
-            dropped = self.report.runs.keep_only(set(self.report.run_keys.values()))
-            dropped += self.report.predictor_rows.keep_only(set(self.report.predictor_keys.values()))
-            if dropped:
-                self.console.print(f"dropped {dropped} stored results of models or days no longer in the plan")
+        dropped = self.drop_stale()
+        if dropped:
+            self.console.print(f"dropped {dropped} stored results of models or days no longer in the plan")
         write_report(self.report, self.console, final=True)
         return self.report
+
+    def drop_stale(self) -> int:
+        """After a whole report that ran to the end: drops the stored results no current arm or predictor refers
+        to (older models or days); returns how many keys went. Not under ``--days``: the budget's other days are
+        still its plan's, and a later report without it reuses their runs."""
+        if set(self.report.parts) != set(FIGURES) or self.report.failures or self.plan.reductions.days:
+            return 0
+        dropped = self.report.runs.keep_only(set(self.report.run_keys.values()))
+        return dropped + self.report.predictor_rows.keep_only(set(self.report.predictor_keys.values()))
 
     def collect_known(self) -> None:  # noqa: C901 - one pass over each kind of stored result
         """Keys and model states of the parts not run this time, where their models are here (their stored rows
