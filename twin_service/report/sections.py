@@ -69,7 +69,7 @@ def part_notes(r: Results, part: str) -> list[str]:
     red = r.plan.reductions
     if part in red.days:
         figure = r.plan.figures.get(part)
-        episodes = _episodes_per_day(r.report, {a.condition for a in figure.arms}) if figure else 0
+        episodes = _episodes_per_arm(r.report, {a.condition for a in figure.arms}) if figure else 0
         days = ", ".join(map(str, red.days[part]))
         notes.append(f"Less than the {r.plan.budget.name} budget: evaluated on day(s) {days} only"
                      + (f", {episodes} episodes per arm" if episodes else "")
@@ -153,7 +153,7 @@ def about(report: Report) -> list[str]:
         for part, days in red.days.items():
             figure = report.plan.figures.get(part)
             conds = {a.condition for a in figure.arms} if figure else set()
-            episodes = _episodes_per_day(report, conds)
+            episodes = _episodes_per_arm(report, conds)
             what.append(f"{part} on day{'s' if len(days) > 1 else ''} {', '.join(map(str, days))} only"
                         + (f" ({episodes} episodes)" if episodes else ""))  # fmt: skip
         if red.as_committed:
@@ -167,8 +167,9 @@ def about(report: Report) -> list[str]:
     return lines
 
 
-def _episodes_per_day(report: Report, conditions: set[str]) -> int:
-    """Episodes over the days of these conditions (from the stored runs; 0 if none are stored)."""
+def _episodes_per_arm(report: Report, conditions: set[str]) -> int:
+    """An arm's episodes under these conditions, over all their days (the most of any condition, from the stored
+    runs; 0 if none are stored)."""
     counts = {}
     for (cname, _m, _o, path), key in report.run_keys.items():
         rows = report.runs.get(key) if cname in conditions else None
