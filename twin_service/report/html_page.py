@@ -94,7 +94,7 @@ def page(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str, li
                     )  # fmt: skip
                 out.append("</tbody></table>")
             for note in part_notes(r, part):
-                out.append(f"<p class='note'>{e(note)}</p>")
+                out.append(f"<p class='note'>{_md_inline(note)}</p>")
             part_arms = [a for a in arms if a["part"] == part]
             if part_arms:
                 kpis = A_KPIS[:4] if part in PAPER_A_FIGURES else B_KPIS
@@ -124,6 +124,13 @@ def page(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str, li
 
 
 def _md_inline(text: str) -> str:
-    """The little markdown _about uses (**bold**) as HTML."""
-    parts = html.escape(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    """The little markdown of :func:`~twin_service.report.sections.about` and the part notes (``**bold**`` and
+    ```code```) as HTML."""
+    out = []
+    for i, chunk in enumerate(text.split("`")):
+        if i % 2:
+            out.append(f"<code>{html.escape(chunk)}</code>")
+        else:
+            parts = html.escape(chunk).split("**")
+            out.append("".join(f"<b>{p}</b>" if j % 2 else p for j, p in enumerate(parts)))
+    return "".join(out)
