@@ -851,10 +851,15 @@ def verdict(table: list[dict]) -> list[str]:
             f"AF-MARL's cost is within the confidence interval of the best learned policy's ({best['policy']}: "
             f"{_f(gap, 4)} ± {_f(gap_ci, 4)} higher per episode, paired)"
         )
-    else:
+    elif math.isfinite(gap_ci):
         cost_text = (
             f"AF-MARL does **not** have the lowest cost: {best['policy']} is {_f(gap, 4)} ± {_f(gap_ci, 4)} lower per "
             "episode (paired, 95 % CI), and outside the interval"
+        )
+    else:
+        cost_text = (
+            f"AF-MARL does **not** have the lowest cost: {best['policy']} is {_f(gap, 4)} lower per episode, with no "
+            "interval (fewer than two episodes in common)"
         )
     share = ours["success_vs_oracle"]
     success_text = f"its task success is {share:.1%} of the oracle's ({'meets' if share >= 0.95 else 'misses'} 95 %)"

@@ -72,7 +72,7 @@ def page(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str, li
             f"<span style='color:{VERDICT_COLOUR[k]}'>{counts[k]} {k}</span>" for k in VERDICTS) + "</p>")  # fmt: skip
     out.append("</div>")
     if report.failures:
-        out.append("<p>Failed or skipped parts:</p><ul>")
+        out.append("<p>Failed parts:</p><ul>")
         out += [f"<li><code>{e(p)}</code>: {e(m)}</li>" for p, m in report.failures.items()]
         out.append("</ul>")
     for paper, pid, title in PAPERS:

@@ -40,7 +40,7 @@ def markdown(r: Results, verdicts: list[tuple[Claim, Verdict]], images: dict[str
     md += [f"- Paper A (DM-MAPPO, twin migration): {summary_counts(verdicts, 'A')}",
            f"- Paper B (AF-MARL, federated offloading): {summary_counts(verdicts, 'B')}", ""]  # fmt: skip
     if report.failures:
-        md += ["Failed or skipped parts:", ""] + [f"- `{p}`: {m}" for p, m in report.failures.items()] + [""]
+        md += ["Failed parts:", ""] + [f"- `{p}`: {m}" for p, m in report.failures.items()] + [""]
     for paper, _, title in PAPERS:
         md += [f"## {title}", ""]
         for part in shown_parts(report.plan, paper):
