@@ -135,8 +135,8 @@ def run(cmd: list[str], log: Path | None = None, heavy: bool = False) -> None:
         args = ["flock", LOCK, "nice", "-n", "10", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if heavy else None
     t0 = time.time()
-    with log.open("w") if log else open("/dev/null", "w") as out:
-        done = subprocess.run(args, cwd=ROOT, stdout=out if log else None, stderr=subprocess.STDOUT, env=env)
+    with log.open("w") if log else contextlib.nullcontext() as out:
+        done = subprocess.run(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
         raise SystemExit(
             f"failed ({done.returncode}): {' '.join(str(c) for c in cmd)}" + (f" (log {log})" if log else "")
@@ -192,7 +192,7 @@ def train(
 ) -> Path:
     out = MODELS / name
     if (out / "manifest.json").exists():
-        return out  # an interrupted training left a checkpoint (models/NAME.checkpoint) and resumes from it
+        return out  # trained (an interrupted training has no manifest yet: it resumes from models/NAME.checkpoint)
     cmd = [BIN, "train", algo, "--scenario", "city"]
     cmd += ["--recordings", ",".join(rel(d) for d in train_days(budget)), "--validation", validation_day(budget)]
     cmd += ["--out", out, "--seed", seed, "--episodes", episodes, "--episode-s", episode_s, "--no-progress"]
@@ -245,12 +245,11 @@ def evaluate_each(policies: list[str], recordings: list[Path], out: Path, episod
     return rows
 
 
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-"""Student's t quantile 0.975 by degrees of freedom (the 95 % CI of a mean of few values)."""
-
-
 def t95(dof: int) -> float:
-    return T95.get(dof, 1.96 if dof > 30 else 2.05)
+    """Student's t quantile 0.975 for ``dof`` degrees of freedom (the 95 % CI of a mean of few values)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, dof))
 
 
 def ci95(values: list[float]) -> float:
@@ -651,7 +650,7 @@ def run_sweeps(
     """Fig. 2 (short AF-MARL runs) and Fig. 3 / 5b (every policy under changed conditions)."""
     import matplotlib.pyplot as plt
 
-    # 4. Fig. 2: training cost for Table V's alternatives (short runs, seed 1)
+    # 6. Fig. 2: training cost for Table V's alternatives (short runs, seed 1)
     e, es = budget["sweep_episodes"], budget["sweep_episode_s"]
     grid = {
         "buffer": [(f"buffer={b}", [f"buffer_size={b}"], []) for b in (50_000, 100_000, 200_000)],
@@ -692,7 +691,7 @@ def run_sweeps(
         f"budget {budget_name(budget)}: Fig. 2 sweep points {e} x {es:g} s, Fig. 3 with the first seed's models\n"
     )
 
-    # 5. Fig. 3 (and 5b): held-out cost and success against task size, RSU CPU and traffic
+    # 7. Fig. 3 (and 5b): held-out cost and success against task size, RSU CPU and traffic
     policies = ["local-only", "nearest-least-loaded", "oracle"] + [names[a][0] for a in ALGOS]
     conditions = (
         [("traffic", f"x{s}", traffic(s), []) for s in (0.5, 1.0, 1.5)]
@@ -852,10 +851,15 @@ def verdict(table: list[dict]) -> list[str]:
             f"AF-MARL's cost is within the confidence interval of the best learned policy's ({best['policy']}: "
             f"{_f(gap, 4)} ± {_f(gap_ci, 4)} higher per episode, paired)"
         )
-    else:
+    elif math.isfinite(gap_ci):
         cost_text = (
             f"AF-MARL does **not** have the lowest cost: {best['policy']} is {_f(gap, 4)} ± {_f(gap_ci, 4)} lower per "
             "episode (paired, 95 % CI), and outside the interval"
+        )
+    else:
+        cost_text = (
+            f"AF-MARL does **not** have the lowest cost: {best['policy']} is {_f(gap, 4)} lower per episode, with no "
+            "interval (fewer than two episodes in common)"
         )
     share = ours["success_vs_oracle"]
     success_text = f"its task success is {share:.1%} of the oracle's ({'meets' if share >= 0.95 else 'misses'} 95 %)"
@@ -905,7 +909,7 @@ def write_readme(out: Path, budget: dict, args: argparse.Namespace) -> None:
     oracle = next((r for r in table if r["policy"] == "oracle"), None)
     oracle_success = oracle["task_success_rate"] if oracle else math.nan
     sweeps = {k: read_csv(out / f) for k, f in (("fig2", "fig2_sweeps.csv"), ("fig3", "fig3_conditions.csv"))}
-    sweeps = {k: v for k, v in sweeps.items() if v}  # noqa: ANN001
+    sweeps = {k: v for k, v in sweeps.items() if v}
     days = budget["heldout"] == "days"
     marker = out / "sweeps_budget.txt"
     sweeps_budget = marker.read_text().strip() if marker.exists() else "the quick budget's runs (issue 13)"

@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 
 from twin_service.report.pipeline import Pipeline, _options
-from twin_service.report.plan import BUDGETS, Reductions, make_plan, parse_days
+from twin_service.report.plan import BUDGETS, FIGURES, Reductions, parse_days
+from twin_service.report.planner import make_plan
 from twin_service.scenario.folder import Scenario
 
 
@@ -101,3 +102,16 @@ def test_as_committed_uses_a_model_as_it_is_and_never_trains_a_missing_one(tmp_p
     assert pipeline.available("least-loaded", "mappo-paper-city") and not pipeline.available("dm-mappo-city")
     # a part not named keeps the budget's rule: fig9's no-mask MASAC would be trained
     assert not pipeline.as_committed("masac-nomask-city")
+
+
+def test_a_whole_report_drops_stale_results_but_one_under_days_keeps_them(tmp_path: Path) -> None:
+    def pipeline(reductions: Reductions) -> Pipeline:
+        plan = make_plan(BUDGETS["full"], tmp_path / "work", tmp_path / "models", reductions)
+        p = Pipeline(plan, tmp_path / "out", list(FIGURES), None, Console(quiet=True))
+        p.report.runs.put("an older model's run", [{"episode": 0}])
+        return p
+
+    reduced = pipeline(Reductions(parse_days(["fig6=8"])))
+    assert reduced.drop_stale() == 0 and reduced.report.runs.get("an older model's run")
+    whole = pipeline(Reductions())
+    assert whole.drop_stale() == 1 and whole.report.runs.get("an older model's run") is None

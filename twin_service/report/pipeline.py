@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ from twin_service.report.plan import (
     ModelSpec,
     Plan,
     Reductions,
-    make_plan,
 )
+from twin_service.report.planner import make_plan
+from twin_service.report.state import ModelStatus, Report
 from twin_service.report.store import KeyedRows, exclusive, file_sha256, key_of, policy_fingerprint
 
 RUNS_FILE = "runs.csv"
@@ -120,42 +121,6 @@ def _options(command: str) -> dict[str, list[str]]:
                 found.setdefault(name, []).append("true")
         i += 1
     return found
-
-
-@dataclass
-class ModelStatus:
-    name: str
-    folder: str
-    status: str
-    """reused, trained, failed or missing (not needed by the parts run)."""
-    command: str = ""
-    """The command recorded in its manifest (what made the weights in use)."""
-    fingerprint: str = ""
-    algorithm: str = ""
-    note: str = ""
-
-
-@dataclass
-class Report:
-    """What a report run found and did; the renderer reads it with the stores."""
-
-    plan: Plan
-    out: Path
-    parts: list[str]
-    runs: KeyedRows
-    predictor_rows: KeyedRows
-    models: dict[str, ModelStatus] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """Per part run: wall and CPU seconds."""
-    recordings: dict[str, str] = field(default_factory=dict)
-    """Recording path -> sha256 (those present)."""
-    run_keys: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
-    """(condition, migration, offload, recording) -> the key its rows are stored under."""
-    predictor_keys: dict[tuple[str, str], str] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-    command: str = ""
 
 
 class Pipeline:
@@ -443,48 +408,48 @@ class Pipeline:
     # ---- Table II ------------------------------------------------------------------------------------
     def run_table2(self) -> None:
         from twin_service.policies import DEFAULT_MIGRATION_POLICY
-        from twin_service.report.predictor import NAIVE, block_errors, naive_block_errors
+        from twin_service.report.predictor import NAIVE, NAIVE_WINDOW, block_errors, naive_block_errors
 
         b = self.plan.budget
-        test = [p for p in self.plan.conditions["city"].recordings]
+        test = self.plan.conditions["city"].recordings
         for path in test:
             self.ensure_recording(path)
         for names in self.plan.predictors.values():
             for name in names:
                 self.ensure_model(name)
         todo = []
-        for net, names in self.plan.predictors.items():
+        for net, names in [*self.plan.predictors.items(), *((n, (n,)) for n in NAIVE)]:
             for name in names:
-                folder = REPO_ROOT / self.plan.models[name].folder
                 for path in test:
-                    key = key_of({"predictor": policy_fingerprint(folder.name, folder.parent),
-                                  "recording": self.report.recordings[path], "block_s": b.predictor_block_s,
-                                  "params": self._params_hash("city")})  # fmt: skip
+                    key = self.predictor_key(name, path)
                     self.report.predictor_keys[(name, path)] = key
                     if self.report.predictor_rows.get(key) is None:
-                        todo.append((net, name, folder, path, key))
-        for name in NAIVE:
-            for path in test:
-                key = self.naive_key(name, path)
-                self.report.predictor_keys[(name, path)] = key
-                if self.report.predictor_rows.get(key) is None:
-                    todo.append((name, name, None, path, key))
-        for i, (net, name, folder, path, key) in enumerate(todo):
+                        todo.append((net, name, path, key))
+        for i, (net, name, path, key) in enumerate(todo):
             self.console.print(f"table2 {i + 1}/{len(todo)}: {name} on {Path(path).stem}")
             with exclusive(self.lock), _in_repo(self.plan.models_dir):
-                if folder is None:
-                    rows = naive_block_errors(name, REPO_ROOT / path, b.predictor_block_s, 6, DEFAULT_MIGRATION_POLICY)
+                if name in NAIVE:
+                    rows = naive_block_errors(
+                        name, REPO_ROOT / path, b.predictor_block_s, NAIVE_WINDOW, DEFAULT_MIGRATION_POLICY
+                    )
                 else:
+                    folder = REPO_ROOT / self.plan.models[name].folder
                     rows = block_errors(folder, REPO_ROOT / path, b.predictor_block_s)
             self.report.predictor_rows.put(key, [{"network": net, "model": name, **r} for r in rows])
 
-    def naive_key(self, name: str, path: str) -> str:
+    def predictor_key(self, name: str, path: str) -> str:
+        """The key Table II's rows of a predictor (a trained model, or a naive forecast) on a held-out day are
+        stored under."""
         from twin_service.policies import DEFAULT_MIGRATION_POLICY
+        from twin_service.report.predictor import NAIVE, NAIVE_WINDOW
 
-        self.report.recordings.setdefault(path, file_sha256(REPO_ROOT / path))
-        return key_of({"naive": name, "recording": self.report.recordings[path], "window": 6,
-                       "block_s": self.plan.budget.predictor_block_s, "params": self._params_hash("city"),
-                       "hosting": DEFAULT_MIGRATION_POLICY})  # fmt: skip
+        recording = self.report.recordings.setdefault(path, file_sha256(REPO_ROOT / path))
+        common = {"recording": recording, "block_s": self.plan.budget.predictor_block_s,
+                  "params": self._params_hash("city")}  # fmt: skip
+        if name in NAIVE:
+            return key_of({"naive": name, **common, "window": NAIVE_WINDOW, "hosting": DEFAULT_MIGRATION_POLICY})
+        folder = REPO_ROOT / self.plan.models[name].folder
+        return key_of({"predictor": policy_fingerprint(folder.name, folder.parent), **common})
 
     # ---- the whole ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -518,14 +483,20 @@ class Pipeline:
             self.collect_known()  # the document written after each part holds every stored result, not only its
             write_report(self.report, self.console, parts={part})
         self.collect_known()
-        if set(self.report.parts) == set(FIGURES) and not self.report.failures:
-            # a whole report: what no current arm or predictor refers to (older models or days) goes
-            dropped = self.report.runs.keep_only(set(self.report.run_keys.values()))
-            dropped += self.report.predictor_rows.keep_only(set(self.report.predictor_keys.values()))
-            if dropped:
-                self.console.print(f"dropped {dropped} stored results of models or days no longer in the plan")
+        dropped = self.drop_stale()
+        if dropped:
+            self.console.print(f"dropped {dropped} stored results of models or days no longer in the plan")
         write_report(self.report, self.console, final=True)
         return self.report
+
+    def drop_stale(self) -> int:
+        """After a whole report that ran to the end: drops the stored results no current arm or predictor refers
+        to (older models or days); returns how many keys went. Not under ``--days``: the budget's other days are
+        still its plan's, and a later report without it reuses their runs."""
+        if set(self.report.parts) != set(FIGURES) or self.report.failures or self.plan.reductions.days:
+            return 0
+        dropped = self.report.runs.keep_only(set(self.report.run_keys.values()))
+        return dropped + self.report.predictor_rows.keep_only(set(self.report.predictor_keys.values()))
 
     def collect_known(self) -> None:  # noqa: C901 - one pass over each kind of stored result
         """Keys and model states of the parts not run this time, where their models are here (their stored rows
@@ -552,26 +523,14 @@ class Pipeline:
                             continue
                         self.report.recordings.setdefault(path, file_sha256(REPO_ROOT / path))
                         self.report.run_keys[k] = self.run_key(condition, migration, offload, path)
-        for names in self.plan.predictors.values():
-            for name in names:
-                folder = REPO_ROOT / self.plan.models[name].folder
-                if self.report.models[name].status not in AVAILABLE:
-                    continue
-                for path in self.plan.conditions["city"].recordings:
-                    if (name, path) in self.report.predictor_keys or not (REPO_ROOT / path).is_file():
-                        continue
-                    self.report.recordings.setdefault(path, file_sha256(REPO_ROOT / path))
-                    self.report.predictor_keys[(name, path)] = key_of(
-                        {"predictor": policy_fingerprint(folder.name, folder.parent),
-                         "recording": self.report.recordings[path], "block_s": self.plan.budget.predictor_block_s,
-                         "params": self._params_hash("city")}
-                    )  # fmt: skip
         from twin_service.report.predictor import NAIVE
 
-        for name in NAIVE:
+        for name in [*(n for names in self.plan.predictors.values() for n in names), *NAIVE]:
+            if name not in NAIVE and self.report.models[name].status not in AVAILABLE:
+                continue
             for path in self.plan.conditions["city"].recordings:
                 if (name, path) not in self.report.predictor_keys and (REPO_ROOT / path).is_file():
-                    self.report.predictor_keys[(name, path)] = self.naive_key(name, path)
+                    self.report.predictor_keys[(name, path)] = self.predictor_key(name, path)
 
 
 def build(

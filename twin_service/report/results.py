@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +17,7 @@ from twin_service.config import REPO_ROOT
 from twin_service.report.plan import AVAILABLE
 
 if TYPE_CHECKING:
-    from twin_service.report.pipeline import Report
+    from twin_service.report.state import Report
 
 
 class Missing(LookupError):
@@ -96,7 +95,7 @@ class Results:
 
     def arm(self, figure: str, label: str, kpi: str) -> np.ndarray:
         """``(seeds, episodes)`` of a KPI for an arm of a figure; :class:`Missing` if not measured."""
-        from twin_service.envs.evaluate import _episode_row
+        from twin_service.envs.evaluate import Moments, _episode_row
 
         key = (figure, label, kpi)
         if key in self._cache:
@@ -117,12 +116,7 @@ class Results:
         weights = self._weights_of(arm.condition)
         rows = []
         for sums in runs:
-            if moments is None:
-                from twin_service.envs.evaluate import Moments
-
-                moments_here = Moments.of(sums)
-            else:
-                moments_here = moments
+            moments_here = Moments.of(sums) if moments is None else moments
             rows.append([_episode_row(s, moments_here, weights)[kpi] for s in sums])
         if len({len(r) for r in rows}) != 1:
             raise Missing(f"{label}: the seeds were evaluated on different episodes")
@@ -170,10 +164,3 @@ def _float(v: str | None) -> float:
         return float(v) if v not in (None, "") else math.nan
     except ValueError:
         return math.nan
-
-
-def relative_to(path: str | Path, start: Path) -> str:
-    """A link from the report folder to a file of the repository (or the work folder)."""
-    import os
-
-    return os.path.relpath(REPO_ROOT / path, start)

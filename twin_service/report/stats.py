@@ -119,19 +119,22 @@ def mean_ci(arm: NDArray[np.floating], *, seed: int = 0) -> Estimate:
     return bootstrap(lambda m: m["a"], {"a": arm}, seed=seed)
 
 
-def difference(a: NDArray[np.floating], b: NDArray[np.floating], *, seed: int = 0) -> Estimate:
-    """mean(a) - mean(b), paired over episodes."""
-    return bootstrap(lambda m: m["a"] - m["b"], {"a": a, "b": b}, seed=seed)
+def difference(a: NDArray[np.floating], b: NDArray[np.floating], *, paired: bool = True, seed: int = 0) -> Estimate:
+    """mean(a) - mean(b), paired over episodes (or not: ``paired=False``, each arm draws its own)."""
+    return bootstrap(lambda m: m["a"] - m["b"], {"a": a, "b": b}, paired=paired, seed=seed)
 
 
-def relative_change(a: NDArray[np.floating], b: NDArray[np.floating], *, seed: int = 0) -> Estimate:
-    """(mean(a) - mean(b)) / |mean(b)|, paired over episodes (NaN where b's mean is 0)."""
+def relative_change(
+    a: NDArray[np.floating], b: NDArray[np.floating], *, paired: bool = True, seed: int = 0
+) -> Estimate:
+    """(mean(a) - mean(b)) / |mean(b)|, paired over episodes or not, as :func:`difference` (NaN where b's mean is
+    0)."""
 
     def stat(m: Means) -> NDArray[np.float64]:
         with np.errstate(divide="ignore", invalid="ignore"):
             return (m["a"] - m["b"]) / np.abs(m["b"])
 
-    return bootstrap(stat, {"a": a, "b": b}, seed=seed)
+    return bootstrap(stat, {"a": a, "b": b}, paired=paired, seed=seed)
 
 
 @dataclass(frozen=True)
