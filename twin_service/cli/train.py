@@ -39,7 +39,7 @@ Force = Annotated[bool, typer.Option("--force", help="Replace the model folder -
 
 
 def _fail(message: str) -> None:
-    from twin_service.cli_options import one_line
+    from twin_service.cli.options import one_line
 
     typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(2)

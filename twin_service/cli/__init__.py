@@ -21,8 +21,8 @@ from typing import Annotated
 
 import typer
 
-from twin_service.cli_options import CheckedTyper, one_line
-from twin_service.train_cli import register_offload_trainers
+from twin_service.cli.options import CheckedTyper, one_line
+from twin_service.cli.train import register_offload_trainers
 
 app = CheckedTyper(
     name="twin-service",
@@ -41,7 +41,7 @@ predictor_app = CheckedTyper(
 app.add_typer(predictor_app, name="predictor")
 train_app = CheckedTyper(help="Train decision policies on recorded days (saved to models/NAME).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
-register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/train_cli.py)
+register_offload_trainers(train_app)  # train af-marl, afl-maddpg, sfl-ppo, ddqn (twin_service/cli/train.py)
 
 
 def _require_full_install() -> None:
@@ -884,7 +884,7 @@ def _train(  # noqa: PLR0913 - the options shared by the migration trainers
     from twin_service.engine.recording import RecordingError
     from twin_service.files import atomic_folder, relocate_paths
     from twin_service.policies import PolicyError
-    from twin_service.train_cli import _build
+    from twin_service.cli.train import _build
 
     if arch not in ("per-server", "paper"):
         fail(f"unknown --arch {arch!r}; choose per-server or paper")
@@ -1470,7 +1470,3 @@ def main() -> None:  # pragma: no cover - console entry point
             err=True,
         )
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
