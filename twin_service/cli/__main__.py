@@ -2,4 +2,5 @@
 
 from twin_service.cli import main
 
-main()
+if __name__ == "__main__":  # importing this module (as a walk over the package does) runs nothing
+    main()

@@ -1,160 +1,97 @@
-"""``twin-service train af-marl|afl-maddpg|sfl-ppo|ddqn``: paper B's trainers, registered on the CLI's ``train``
-sub-app (:func:`register_offload_trainers`).
+"""``twin-service train ...``: the trainers, on recorded days (``twin-service record``; days 1-6 train, day 7
+validates).
 
-Each command trains on recorded days (``twin-service record``; days 1-6 train, day 7 validates) and writes a model
-folder (weights, manifest, curves.csv, curves.png) that the bridge and the API serve by name.
+Paper B's offloading trainers (``af-marl``, ``afl-maddpg``, ``sfl-ppo``, ``ddqn``) and paper A's migration
+trainers (``dm-mappo``, ``masac``). Each writes a model folder (weights, manifest, curves.csv, curves.png) that the
+bridge and the API serve by name; the folder appears only once the model is whole. The options each family shares
+are declared once (:data:`~twin_service.cli.options.OFFLOAD_TRAINER_OPTIONS`,
+:data:`~twin_service.cli.options.MIGRATION_TRAINER_OPTIONS`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-Recordings = Annotated[
-    list[Path], typer.Option(help="Training days (repeat the option or separate with commas; convention: days 1-6).")
-]
-Validation = Annotated[list[Path] | None, typer.Option(help="Validation days the trained actor is scored on (day 7).")]
-Out = Annotated[Path, typer.Option(help="Model folder to write, e.g. models/af-marl-city (its name is the model's).")]
-Scenario = Annotated[str | None, typer.Option(help="Scenario folder or name (default: the recordings').")]
-Seed = Annotated[int, typer.Option(help="Seed of everything random: a run is repeatable for a seed.")]
-Episodes = Annotated[int, typer.Option(help="Episodes to train.")]
-EpisodeS = Annotated[float, typer.Option(help="Seconds of a recorded day per episode.")]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Scenario parameter override section.key=value (repeatable).", show_default=False),
-]
-Hps = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--hp", help="Any trainer argument NAME=VALUE (repeatable), e.g. --hp batch_size=32.", show_default=False
-    ),
-]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Force = Annotated[bool, typer.Option("--force", help="Replace the model folder --out if it exists.")]
+from twin_service.cli.options import (
+    MIGRATION_TRAINER_OPTIONS,
+    MIGRATION_TRAINER_ORDER,
+    OFFLOAD_TRAINER_OPTIONS,
+    OFFLOAD_TRAINER_ORDER,
+    check_model_out,
+    check_predictor,
+    existing_files,
+    fail,
+    load_settings,
+    overrides,
+    split_list,
+    trainer_args,
+    with_options,
+)
+from twin_service.cli.root import train_app
+
+offload_options = with_options(OFFLOAD_TRAINER_OPTIONS, OFFLOAD_TRAINER_ORDER)
+migration_options = with_options(MIGRATION_TRAINER_OPTIONS, MIGRATION_TRAINER_ORDER)
 
 
-def _fail(message: str) -> None:
-    from twin_service.cli.options import one_line
+@contextmanager
+def _model_folder(out: Path, force: bool, errors: tuple[type[Exception], ...]) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to train into, which becomes ``out`` only once the model is whole; an
+    interrupt or one of ``errors`` is one line and a non-zero exit, and leaves no folder behind."""
+    from twin_service.files import atomic_folder, relocate_paths
 
-    typer.echo(f"error: {one_line(message)}", err=True)
-    raise typer.Exit(2)
-
-
-def _files(values: list[Path] | None) -> list[Path]:
-    files = [Path(v.strip()) for value in values or [] for v in str(value).split(",") if v.strip()]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        _fail(f"no such recording: {', '.join(missing)} (record days with ./scripts/record_days.sh)")
-    return files
-
-
-def _parse_value(raw: str) -> Any:
     try:
-        return tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw.strip()
+        with atomic_folder(out, force=force, what="model") as folder:
+            yield folder
+            relocate_paths(folder, folder, out)
+    except KeyboardInterrupt:
+        fail(f"interrupted: no model written to {out} (the run's partial output was removed)", code=130)
+    except errors as exc:
+        fail(str(exc))
 
 
-def _overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not section or not name:
-            _fail(f"--set {pair!r}: expected section.key=value, e.g. offload.deadline_s=[0.5, 0.5]")
-        found.setdefault(section, {})[name] = _parse_value(raw)
-    return found
-
-
-def _build(cls: type, base: dict[str, Any], hps: list[str] | None) -> Any:
-    """The trainer's argument dataclass from the CLI options and ``--hp NAME=VALUE`` pairs (checked by type)."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    values = dict(base)
-    given: set[str] = set()
-    for pair in hps or []:
-        name, sep, raw = pair.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in known:
-            _fail(f"--hp {pair!r}: expected NAME=VALUE with NAME one of {sorted(known)}")
-        value = _parse_value(raw)
-        default = known[name].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            _fail(f"--hp {name}: expected true or false, got {raw!r}")
-        if isinstance(default, int | float) and not isinstance(default, bool):
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                _fail(f"--hp {name}: expected a number, got {raw!r}")
-            if isinstance(default, int) and not (math.isfinite(value) and float(value).is_integer()):
-                _fail(f"--hp {name}: expected an integer, got {raw.strip()!r}")
-            value = type(default)(value)
-        values[name] = value
-        given.add(name)
-    try:
-        args = cls(**values)
-    except TypeError as exc:
-        _fail(str(exc))
-    from twin_service.option_ranges import hyperparameter_problems
-
-    problems = hyperparameter_problems(args)
-    if problems:
-        _fail("; ".join(f"--hp {p}" if p.split("=")[0] in given else p for p in problems))
-    return args
-
-
-def _common(
-    recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force
-) -> dict[str, Any]:  # noqa: ANN001, E501
+# ---- paper B: offloading -----------------------------------------------------------------------------------------
+def _offload_args(args_type: type, extra: dict[str, Any], **options: Any) -> Any:
+    """The trainer's arguments from the options all offloading trainers take (checked before any work)."""
     import shlex
     import sys
 
-    from twin_service.cli import check_model_out
-
+    out, force = options["out"], options["force"]
     check_model_out(out, force)  # before any work: the name, and no model replaced without --force
-    return {
-        "recordings": _files(recordings),
+    base = {
+        "recordings": existing_files(options["recordings"]),
         "out": out,
-        "validation": _files(validation),
-        "scenario": scenario,
-        "seed": seed,
-        "episodes": episodes,
-        "episode_s": episode_s,
-        "overrides": _overrides(set_),
-        "progress": not no_progress,
+        "validation": existing_files(options["validation"]),
+        "scenario": options["scenario"],
+        "seed": options["seed"],
+        "episodes": options["episodes"],
+        "episode_s": options["episode_s"],
+        "overrides": overrides(options["set_"], "offload.deadline_s=[0.5, 0.5]"),
+        "progress": not options["no_progress"],
         "command": " ".join(shlex.quote(a) for a in ["twin-service", *sys.argv[1:]]),
     }
+    return trainer_args(args_type, {**base, **extra}, options["hp"])
 
 
-def _run(train_fn, args, force: bool = False) -> None:  # noqa: ANN001
+def _train_offload(train_fn: Callable[[Any], Any], args: Any, force: bool = False) -> None:
     """Train into a temporary folder beside ``args.out``, which becomes ``args.out`` only once the model is whole."""
     from twin_service.config import ScenarioError
     from twin_service.engine.recording import RecordingError
-    from twin_service.files import atomic_folder, relocate_paths
 
     out = Path(args.out)
-    try:
-        with atomic_folder(out, force=force, what="model") as folder:
-            train_fn(dataclasses.replace(args, out=folder))
-            relocate_paths(folder, folder, out)
-    except KeyboardInterrupt:
-        typer.echo(f"error: interrupted: no model written to {out} (the run's partial output was removed)", err=True)
-        raise typer.Exit(130) from None
-    except (ScenarioError, RecordingError, ValueError, OSError) as exc:
-        _fail(str(exc))
+    with _model_folder(out, force, (ScenarioError, RecordingError, ValueError, OSError)) as folder:
+        train_fn(dataclasses.replace(args, out=folder))
     typer.echo(f"wrote {out} (weights, manifest, curves.csv, curves.png)")
 
 
+@train_app.command("af-marl")
+@offload_options
 def train_af_marl(
-    recordings: Recordings,
-    out: Out,
-    validation: Validation = None,
-    scenario: Scenario = None,
-    seed: Seed = 1,
-    episodes: Episodes = 30,
-    episode_s: EpisodeS = 300.0,
     federation: Annotated[
         str, typer.Option(help="inprocess (default: fast, deterministic) or flower (SuperLink + SuperNodes).")
     ] = "inprocess",
@@ -163,92 +100,157 @@ def train_af_marl(
         typer.Option(help="With --federation flower: a running SuperLink HOST:PORT; default starts one on localhost."),
     ] = None,
     supernodes: Annotated[int, typer.Option(help="SuperNodes started on localhost (--federation flower).")] = 2,
-    set_: Sets = None,
-    hp: Hps = None,
-    no_progress: NoProgress = False,
-    force: Force = False,
+    **options: Any,
 ) -> None:
     """AF-MARL (paper B): TD3 actor with a CVAE context, semi-synchronous federated learning (AdFL)."""
     from twin_service.learn import af_marl
 
     if federation not in ("inprocess", "flower"):
-        _fail(f"--federation {federation!r}: choose inprocess or flower")
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
-    args = _build(af_marl.AfMarlArgs, {**base, "federation": federation}, hp)
+        fail(f"--federation {federation!r}: choose inprocess or flower")
+    args = _offload_args(af_marl.AfMarlArgs, {"federation": federation}, **options)
     if federation == "flower":
         from twin_service.federated.flower_run import FlowerUnavailable, run_on_flower
 
         try:
-            _run(lambda a: run_on_flower(a, superlink=superlink, supernodes=supernodes), args, force)
+            _train_offload(
+                lambda a: run_on_flower(a, superlink=superlink, supernodes=supernodes), args, options["force"]
+            )
         except (FlowerUnavailable, RuntimeError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         return
-    _run(af_marl.train, args, force)
+    _train_offload(af_marl.train, args, options["force"])
 
 
-def train_afl_maddpg(
-    recordings: Recordings,
-    out: Out,
-    validation: Validation = None,
-    scenario: Scenario = None,
-    seed: Seed = 1,
-    episodes: Episodes = 30,
-    episode_s: EpisodeS = 300.0,
-    set_: Sets = None,
-    hp: Hps = None,
-    no_progress: NoProgress = False,
-    force: Force = False,
-) -> None:
+@train_app.command("afl-maddpg")
+@offload_options
+def train_afl_maddpg(**options: Any) -> None:
     """Baseline AFL-MADDPG: MADDPG (centralised critic) with asynchronous federated learning."""
     from twin_service.learn import afl_maddpg
 
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
-    _run(afl_maddpg.train, _build(afl_maddpg.AflMaddpgArgs, base, hp), force)
+    _train_offload(afl_maddpg.train, _offload_args(afl_maddpg.AflMaddpgArgs, {}, **options), options["force"])
 
 
-def train_sfl_ppo(
-    recordings: Recordings,
-    out: Out,
-    validation: Validation = None,
-    scenario: Scenario = None,
-    seed: Seed = 1,
-    episodes: Episodes = 30,
-    episode_s: EpisodeS = 300.0,
-    set_: Sets = None,
-    hp: Hps = None,
-    no_progress: NoProgress = False,
-    force: Force = False,
-) -> None:
+@train_app.command("sfl-ppo")
+@offload_options
+def train_sfl_ppo(**options: Any) -> None:
     """Baseline SFL-PPO: PPO with synchronous federated learning."""
     from twin_service.learn import sfl_ppo
 
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
-    _run(sfl_ppo.train, _build(sfl_ppo.SflPpoArgs, base, hp), force)
+    _train_offload(sfl_ppo.train, _offload_args(sfl_ppo.SflPpoArgs, {}, **options), options["force"])
 
 
-def train_ddqn(
-    recordings: Recordings,
-    out: Out,
-    validation: Validation = None,
-    scenario: Scenario = None,
-    seed: Seed = 1,
-    episodes: Episodes = 30,
-    episode_s: EpisodeS = 300.0,
-    set_: Sets = None,
-    hp: Hps = None,
-    no_progress: NoProgress = False,
-    force: Force = False,
-) -> None:
+@train_app.command("ddqn")
+@offload_options
+def train_ddqn(**options: Any) -> None:
     """Baseline DDQN: one Q-network over discretised rho, no federation."""
     from twin_service.learn import ddqn
 
-    base = _common(recordings, out, validation, scenario, seed, episodes, episode_s, set_, no_progress, force)
-    _run(ddqn.train, _build(ddqn.DdqnArgs, base, hp), force)
+    _train_offload(ddqn.train, _offload_args(ddqn.DdqnArgs, {}, **options), options["force"])
 
 
-def register_offload_trainers(train_app: typer.Typer) -> None:
-    """Add paper B's trainers to the CLI's ``train`` sub-app."""
-    train_app.command("af-marl")(train_af_marl)
-    train_app.command("afl-maddpg")(train_afl_maddpg)
-    train_app.command("sfl-ppo")(train_sfl_ppo)
-    train_app.command("ddqn")(train_ddqn)
+# ---- paper A: migration ------------------------------------------------------------------------------------------
+@train_app.command("dm-mappo")
+@migration_options
+def train_dm_mappo(
+    out: Annotated[Path, typer.Option(help="Model folder, e.g. models/dm-mappo-city (its name is the model's).")],
+    arch: Annotated[
+        str, typer.Option(help="per-server (ours: any layout) or paper (paper A's MLP over o_v, one layout).")
+    ] = "per-server",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, sampling and episodes.")] = 1,
+    total_ticks: Annotated[int, typer.Option(help="Environment ticks of training.")] = 12_288,
+    rollout_ticks: Annotated[int, typer.Option(help="Ticks per PPO update.")] = 64,
+    no_mask: Annotated[
+        bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23 (paper A Fig. 9).")
+    ] = False,
+    **options: Any,
+) -> None:
+    """DM-MAPPO (paper A): masked multi-agent PPO with a centralised critic, on recorded days."""
+    from twin_service.learn.dm_mappo import Args, train
+
+    _train_migration(
+        "dm-mappo", Args, train, {"rollout_ticks": rollout_ticks},
+        out=out, arch=arch, seed=seed, total_ticks=total_ticks, no_mask=no_mask, **options,
+    )  # fmt: skip
+
+
+@train_app.command("masac")
+@migration_options
+def train_masac(
+    out: Annotated[Path, typer.Option(help="Model folder, e.g. models/masac-city (its name is the model's).")],
+    arch: Annotated[str, typer.Option(help="per-server or paper (as for dm-mappo).")] = "per-server",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, sampling, replay and episodes.")] = 1,
+    total_ticks: Annotated[int, typer.Option(help="Environment ticks of training.")] = 8_192,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Train without the dynamic mask of Eq. 23.")] = False,
+    **options: Any,
+) -> None:
+    """MASAC (paper A's learned baseline): discrete soft actor-critic with twin critics, on recorded days."""
+    from twin_service.learn.masac import Args, train
+
+    _train_migration(
+        "masac", Args, train, {"val_every": 512},
+        out=out, arch=arch, seed=seed, total_ticks=total_ticks, no_mask=no_mask, **options,
+    )  # fmt: skip
+
+
+def _train_migration(
+    algorithm: str, args_type: type, train: Callable[..., Any], extra: dict[str, object], **options: Any
+) -> None:
+    """Check the options of a migration trainer (before any work), then train with a progress bar."""
+    import sys
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from twin_service.config import ScenarioError
+    from twin_service.engine.recording import RecordingError
+    from twin_service.policies import PolicyError
+
+    out, force, predictor, hps = options["out"], options["force"], options["predictor"], options["hp"]
+    if options["arch"] not in ("per-server", "paper"):
+        fail(f"unknown --arch {options['arch']!r}; choose per-server or paper")
+    check_model_out(out, force)
+    check_predictor(predictor)
+    base = dict(
+        recordings=tuple(split_list([str(r) for r in options["recordings"]])),
+        val_recordings=tuple(split_list([str(r) for r in options["val_recordings"] or []])),
+        out=str(out),
+        scenario=options["scenario"],
+        arch=options["arch"],
+        seed=options["seed"],
+        total_ticks=options["total_ticks"],
+        episode_s=options["episode_s"],
+        dynamic_mask=not options["no_mask"],
+        predictor=None if predictor == "persistence" else predictor,
+        models_dir=str(load_settings().models_dir),
+        overrides=overrides(options["set_"], "task.migration_size_mb=80"),
+        no_uavs=options["no_uavs"],
+        no_satellite=options["no_satellite"],
+        **extra,
+    )
+    fixed = {"recordings", "val_recordings", "out", "scenario", "models_dir", "overrides"}
+    if any(pair.partition("=")[0].strip().replace("-", "_") in fixed for pair in hps or []):
+        fail(f"--hp cannot set {', '.join(sorted(fixed))}: use their own options")
+    args = trainer_args(args_type, base, hps)  # the ranges checked too (option_ranges)
+    rollout = getattr(args, "rollout_ticks", None)  # as --rollout-ticks or --hp gave it
+    if rollout is not None and rollout > args.total_ticks:
+        fail(f"--rollout-ticks {rollout} is more than --total-ticks {args.total_ticks}: not one whole update")
+    command = "twin-service " + " ".join(sys.argv[1:])
+    errors = (ScenarioError, RecordingError, PolicyError, ValueError, OSError)
+    with (
+        _model_folder(out, force, errors) as folder,
+        Progress(TextColumn(algorithm), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()) as bar,
+    ):
+        args = dataclasses.replace(args, out=str(folder))
+        task = bar.add_task("train", total=None, info="reference moments")
+
+        def progress(done: int, total: int, row: dict[str, float]) -> None:
+            val = f", val reward {row['val_reward']:.3f}" if "val_reward" in row else ""
+            bar.update(
+                task,
+                total=total,
+                completed=done,
+                info=f"reward {row['reward_mean']:.3f}, latency {row['latency_mean_s']:.3f} s, "
+                f"entropy {row['entropy']:.2f}{val}",
+            )
+
+        train(args, command, progress)
+    typer.echo(f"wrote {out} (manifest.json, weights.safetensors, curves.csv, curves.png)")
