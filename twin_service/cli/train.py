@@ -121,31 +121,42 @@ def train_af_marl(
     _train_offload(af_marl.train, args, options["force"])
 
 
-@train_app.command("afl-maddpg")
-@offload_options
-def train_afl_maddpg(**options: Any) -> None:
-    """Baseline AFL-MADDPG: MADDPG (centralised critic) with asynchronous federated learning."""
+def _offload_baseline(name: str, trainer: Callable[[], tuple[Callable[[Any], Any], type]], doc: str) -> None:
+    """Register ``train NAME``: a baseline that takes only the shared options; ``trainer()`` imports its training
+    function and argument type (the learning packages load only when a command needs them)."""
+
+    def command(**options: Any) -> None:
+        train, args_type = trainer()
+        _train_offload(train, _offload_args(args_type, {}, **options), options["force"])
+
+    command.__name__ = command.__qualname__ = f"train_{name.replace('-', '_')}"
+    command.__doc__ = doc
+    train_app.command(name)(offload_options(command))
+
+
+def _afl_maddpg() -> tuple[Callable[[Any], Any], type]:
     from twin_service.learn import afl_maddpg
 
-    _train_offload(afl_maddpg.train, _offload_args(afl_maddpg.AflMaddpgArgs, {}, **options), options["force"])
+    return afl_maddpg.train, afl_maddpg.AflMaddpgArgs
 
 
-@train_app.command("sfl-ppo")
-@offload_options
-def train_sfl_ppo(**options: Any) -> None:
-    """Baseline SFL-PPO: PPO with synchronous federated learning."""
+def _sfl_ppo() -> tuple[Callable[[Any], Any], type]:
     from twin_service.learn import sfl_ppo
 
-    _train_offload(sfl_ppo.train, _offload_args(sfl_ppo.SflPpoArgs, {}, **options), options["force"])
+    return sfl_ppo.train, sfl_ppo.SflPpoArgs
 
 
-@train_app.command("ddqn")
-@offload_options
-def train_ddqn(**options: Any) -> None:
-    """Baseline DDQN: one Q-network over discretised rho, no federation."""
+def _ddqn() -> tuple[Callable[[Any], Any], type]:
     from twin_service.learn import ddqn
 
-    _train_offload(ddqn.train, _offload_args(ddqn.DdqnArgs, {}, **options), options["force"])
+    return ddqn.train, ddqn.DdqnArgs
+
+
+_offload_baseline(
+    "afl-maddpg", _afl_maddpg, "Baseline AFL-MADDPG: MADDPG (centralised critic) with asynchronous federated learning."
+)
+_offload_baseline("sfl-ppo", _sfl_ppo, "Baseline SFL-PPO: PPO with synchronous federated learning.")
+_offload_baseline("ddqn", _ddqn, "Baseline DDQN: one Q-network over discretised rho, no federation.")
 
 
 # ---- paper A: migration ------------------------------------------------------------------------------------------
