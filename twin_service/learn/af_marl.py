@@ -28,7 +28,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -51,32 +51,17 @@ from twin_service.learn.offload_common import (
     select_clients,
     transition,
 )
-from twin_service.learn.offload_loop import OffloadTrainer, Served
+from twin_service.learn.offload_loop import OffloadRunArgs, OffloadTrainer, Served
 from twin_service.learn.td3 import exploration_std, soft_update
 from twin_service.policies.af_marl import KIND
 
 
 @dataclass
-class AfMarlArgs:
-    """Everything a run depends on (paper B Table V where it gives a value)."""
+class AfMarlArgs(OffloadRunArgs):
+    """AF-MARL's hyperparameters (paper B Table V where it gives a value), beside the run's (OffloadRunArgs)."""
 
-    recordings: list[Path]
-    """Training days (the project's convention: days 1-6)."""
-    out: Path
-    """Model folder to write (its name is the model's name)."""
-    validation: list[Path] = field(default_factory=list)
-    """Days to score the trained actor on (day 7); none skips it."""
-    scenario: str | None = None
-    """Scenario folder; default: the one the recordings were made on."""
-    seed: int = 1
     federation: Literal["inprocess", "flower"] = "inprocess"
     """Where clients compute their local updates."""
-    episodes: int = 30
-    episode_s: float = 300.0
-    """An episode is this long a window of a recorded day (the paper never says)."""
-    warmup_s: float = 30.0
-    overrides: dict = field(default_factory=dict)
-    """Scenario parameter overrides (``{"offload": {"deadline_s": [0.5, 0.5]}}``) for the sweeps."""
     gamma: float = 0.99
     tau: float = 0.005
     lr_actor: float = 1e-3
@@ -143,18 +128,9 @@ class AfMarlArgs:
     f_min_hz: float = 1.5e9
     e_min_wh: float = 150.0
     t_min_s: float = 2.0
-    threads: int = 1
-    """torch threads (1: repeatable bit for bit)."""
     min_tick_s: float = 0.0
     """Least wall time per tick: 1.0 replays the world in real time, so that over Flower the semi-synchronous
     rounds (tau_agg in seconds) see replies arrive as on the road; 0 runs as fast as the machine allows."""
-    progress: bool = True
-    command: str = ""
-    """The command line recorded in the manifest."""
-    checkpoint: Path | None = None
-    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
-    resume: bool = True
-    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 class Federation(Protocol):

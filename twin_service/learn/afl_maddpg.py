@@ -15,7 +15,7 @@ Served as the plain ``mlp`` actor (rho = sigmoid(actor(o))).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +35,13 @@ from twin_service.learn.offload_common import (
     select_clients,
     transition,
 )
-from twin_service.learn.offload_loop import OffloadTrainer, Served, served_mlp
+from twin_service.learn.offload_loop import OffloadRunArgs, OffloadTrainer, Served, served_mlp
 from twin_service.learn.td3 import Critic, actor_loss, critic_loss, exploration_std, soft_update, td_target
 from twin_service.policies.torch_policy import MlpActor
 
 
 @dataclass
-class AflMaddpgArgs:
-    recordings: list[Path]
-    out: Path
-    validation: list[Path] = field(default_factory=list)
-    scenario: str | None = None
-    seed: int = 1
-    episodes: int = 30
-    episode_s: float = 300.0
-    warmup_s: float = 30.0
-    overrides: dict = field(default_factory=dict)
+class AflMaddpgArgs(OffloadRunArgs):
     gamma: float = 0.99
     tau: float = 0.005
     lr_actor: float = 1e-3
@@ -72,13 +63,6 @@ class AflMaddpgArgs:
     learning_starts: int = 5_000
     hidden: int = 64
     critic_hidden: int = 128
-    threads: int = 1
-    progress: bool = True
-    command: str = ""
-    checkpoint: Path | None = None
-    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
-    resume: bool = True
-    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 class CentralCritic(nn.Module):

@@ -8,7 +8,7 @@ epsilon-greedy exploration decaying per episode; served as architecture kind ``q
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +18,16 @@ import torch
 from twin_service.envs.offload import OffloadBatch, OffloadStep
 from twin_service.learn.checkpoint import Checkpoint
 from twin_service.learn.offload_common import EpisodeLog, ReplayBuffer, transition
-from twin_service.learn.offload_loop import OffloadTrainer, Served
+from twin_service.learn.offload_loop import OffloadRunArgs, OffloadTrainer, Served
 from twin_service.learn.td3 import soft_update
 from twin_service.policies.q_offload import KIND, rho_bins
 from twin_service.policies.torch_policy import MlpActor
 
 
 @dataclass
-class DdqnArgs:
+class DdqnArgs(OffloadRunArgs):
     """DDQN's run (Table V's shared values: gamma, tau, lr, buffer, batch)."""
 
-    recordings: list[Path]
-    out: Path
-    validation: list[Path] = field(default_factory=list)
-    scenario: str | None = None
-    seed: int = 1
-    episodes: int = 30
-    episode_s: float = 300.0
-    warmup_s: float = 30.0
-    overrides: dict = field(default_factory=dict)
     bins: int = 11
     """Discrete fractions 0, 0.1, ..., 1."""
     gamma: float = 0.99
@@ -51,13 +42,6 @@ class DdqnArgs:
     epsilon_decay: float = 0.95
     learning_starts: int = 5_000
     hidden: int = 64
-    threads: int = 1
-    progress: bool = True
-    command: str = ""
-    checkpoint: Path | None = None
-    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
-    resume: bool = True
-    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 class DdqnTrainer(OffloadTrainer[DdqnArgs]):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -41,26 +41,38 @@ from twin_service.learn.offload_common import (
 from twin_service.learn.validate import save_offload_model, validate_offload
 
 
-class RunArgs(Protocol):
-    """The fields of a trainer's Args dataclass that the loop reads (each trainer's Args has them all)."""
+@dataclass
+class OffloadRunArgs:
+    """What every offloading trainer's run depends on besides its algorithm (the fields the loop reads): the data,
+    the episodes and the run's bookkeeping. Each trainer's ``Args`` adds its own hyperparameters."""
 
     recordings: list[Path]
+    """Training days (the project's convention: days 1-6)."""
     out: Path
-    validation: list[Path]
-    scenario: str | None
-    seed: int
-    episodes: int
-    episode_s: float
-    warmup_s: float
-    overrides: dict
-    threads: int
-    progress: bool
-    command: str
-    checkpoint: Path | None
-    resume: bool
+    """Model folder to write (its name is the model's name)."""
+    validation: list[Path] = field(default_factory=list)
+    """Days to score the trained actor on (day 7); none skips it."""
+    scenario: str | None = None
+    """Scenario folder; default: the one the recordings were made on."""
+    seed: int = 1
+    episodes: int = 30
+    episode_s: float = 300.0
+    """An episode is this long a window of a recorded day (the paper never says)."""
+    warmup_s: float = 30.0
+    overrides: dict = field(default_factory=dict)
+    """Scenario parameter overrides (``{"offload": {"deadline_s": [0.5, 0.5]}}``) for the sweeps."""
+    threads: int = 1
+    """torch threads (1: repeatable bit for bit)."""
+    progress: bool = True
+    command: str = ""
+    """The command line recorded in the manifest."""
+    checkpoint: Path | None = None
+    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
+    resume: bool = True
+    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
-A = TypeVar("A", bound=RunArgs)
+A = TypeVar("A", bound=OffloadRunArgs)
 
 
 @dataclass

@@ -13,7 +13,7 @@ Served as the plain ``mlp`` actor: at serving time rho = sigmoid(mu(o)), the pol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,12 @@ import torch
 from twin_service.envs.offload import OffloadBatch, OffloadStep
 from twin_service.learn.checkpoint import Checkpoint, Generator
 from twin_service.learn.offload_common import EpisodeLog, next_rows
-from twin_service.learn.offload_loop import OffloadTrainer, Served, served_mlp
+from twin_service.learn.offload_loop import OffloadRunArgs, OffloadTrainer, Served, served_mlp
 from twin_service.policies.torch_policy import MlpActor
 
 
 @dataclass
-class SflPpoArgs:
-    recordings: list[Path]
-    out: Path
-    validation: list[Path] = field(default_factory=list)
-    scenario: str | None = None
-    seed: int = 1
-    episodes: int = 30
-    episode_s: float = 300.0
-    warmup_s: float = 30.0
-    overrides: dict = field(default_factory=dict)
+class SflPpoArgs(OffloadRunArgs):
     gamma: float = 0.99
     gae_lambda: float = 0.95
     lr: float = 1e-3
@@ -50,13 +41,6 @@ class SflPpoArgs:
     log_std: float = -0.5
     """Initial log standard deviation of the logit (learned)."""
     hidden: int = 64
-    threads: int = 1
-    progress: bool = True
-    command: str = ""
-    checkpoint: Path | None = None
-    """Folder of the resumable state, saved after every episode (default ``<out>.checkpoint``; removed at the end)."""
-    resume: bool = True
-    """Go on from the checkpoint of an interrupted run with the same arguments, if there is one."""
 
 
 def fedsgd_gradient(
