@@ -25,9 +25,9 @@ heuristic on the training days (recorded in the manifest). The best actor on the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,35 +45,23 @@ from twin_service.learn.migration import (
     take_inputs,
     validate,
 )
-from twin_service.learn.migration_run import BestActor, start
+from twin_service.learn.migration_run import BestActor, MigrationRunArgs, start
 from twin_service.learn.valuenorm import ValueNorm
-from twin_service.policies.per_server import DEFAULT_CANDIDATES
 
 
 @dataclass
-class Args:
-    """Hyperparameters and data of a DM-MAPPO run (every field is recorded in the manifest)."""
+class Args(MigrationRunArgs):
+    """DM-MAPPO's hyperparameters, model folder and budget (the run's data and inputs: MigrationRunArgs); every field
+    is recorded in the manifest."""
 
-    recordings: tuple[str, ...] = ()
-    """Training days (recordings); the project's convention is days 1-6."""
-    val_recordings: tuple[str, ...] = ()
-    """Validation day(s): the actor with the best validation reward is kept (day 7)."""
     out: str = "models/dm-mappo"
     """Model folder (its name is the model's name)."""
-    scenario: str | None = None
-    """Scenario folder or name (default: the one the recordings were made on)."""
-    arch: Literal["paper", "per-server"] = "per-server"
-    """Actor: paper A's MLP over o_v, or ours, one network scoring each (vehicle, server) pair."""
-    seed: int = 1
     total_ticks: int = 12_288
     """Environment ticks of training (every agent present acts in each)."""
     rollout_ticks: int = 64
     """Ticks per PPO update, over all environments."""
     n_envs: int = 4
     """Environments stepped in turn, each in its own episode: every update sees several days and hours."""
-    episode_s: float = 600.0
-    """Episode length: a window of a training day."""
-    warmup_s: float = 60.0
     train_share: float = 0.25
     """Share of the agents (chosen by id) whose transitions are learned from; all act."""
     gamma: float = 0.95
@@ -87,31 +75,9 @@ class Args:
     max_grad_norm: float = 10.0
     hidden: int = 64
     """Width of the paper actor and of the critic; the per-server actor uses half of it."""
-    candidates: int = DEFAULT_CANDIDATES
-    """Per-server actor: the nearest feasible ground or air servers it weighs (plus host and satellite)."""
-    decision_chunk: int | None = 32
-    """Vehicles deciding in one turn, later turns seeing the loads earlier moves left (policies.sequential);
-    None decides for everyone at once, as paper A does (which herds a crowded server's vehicles together)."""
-    dynamic_mask: bool = True
-    """False trains and serves without the dynamic mask (paper A Fig. 9)."""
-    predictor: str | None = None
-    """Workload predictor in the observation and mask (None: the current load, persistence)."""
     reward: Literal["shaped", "unshaped"] = "shaped"
-    reference_policy: str = "least-loaded"
-    """Heuristic whose reward moments z-score the reward (and which plays the warm-ups)."""
-    reference_ticks: int = 600
     val_every: int = 10
     """Updates between validations."""
-    val_ticks: int = 300
-    val_start_s: float = 1500.0
-    """Validation window start (sim s): the city's busy half hour."""
-    threads: int = 1
-    """torch threads: one; the environment and the update alternate, and spare threads spin under load."""
-    models_dir: str | None = None
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Scenario parameter overrides (the paper's sweeps: migration size, data rate...)."""
-    no_uavs: bool = False
-    no_satellite: bool = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,23 +32,15 @@ from twin_service.learn.migration import (
     selected,
     take_inputs,
 )
-from twin_service.learn.migration_run import BestActor, start
-from twin_service.policies.per_server import DEFAULT_CANDIDATES
+from twin_service.learn.migration_run import BestActor, MigrationRunArgs, start
 
 
 @dataclass
-class Args:
-    """Hyperparameters and data of a MASAC run."""
+class Args(MigrationRunArgs):
+    """MASAC's hyperparameters, model folder and budget (the run's data and inputs: MigrationRunArgs)."""
 
-    recordings: tuple[str, ...] = ()
-    val_recordings: tuple[str, ...] = ()
     out: str = "models/masac"
-    scenario: str | None = None
-    arch: Literal["paper", "per-server"] = "per-server"
-    seed: int = 1
     total_ticks: int = 12_000
-    episode_s: float = 600.0
-    warmup_s: float = 60.0
     train_share: float = 0.1
     """Share of the agents (by id) whose transitions enter the replay buffer."""
     buffer_size: int = 100_000
@@ -67,22 +58,8 @@ class Args:
     reward_scale: float = 0.1
     """Rewards are multiplied by this before they enter the replay buffer (SAC is sensitive to their scale)."""
     hidden: int = 64
-    candidates: int = DEFAULT_CANDIDATES
-    decision_chunk: int | None = 32
-    """Vehicles deciding in one turn (as DM-MAPPO, policies.sequential)."""
-    dynamic_mask: bool = True
-    predictor: str | None = None
-    reference_policy: str = "least-loaded"
-    reference_ticks: int = 600
     val_every: int = 500
     """Ticks between validations."""
-    val_ticks: int = 300
-    val_start_s: float = 1500.0
-    threads: int = 1
-    models_dir: str | None = None
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    no_uavs: bool = False
-    no_satellite: bool = False
 
 
 class Replay:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +36,51 @@ from twin_service.policies.manifest import (
     model_inputs,
     per_server_spec,
 )
+from twin_service.policies.per_server import DEFAULT_CANDIDATES
 from twin_service.policies.registry import save_model
 from twin_service.scenario.folder import Scenario
+
+
+@dataclass
+class MigrationRunArgs:
+    """What every migration trainer's run depends on besides its algorithm (the fields :func:`start` and
+    :class:`MigrationRun` read): the data, the actor's inputs, the reference heuristic, validation and the scenario.
+    Each trainer's ``Args`` adds its own hyperparameters, the model folder and its budget."""
+
+    recordings: tuple[str, ...] = ()
+    """Training days (recordings); the project's convention is days 1-6."""
+    val_recordings: tuple[str, ...] = ()
+    """Validation day(s): the actor with the best validation reward is kept (day 7)."""
+    scenario: str | None = None
+    """Scenario folder or name (default: the one the recordings were made on)."""
+    arch: Literal["paper", "per-server"] = "per-server"
+    """Actor: paper A's MLP over o_v, or ours, one network scoring each (vehicle, server) pair."""
+    seed: int = 1
+    episode_s: float = 600.0
+    """Episode length: a window of a training day."""
+    warmup_s: float = 60.0
+    candidates: int = DEFAULT_CANDIDATES
+    """Per-server actor: the nearest feasible ground or air servers it weighs (plus host and satellite)."""
+    decision_chunk: int | None = 32
+    """Vehicles deciding in one turn, later turns seeing the loads earlier moves left (policies.sequential);
+    None decides for everyone at once, as paper A does (which herds a crowded server's vehicles together)."""
+    dynamic_mask: bool = True
+    """False trains and serves without the dynamic mask (paper A Fig. 9)."""
+    predictor: str | None = None
+    """Workload predictor in the observation and mask (None: the current load, persistence)."""
+    reference_policy: str = "least-loaded"
+    """Heuristic whose reward moments z-score the reward (and which plays the warm-ups)."""
+    reference_ticks: int = 600
+    val_ticks: int = 300
+    val_start_s: float = 1500.0
+    """Validation window start (sim s): the city's busy half hour."""
+    threads: int = 1
+    """torch threads: one; the environment and the update alternate, and spare threads spin under load."""
+    models_dir: str | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Scenario parameter overrides (the paper's sweeps: migration size, data rate...)."""
+    no_uavs: bool = False
+    no_satellite: bool = False
 
 
 @dataclass
