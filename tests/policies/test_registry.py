@@ -253,3 +253,26 @@ def scenario_inputs_of(params):
     from twin_service.policies.manifest import model_inputs
 
     return model_inputs(params, "offload", "mlp")
+
+
+def test_the_same_weights_give_the_same_file_in_every_process(tmp_path):
+    """A model is reproduced byte for byte by its manifest's command: the weights file may not depend on the process
+    (safetensors writes a metadata map of several entries in an order that changes from process to process)."""
+    import subprocess
+    import sys
+
+    m = manifest("same-bytes")
+    actor = build_actor(m)
+    torch.save(actor.state_dict(), tmp_path / "state.pt")
+    (tmp_path / "manifest.json").write_text(m.model_dump_json())
+    script = (
+        "import sys, torch; from pathlib import Path; from twin_service.policies import save_model;"
+        "from twin_service.policies.manifest import ModelManifest; d = Path(sys.argv[1]);"
+        "m = ModelManifest.model_validate_json((d / 'manifest.json').read_text());"
+        "save_model(d / sys.argv[2] / 'same-bytes', m, torch.load(d / 'state.pt', weights_only=True))"
+    )
+    files = []
+    for k in range(3):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path), f"run{k}"], check=True, timeout=120)
+        files.append((tmp_path / f"run{k}" / "same-bytes" / "weights.safetensors").read_bytes())
+    assert files[0] == files[1] == files[2]

@@ -79,7 +79,9 @@ def save_model(directory: str | Path, manifest: ModelManifest, state_dict: Mappi
         raise ModelError(f"{manifest.name!r} is the name of a built-in heuristic; choose another")
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"name": manifest.name, "version": manifest.version})
+    # One metadata entry: safetensors writes a map of several in a different order in each process, and the same
+    # weights must give the same file (a model is reproduced byte for byte by its manifest's command).
+    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"name": manifest.name})
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
     return folder
 
