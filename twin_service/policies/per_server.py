@@ -25,7 +25,9 @@ from twin_service.observe import (
     LatencyModel,
     MigrationObservation,
     ServerTable,
+    load_free_features,
     per_server_features,
+    set_load_features,
 )
 from twin_service.policies import onnx_graphs
 from twin_service.policies.base import MigrationDecision
@@ -161,6 +163,66 @@ def feasible_pairs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[n
     return rows, cols
 
 
+class TurnScorer:
+    """One tick's scoring in turns (the ``score`` of :func:`~twin_service.policies.sequential.decide_in_turns_pairs`)
+    that computes each pair's load-free features once a tick.
+
+    Why: between the turns of a tick only the servers' predicted loads change (a move takes S_v off its old host
+    and adds it to its new one); where the vehicles are, their hosts and how they move stay. Of the pair features
+    only ``observe.LOAD_COLUMNS`` depend on the loads, so a vehicle re-scored in a later turn copies the other
+    columns of its pairs from the first pass (over every vehicle) and only the load columns are computed again. A
+    pair the first pass did not score (a nearer server filled up, so a farther one became a candidate) gets its
+    load-free features computed then. Every feature is a function of its own pair only, so they come out the same
+    to the bit as :func:`~twin_service.observe.per_server_features` computing them whole, and so do the decisions
+    (tested against :meth:`PerServerMigrationPolicy.pair_scores`).
+    """
+
+    def __init__(self, policy: PerServerMigrationPolicy) -> None:
+        self.policy = policy
+        self.features: NDArray[np.float32] | None = None
+        """The first pass's ``(P, F)`` features (their load columns those of the tick's own loads)."""
+        self.first_pairs: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None
+        self.vehicles = 0
+        """The tick's vehicles (the first pass's rows)."""
+        self.slot: NDArray[np.int32] | None = None
+        """``(V, M)``: the row of pair (v, m) in :attr:`features`, -1 where the first pass did not score it; built
+        at the first re-scoring (a quiet tick has none)."""
+        self.reused_pairs = 0
+        """Re-scored pairs whose load-free features came from the first pass."""
+        self.computed_pairs = 0
+        """Re-scored pairs whose load-free features had to be computed."""
+
+    def __call__(
+        self, observation: MigrationObservation, host: NDArray[np.int64], rows: NDArray[np.intp]
+    ) -> PairScores:
+        policy = self.policy
+        n, m = observation.mask.shape
+        pr, pc = feasible_pairs(candidate_mask(observation, host, policy.nearest))
+        if self.features is None:  # the first pass, over the tick's whole observation
+            features = per_server_features(observation, host, policy.latency, (pr, pc))
+            self.features, self.first_pairs, self.vehicles = features, (pr, pc), n
+            return PairScores(pr, pc, policy.network_scores(features, pr, n))
+        if self.slot is None:
+            first_rows, first_cols = self.first_pairs
+            self.slot = np.full((self.vehicles, m), -1, dtype=np.int32)
+            self.slot[first_rows, first_cols] = np.arange(len(first_rows), dtype=np.int32)
+        slot = self.slot[rows[pr], pc]
+        found = slot >= 0
+        if found.all():
+            features = self.features[slot]
+        else:
+            features = np.empty((len(pr), self.features.shape[1]), dtype=np.float32)
+            features[found] = self.features[slot[found]]
+            lacking = ~found
+            features[lacking] = load_free_features(observation, host, policy.latency, (pr[lacking], pc[lacking]))
+        self.reused_pairs += int(found.sum())
+        self.computed_pairs += len(pr) - int(found.sum())
+        set_load_features(
+            features, observation.predicted_load_bits, observation.servers, host, policy.latency, (pr, pc)
+        )
+        return PairScores(pr, pc, policy.network_scores(features, pr, n))
+
+
 class PerServerMigrationPolicy:
     """A trained per-server actor behind the migration interface."""
 
@@ -188,7 +250,8 @@ class PerServerMigrationPolicy:
             return self.fused(torch.from_numpy(features), torch.from_numpy(rows).long(), n).numpy()
 
     def pair_scores(self, observation: MigrationObservation, host: NDArray[np.int64]) -> PairScores:
-        """Every vehicle's candidate pairs (:func:`candidate_mask`) with their logits."""
+        """Every vehicle's candidate pairs (:func:`candidate_mask`) with their logits, every feature computed: what
+        :class:`TurnScorer` is tested against."""
         pr, pc = feasible_pairs(candidate_mask(observation, host, self.nearest))
         features = per_server_features(observation, host, self.latency, (pr, pc))
         return PairScores(pr, pc, self.network_scores(features, pr, observation.mask.shape[0]))
@@ -221,7 +284,7 @@ class PerServerMigrationPolicy:
         chunk = sampler.chunk or max(n, 1)
         order = sampler.order(n)
         target, probabilities = decide_in_turns_pairs(
-            observation, host, self.pair_scores, order, chunk, sampler.uniforms(n)
+            observation, host, TurnScorer(self), order, chunk, sampler.uniforms(n)
         )
         return MigrationDecision(target, probabilities)
 
