@@ -321,3 +321,47 @@ def test_closing_speed_is_the_velocity_along_the_offset_to_the_server():
     d = motion.server_xy_m[cols] - motion.vehicle_xy_m[rows]
     expected = (d * motion.velocity_mps[rows]).sum(axis=1) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1.0)
     np.testing.assert_array_equal(motion.closing_mps(rows, cols), expected)
+
+
+def _argpartition_nearest(dist: np.ndarray, k: int) -> np.ndarray:
+    """The finite entries among argpartition's k first of each row: what ``nearest_finite`` must give."""
+    n, m = dist.shape
+    cols = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    rows = np.repeat(np.arange(n), cols.shape[1])
+    cols = cols.reshape(-1)
+    finite = np.isfinite(dist[rows, cols])
+    keep = np.zeros(dist.shape, dtype=bool)
+    keep[rows[finite], cols[finite]] = True
+    return keep
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 30, 40])
+def test_the_nearest_candidates_are_argpartitions(k: int):
+    """``nearest_finite`` (a value partition, argpartition only for rows tied at the k-th value) keeps the servers
+    argpartition keeps: distinct distances, ties everywhere (whole metres), unreachable servers, a NaN."""
+    from twin_service.policies.per_server import nearest_finite
+
+    rng = np.random.default_rng(k)
+    distinct = rng.uniform(0, 2000, (400, 30)).astype(np.float32)
+    tied = rng.integers(0, 6, (400, 30)).astype(np.float32)
+    for dist in (distinct, tied):
+        dist[rng.random(dist.shape) < 0.3] = np.inf
+        dist[:20] = np.inf  # out of reach of everything
+        dist[20:40, : min(k, 29)] = np.inf  # fewer than k servers in reach
+        dist[40, 3] = np.nan
+        np.testing.assert_array_equal(nearest_finite(dist, k), _argpartition_nearest(dist, k))
+    if k < tied.shape[1]:  # rows tied at the k-th value are there: the fallback to argpartition is exercised
+        kth = np.partition(tied, k - 1, axis=1)[:, k - 1]
+        assert ((tied <= kth[:, None]).sum(axis=1) > k)[np.isfinite(kth)].sum() > 50
+
+
+def test_the_candidate_servers_of_a_crowded_tick_are_argpartitions():
+    obs, _, host = _crowded_tick()
+    keep = candidate_mask(obs, host, 8)
+    sat = obs.servers.is_satellite
+    dist = np.where(obs.mask & ~sat[None, :], obs.distances_m.astype(np.float32), np.inf)
+    expected = _argpartition_nearest(dist, 8)
+    expected[:, sat] = obs.mask[:, sat]
+    expected[np.arange(len(host)), host] |= obs.mask[np.arange(len(host)), host]
+    np.testing.assert_array_equal(keep, expected)
+    assert 7 < keep.sum(axis=1).mean() < 10

@@ -141,19 +141,43 @@ def candidate_mask(
     n, m = mask.shape
     sat = observation.servers.is_satellite
     dist = np.where(mask & ~sat[None, :], np.asarray(observation.distances_m, dtype=np.float32), np.inf)
-    keep = np.zeros_like(mask)
     k = min(nearest, m)
-    if n and k:
-        nearest_cols = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
-        rows = np.repeat(np.arange(n), nearest_cols.shape[1])
-        cols = nearest_cols.reshape(-1)
-        finite = np.isfinite(dist[rows, cols])
-        keep[rows[finite], cols[finite]] = True
+    keep = nearest_finite(dist, k) if n and k else np.zeros_like(mask)
     keep[:, sat] = mask[:, sat]
     if host is not None:
         h = np.asarray(host, dtype=np.int64)
         ok = np.flatnonzero((h >= 0) & (h < m))
         keep[ok, h[ok]] |= mask[ok, h[ok]]
+    return keep
+
+
+def nearest_finite(dist: NDArray[np.float32], k: int) -> NDArray[np.bool_]:
+    """``(V, M)``: the finite entries among the ``k`` first that ``np.argpartition(dist, k - 1, axis=1)`` gives
+    each row (the ``k`` smallest), found faster.
+
+    Why not argpartition itself: on a tick's ``(V, M)`` float32 distances numpy's value partition is about five
+    times faster than its index partition (1,572 x 87: 0.36 against 1.9 ms), and it runs in every scoring pass.
+    The k-th smallest value of a row says which entries are among the k smallest: those at most it, when exactly k
+    are. Where more are (a tie at the k-th value) or it is NaN, which of the tied entries argpartition keeps is
+    its own choice, so those rows ask it (each row is partitioned on its own, so a row gives the same answer
+    alone as in the whole matrix). Where the k-th value is infinite, every finite entry is among the k."""
+    n, m = dist.shape
+    if k >= m:
+        return np.isfinite(dist)
+    kth = np.partition(dist, k - 1, axis=1)[:, k - 1 : k]
+    keep = dist <= kth
+    kth = kth[:, 0]
+    ask = np.flatnonzero(np.isnan(kth) | (np.isfinite(kth) & (np.count_nonzero(keep, axis=1) != k)))
+    keep &= np.isfinite(dist)
+    if ask.size:
+        part = dist[ask]
+        cols = np.argpartition(part, k - 1, axis=1)[:, :k]
+        rows = np.repeat(np.arange(len(ask)), k)
+        cols = cols.reshape(-1)
+        finite = np.isfinite(part[rows, cols])
+        redo = np.zeros(part.shape, dtype=bool)
+        redo[rows[finite], cols[finite]] = True
+        keep[ask] = redo
     return keep
 
 
