@@ -301,8 +301,9 @@ class PerServerMigrationPolicy:
         servers: ServerTable,
         host: NDArray[np.int64] | None = None,
     ) -> MigrationDecision:
-        """Every vehicle's next host, in turns (``policies.sequential``), by the fast path: the same decisions as
-        :meth:`decide_reference` (tested on recorded ticks)."""
+        """Every vehicle's next host, in turns (``policies.sequential``), by the fast path (each pair's load-free
+        features once a tick: :class:`TurnScorer`): the same decisions as :meth:`decide_reference` (tested on
+        recorded ticks)."""
         n = observation.mask.shape[0]
         sampler = self.sampler
         chunk = sampler.chunk or max(n, 1)
