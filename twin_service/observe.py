@@ -302,10 +302,15 @@ def pair_latency_s(
     d = np.asarray(distances_m[rows, cols], dtype=np.float64)
     on_sat = is_satellite[cols]
     up = free_space_rate_bps(d, c.bandwidth_up_hz, c.vehicle_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient)
-    down = free_space_rate_bps(d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient)
-    access = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop) + access_latency_s(
-        data, down, on_sat, c.satellite_rate_bps, prop
-    )
+    up_s = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop)
+    if (c.bandwidth_down_hz, c.server_tx_power_w) == (c.bandwidth_up_hz, c.vehicle_tx_power_w):
+        down_s = up_s  # a symmetric link (the defaults): the same numbers, computed once
+    else:
+        down = free_space_rate_bps(
+            d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        down_s = access_latency_s(data, down, on_sat, c.satellite_rate_bps, prop)
+    access = up_s + down_s
     migration = np.zeros(len(rows))
     h = np.asarray(host, dtype=np.int64)[rows]
     moving = (h >= 0) & (h != cols)

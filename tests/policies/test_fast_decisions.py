@@ -365,3 +365,32 @@ def test_the_candidate_servers_of_a_crowded_tick_are_argpartitions():
     expected[np.arange(len(host)), host] |= obs.mask[np.arange(len(host)), host]
     np.testing.assert_array_equal(keep, expected)
     assert 7 < keep.sum(axis=1).mean() < 10
+
+
+@pytest.mark.parametrize("server_tx_power_w", [1.0, 2.5])
+def test_the_access_latency_counts_both_legs(server_tx_power_w: float):
+    """``pair_latency_s`` computes a symmetric link's one leg once (the defaults); either way the access latency
+    is the uplink's plus the downlink's (Eq. 6-7), each by its own rate."""
+    from twin_service.config import BITS_PER_MB
+    from twin_service.observe import LatencyModel, pair_latency_s
+    from twin_service.physics import access_latency_s, free_space_rate_bps, satellite_propagation_delay_s
+
+    model = LatencyModel()
+    channel = model.channel.model_copy(update={"server_tx_power_w": server_tx_power_w})
+    model = LatencyModel(model.task, channel, model.satellite)
+    c = model.channel
+    rng = np.random.default_rng(9)
+    dist = rng.uniform(1, 3000, (50, 6))
+    sat = np.array([False] * 5 + [True])
+    rows, cols = rng.integers(0, 50, 300), rng.integers(0, 6, 300)
+    access, _ = pair_latency_s(dist, np.full(50, -1), rows, cols, sat, model)
+    data = model.task.data_size_mb * BITS_PER_MB
+    prop = float(satellite_propagation_delay_s(model.satellite.altitude_m))
+    d = dist[rows, cols]
+    legs = [
+        access_latency_s(data, free_space_rate_bps(d, bw, p, c.noise_w, c.carrier_hz, c.gain_coefficient), sat[cols],
+                         c.satellite_rate_bps, prop)
+        for bw, p in ((c.bandwidth_up_hz, c.vehicle_tx_power_w), (c.bandwidth_down_hz, c.server_tx_power_w))
+    ]  # fmt: skip
+    np.testing.assert_array_equal(access, legs[0] + legs[1])
+    assert (legs[0] == legs[1]).all() == (server_tx_power_w == c.vehicle_tx_power_w)
