@@ -138,9 +138,18 @@ class VehicleMotion:
 
     def closing_mps(self, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray[np.float64]:
         """How fast each vehicle ``rows`` approaches server ``cols`` on the ground (negative: moving away)."""
-        d = self.server_xy_m[cols] - self.vehicle_xy_m[rows]
-        norm = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1.0)
-        return (d * self.velocity_mps[rows]).sum(axis=1) / norm
+        # Per coordinate, on contiguous copies of the (small) position tables: the same operations as the dot
+        # product of the (P, 2) offsets and velocities (dx*vx + dy*vy), a third of the time on a tick's pairs.
+        sx, sy = self.server_xy_m.T.copy()
+        vx, vy = self.vehicle_xy_m.T.copy()
+        ux, uy = self.velocity_mps.T.copy()
+        dx = sx[cols] - vx[rows]
+        dy = sy[cols] - vy[rows]
+        norm = np.maximum(np.hypot(dx, dy), 1.0)
+        dx *= ux[rows]
+        dy *= uy[rows]
+        dx += dy
+        return dx / norm
 
 
 @dataclass(frozen=True)
@@ -293,10 +302,15 @@ def pair_latency_s(
     d = np.asarray(distances_m[rows, cols], dtype=np.float64)
     on_sat = is_satellite[cols]
     up = free_space_rate_bps(d, c.bandwidth_up_hz, c.vehicle_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient)
-    down = free_space_rate_bps(d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient)
-    access = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop) + access_latency_s(
-        data, down, on_sat, c.satellite_rate_bps, prop
-    )
+    up_s = access_latency_s(data, up, on_sat, c.satellite_rate_bps, prop)
+    if (c.bandwidth_down_hz, c.server_tx_power_w) == (c.bandwidth_up_hz, c.vehicle_tx_power_w):
+        down_s = up_s  # a symmetric link (the defaults): the same numbers, computed once
+    else:
+        down = free_space_rate_bps(
+            d, c.bandwidth_down_hz, c.server_tx_power_w, c.noise_w, c.carrier_hz, c.gain_coefficient
+        )
+        down_s = access_latency_s(data, down, on_sat, c.satellite_rate_bps, prop)
+    access = up_s + down_s
     migration = np.zeros(len(rows))
     h = np.asarray(host, dtype=np.int64)[rows]
     moving = (h >= 0) & (h != cols)
@@ -350,6 +364,13 @@ IN_RANGE_CAP_S = 120.0
 """Beyond two minutes in range a server is as good as staying for ever (and the satellite always is)."""
 
 
+LOAD_FEATURES = ("compute_latency_if_hosted_s", "load_over_cache", "room_after_join", "host_compute_latency_s")
+"""The pair features that depend on the servers' predicted loads: the only ones that change between the turns of a
+tick (``policies.sequential``), where moves change loads but not where anyone is. The others are load-free."""
+LOAD_COLUMNS = tuple(PER_SERVER_FEATURES.index(name) for name in LOAD_FEATURES)
+"""Their columns in ``PER_SERVER_FEATURES``."""
+
+
 def per_server_features(
     observation: MigrationObservation,
     host_index: NDArray[np.int64] | None,
@@ -362,44 +383,55 @@ def per_server_features(
     the result is ``(P, F)``; without it every pair, ``(V, M, F)``. ``model`` holds the scenario's constants
     (the serving scenario's: a policy computes its features with the physics it serves); the satellite's L_max
     is unlimited, so its load and room features are 0 and 1 and its compute latency carries its load.
+
+    It is :func:`load_free_features` then :func:`set_load_features`, which a caller that scores the same pairs
+    again under other loads (the per-server actor's turns) uses apart.
     """
-    cycles_per_bit = model.task.cycles_per_bit
-    incoming_bits = model.task.data_size_mb * BITS_PER_MB
-    servers = observation.servers
-    dist_all = observation.distances_m
-    n, m = dist_all.shape
+    n, m = observation.distances_m.shape
     if pairs is None:
         rows, cols = (a.reshape(-1) for a in np.indices((n, m)))
     else:
         rows, cols = np.asarray(pairs[0], dtype=np.intp), np.asarray(pairs[1], dtype=np.intp)
+    out = load_free_features(observation, host_index, model, (rows, cols))
+    set_load_features(out, observation.predicted_load_bits, observation.servers, host_index, model, (rows, cols))
+    return out if pairs is not None else out.reshape(n, m, len(PER_SERVER_FEATURES))
+
+
+def load_free_features(
+    observation: MigrationObservation,
+    host_index: NDArray[np.int64] | None,
+    model: LatencyModel,
+    pairs: tuple[NDArray[np.intp], NDArray[np.intp]],
+) -> NDArray[np.float32]:
+    """``(P, F)`` features of the pairs ``(rows, cols)`` (:func:`per_server_features`) whose values do not depend
+    on the predicted loads; the ``LOAD_COLUMNS`` are left undefined (:func:`set_load_features` writes them).
+
+    Elementwise per pair: a pair's values are the same whichever other pairs are computed with it (what lets a
+    caller keep them and compute only the pairs it lacks)."""
+    servers = observation.servers
+    dist_all = observation.distances_m
+    n, m = dist_all.shape
+    rows, cols = np.asarray(pairs[0], dtype=np.intp), np.asarray(pairs[1], dtype=np.intp)
     host = np.full(n, -1, dtype=np.int64) if host_index is None else np.asarray(host_index, dtype=np.int64)
     has_host = (host >= 0) & (host < m)
     at = np.where(has_host, host, 0)
-    load = np.asarray(observation.predicted_load_bits, dtype=np.float64)
     sat = servers.is_satellite
-    limit = np.where(sat, 1.0, servers.load_max_bits)  # finite stand-in for the satellite (its ratios are fixed)
     range_m = np.where(sat, 1.0, servers.range_m)
-    cpu = np.asarray(servers.cpu_hz, dtype=np.float64)
     dist = np.asarray(dist_all[rows, cols], dtype=np.float64)
     s = sat[cols]
     is_host = has_host[rows] & (host[rows] == cols)
-    joined = load[cols] + np.where(is_host, 0.0, incoming_bits)
     out = np.empty((len(rows), len(PER_SERVER_FEATURES)), dtype=np.float32)
     access, migration = pair_latency_s(dist_all, host, rows, cols, sat, model)
     out[:, 0] = np.where(s, 0.0, dist / range_m[cols])
     out[:, 1] = access
     out[:, 2] = migration
-    out[:, 3] = cycles_per_bit * joined / cpu[cols]
-    out[:, 4] = np.where(s, 0.0, load[cols] / limit[cols])
-    out[:, 5] = np.where(s, 1.0, np.clip((limit[cols] - joined) / limit[cols], -1.0, 1.0))
     out[:, 6] = is_host
     tier = np.array([{"rsu": 0, "uav": 1}.get(t, 2) for t in servers.tiers])[cols]
-    out[:, 7:10] = np.eye(3, dtype=np.float32)[tier]
-    host_latency = np.where(has_host, cycles_per_bit * load[at] / cpu[at], 0.0)
+    for k in range(3):  # one-hot
+        np.equal(tier, k, out=out[:, 7 + k], casting="unsafe")
     host_ratio = np.where(
         has_host & ~sat[at], np.asarray(dist_all[np.arange(n), at], dtype=np.float64) / range_m[at], 0.0
     )
-    out[:, 10] = host_latency[rows]
     out[:, 11] = host_ratio[rows]
     motion = observation.motion
     if motion is None:  # twins without position or heading: as if parked, in range for good
@@ -411,7 +443,39 @@ def per_server_features(
             leaving_s = np.where(closing < -0.1, (servers.range_m[cols] - dist) / -closing, IN_RANGE_CAP_S)
         out[:, 12] = closing / 20.0
         out[:, 13] = np.where(s, IN_RANGE_CAP_S, np.clip(leaving_s, 0.0, IN_RANGE_CAP_S)) / 60.0
-    return out if pairs is not None else out.reshape(n, m, len(PER_SERVER_FEATURES))
+    return out
+
+
+def set_load_features(
+    features: NDArray[np.float32],
+    predicted_load_bits: NDArray[np.float64],
+    servers: ServerTable,
+    host_index: NDArray[np.int64] | None,
+    model: LatencyModel,
+    pairs: tuple[NDArray[np.intp], NDArray[np.intp]],
+) -> None:
+    """Write the ``LOAD_COLUMNS`` of ``features`` (the pairs ``(rows, cols)``; ``host_index`` per row of the
+    observation they index) for the loads ``predicted_load_bits``, in place."""
+    cycles_per_bit = model.task.cycles_per_bit
+    incoming_bits = model.task.data_size_mb * BITS_PER_MB
+    rows, cols = np.asarray(pairs[0], dtype=np.intp), np.asarray(pairs[1], dtype=np.intp)
+    m = servers.size
+    load = np.asarray(predicted_load_bits, dtype=np.float64)
+    host_of_pair = (
+        np.full(len(rows), -1, dtype=np.int64) if host_index is None else np.asarray(host_index, dtype=np.int64)[rows]
+    )
+    pair_has_host = (host_of_pair >= 0) & (host_of_pair < m)
+    sat = servers.is_satellite
+    limit = np.where(sat, 1.0, servers.load_max_bits)  # finite stand-in for the satellite (its ratios are fixed)
+    cpu = np.asarray(servers.cpu_hz, dtype=np.float64)
+    s = sat[cols]
+    is_host = pair_has_host & (host_of_pair == cols)
+    joined = load[cols] + np.where(is_host, 0.0, incoming_bits)
+    features[:, 3] = cycles_per_bit * joined / cpu[cols]
+    features[:, 4] = np.where(s, 0.0, load[cols] / limit[cols])
+    features[:, 5] = np.where(s, 1.0, np.clip((limit[cols] - joined) / limit[cols], -1.0, 1.0))
+    at = np.where(pair_has_host, host_of_pair, 0)
+    features[:, 10] = np.where(pair_has_host, cycles_per_bit * load[at] / cpu[at], 0.0)
 
 
 OFFLOAD_FEATURES = (

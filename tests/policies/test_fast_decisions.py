@@ -5,6 +5,8 @@
   ``decide_reference``): exactly the same targets, probabilities to float32 rounding.
 * AF-MARL: rho from the ONNX Runtime graph against the torch module, within 1e-6.
 * The per-server actor's graph and fused pass against the module, pair by pair.
+* The turns' scorer (``TurnScorer``: each pair's load-free features once a tick, the load columns per turn)
+  against every feature computed in every pass: the same features to the bit, the same decisions.
 
 On the small scenario's recording in every run; on a recorded city day's peak (``data/recordings/city-s8.npz``,
 held out, where vehicles crowd servers and dozens migrate a tick) where it is there.
@@ -12,6 +14,7 @@ held out, where vehicles crowd servers and dozens migrate a tick) where it is th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +25,12 @@ from twin_service.config import ScenarioParams
 from twin_service.engine import Decisions, Engine, PolicyDecisions
 from twin_service.engine.recording import Recording
 from twin_service.engine.replay import ReplayBackend
+from twin_service.observe import PER_SERVER_FEATURES
 from twin_service.policies import ModelRegistry, OffloadInputs, onnx_graphs
 from twin_service.policies.af_marl import AfMarlOffloadPolicy
 from twin_service.policies.learned import build_migration_policy, build_offload_policy
-from twin_service.policies.per_server import PerServerMigrationPolicy, candidate_mask, feasible_pairs
+from twin_service.policies.per_server import PerServerMigrationPolicy, TurnScorer, candidate_mask, feasible_pairs
+from twin_service.policies.sequential import decide_in_turns_pairs
 from twin_service.scenario.folder import Scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,15 +169,14 @@ def test_candidate_pairs_are_grouped_by_vehicle_in_server_order():
         assert list(cols[rows == r]) == sorted(cols[rows == r])
 
 
-def test_a_crowded_tick_is_decided_as_by_the_reference():
-    """Hundreds of movers, in every turn (a fifth of the RSUs over their cache): the window of re-scored turns
-    narrows to one, and every decision is still the reference's."""
+def _crowded_tick(seed: int = 7):
+    """A city-sized synthetic tick where a fifth of the RSUs are over their cache: hundreds of movers, in every turn.
+
+    Returns ``(observation, servers, host)``."""
     from twin_service.config import BITS_PER_MB
     from twin_service.observe import ServerTable, VehicleMotion, migration_observation
 
-    params = Scenario.load("city").params
-    reference, fast, _ = _policies(params)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     m, n = 92, 800
     tiers = ("rsu",) * 81 + ("uav",) * 10 + ("satellite",)
     servers = ServerTable(
@@ -195,8 +199,198 @@ def test_a_crowded_tick_is_decided_as_by_the_reference():
         vxy[:, 0], vxy[:, 1], rng.uniform(0, 14, n), rng.uniform(0, 360, n), sxy[:, 0], sxy[:, 1]
     )
     obs = migration_observation(dist, loads, 2 * BITS_PER_MB, servers, host, motion=motion)
+    return obs, servers, host
+
+
+def test_a_crowded_tick_is_decided_as_by_the_reference():
+    """Hundreds of movers, in every turn (a fifth of the RSUs over their cache): the window of re-scored turns
+    narrows to one, and every decision is still the reference's."""
+    reference, fast, _ = _policies(Scenario.load("city").params)
+    obs, servers, host = _crowded_tick()
     ref = reference.decide_reference(obs, servers, host)
     got = fast.decide(obs, servers, host)
     assert (ref.target != host).sum() > 200
     np.testing.assert_array_equal(got.target, ref.target)
     np.testing.assert_allclose(got.probabilities, ref.probabilities, atol=1e-5)
+
+
+def test_only_the_load_columns_depend_on_the_loads():
+    """What lets the turns keep the other columns (``TurnScorer``): other loads change the load columns, and only
+    those."""
+    from twin_service.observe import LOAD_COLUMNS, LOAD_FEATURES, LatencyModel, per_server_features
+
+    obs, _, host = _crowded_tick()
+    assert set(LOAD_FEATURES) <= set(PER_SERVER_FEATURES) and len(LOAD_COLUMNS) == len(LOAD_FEATURES)
+    rng = np.random.default_rng(3)
+    other = replace(obs, predicted_load_bits=obs.predicted_load_bits * rng.uniform(0.2, 2.0, obs.mask.shape[1]))
+    latency = LatencyModel()
+    a = per_server_features(obs, host, latency)
+    b = per_server_features(other, host, latency)
+    free = [k for k in range(len(PER_SERVER_FEATURES)) if k not in LOAD_COLUMNS]
+    np.testing.assert_array_equal(a[..., free], b[..., free])
+    for k in LOAD_COLUMNS:  # each load column moves with the loads for some pair
+        assert (a[..., k] != b[..., k]).any(), PER_SERVER_FEATURES[k]
+
+
+def _record_network_inputs(policy: PerServerMigrationPolicy) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every ``(features, rows, logits)`` the policy's network is given from now on."""
+    calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    network = policy.network_scores
+
+    def recorded(features: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+        scores = network(features, rows, n)
+        calls.append((features.copy(), rows.copy(), scores))
+        return scores
+
+    policy.network_scores = recorded  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("execution", ["argmax", "sample"])
+def test_the_turns_keep_the_load_free_features_and_decide_as_without(execution: str):
+    """The served path (``TurnScorer``: load-free features from the first pass, load columns per turn) against
+    every feature computed in every pass (``pair_scores``), on a crowded tick whose turns change loads: the same
+    features to the bit in every pass, so the same logits, targets and probabilities."""
+    cached, uncached, _ = _policies(Scenario.load("city").params)
+    obs, _, host = _crowded_tick(seed=11)
+    n = obs.mask.shape[0]
+    order = np.random.default_rng(5).permutation(n)
+    uniforms = None if execution == "argmax" else np.random.default_rng(6).random(n)
+    got_calls, want_calls = _record_network_inputs(cached), _record_network_inputs(uncached)
+    scorer = TurnScorer(cached)
+    loads_seen: list[np.ndarray] = []
+
+    def tracked(sub, sub_host, rows):  # noqa: ANN001, ANN202
+        loads_seen.append(np.asarray(sub.predicted_load_bits).copy())
+        return scorer(sub, sub_host, rows)
+
+    got = decide_in_turns_pairs(obs, host, tracked, order, 32, uniforms)
+    want = decide_in_turns_pairs(obs, host, lambda sub, h, rows: uncached.pair_scores(sub, h), order, 32, uniforms)
+
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-6)
+    assert len(got_calls) == len(want_calls) > 2
+    for (f_got, r_got, s_got), (f_want, r_want, s_want) in zip(got_calls, want_calls, strict=True):
+        np.testing.assert_array_equal(r_got, r_want)
+        np.testing.assert_array_equal(f_got, f_want)
+        np.testing.assert_allclose(s_got, s_want, rtol=0, atol=1e-6)
+    # Re-scored turns saw loads the earlier moves changed, and their pairs' load-free features came from the first
+    # pass.
+    assert any(not np.array_equal(loads, loads_seen[0]) for loads in loads_seen[1:])
+    assert (got[0] != host).sum() > 200
+    assert scorer.reused_pairs > 1000, scorer.reused_pairs
+
+
+def test_a_turn_where_servers_filled_up_scores_its_new_candidates_as_without():
+    """When earlier moves fill a server, the vehicles near it weigh their next nearest server instead, a pair the
+    first pass did not score: its load-free features are computed then, the same as computing them all."""
+    cached, uncached, _ = _policies(Scenario.load("city").params)
+    obs, _, host = _crowded_tick(seed=13)
+    scorer = TurnScorer(cached)
+    got_calls, want_calls = _record_network_inputs(cached), _record_network_inputs(uncached)
+    n = obs.mask.shape[0]
+    scorer(obs, host, np.arange(n))
+    # A later turn: the twenty emptiest RSUs full (they drop out of the mask), a third of the vehicles re-scored.
+    servers = obs.servers
+    full = np.argsort(obs.predicted_load_bits[:81])[:20]
+    loads = obs.predicted_load_bits.copy()
+    loads[full] = servers.load_max_bits[full]
+    rows = np.sort(np.random.default_rng(2).choice(n, n // 3, replace=False))
+    sub = obs.subset(rows, loads, host[rows])
+    sub = replace(sub, mask=sub.mask & obs.mask[rows])
+    got = scorer(sub, host[rows], rows)
+    want = uncached.pair_scores(sub, host[rows])
+    assert scorer.reused_pairs > scorer.computed_pairs > 50, (scorer.reused_pairs, scorer.computed_pairs)
+    np.testing.assert_array_equal(got.rows, want.rows)
+    np.testing.assert_array_equal(got.cols, want.cols)
+    np.testing.assert_array_equal(got_calls[-1][0], want_calls[-1][0])
+    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-6)
+
+
+def test_closing_speed_is_the_velocity_along_the_offset_to_the_server():
+    """``VehicleMotion.closing_mps`` (a pair feature), computed per coordinate for speed: by hand, and to the bit
+    the dot product of the (P, 2) offsets and velocities over the distance."""
+    from twin_service.observe import VehicleMotion
+
+    # Heading 0 is north: 10 m/s towards a server 100 m north, across one east, away from one south.
+    by_hand = VehicleMotion.from_twins([0.0], [0.0], [10.0], [0.0], [0.0, 100.0, 0.0], [100.0, 0.0, -50.0])
+    np.testing.assert_allclose(by_hand.closing_mps(np.zeros(3, np.intp), np.arange(3)), [10.0, 0.0, -10.0], atol=1e-12)
+    rng = np.random.default_rng(4)
+    motion = VehicleMotion(rng.normal(0, 3e3, (50, 2)), rng.normal(0, 10, (50, 2)), rng.normal(0, 3e3, (30, 2)))
+    rows, cols = rng.integers(0, 50, 2000), rng.integers(0, 30, 2000)
+    d = motion.server_xy_m[cols] - motion.vehicle_xy_m[rows]
+    expected = (d * motion.velocity_mps[rows]).sum(axis=1) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1.0)
+    np.testing.assert_array_equal(motion.closing_mps(rows, cols), expected)
+
+
+def _argpartition_nearest(dist: np.ndarray, k: int) -> np.ndarray:
+    """The finite entries among argpartition's k first of each row: what ``nearest_finite`` must give."""
+    n, m = dist.shape
+    cols = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    rows = np.repeat(np.arange(n), cols.shape[1])
+    cols = cols.reshape(-1)
+    finite = np.isfinite(dist[rows, cols])
+    keep = np.zeros(dist.shape, dtype=bool)
+    keep[rows[finite], cols[finite]] = True
+    return keep
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 30, 40])
+def test_the_nearest_candidates_are_argpartitions(k: int):
+    """``nearest_finite`` (a value partition, argpartition only for rows tied at the k-th value) keeps the servers
+    argpartition keeps: distinct distances, ties everywhere (whole metres), unreachable servers, a NaN."""
+    from twin_service.policies.per_server import nearest_finite
+
+    rng = np.random.default_rng(k)
+    distinct = rng.uniform(0, 2000, (400, 30)).astype(np.float32)
+    tied = rng.integers(0, 6, (400, 30)).astype(np.float32)
+    for dist in (distinct, tied):
+        dist[rng.random(dist.shape) < 0.3] = np.inf
+        dist[:20] = np.inf  # out of reach of everything
+        dist[20:40, : min(k, 29)] = np.inf  # fewer than k servers in reach
+        dist[40, 3] = np.nan
+        np.testing.assert_array_equal(nearest_finite(dist, k), _argpartition_nearest(dist, k))
+    if k < tied.shape[1]:  # rows tied at the k-th value are there: the fallback to argpartition is exercised
+        kth = np.partition(tied, k - 1, axis=1)[:, k - 1]
+        assert ((tied <= kth[:, None]).sum(axis=1) > k)[np.isfinite(kth)].sum() > 50
+
+
+def test_the_candidate_servers_of_a_crowded_tick_are_argpartitions():
+    obs, _, host = _crowded_tick()
+    keep = candidate_mask(obs, host, 8)
+    sat = obs.servers.is_satellite
+    dist = np.where(obs.mask & ~sat[None, :], obs.distances_m.astype(np.float32), np.inf)
+    expected = _argpartition_nearest(dist, 8)
+    expected[:, sat] = obs.mask[:, sat]
+    expected[np.arange(len(host)), host] |= obs.mask[np.arange(len(host)), host]
+    np.testing.assert_array_equal(keep, expected)
+    assert 7 < keep.sum(axis=1).mean() < 10
+
+
+@pytest.mark.parametrize("server_tx_power_w", [1.0, 2.5])
+def test_the_access_latency_counts_both_legs(server_tx_power_w: float):
+    """``pair_latency_s`` computes a symmetric link's one leg once (the defaults); either way the access latency
+    is the uplink's plus the downlink's (Eq. 6-7), each by its own rate."""
+    from twin_service.config import BITS_PER_MB
+    from twin_service.observe import LatencyModel, pair_latency_s
+    from twin_service.physics import access_latency_s, free_space_rate_bps, satellite_propagation_delay_s
+
+    model = LatencyModel()
+    channel = model.channel.model_copy(update={"server_tx_power_w": server_tx_power_w})
+    model = LatencyModel(model.task, channel, model.satellite)
+    c = model.channel
+    rng = np.random.default_rng(9)
+    dist = rng.uniform(1, 3000, (50, 6))
+    sat = np.array([False] * 5 + [True])
+    rows, cols = rng.integers(0, 50, 300), rng.integers(0, 6, 300)
+    access, _ = pair_latency_s(dist, np.full(50, -1), rows, cols, sat, model)
+    data = model.task.data_size_mb * BITS_PER_MB
+    prop = float(satellite_propagation_delay_s(model.satellite.altitude_m))
+    d = dist[rows, cols]
+    legs = [
+        access_latency_s(data, free_space_rate_bps(d, bw, p, c.noise_w, c.carrier_hz, c.gain_coefficient), sat[cols],
+                         c.satellite_rate_bps, prop)
+        for bw, p in ((c.bandwidth_up_hz, c.vehicle_tx_power_w), (c.bandwidth_down_hz, c.server_tx_power_w))
+    ]  # fmt: skip
+    np.testing.assert_array_equal(access, legs[0] + legs[1])
+    assert (legs[0] == legs[1]).all() == (server_tx_power_w == c.vehicle_tx_power_w)

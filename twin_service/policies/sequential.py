@@ -109,8 +109,11 @@ class PairScores:
     scores: NDArray[np.float32]
 
 
-PairScore = Callable[[MigrationObservation, NDArray[np.int64]], PairScores]
-"""``(observation, host of its rows)`` -> the scored pairs of every row of the observation."""
+PairScore = Callable[[MigrationObservation, NDArray[np.int64], NDArray[np.intp]], PairScores]
+"""``(observation, host of its rows, which of the tick's vehicles its rows are)`` -> the scored pairs of every row
+of the observation. The first call of a tick is given the tick's whole observation (``rows`` = every vehicle, in
+order); later ones a subset of its vehicles under the loads of a later turn, so a scorer may keep what does not
+depend on the loads from the first call."""
 
 
 def _row_starts(rows: NDArray[np.intp], n: int) -> NDArray[np.intp]:
@@ -179,7 +182,7 @@ def decide_in_turns_pairs(
     if uniforms is not None:
         u_row = np.empty(n, dtype=np.float64)
         u_row[order] = uniforms
-    first = score(observation, host_arr)
+    first = score(observation, host_arr, np.arange(n))
     first_choice = first_choices(first, n, u_row)
 
     n_turns = max(int(np.ceil(n / max(chunk, 1))), 1)
@@ -216,7 +219,7 @@ def decide_in_turns_pairs(
             again = rest[unknown[p + unknown < turn_end[last_turn]]]
             sub = observation.subset(again, loads, host_arr[again])
             sub = replace(sub, mask=sub.mask & mask0[again])
-            pairs = score(sub, host_arr[again])
+            pairs = score(sub, host_arr[again], again)
             choice_again = first_choices(pairs, len(again), None if u_row is None else u_row[again])
             rescored_choice[again] = choice_again
             rescored_in[again] = len(rescores)
