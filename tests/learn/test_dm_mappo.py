@@ -136,3 +136,29 @@ def test_a_run_is_deterministic_for_its_seed(small_recording: Path, tmp_path: Pa
     assert first.keys() == again.keys() == other.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_validation_weighs_every_validation_day_the_same(small_scenario: Path, small_recording: Path, tmp_path: Path):
+    """With several validation days, each day's window is scored and the days are averaged (a dense day among
+    them counts as one day, not by its vehicles); one day alone gives what it always gave."""
+    from twin_service.bridge.record import record_scenario
+
+    other = tmp_path / "small-s4.npz"
+    record_scenario(small_scenario, other, seed=4, end_s=150.0)
+    options = EnvOptions(episode_s=30, warmup_s=20, starts_s=(100.0,))
+    stats = RewardStats(
+        latency_mean_s=0.3, latency_std_s=0.1, load_mean_bits=4e7, load_std_bits=1e7
+    )  # fixed, as trained
+    heuristic = migration_policy("least-loaded")
+
+    def act(batch):
+        return decide_migration(heuristic, batch.observation, batch.observation.servers, batch.host).target
+
+    alone = [validate(act, MigrationCore(None, [rec], options, reward_stats=stats)) for rec in (small_recording, other)]
+    both = validate(act, MigrationCore(None, [small_recording, other], options, reward_stats=stats))
+    assert alone[0] != alone[1]  # two different days
+    for key, value in both.items():
+        assert value == pytest.approx((alone[0][key] + alone[1][key]) / 2, rel=1e-12), key
+    # The same day twice is that day (the days' own seeds do not change a heuristic's window).
+    twice = validate(act, MigrationCore(None, [small_recording, small_recording], options, reward_stats=stats))
+    assert twice == pytest.approx(alone[0], rel=1e-12)

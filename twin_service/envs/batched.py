@@ -86,11 +86,13 @@ class BatchedCore(Generic[BatchT]):
         self._ctx: TickContext | None = None
         self._batch: BatchT | None = None
 
-    def reset(self, seed: int | None = None) -> BatchT:
-        """The first batch of an episode (a new generator when ``seed`` is given, else the core's goes on)."""
+    def reset(self, seed: int | None = None, recording: int | None = None) -> BatchT:
+        """The first batch of an episode (a new generator when ``seed`` is given, else the core's goes on), on
+        the ``recording``-th recording when given, else on one drawn by length."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        self._ctx = self.sim.reset(self.rng)
+        episode = None if recording is None else self.sim.draw_episode(self.rng, recording)
+        self._ctx = self.sim.reset(self.rng, episode)
         self._batch = self._make_batch(self._ctx)
         return self._batch
 

@@ -182,11 +182,17 @@ class ReplaySim:
             rec.close()
         self._open.clear()
 
-    def draw_episode(self, rng: np.random.Generator) -> Episode:
-        """The next episode: a recording (by length) and a start time, from ``rng`` or ``options.starts_s``."""
+    def draw_episode(self, rng: np.random.Generator, recording: int | None = None) -> Episode:
+        """The next episode: a recording (by length, or the ``recording``-th) and a start time, from ``rng`` or
+        ``options.starts_s``."""
         o = self.options
-        lengths = np.array([self._recording(p).end_s - self._recording(p).begin_s for p in self.recordings])
-        k = int(rng.choice(len(self.recordings), p=lengths / lengths.sum())) if len(self.recordings) > 1 else 0
+        if recording is not None:
+            k = recording
+        elif len(self.recordings) > 1:
+            lengths = np.array([self._recording(p).end_s - self._recording(p).begin_s for p in self.recordings])
+            k = int(rng.choice(len(self.recordings), p=lengths / lengths.sum()))
+        else:
+            k = 0
         rec = self._recording(self.recordings[k])
         earliest = rec.begin_s + o.warmup_s
         latest = rec.end_s - o.episode_s

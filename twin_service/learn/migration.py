@@ -262,13 +262,25 @@ def validate(
     execution: Literal["argmax", "sample"] = "argmax",
     prefix: str = "val_",
 ) -> dict[str, float]:
-    """A policy over the validation window: mean reward and KPIs.
+    """A policy over the validation window of every validation day: the mean over days of each day's mean
+    reward and KPIs (each day weighs the same, however many vehicles it has).
 
     ``policy`` is the actor, executed by argmax (paper A Eq. 20) or by sampling its distribution (a fixed
     seed), or a function of the batch (a heuristic)."""
-    batch = core.reset(0)
-    gen = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
+    days = [_validate_day(policy, core, execution, k) for k in range(len(core.sim.recordings))]
+    return {f"{prefix}{key}": float(np.mean([day[key] for day in days])) for key in days[0]}
+
+
+def _validate_day(
+    policy: Policy | Callable[[MigrationBatch], NDArray[np.int64]],
+    core: MigrationCore,
+    execution: Literal["argmax", "sample"],
+    day: int,
+) -> dict[str, float]:
+    """One validation day's window (seeded by the day's index: day 0 as a single-day validation always was)."""
+    batch = core.reset(day, recording=day)
+    gen = torch.Generator().manual_seed(day)
+    rng = np.random.default_rng(day)
     rewards, latency, failed, variance, migrations, vehicles = [], [], [], [], 0.0, 0
     with torch.no_grad():
         while True:
@@ -287,11 +299,11 @@ def validate(
                 break
             batch = out.next
     return {
-        f"{prefix}reward": float(np.concatenate(rewards).mean()),
-        f"{prefix}latency_mean_s": float(np.concatenate(latency).mean()),
-        f"{prefix}packet_loss": float(np.concatenate(failed).mean()),
-        f"{prefix}load_variance_mb2": float(np.mean(variance)),
-        f"{prefix}migrations_per_vehicle_tick": migrations / max(vehicles, 1),
+        "reward": float(np.concatenate(rewards).mean()),
+        "latency_mean_s": float(np.concatenate(latency).mean()),
+        "packet_loss": float(np.concatenate(failed).mean()),
+        "load_variance_mb2": float(np.mean(variance)),
+        "migrations_per_vehicle_tick": migrations / max(vehicles, 1),
     }
 
 
