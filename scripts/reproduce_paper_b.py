@@ -414,7 +414,8 @@ def budget_name(budget: dict) -> str:
 
 
 def model_name(algo: str, budget: str, seed: int) -> str:
-    """models/<algo>-city-s<seed> (quick budget, the names the first runs committed) or -city-full-s<seed>."""
+    """models/<algo>-city-s<seed> (quick budget, the names the first runs committed) or -city-full-s<seed> (the
+    report's full budget uses the same names: report.plan.offload_model_name)."""
     return f"{algo}-city{'-full' if budget == 'full' else ''}-s{seed}"
 
 

@@ -47,10 +47,10 @@ def test_a_model_is_reused_only_when_its_command_carries_what_the_plan_needs(pip
 
 def test_training_days_are_compared_as_files_however_they_were_spelled(pipeline: Pipeline) -> None:
     days = " ".join(f"--recordings data/recordings/city-s{d}.npz" for d in (6, 5, 4, 3, 2, 1))
-    _model(pipeline, "af-marl-city-s1", f"twin-service train af-marl {days} --seed 1")
-    assert pipeline.reusable(pipeline.plan.models["af-marl-city-s1"]) == (True, "manifest satisfies the plan")
-    _model(pipeline, "af-marl-city-s2", "twin-service train af-marl --recordings data/recordings/city-s1.npz")
-    ok, why = pipeline.reusable(pipeline.plan.models["af-marl-city-s2"])
+    _model(pipeline, "af-marl-city-full-s1", f"twin-service train af-marl {days} --seed 1")
+    assert pipeline.reusable(pipeline.plan.models["af-marl-city-full-s1"]) == (True, "manifest satisfies the plan")
+    _model(pipeline, "af-marl-city-full-s2", "twin-service train af-marl --recordings data/recordings/city-s1.npz")
+    ok, why = pipeline.reusable(pipeline.plan.models["af-marl-city-full-s2"])
     assert not ok and "city-s1.npz" in why  # the quick budget's models (day 1) do not stand in for the full one's
 
 

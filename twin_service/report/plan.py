@@ -226,6 +226,12 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
+def offload_model_name(algo: str, budget: str, seed: int) -> str:
+    """A paper B model's folder name: ``<algo>-city-full-s<seed>`` for the full budget (what
+    ``scripts/reproduce_paper_b.py --budget full`` trains, the same command), ``<algo>-city-s<seed>`` otherwise."""
+    return f"{algo}-city{'-full' if budget == 'full' else ''}-s{seed}"
+
+
 # --------------------------------------------------------------------------------------------
 # Things to make
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from twin_service.report.plan import (
     Plan,
     RecordingSpec,
     Reductions,
+    offload_model_name,
 )
 
 
@@ -273,7 +274,7 @@ def _make(plan: Plan) -> Plan:  # noqa: PLR0915 - one place lists it all
         return name
 
     seeds_of = {
-        algo: tuple(offload(f"{algo}-city-s{s}", algo, s, b.offload_episodes, b.offload_episode_s)
+        algo: tuple(offload(offload_model_name(algo, b.name, s), algo, s, b.offload_episodes, b.offload_episode_s)
                     for s in b.offload_seeds)
         for algo in OFFLOAD_ALGOS
     }  # fmt: skip
