@@ -66,8 +66,8 @@ HIGHER_IS_BETTER = {"reward_eq22", "objective_eq21", "task_success_rate"}
 
 
 @dataclass
-class _Sums:
-    """Sufficient statistics of one episode (the KPIs are affine in these, see :func:`_episode_row`)."""
+class EpisodeSums:
+    """Sufficient statistics of one episode (the KPIs are affine in these, see :func:`episode_row`)."""
 
     ticks: int = 0
     vehicle_ticks: int = 0
@@ -124,7 +124,7 @@ class Moments:
     variance: tuple[float, float]
 
     @classmethod
-    def of(cls, sums: Sequence[_Sums]) -> Moments:
+    def of(cls, sums: Sequence[EpisodeSums]) -> Moments:
         def ms(total: float, sq: float, n: int) -> tuple[float, float]:
             mean = total / max(n, 1)
             return mean, math.sqrt(max(sq / max(n, 1) - mean * mean, 0.0)) or 1.0
@@ -177,7 +177,7 @@ def run_day(
     options: EvalOptions,
     *,
     on_tick: Callable[[], None] | None = None,
-) -> tuple[list[_Sums], list[dict[str, Any]]]:
+) -> tuple[list[EpisodeSums], list[dict[str, Any]]]:
     """One policy pair over one recorded day: per-episode sums, and a per-tick series."""
     env = options.env
     params = scenario.params
@@ -235,7 +235,7 @@ def run_day(
                 schedule.switch_off(
                     int(i), start + rng.uniform(0.5, 1.0) * options.episode_s, start + options.episode_s
                 )
-    sums = [_Sums() for _ in range(n_episodes)]
+    sums = [EpisodeSums() for _ in range(n_episodes)]
     series: list[dict[str, Any]] = []
     end_s = first_s + n_episodes * options.episode_s
     rsus = np.flatnonzero(np.array([t == "rsu" for t in scenario.layout.tiers]))
@@ -313,7 +313,7 @@ def oracle_outcome(
     )
 
 
-def _episode_row(s: _Sums, moments: Moments, weights: Any) -> dict[str, float]:
+def episode_row(s: EpisodeSums, moments: Moments, weights: Any) -> dict[str, float]:
     vt = max(s.vehicle_ticks, 1)
     latency = s.latency / vt
     host_load = s.host_load / vt
@@ -373,7 +373,7 @@ def evaluate_policies(
         for rec in opened:
             base.check_recording(rec.path, rec.meta.mobility_hash, rec.meta.param_hash, rec.meta.scenario)
         pairs = [(m, o) for m in migration_policies for o in offload_policies]
-        runs: dict[tuple[str, str], list[tuple[str, int, _Sums]]] = {}
+        runs: dict[tuple[str, str], list[tuple[str, int, EpisodeSums]]] = {}
         series: list[dict[str, Any]] = []
         for m, o in pairs:
             found = []
@@ -403,7 +403,7 @@ def evaluate_policies(
                 "recording": name,
                 "episode": k,
                 "start_s": start,
-                **_episode_row(s, moments, weights),
+                **episode_row(s, moments, weights),
             }
             pair_rows.append(row)
         rows += pair_rows

@@ -51,7 +51,7 @@ class Results:
 
     # ---- evaluation runs -----------------------------------------------------------------------------------
     def _sums(self, condition: str, migration: str, offload: str) -> list[Any]:
-        from twin_service.envs.evaluate import _Sums
+        from twin_service.envs.evaluate import EpisodeSums
 
         cond = self.plan.conditions[condition]
         out = []
@@ -63,9 +63,10 @@ class Results:
             rows = sorted(rows, key=lambda r: int(r["episode"]))
             for r in rows:
                 fields = {
-                    k: (int(float(r[k])) if k in SUM_INT_FIELDS else float(r[k])) for k in _Sums.__dataclass_fields__
+                    k: (int(float(r[k])) if k in SUM_INT_FIELDS else float(r[k]))
+                    for k in EpisodeSums.__dataclass_fields__
                 }
-                out.append(_Sums(**fields))
+                out.append(EpisodeSums(**fields))
         return out
 
     def _available(self, *names: str) -> bool:
@@ -95,7 +96,7 @@ class Results:
 
     def arm(self, figure: str, label: str, kpi: str) -> np.ndarray:
         """``(seeds, episodes)`` of a KPI for an arm of a figure; :class:`Missing` if not measured."""
-        from twin_service.envs.evaluate import Moments, _episode_row
+        from twin_service.envs.evaluate import Moments, episode_row
 
         key = (figure, label, kpi)
         if key in self._cache:
@@ -117,7 +118,7 @@ class Results:
         rows = []
         for sums in runs:
             moments_here = Moments.of(sums) if moments is None else moments
-            rows.append([_episode_row(s, moments_here, weights)[kpi] for s in sums])
+            rows.append([episode_row(s, moments_here, weights)[kpi] for s in sums])
         if len({len(r) for r in rows}) != 1:
             raise Missing(f"{label}: the seeds were evaluated on different episodes")
         out = np.asarray(rows, dtype=np.float64)
