@@ -180,7 +180,10 @@ def updates_of(
     keeps a round's aggregation to a few array operations (the scores of Eq. 42-43 are taken per layer before).
     """
     names = list(result.delta) if names is None else list(names)
-    flat = torch.cat([result.delta[k].reshape(len(clients), -1) for k in names], dim=1).numpy()
+    if result.flat is not None and names == list(result.delta):
+        flat = result.flat.numpy()
+    else:
+        flat = torch.cat([result.delta[k].reshape(len(clients), -1) for k in names], dim=1).numpy()
     out = []
     for i, (agent, rsu, n) in enumerate(clients):
         out.append((rsu, ClientUpdate(agent, [flat[i]], n, float(result.scores[i]), version), result.losses[i].numpy()))
