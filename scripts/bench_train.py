@@ -44,6 +44,8 @@ from pathlib import Path
 
 import torch
 
+from twin_service.learn.offload_common import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("per-client", "vmap", "grouped")
 TRAINER = """
@@ -124,6 +126,7 @@ def main() -> None:
         print(f"error: no recording {args.recording} (record it: ./scripts/record_days.sh)", file=sys.stderr)
         raise SystemExit(2)
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the trainers do (twin_service.learn.offload_common)
 
     local = bench_local_update(args.clients, args.batch, 20 * args.repeats)
     for m, ms in local.items():
