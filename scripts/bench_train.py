@@ -6,8 +6,9 @@ Two measurements, each repeated in turn so that a slow spell of this shared mach
 
 * ``local update``: one call of :func:`twin_service.learn.af_marl_client.local_update` for ``--clients`` clients
   with a minibatch of ``--batch`` transitions each (the trainer's defaults: 16 and 64; Table V), for each way of
-  computing it: ``per-client`` (one client at a time), ``vmap`` (``torch.func``) and ``grouped`` (one forward and
-  one backward pass over every client's stacked parameters). Median CPU milliseconds per call.
+  computing it: ``per-client`` (one client at a time), ``vmap`` (``torch.func``) and ``grouped`` (one pass over
+  every client's stacked parameters, its backward written by hand: ``twin_service.learn.af_marl_grouped``). Median
+  CPU milliseconds per call, in a process that keeps freed memory as the trainers do.
 * ``trainer``: ``af_marl.train`` on a recorded day (``--episodes`` windows of ``--episode-s`` seconds, learning from
   the first ticks on), once with ``local_method=per-client`` and once with ``grouped``, each in its own process.
   The figure is the CPU time of the episodes after the first (imports, set-up and the buffer's first fill left

@@ -18,11 +18,11 @@ input is detached from the CVAE, and the actor loss sees the critic's parameters
 
 How the clients are computed (``method``), the maths being that of each client alone in every case:
 
-* ``grouped`` (default): one forward and one backward pass for all S clients. Every client holds its own copy of
-  the parameters, stacked ``(S, ...)``, and the networks run as batched matrix products over those copies
-  (:func:`grouped_losses`, the same layers as the modules in :mod:`twin_service.policies.af_marl` and
-  :mod:`twin_service.learn.td3`). The summed loss ``sum_n L_n(w_n)`` has ``dL_n / dw_n`` as its gradient with
-  respect to client n's copy: every client's own gradient, from one backward pass.
+* ``grouped`` (default): one pass for all S clients, its backward written by hand
+  (:func:`twin_service.learn.af_marl_grouped.grouped_grads`, the same layers as the modules in
+  :mod:`twin_service.policies.af_marl` and :mod:`twin_service.learn.td3`). Every client holds its own copy of the
+  parameters, stacked ``(S, ...)``; the first step's copies are the global model expanded, so that a layer's forward
+  pass is one matrix product over all S x B rows and only its weight gradient is computed client by client.
 * ``vmap``: ``torch.func.vmap`` over ``torch.func.grad`` of one client's loss on the real modules.
 * ``per-client``: one client at a time on the real modules (the reference the other two are tested against, and
   the baseline of ``scripts/bench_train.py``).
