@@ -6,8 +6,9 @@ Two measurements, each repeated in turn so that a slow spell of this shared mach
 
 * ``local update``: one call of :func:`twin_service.learn.af_marl_client.local_update` for ``--clients`` clients
   with a minibatch of ``--batch`` transitions each (the trainer's defaults: 16 and 64; Table V), for each way of
-  computing it: ``per-client`` (one client at a time), ``vmap`` (``torch.func``) and ``grouped`` (one forward and
-  one backward pass over every client's stacked parameters). Median CPU milliseconds per call.
+  computing it: ``per-client`` (one client at a time), ``vmap`` (``torch.func``) and ``grouped`` (one pass over
+  every client's stacked parameters, its backward written by hand: ``twin_service.learn.af_marl_grouped``). Median
+  CPU milliseconds per call, in a process that keeps freed memory as the trainers do.
 * ``trainer``: ``af_marl.train`` on a recorded day (``--episodes`` windows of ``--episode-s`` seconds, learning from
   the first ticks on), once with ``local_method=per-client`` and once with ``grouped``, each in its own process.
   The figure is the CPU time of the episodes after the first (imports, set-up and the buffer's first fill left
@@ -43,6 +44,8 @@ from io import BytesIO
 from pathlib import Path
 
 import torch
+
+from twin_service.learn.offload_common import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("per-client", "vmap", "grouped")
@@ -124,6 +127,7 @@ def main() -> None:
         print(f"error: no recording {args.recording} (record it: ./scripts/record_days.sh)", file=sys.stderr)
         raise SystemExit(2)
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the trainers do (twin_service.learn.offload_common)
 
     local = bench_local_update(args.clients, args.batch, 20 * args.repeats)
     for m, ms in local.items():

@@ -180,7 +180,10 @@ def updates_of(
     keeps a round's aggregation to a few array operations (the scores of Eq. 42-43 are taken per layer before).
     """
     names = list(result.delta) if names is None else list(names)
-    flat = torch.cat([result.delta[k].reshape(len(clients), -1) for k in names], dim=1).numpy()
+    if result.flat is not None and names == list(result.delta):
+        flat = result.flat.numpy()
+    else:
+        flat = torch.cat([result.delta[k].reshape(len(clients), -1) for k in names], dim=1).numpy()
     out = []
     for i, (agent, rsu, n) in enumerate(clients):
         out.append((rsu, ClientUpdate(agent, [flat[i]], n, float(result.scores[i]), version), result.losses[i].numpy()))
@@ -243,11 +246,14 @@ class AfMarlTrainer(OffloadTrainer[AfMarlArgs]):
         self.targets = targets = copy.deepcopy(model)
         for p in targets.parameters():
             p.requires_grad_(False)
-        self.opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor)
-        self.opt_critic = torch.optim.Adam([*model.q1.parameters(), *model.q2.parameters()], lr=args.lr_critic)
+        # fused: one kernel per optimiser step instead of a dozen operations per parameter (measured: 0.5 ms against
+        # 2.6 ms for all three, each aggregation)
+        self.opt_actor = torch.optim.Adam(model.net.actor.parameters(), lr=args.lr_actor, fused=True)
+        critics = [*model.q1.parameters(), *model.q2.parameters()]
+        self.opt_critic = torch.optim.Adam(critics, lr=args.lr_critic, fused=True)
         self.optimizers = {"opt_actor": self.opt_actor, "opt_critic": self.opt_critic}
         if model.net.cvae is not None:
-            self.optimizers["opt_cvae"] = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae)
+            self.optimizers["opt_cvae"] = torch.optim.Adam(model.net.cvae.parameters(), lr=args.lr_cvae, fused=True)
         self.names = [k for k, _ in model.named_parameters()]
         self.params = dict(model.named_parameters())
         cfg = LocalConfig(
@@ -337,7 +343,7 @@ class AfMarlTrainer(OffloadTrainer[AfMarlArgs]):
         tick_start = time.monotonic()
         # 1. act (Alg. 4 l. 8)
         with phase("act"):
-            with torch.no_grad():
+            with torch.inference_mode():
                 chosen = self.model.net(torch.from_numpy(batch.obs))
             rho = behaviour_rho(chosen, self.std, self.uniform_rate, self.gen, rng)
         self.rho_sum += float(rho.sum())

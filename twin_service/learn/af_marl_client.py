@@ -18,11 +18,11 @@ input is detached from the CVAE, and the actor loss sees the critic's parameters
 
 How the clients are computed (``method``), the maths being that of each client alone in every case:
 
-* ``grouped`` (default): one forward and one backward pass for all S clients. Every client holds its own copy of
-  the parameters, stacked ``(S, ...)``, and the networks run as batched matrix products over those copies
-  (:func:`grouped_losses`, the same layers as the modules in :mod:`twin_service.policies.af_marl` and
-  :mod:`twin_service.learn.td3`). The summed loss ``sum_n L_n(w_n)`` has ``dL_n / dw_n`` as its gradient with
-  respect to client n's copy: every client's own gradient, from one backward pass.
+* ``grouped`` (default): one pass for all S clients, its backward written by hand
+  (:func:`twin_service.learn.af_marl_grouped.grouped_grads`, the same layers as the modules in
+  :mod:`twin_service.policies.af_marl` and :mod:`twin_service.learn.td3`). Every client holds its own copy of the
+  parameters, stacked ``(S, ...)``; the first step's copies are the global model expanded, so that a layer's forward
+  pass is one matrix product over all S x B rows and only its weight gradient is computed client by client.
 * ``vmap``: ``torch.func.vmap`` over ``torch.func.grad`` of one client's loss on the real modules.
 * ``per-client``: one client at a time on the real modules (the reference the other two are tested against, and
   the baseline of ``scripts/bench_train.py``).
@@ -36,10 +36,10 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from torch.nn import functional as F  # noqa: N812
 
+from twin_service.learn.af_marl_grouped import grouped_grads
 from twin_service.learn.td3 import Critic, actor_loss, critic_loss, smoothed_target_action, td_target
-from twin_service.policies.af_marl import AfMarlNetwork, MlpTrunk, attention, cvae_loss, split_xc
+from twin_service.policies.af_marl import AfMarlNetwork, cvae_loss, split_xc
 
 Method = Literal["grouped", "vmap", "per-client"]
 METHODS: tuple[Method, ...] = ("grouped", "vmap", "per-client")
@@ -135,96 +135,6 @@ def make_loss(model: AfMarlModel, cfg: LocalConfig):
     return loss
 
 
-# --- the grouped path: every client's copy of the parameters stacked (S, ...), batched matrix products -----------
-
-
-def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
-    """``x W_n^T + b_n`` for each client n: x ``(S, ..., in)``, W ``(S, out, in)``, b ``(S, out)``."""
-    w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
-    flat = x.reshape(x.shape[0], -1, x.shape[-1])
-    y = torch.bmm(flat, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), flat, w.transpose(1, 2))
-    return y.reshape(*x.shape[:-1], w.shape[1])
-
-
-def _mlp(p: dict[str, torch.Tensor], name: str, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """An ``nn.Sequential`` of Linear and ReLU layers (the CVAE's and the critics'), per client."""
-    for i, layer in enumerate(seq):
-        if isinstance(layer, nn.Linear):
-            x = _linear(p, f"{name}.{i}", x)
-        elif isinstance(layer, nn.ReLU):
-            x = torch.relu(x)
-        else:  # pragma: no cover - a network changed shape: the equality test fails first
-            raise TypeError(f"{name}.{i}: no grouped form for {type(layer).__name__}")
-    return x
-
-
-def _layer_norm(p: dict[str, torch.Tensor], name: str, norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-    y = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
-    return y * p[f"{name}.weight"].reshape(shape) + p[f"{name}.bias"].reshape(shape)
-
-
-def _actor(p: dict[str, torch.Tensor], model: AfMarlModel, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-    """:class:`twin_service.policies.af_marl.AfMarlActor` per client (Eq. 25-30, then the Tanh head, Eq. 47)."""
-    trunk = model.net.actor.trunk
-    if isinstance(trunk, MlpTrunk):
-        out = _linear(p, "net.actor.trunk.inp", torch.cat([obs, latent], dim=-1))
-    else:
-        x, c = split_xc(obs)
-        tokens = _linear(p, "net.actor.trunk.embed", torch.stack([x, c], dim=-1))
-        if trunk.embed_latent is not None:
-            tokens = torch.cat([tokens, _linear(p, "net.actor.trunk.embed_latent", latent).unsqueeze(-2)], dim=-2)
-        z = tokens + trunk.positions
-        for i, layer in enumerate(trunk.layers):
-            name = f"net.actor.trunk.layers.{i}"
-            q, k, v = (_linear(p, f"{name}.{w}", z) for w in ("w_q", "w_k", "w_v"))
-            h = _layer_norm(p, f"{name}.norm1", layer.norm1, z + attention(q, k, v))
-            ff = _linear(p, f"{name}.ff.2", torch.relu(_linear(p, f"{name}.ff.0", h)))
-            z = _layer_norm(p, f"{name}.norm2", layer.norm2, h + ff)
-        out = _linear(p, "net.actor.trunk.out", z.mean(dim=-2))
-    head = _linear(p, "net.actor.head.3", torch.tanh(_linear(p, "net.actor.head.1", torch.tanh(out))))
-    return torch.sigmoid(head)
-
-
-def grouped_losses(
-    model: AfMarlModel, params: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], y, eps, cfg: LocalConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every client's local loss ``L_n(w_n)`` (as :func:`make_loss`) with ``params`` stacked ``(S, ...)``.
-
-    Returns ``(S,)`` losses and ``(S, len(AUX))`` their parts.
-    """
-    obs, others = batch["obs"][..., :-1], batch["obs"][..., -1:]
-    act = batch["act"]
-    x, c = split_xc(obs)
-    cvae = model.net.cvae
-    if cvae is None:  # the ablation without the CVAE
-        z = obs.new_zeros((*obs.shape[:-1], 0))
-        recon = kl = l_cvae = obs.new_zeros(obs.shape[0])
-    else:
-        h = _mlp(params, "net.cvae.encoder", cvae.encoder, torch.cat([x, c], dim=-1))
-        mu, logvar = h[..., : cvae.latent], h[..., cvae.latent :].clamp(-10.0, 10.0)
-        z_sample = mu + torch.exp(0.5 * logvar) * eps  # reparameterised (Cvae.forward)
-        x_hat = _mlp(params, "net.cvae.decoder", cvae.decoder, torch.cat([z_sample, c], dim=-1))
-        # cvae_loss per client: the mean squared error per feature and the KL per sample, averaged over the minibatch
-        recon = ((x_hat - x) ** 2).mean(dim=(1, 2))
-        kl = (-0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar)).sum(dim=-1)).mean(dim=1)
-        l_cvae = recon + cfg.kl_weight * kl
-        z = mu.detach()
-    s = torch.cat([obs, z, others], dim=-1)
-
-    def q(prefix: str, p: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
-        return _mlp(p, f"{prefix}.net", model.q1.net, torch.cat([s, a], dim=-1))[..., 0]
-
-    y = y.detach()
-    l_q = ((q("q1", params, act) - y) ** 2).mean(dim=1) + ((q("q2", params, act) - y) ** 2).mean(dim=1)
-    a_pi = _actor(params, model, obs, z)
-    frozen_q1 = {k: v.detach() for k, v in params.items() if k.startswith("q1.")}
-    s_pi = torch.cat([obs, z, others_of_actor(batch)], dim=-1)
-    l_pi = -_mlp(frozen_q1, "q1.net", model.q1.net, torch.cat([s_pi, a_pi], dim=-1))[..., 0].mean(dim=1)
-    total = l_cvae + l_q + l_pi
-    return total, torch.stack([total, l_cvae, recon, kl, l_q, l_pi], dim=1).detach()
-
-
 AUX = ("local_loss", "cvae_loss", "cvae_recon", "cvae_kl", "critic_loss", "actor_loss")
 
 
@@ -236,6 +146,8 @@ class LocalResult:
     """``(S,)`` sigma_n (Eq. 43)."""
     losses: torch.Tensor
     """``(S, len(AUX))`` the local losses at the global model."""
+    flat: torch.Tensor | None = None
+    """``(S, P)`` every client's ``delta`` end to end in its order (``delta``'s tensors are views of it), or None."""
 
 
 def _grads(
@@ -249,10 +161,7 @@ def _grads(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Every client's gradient of its own loss at its own parameters ``params`` (stacked ``(S, ...)``)."""
     if method == "grouped":
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        total, aux = grouped_losses(model, leaves, batch, y, eps, cfg)
-        g = torch.autograd.grad(total.sum(), list(leaves.values()))  # dL_n / dw_n: L_m ignores w_n for m != n
-        return dict(zip(leaves, g, strict=True)), aux
+        return grouped_grads(model.net, params, batch, y, eps, others_of_actor(batch), cfg.kl_weight)
     loss = make_loss(model, cfg)
     if method == "vmap":
         return vmap(grad(loss, has_aux=True))(params, batch["obs"], batch["act"], y, eps, others_of_actor(batch))
@@ -285,16 +194,27 @@ def local_update(
     s, b = batch["obs"].shape[:2]
     noise = torch.randn((s, b, 1), generator=generator) * cfg.target_noise
     y = td_targets(targets, batch, noise, cfg)
-    params = {k: v.expand(s, *v.shape) for k, v in global_p.items()}
+    # Every client's parameters end to end, one row each; per parameter a view. The first step starts from the
+    # global model: one vector expanded (stride 0 along the clients), which the grouped path computes with once.
+    names = list(global_p)
+    sizes = [v.numel() for v in global_p.values()]
+    w = torch.cat([v.reshape(-1) for v in global_p.values()])
+
+    def views(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = rows.split(sizes, dim=1)
+        return {k: part.view(s, *global_p[k].shape) for k, part in zip(names, parts, strict=True)}
+
+    flat = w.expand(s, -1)
     scores = torch.zeros(s)
     losses = torch.zeros(s, len(AUX))
     for step in range(cfg.local_steps):
         eps = torch.randn((s, b, model.net.latent_dim), generator=generator)
-        g, aux = _grads(method, model, params, batch, y, eps, cfg)
+        g, aux = _grads(method, model, views(flat), batch, y, eps, cfg)
+        g_rows = torch.cat([g[k].reshape(s, -1) for k in names], dim=1)
         if step == 0:
-            norms = torch.stack([v.reshape(s, -1).norm(dim=1) for v in g.values()], dim=1)  # Eq. 42, (S, L)
+            norms = torch.stack([part.norm(dim=1) for part in g_rows.split(sizes, dim=1)], dim=1)  # Eq. 42, (S, L)
             scores = norms.mean(dim=1)  # Eq. 43 with omega_l = 1 / L
             losses = aux
-        params = {k: params[k] - cfg.lr_local * g[k] for k in params}  # Eq. 41
-    delta = {k: params[k] - global_p[k] for k in global_p}
-    return LocalResult(delta, scores, losses)
+        flat = g_rows.mul_(-cfg.lr_local).add_(flat)  # Eq. 41: w_n - eta g_n (in place: a few MB per call)
+    delta = flat.sub_(w) if cfg.local_steps else flat - w
+    return LocalResult(views(delta), scores, losses, delta)

@@ -4,6 +4,7 @@ step with the batch that acted, the environments over recorded days, the episode
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import time
 from collections.abc import Iterator, Sequence
@@ -291,6 +292,22 @@ def seed_everything(seed: int, threads: int = 1) -> torch.Generator:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     return torch.Generator().manual_seed(seed)
+
+
+def keep_freed_memory(trim_mb: int = 512, mmap_mb: int = 32) -> bool:
+    """Let glibc's malloc keep freed memory for the next allocation instead of handing it back to the system.
+
+    A training tick allocates and frees the same few-MB tensors (activations, per-client gradients) over and over.
+    By default glibc returns a freed block above its trim threshold to the kernel, and the next tensor of that size
+    takes a page fault per 4 KiB touched: measured on AF-MARL's grouped local update, 4,700 faults and 11 ms of
+    system time per call (30 % of it), none with the thresholds raised. Returns False where malloc is not glibc's.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    return bool(mallopt(m_mmap_threshold, mmap_mb << 20)) and bool(mallopt(m_trim_threshold, trim_mb << 20))
 
 
 def args_dict(args: Any) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from twin_service.learn.offload_common import (
     PhaseTimer,
     Timer,
     args_dict,
+    keep_freed_memory,
     make_core,
     plot_curves,
     seed_everything,
@@ -116,6 +117,7 @@ class OffloadTrainer(Generic[A]):
         self.args = args
         self.timer = Timer()
         self.gen = seed_everything(args.seed, args.threads)
+        keep_freed_memory()  # a tick's tensors reuse freed memory instead of faulting in fresh pages
         self.rng = np.random.default_rng(args.seed)
         options = EnvOptions(episode_s=args.episode_s, warmup_s=args.warmup_s, overrides=args.overrides)
         self.core = make_core(args.scenario, args.recordings, options, args.seed)
