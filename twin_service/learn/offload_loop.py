@@ -3,7 +3,9 @@
 A trainer subclasses :class:`OffloadTrainer` and writes only what is its own: its networks (:meth:`~OffloadTrainer.
 build`), how it acts and learns in a tick (:meth:`~OffloadTrainer.tick`: its update), what it logs per episode, what
 its checkpoint holds beyond networks, optimisers and generators, and the actor it serves. The loop owns the rest, in
-an order that fixes every random draw, so that a committed model is reproduced bit for bit by its manifest's command:
+an order that fixes every random draw, so that a model is reproduced bit for bit by its manifest's command on the
+code that trained it (AF-MARL's models committed before its hand-written grouped pass, ``af_marl_grouped``, retrain to
+the same maths with other float rounding: not byte for byte):
 
 1. seed torch (one thread: repeatable bit for bit) and numpy with ``args.seed``; open the recorded days;
 2. :meth:`~OffloadTrainer.build`: networks (initialised from torch's global generator), optimisers, replay buffer;
