@@ -109,7 +109,8 @@ def per_server_graph(actor: Any) -> bytes:
     """The per-server actor over a tick's pairs.
 
     Inputs: ``features`` (P, F) float32, ``rows`` (P,) int64 (each pair's vehicle, ascending), ``inv_count``
-    (N, 1) float32 (1 / pairs of each vehicle), ``zeros`` (N, W) float32. Output: ``logits`` (P,) float32.
+    (N, 1) float32 (1 / pairs of each vehicle), ``zeros`` (N, W) float32. Output: ``logits`` (P,) float32, without
+    the stay bias (:class:`PerServerRuntime` adds it).
     """
     from onnx import TensorProto
 
@@ -129,11 +130,10 @@ def per_server_graph(actor: Any) -> bytes:
     )
     z = g.activation(z, act)
     score = g.linear(z, last)
-    host = g.op("Gather", ["features", g.const(np.array([actor.host_feature], dtype=np.int64))], axis=1)
-    score = g.op("Add", [score, g.op("Mul", [host, g.const(actor.stay_bias.detach().reshape(1))])])
-    logits = g.op("Reshape", [score, g.const(np.array([-1], dtype=np.int64))])
+    # The stay bias (``stay_bias * is_current_host``) is added by the caller: as a column gather and a broadcast
+    # multiply in the graph it took a tenth of the call (profiled), against a few microseconds in numpy.
+    g.op("Reshape", [score, g.const(np.array([-1], dtype=np.int64))])
     g.nodes[-1].output[0] = "logits"
-    del logits
     v = g.helper.make_tensor_value_info
     n_features = actor.embed[0].weight.shape[1]
     inputs = [
@@ -151,6 +151,8 @@ class PerServerRuntime:
     def __init__(self, actor: Any) -> None:
         self.session = session(per_server_graph(actor))
         self.width = int(actor.score[0].weight.shape[1] // 2)
+        self.host_feature = int(actor.host_feature)
+        self.stay_bias = np.float32(actor.stay_bias.detach().item())
 
     def __call__(self, features: NDArray[np.float32], rows: NDArray[np.intp], n: int) -> NDArray[np.float32]:
         counts = np.bincount(rows, minlength=n).astype(np.float32)
@@ -161,7 +163,9 @@ class PerServerRuntime:
             "inv_count": inv,
             "zeros": np.zeros((n, self.width), dtype=np.float32),
         }
-        return self.session.run(["logits"], feeds)[0]
+        logits = self.session.run(["logits"], feeds)[0]
+        logits += feeds["features"][:, self.host_feature] * self.stay_bias  # the same float32 multiply and add
+        return logits
 
 
 def af_marl_graph_supported(network: Any) -> bool:
