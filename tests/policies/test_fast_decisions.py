@@ -134,6 +134,30 @@ def test_the_actor_graph_and_fused_pass_score_as_the_module():
     assert np.abs(moved[:per_row]).min() > 0 and np.abs(moved[per_row:]).max() == 0
 
 
+@pytest.mark.parametrize(("d_model", "n_layers"), [(16, 1), (8, 2)])
+def test_the_af_marl_graph_gives_the_module_rho(d_model: int, n_layers: int):
+    """The graph regroups the token embedding, the positions and the pooled output by linearity: the module's rho
+    within 1e-6, for other sizes than the served model's, on inputs far from a tick's and with the logit spread
+    wide enough that rho is not saturated (a wrong block or position would move it by far more)."""
+    from twin_service.policies.af_marl import AfMarlNetwork
+
+    torch.manual_seed(d_model + n_layers)
+    network = AfMarlNetwork(latent=12, d_model=d_model, n_layers=n_layers, hidden=24, cvae_hidden=20).eval()
+    with torch.no_grad():
+        network.actor.head[-1].bias.zero_()
+        network.actor.head[-1].weight.mul_(20.0)  # an untrained head gives rho near 0.5 for every input
+    obs = np.random.default_rng(3).normal(scale=2.0, size=(500, 20)).astype(np.float32)
+    with torch.inference_mode():
+        expected = network(torch.from_numpy(obs)).numpy()
+    got = onnx_graphs.AfMarlRuntime(network)(obs)
+    assert expected.std() > 0.01 and expected.min() > 0.01 and expected.max() < 0.99
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # Each feature's token matters, and where it sits: swapping two features' values changes rho.
+    swapped = obs.copy()
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]
+    assert np.abs(onnx_graphs.AfMarlRuntime(network)(swapped) - got).max() > 1e-4
+
+
 def test_without_onnx_runtime_the_torch_pass_serves(monkeypatch: pytest.MonkeyPatch, small_scenario: Path):
     monkeypatch.setattr(onnx_graphs, "available", lambda: False)
     params = Scenario.load(small_scenario).params

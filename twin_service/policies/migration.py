@@ -235,15 +235,22 @@ def place_one_at_a_time(
     opts, base, begin = options.tolist(), base_cost_s.tolist(), starts.tolist()
     load, limit, sat, cpu = load_bits.tolist(), limit_bits.tolist(), is_satellite.tolist(), cpu_hz.tolist()
     s_v, e_v = float(incoming_bits), float(cycles_per_bit)
+    # Each server's compute term e_v (S'_m + S_v) / C_m and whether S_v fits there, as the expression computes
+    # them from its load (the same operations: ``base + e_v * joined / cpu`` is ``base + ((e_v * joined) / cpu)``),
+    # kept per server and updated when a twin joins it, instead of recomputed for every option of every mover.
+    term, room = [], []
+    for server_load, server_cpu, server_limit, server_sat in zip(load, cpu, limit, sat, strict=True):
+        joined = server_load + s_v
+        term.append(e_v * joined / server_cpu)
+        room.append(server_sat or joined <= server_limit)
     picks = []
     for v in order.tolist():
         pick, best, found = satellite_index, 0.0, False
-        for j in range(begin[v], begin[v + 1]):
-            server = opts[j]
-            joined = load[server] + s_v
-            if not (sat[server] or joined <= limit[server]):
+        lo, hi = begin[v], begin[v + 1]
+        for server, option_base in zip(opts[lo:hi], base[lo:hi], strict=True):
+            if not room[server]:
                 continue
-            cost = base[j] + e_v * joined / cpu[server]
+            cost = option_base + term[server]
             if cost != cost:  # NaN: argmin returns the first one
                 pick, found = server, True
                 break
@@ -251,6 +258,9 @@ def place_one_at_a_time(
                 pick, best, found = server, cost, True
         if found:
             load[pick] += s_v
+            joined = load[pick] + s_v
+            term[pick] = e_v * joined / cpu[pick]
+            room[pick] = sat[pick] or joined <= limit[pick]
         picks.append(pick)
     load_bits[:] = load
     return np.array(picks, dtype=np.int64)

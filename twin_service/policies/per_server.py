@@ -137,10 +137,22 @@ def candidate_mask(
     its current host and the satellite, when feasible (Eq. 23). A farther server would cost more access and
     migration latency than a nearer one with room; leaving it out keeps the actor's cost per vehicle fixed
     however many servers the city has."""
-    mask = np.asarray(observation.mask, dtype=bool)
+    return candidates(observation.mask, observation.distances_m, observation.servers.is_satellite, host, nearest)
+
+
+def candidates(
+    mask: NDArray[np.bool_],
+    distances_m: NDArray[np.floating],
+    is_satellite: NDArray[np.bool_],
+    host: NDArray[np.int64] | None,
+    nearest: int = DEFAULT_CANDIDATES,
+) -> NDArray[np.bool_]:
+    """:func:`candidate_mask` from its parts; each row's candidates depend on that row's mask, distances and host
+    only (a row gives the same answer alone as in a matrix: what :class:`TurnScorer` relies on)."""
+    mask = np.asarray(mask, dtype=bool)
     n, m = mask.shape
-    sat = observation.servers.is_satellite
-    dist = np.where(mask & ~sat[None, :], np.asarray(observation.distances_m, dtype=np.float32), np.inf)
+    sat = is_satellite
+    dist = np.where(mask & ~sat[None, :], np.asarray(distances_m, dtype=np.float32), np.inf)
     k = min(nearest, m)
     keep = nearest_finite(dist, k) if n and k else np.zeros_like(mask)
     keep[:, sat] = mask[:, sat]
@@ -211,6 +223,10 @@ class TurnScorer:
         self.slot: NDArray[np.int32] | None = None
         """``(V, M)``: the row of pair (v, m) in :attr:`features`, -1 where the first pass did not score it; built
         at the first re-scoring (a quiet tick has none)."""
+        self.first_mask: NDArray[np.bool_] | None = None
+        """The tick's ``(V, M)`` mask (Eq. 23 under the tick's own loads), as the first pass saw it."""
+        self.first_candidates: NDArray[np.bool_] | None = None
+        """``(V, M)``: each vehicle's candidate servers in the first pass (:func:`candidate_mask`)."""
         self.reused_pairs = 0
         """Re-scored pairs whose load-free features came from the first pass."""
         self.computed_pairs = 0
@@ -221,11 +237,26 @@ class TurnScorer:
     ) -> PairScores:
         policy = self.policy
         n, m = observation.mask.shape
-        pr, pc = feasible_pairs(candidate_mask(observation, host, policy.nearest))
         if self.features is None:  # the first pass, over the tick's whole observation
+            keep = candidate_mask(observation, host, policy.nearest)
+            pr, pc = feasible_pairs(keep)
             features = per_server_features(observation, host, policy.latency, (pr, pc))
             self.features, self.first_pairs, self.vehicles = features, (pr, pc), n
+            self.first_mask, self.first_candidates = np.asarray(observation.mask, dtype=bool), keep
             return PairScores(pr, pc, policy.network_scores(features, pr, n))
+        # A re-scored vehicle whose mask the later loads left as it was has the first pass's candidates (they depend
+        # on its own mask, distances and host only); the others' are found again.
+        keep = self.first_candidates[rows]
+        changed = np.flatnonzero((observation.mask != self.first_mask[rows]).any(axis=1))
+        if changed.size:
+            keep[changed] = candidates(
+                observation.mask[changed],
+                observation.distances_m[changed],
+                observation.servers.is_satellite,
+                host[changed],
+                policy.nearest,
+            )
+        pr, pc = feasible_pairs(keep)
         if self.slot is None:
             first_rows, first_cols = self.first_pairs
             self.slot = np.full((self.vehicles, m), -1, dtype=np.int32)

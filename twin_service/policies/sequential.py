@@ -120,26 +120,31 @@ def _row_starts(rows: NDArray[np.intp], n: int) -> NDArray[np.intp]:
     return np.searchsorted(rows, np.arange(n + 1))
 
 
-def first_choices(pairs: PairScores, n: int, uniforms: NDArray[np.float64] | None) -> NDArray[np.int64]:
+def first_choices(
+    pairs: PairScores, n: int, uniforms: NDArray[np.float64] | None
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Each row's choice from its pairs, as :meth:`ExecutionSampler.choose` makes it from the dense ``(n, M)``
     logits: the first highest logit (``uniforms`` None), or the first server whose cumulative probability reaches
-    ``uniform * total`` (never beyond the last server with a probability above 0)."""
+    ``uniform * total`` (never beyond the last server with a probability above 0). Also returns each pair's
+    probability (the softmax over its row's pairs: the masked servers' are exactly 0 in the dense softmax)."""
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     starts = _row_starts(pairs.rows, n)
-    counts = np.diff(starts)
-    width = int(counts.max())
-    slot = np.arange(len(pairs.rows)) - starts[pairs.rows]
-    cols = np.zeros((n, width), dtype=np.int64)
-    cols[pairs.rows, slot] = pairs.cols
-    dense = np.full((n, width), -np.inf, dtype=np.float32)
-    dense[pairs.rows, slot] = pairs.scores
-    if uniforms is None:
-        return cols[np.arange(n), np.argmax(dense, axis=1)]
-    # Softmax over each row's pairs (the masked servers' probabilities are exactly 0 in the dense softmax).
+    width = int(np.diff(starts).max())
+    # Each pair's place in a (n, width) table of its row's pairs, flattened (rows hold their pairs in order).
+    flat = np.arange(len(pairs.rows)) + (pairs.rows * width - starts[pairs.rows])
+    cols = np.zeros(n * width, dtype=np.int64)
+    cols[flat] = pairs.cols
+    cols = cols.reshape(n, width)
+    dense = np.full(n * width, -np.inf, dtype=np.float32)
+    dense[flat] = pairs.scores
+    dense = dense.reshape(n, width)
     top = dense.max(axis=1, keepdims=True)
     e = np.exp(dense - top)
     p = e / e.sum(axis=1, keepdims=True)
+    pair_p = p.reshape(-1)[flat]
+    if uniforms is None:
+        return cols[np.arange(n), np.argmax(dense, axis=1)], pair_p
     cum = np.cumsum(p.astype(np.float64), axis=1)
     u = uniforms * cum[:, -1]
     reached = cum >= u[:, None]
@@ -148,7 +153,7 @@ def first_choices(pairs: PairScores, n: int, uniforms: NDArray[np.float64] | Non
     last = cols[np.arange(n), width - 1 - np.argmax(p[:, ::-1] > 0, axis=1)]
     # The dense rule counts the servers whose cumulative probability is below u: none when u is 0.
     chosen = np.where(u <= 0.0, 0, np.where(found, chosen, last))
-    return np.minimum(chosen, last).astype(np.int64)
+    return np.minimum(chosen, last).astype(np.int64), pair_p
 
 
 def decide_in_turns_pairs(
@@ -183,7 +188,7 @@ def decide_in_turns_pairs(
         u_row = np.empty(n, dtype=np.float64)
         u_row[order] = uniforms
     first = score(observation, host_arr, np.arange(n))
-    first_choice = first_choices(first, n, u_row)
+    first_choice, first_p = first_choices(first, n, u_row)
 
     n_turns = max(int(np.ceil(n / max(chunk, 1))), 1)
     turn_end = np.cumsum([len(part) for part in np.array_split(order, n_turns)])  # position after each turn
@@ -200,7 +205,7 @@ def decide_in_turns_pairs(
     """The vehicle's re-scored logits are those of the current loads."""
     rescored_choice = np.full(n, -1, dtype=np.int64)
     rescored_in = np.full(n, -1, dtype=np.int64)
-    rescores: list[tuple[NDArray[np.intp], PairScores]] = []
+    rescores: list[tuple[NDArray[np.intp], PairScores, NDArray[np.float32]]] = []
     target = host_arr.copy()
     window = max(n_turns // 8, 1)
     p = 0
@@ -220,10 +225,10 @@ def decide_in_turns_pairs(
             sub = observation.subset(again, loads, host_arr[again])
             sub = replace(sub, mask=sub.mask & mask0[again])
             pairs = score(sub, host_arr[again], again)
-            choice_again = first_choices(pairs, len(again), None if u_row is None else u_row[again])
+            choice_again, p_again = first_choices(pairs, len(again), None if u_row is None else u_row[again])
             rescored_choice[again] = choice_again
             rescored_in[again] = len(rescores)
-            rescores.append((again, pairs))
+            rescores.append((again, pairs, p_again))
             fresh[again] = True
             window = max(window // 2, 1) if (choice_again != host_arr[again]).any() else min(2 * window, n_turns)
             continue
@@ -247,13 +252,13 @@ def decide_in_turns_pairs(
         fresh &= ~(mask0[:, now_changed].any(axis=1) | (valid_host & now_changed[safe_host]))
         p = end
 
-    logits = np.full((n, m), MASKED_LOGIT, dtype=np.float32)
+    # Each vehicle's policy is the softmax over the pairs of the pass it decided from (first_choices made it);
+    # every other server's probability is 0, as masked_probabilities gives it over the dense logits.
+    probabilities = np.zeros((n, m), dtype=np.float32)
     use_first = rescored_in < 0
     keep = use_first[first.rows]
-    logits[first.rows[keep], first.cols[keep]] = first.scores[keep]
-    for k, (rows, pairs) in enumerate(rescores):
+    probabilities[first.rows[keep], first.cols[keep]] = first_p[keep]
+    for k, (rows, pairs, pair_p) in enumerate(rescores):
         final = rescored_in[rows[pairs.rows]] == k
-        logits[rows[pairs.rows[final]], pairs.cols[final]] = pairs.scores[final]
-    dense = torch.from_numpy(logits)
-    probabilities = masked_probabilities(dense, dense > MASKED_LOGIT / 2).numpy()
-    return target, probabilities.astype(np.float32)
+        probabilities[rows[pairs.rows[final]], pairs.cols[final]] = pair_p[final]
+    return target, probabilities
