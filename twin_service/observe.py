@@ -80,6 +80,10 @@ class ServerTable:
         return np.array([t == "satellite" for t in self.tiers])
 
     @cached_property
+    def rsu_indices(self) -> NDArray[np.intp]:
+        return np.flatnonzero(np.array([t == "rsu" for t in self.tiers], dtype=bool))
+
+    @cached_property
     def satellite_index(self) -> int:
         hits = np.flatnonzero(self.is_satellite)
         if len(hits) != 1:

@@ -193,8 +193,9 @@ def test_candidate_pairs_are_grouped_by_vehicle_in_server_order():
         assert list(cols[rows == r]) == sorted(cols[rows == r])
 
 
-def _crowded_tick(seed: int = 7):
+def _crowded_tick(seed: int = 7, stacked: bool = False):
     """A city-sized synthetic tick where a fifth of the RSUs are over their cache: hundreds of movers, in every turn.
+    ``stacked``: the first 30 RSUs are 10 sites of 3 units each (as an import stacks them at busy sites).
 
     Returns ``(observation, servers, host)``."""
     from twin_service.config import BITS_PER_MB
@@ -212,6 +213,8 @@ def _crowded_tick(seed: int = 7):
         np.array([0.0] * 81 + [50.0] * 10 + [550e3]),
     )
     sxy = np.vstack([rng.uniform(0, 5000, size=(m - 1, 2)), [[2500.0, 2500.0]]])
+    if stacked:
+        sxy[:30] = np.repeat(sxy[:30:3], 3, axis=0)
     vxy = rng.uniform(0, 5000, size=(n, 2))
     dist = np.hypot(np.hypot(*(vxy[:, None, :] - sxy[None]).transpose(2, 0, 1)), servers.altitude_m).astype(np.float32)
     near = np.where(dist[:, :-1] <= 1200, dist[:, :-1], np.inf)
@@ -226,11 +229,13 @@ def _crowded_tick(seed: int = 7):
     return obs, servers, host
 
 
-def test_a_crowded_tick_is_decided_as_by_the_reference():
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_crowded_tick_is_decided_as_by_the_reference(stacked: bool):
     """Hundreds of movers, in every turn (a fifth of the RSUs over their cache): the window of re-scored turns
-    narrows to one, and every decision is still the reference's."""
+    narrows to one, and every decision is still the reference's (also where sites hold several units, whose
+    stand-in unit changes with the turns' loads)."""
     reference, fast, _ = _policies(Scenario.load("city").params)
-    obs, servers, host = _crowded_tick()
+    obs, servers, host = _crowded_tick(stacked=stacked)
     ref = reference.decide_reference(obs, servers, host)
     got = fast.decide(obs, servers, host)
     assert (ref.target != host).sum() > 200
@@ -270,13 +275,14 @@ def _record_network_inputs(policy: PerServerMigrationPolicy) -> list[tuple[np.nd
     return calls
 
 
+@pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("execution", ["argmax", "sample"])
-def test_the_turns_keep_the_load_free_features_and_decide_as_without(execution: str):
+def test_the_turns_keep_the_load_free_features_and_decide_as_without(execution: str, stacked: bool):
     """The served path (``TurnScorer``: load-free features from the first pass, load columns per turn) against
     every feature computed in every pass (``pair_scores``), on a crowded tick whose turns change loads: the same
     features to the bit in every pass, so the same logits, targets and probabilities."""
     cached, uncached, _ = _policies(Scenario.load("city").params)
-    obs, _, host = _crowded_tick(seed=11)
+    obs, _, host = _crowded_tick(seed=11, stacked=stacked)
     n = obs.mask.shape[0]
     order = np.random.default_rng(5).permutation(n)
     uniforms = None if execution == "argmax" else np.random.default_rng(6).random(n)
@@ -418,3 +424,36 @@ def test_the_access_latency_counts_both_legs(server_tx_power_w: float):
     ]  # fmt: skip
     np.testing.assert_array_equal(access, legs[0] + legs[1])
     assert (legs[0] == legs[1]).all() == (server_tx_power_w == c.vehicle_tx_power_w)
+
+
+def test_a_site_of_several_units_is_one_candidate_its_unit_with_the_most_room():
+    """Where an import stacked RSU units at a site, each vehicle weighs the site once, by its unit with the most free
+    room (so its eight nearest candidates are eight sites), plus its own host whichever unit that is; a layout
+    without stacked units (the city's) gets no stand-ins and its candidates are as before."""
+    from twin_service.policies.per_server import candidates, spare_units
+
+    plain, _, plain_host = _crowded_tick(seed=17)
+    assert spare_units(plain) is None
+    obs, _, host = _crowded_tick(seed=17, stacked=True)
+    spare = spare_units(obs)
+    assert spare is not None and spare.sum() == 20 and not spare[30:].any()
+    room = obs.servers.load_max_bits - obs.predicted_load_bits
+    for site in range(10):
+        units = np.arange(3 * site, 3 * site + 3)
+        standing = units[~spare[units]]
+        assert len(standing) == 1 and room[standing[0]] == room[units].max()
+    keep = candidate_mask(obs, host, 8)
+    assert (keep & spare[None, :]).sum() <= int(spare[host].sum())  # a spare unit is a candidate only as a host
+    rows_with_host_spare = spare[host]
+    assert not (keep[~rows_with_host_spare][:, spare]).any()
+    # Eight nearest distinct sites where eight are feasible (the satellite and the host besides).
+    sat = obs.servers.is_satellite
+    offered = obs.mask & ~sat[None, :] & ~spare[None, :]
+    full = offered.sum(axis=1) >= 8
+    ground = keep & ~sat[None, :]
+    ground[np.arange(len(host)), host] &= ~rows_with_host_spare
+    assert (ground[full & ~rows_with_host_spare].sum(axis=1) >= 8).all()
+    np.testing.assert_array_equal(
+        candidates(plain.mask, plain.distances_m, plain.servers.is_satellite, plain_host, 8, None),
+        candidate_mask(plain, plain_host, 8),
+    )

@@ -36,7 +36,7 @@ from twin_service.policies.manifest import (
     model_inputs,
     per_server_spec,
 )
-from twin_service.policies.per_server import DEFAULT_CANDIDATES
+from twin_service.policies.per_server import DEFAULT_CANDIDATES, layout_sites_in_reach
 from twin_service.policies.registry import save_model
 from twin_service.scenario.folder import Scenario
 
@@ -171,7 +171,10 @@ class MigrationRun:
                 kind=PER_SERVER,
                 hidden=(width, width),
                 activation="tanh",
-                options={"candidates": args.candidates, "execution": execution, "decision_chunk": args.decision_chunk},
+                options={
+                    "candidates": args.candidates, "execution": execution, "decision_chunk": args.decision_chunk,
+                    "reach_sites": layout_sites_in_reach(self.scenario.layout),
+                },  # fmt: skip
             )
         manifest = ModelManifest(
             name=out_dir.name,

@@ -13,6 +13,7 @@ number of servers, in any city.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -37,6 +38,8 @@ from twin_service.policies.masking import MASKED_LOGIT
 from twin_service.policies.onnx_graphs import PerServerRuntime
 from twin_service.policies.sequential import PairScores, decide_in_turns_pairs
 from twin_service.policies.torch_policy import _ACTIVATIONS, ExecutionSampler
+from twin_service.scenario.edge_servers import EdgeLayout
+from twin_service.scenario.folder import Scenario
 
 
 def _mlp(sizes: Sequence[int], activation: str, last_activation: bool) -> nn.Sequential:
@@ -137,7 +140,46 @@ def candidate_mask(
     its current host and the satellite, when feasible (Eq. 23). A farther server would cost more access and
     migration latency than a nearer one with room; leaving it out keeps the actor's cost per vehicle fixed
     however many servers the city has."""
-    return candidates(observation.mask, observation.distances_m, observation.servers.is_satellite, host, nearest)
+    return candidates(
+        observation.mask, observation.distances_m, observation.servers.is_satellite, host, nearest,
+        spare_units(observation),
+    )  # fmt: skip
+
+
+def spare_units(observation: MigrationObservation) -> NDArray[np.bool_] | None:
+    """``(M,)`` True for the RSU units that stand in for no site now: at a site with several units (an import
+    stacks them where one is not enough, ``scenario.provision``), every unit but the one with the most free room.
+
+    Why: the actor learned on a city with one server per site, so a candidate means a site. Offered the three
+    units of a busy site as three candidates, it gave that site about three times the share it gives one server,
+    and the eight nearest candidates covered only a few sites (issue 17: on Hamburg at 1.5 times its demand the
+    stacked sites filled to 45 MB on average against 30 for the others). So a site is one candidate, its unit
+    with the most room (which can take a twin whenever any of its units can), as a site's own balancer would
+    place it; a vehicle's host stays a candidate whichever unit it is. Units are co-located RSUs (the same plane
+    position); None where there are none (the committed city) or the observation carries no positions, so
+    decisions there are unchanged."""
+    motion = observation.motion
+    if motion is None:
+        return None
+    servers = observation.servers
+    rsu = servers.rsu_indices
+    if len(rsu) < 2:
+        return None
+    xy = np.ascontiguousarray(motion.server_xy_m[rsu], dtype=np.float64)
+    site = _sites(xy.tobytes(), len(rsu))
+    if site is None:
+        return None
+    room = np.asarray(servers.load_max_bits, dtype=np.float64)[rsu] - np.asarray(
+        observation.predicted_load_bits, dtype=np.float64
+    )[rsu]
+    room = np.where(servers.active[rsu], room, -np.inf)
+    # Each site's unit with the most room, the first in layout order among equals.
+    order = np.lexsort((rsu, -room, site))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = site[order][1:] != site[order][:-1]
+    spare = np.zeros(servers.size, dtype=bool)
+    spare[rsu[order[~first]]] = True
+    return spare
 
 
 def candidates(
@@ -146,13 +188,16 @@ def candidates(
     is_satellite: NDArray[np.bool_],
     host: NDArray[np.int64] | None,
     nearest: int = DEFAULT_CANDIDATES,
+    spare: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.bool_]:
     """:func:`candidate_mask` from its parts; each row's candidates depend on that row's mask, distances and host
-    only (a row gives the same answer alone as in a matrix: what :class:`TurnScorer` relies on)."""
+    and on ``spare`` (:func:`spare_units`, the same for every row) only: a row gives the same answer alone as in a
+    matrix, what :class:`TurnScorer` relies on."""
     mask = np.asarray(mask, dtype=bool)
     n, m = mask.shape
     sat = is_satellite
-    dist = np.where(mask & ~sat[None, :], np.asarray(distances_m, dtype=np.float32), np.inf)
+    offered = mask & ~sat[None, :] if spare is None else mask & ~(sat | spare)[None, :]
+    dist = np.where(offered, np.asarray(distances_m, dtype=np.float32), np.inf)
     k = min(nearest, m)
     keep = nearest_finite(dist, k) if n and k else np.zeros_like(mask)
     keep[:, sat] = mask[:, sat]
@@ -193,6 +238,68 @@ def nearest_finite(dist: NDArray[np.float32], k: int) -> NDArray[np.bool_]:
     return keep
 
 
+def sites_in_reach(xy_m: NDArray[np.floating], range_m: NDArray[np.floating]) -> float:
+    """How many other RSU sites a site reaches, the median over the sites: how crowded a layout is, as a vehicle
+    that can reach one RSU sees it (co-located units are one site; each site's reach is its units' range)."""
+    xy = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
+    if len(xy) < 2:
+        return 0.0
+    sites, site = np.unique(xy, axis=0, return_inverse=True)
+    reach = np.zeros(len(sites))
+    np.maximum.at(reach, site.reshape(-1), np.asarray(range_m, dtype=np.float64))
+    d = np.hypot(*(sites[:, None, :] - sites[None, :, :]).transpose(2, 0, 1))
+    return float(np.median((d <= reach[:, None]).sum(axis=1) - 1))
+
+
+@lru_cache(maxsize=16)
+def _reach(xy: bytes, range_m: bytes) -> float:
+    return sites_in_reach(np.frombuffer(xy, dtype=np.float64).reshape(-1, 2), np.frombuffer(range_m, dtype=np.float64))
+
+
+def layout_reach(observation: MigrationObservation) -> float | None:
+    """:func:`sites_in_reach` of the observation's RSUs (asked every turn, computed once per layout); None where the
+    observation carries no server positions."""
+    if observation.motion is None:
+        return None
+    rsu = observation.servers.rsu_indices
+    xy = np.ascontiguousarray(observation.motion.server_xy_m[rsu], dtype=np.float64)
+    rng = np.ascontiguousarray(np.asarray(observation.servers.range_m, dtype=np.float64)[rsu])
+    return _reach(xy.tobytes(), rng.tobytes())
+
+
+def candidates_for(nearest: int, trained_reach: float | None, reach: float | None) -> int:
+    """How many nearest servers the actor weighs on a layout whose sites reach ``reach`` others (``layout_reach``),
+    when it learned to weigh ``nearest`` on one whose sites reach ``trained_reach``: the same share of what is in
+    reach, never fewer than it learned with.
+
+    Why: on the city a site reaches 14 others, so the eight nearest are about half of what a vehicle can reach; on
+    Hamburg at 1.5 times its demand a site reaches 105, and the eight nearest are a few streets (issue 17), where
+    least-loaded spreads the load over every server in range and the actor, weighing only those, filled them.
+    On the layout it learned on (and any sparser one) the count is the one it learned with."""
+    if not trained_reach or reach is None or reach <= trained_reach:
+        return nearest
+    return max(nearest, int(round(nearest * reach / trained_reach)))
+
+
+@lru_cache(maxsize=16)
+def _sites(xy: bytes, n: int) -> NDArray[np.intp] | None:
+    """The site of each of ``n`` RSUs from their plane positions (``(n, 2)`` float64 bytes), None where no two share
+    one (RSUs do not move: asked every turn, answered once)."""
+    pos = np.frombuffer(xy, dtype=np.float64).reshape(n, 2)
+    _, site, count = np.unique(pos, axis=0, return_inverse=True, return_counts=True)
+    site = site.reshape(-1)
+    if (count <= 1).all():
+        return None
+    site.setflags(write=False)
+    return site
+
+
+def _same_spare(a: NDArray[np.bool_] | None, b: NDArray[np.bool_] | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(a, b))
+
+
 def feasible_pairs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """``(rows, cols)`` of the allowed (vehicle, server) pairs, vehicle by vehicle (rows ascending)."""
     rows, cols = np.nonzero(mask)
@@ -227,6 +334,10 @@ class TurnScorer:
         """The tick's ``(V, M)`` mask (Eq. 23 under the tick's own loads), as the first pass saw it."""
         self.first_candidates: NDArray[np.bool_] | None = None
         """``(V, M)``: each vehicle's candidate servers in the first pass (:func:`candidate_mask`)."""
+        self.first_spare: NDArray[np.bool_] | None = None
+        """The first pass's :func:`spare_units`."""
+        self.nearest = policy.nearest
+        """The tick's candidate count (:meth:`PerServerMigrationPolicy.nearest_for`)."""
         self.reused_pairs = 0
         """Re-scored pairs whose load-free features came from the first pass."""
         self.computed_pairs = 0
@@ -238,7 +349,12 @@ class TurnScorer:
         policy = self.policy
         n, m = observation.mask.shape
         if self.features is None:  # the first pass, over the tick's whole observation
-            keep = candidate_mask(observation, host, policy.nearest)
+            self.first_spare = spare_units(observation)
+            self.nearest = policy.nearest_for(observation)
+            keep = candidates(
+                observation.mask, observation.distances_m, observation.servers.is_satellite, host, self.nearest,
+                self.first_spare,
+            )  # fmt: skip
             pr, pc = feasible_pairs(keep)
             features = per_server_features(observation, host, policy.latency, (pr, pc))
             self.features, self.first_pairs, self.vehicles = features, (pr, pc), n
@@ -246,15 +362,21 @@ class TurnScorer:
             return PairScores(pr, pc, policy.network_scores(features, pr, n))
         # A re-scored vehicle whose mask the later loads left as it was has the first pass's candidates (they depend
         # on its own mask, distances and host only); the others' are found again.
+        # At stacked sites the unit that stands in for its site can change with the loads: then every row is found again.
         keep = self.first_candidates[rows]
-        changed = np.flatnonzero((observation.mask != self.first_mask[rows]).any(axis=1))
+        spare = spare_units(observation)
+        if _same_spare(spare, self.first_spare):
+            changed = np.flatnonzero((observation.mask != self.first_mask[rows]).any(axis=1))
+        else:
+            changed = np.arange(len(rows))
         if changed.size:
             keep[changed] = candidates(
                 observation.mask[changed],
                 observation.distances_m[changed],
                 observation.servers.is_satellite,
                 host[changed],
-                policy.nearest,
+                self.nearest,
+                spare,
             )
         pr, pc = feasible_pairs(keep)
         if self.slot is None:
@@ -292,10 +414,17 @@ class PerServerMigrationPolicy:
         self.actor = actor
         self.latency = latency
         self.nearest = int(manifest.architecture.options.get("candidates", DEFAULT_CANDIDATES))
+        """Candidates it learned to weigh (on a denser layout it weighs more: :meth:`nearest_for`)."""
+        self.trained_reach = trained_reach(manifest)
+        """:func:`sites_in_reach` of the layout it learned on; None: unknown, so it weighs :attr:`nearest` anywhere."""
         self.sampler = ExecutionSampler(manifest)
         self.fused = FusedPairScorer(actor)
         self.runtime = PerServerRuntime(actor) if onnx_graphs.available() else None
         """The actor as an ONNX Runtime graph (``policies.onnx_graphs``); None: the fused torch pass."""
+
+    def nearest_for(self, observation: MigrationObservation) -> int:
+        """The candidate count on the observation's layout (:func:`candidates_for`)."""
+        return candidates_for(self.nearest, self.trained_reach, layout_reach(observation))
 
     def network_scores(self, features: NDArray[np.float32], rows: NDArray[np.intp], n: int) -> NDArray[np.float32]:
         """The actor's logit of each (vehicle, server) pair (``rows`` ascending): where the network's output is made."""
@@ -307,7 +436,7 @@ class PerServerMigrationPolicy:
     def pair_scores(self, observation: MigrationObservation, host: NDArray[np.int64]) -> PairScores:
         """Every vehicle's candidate pairs (:func:`candidate_mask`) with their logits, every feature computed: what
         :class:`TurnScorer` is tested against."""
-        pr, pc = feasible_pairs(candidate_mask(observation, host, self.nearest))
+        pr, pc = feasible_pairs(candidate_mask(observation, host, self.nearest_for(observation)))
         features = per_server_features(observation, host, self.latency, (pr, pc))
         return PairScores(pr, pc, self.network_scores(features, pr, observation.mask.shape[0]))
 
@@ -316,7 +445,7 @@ class PerServerMigrationPolicy:
     ) -> torch.Tensor:
         """``(V, M)`` logits of each vehicle's candidate servers (the others at ``MASKED_LOGIT``), by the actor module:
         what the reference path (:meth:`decide_reference`) and the trainers score with."""
-        pr, pc = feasible_pairs(candidate_mask(observation, host, self.nearest))
+        pr, pc = feasible_pairs(candidate_mask(observation, host, self.nearest_for(observation)))
         features = per_server_features(observation, host, self.latency, (pr, pc))
         with torch.inference_mode():
             return self.actor(
@@ -353,6 +482,33 @@ class PerServerMigrationPolicy:
         """The same decisions the plain way (``sequential.decide_in_turns`` over the actor module), kept as the
         reference the fast path is tested against."""
         return self.sampler.decide(observation, host, self.logits)
+
+
+def trained_reach(manifest: ModelManifest) -> float | None:
+    """:func:`sites_in_reach` of the layout a per-server model learned on: its manifest's ``reach_sites`` (trainers
+    record it), else computed from its scenario when that loads here with the parameters it was trained on (the
+    built-in city for the committed models); None otherwise."""
+    stored = manifest.architecture.options.get("reach_sites")
+    if stored is not None:
+        return float(stored)
+    return _scenario_reach(manifest.scenario, manifest.scenario_param_hash)
+
+
+@lru_cache(maxsize=8)
+def _scenario_reach(scenario: str, param_hash: str) -> float | None:
+    try:
+        loaded = Scenario.load(scenario)
+    except Exception:  # noqa: BLE001 - any scenario that does not load here: the count stays the trained one
+        return None
+    if loaded.params.param_hash != param_hash:
+        return None
+    return layout_sites_in_reach(loaded.layout)
+
+
+def layout_sites_in_reach(layout: EdgeLayout) -> float:
+    """:func:`sites_in_reach` of a scenario's layout."""
+    rsu = np.flatnonzero(np.array([str(t) for t in layout.tiers]) == "rsu")
+    return sites_in_reach(layout.xy_m[rsu], layout.range_m[rsu])
 
 
 def build_migration_policy(
