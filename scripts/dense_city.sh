@@ -5,6 +5,10 @@
 # RSUs"); the import now provisions it with no options. Then one day is recorded per seed and the default and the
 # trained policies are evaluated over its 20 minutes (4 episodes of 285 s after a 60 s warm-up).
 #   ./scripts/dense_city.sh [SEEDS]      default seeds: 1 (results/provisioning/hamburg-x1.5), 2 (...-s2)
+#   ./scripts/dense_city.sh validate     day 3, the validation day of the per-server actor's candidate count:
+#                                        dm-mappo-city weighing 8, 16, 32 and 60 candidates (copies of it under
+#                                        data/dense/models whose manifests fix the count) against least-loaded
+#                                        (results/provisioning/hamburg-x1.5-validation)
 # Everything generated goes to data/dense/ (git-ignored); the tables and plots to results/provisioning/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +39,32 @@ cat > data/dense/hamburg-x1.5.sumocfg <<EOF
 </configuration>
 EOF
 [ -f data/dense/hh15/params.toml ] || "$TWIN" scenario import data/dense/hamburg-x1.5.sumocfg --out data/dense/hh15
+if [ "$SEEDS" = validate ]; then
+    [ -f data/dense/hh15-s3.npz ] || "$TWIN" record --scenario data/dense/hh15 --seed 3 --out data/dense/hh15-s3.npz
+    rm -rf data/dense/models && mkdir -p data/dense/models
+    for k in 8 16 32 60; do
+        cp -r models/dm-mappo-city "data/dense/models/x-dm-c$k"
+        "$ROOT/.venv/bin/python" - "data/dense/models/x-dm-c$k/manifest.json" "$k" <<'PY'
+import json, sys
+from twin_service.policies.per_server import layout_sites_in_reach
+from twin_service.scenario.folder import Scenario
+path, k = sys.argv[1], int(sys.argv[2])
+m = json.load(open(path))
+m["name"] = f"x-dm-c{k}"
+m["architecture"]["options"]["candidates"] = k
+# Recorded as trained on this layout's density, so that it weighs exactly k here (the rule would give 60).
+m["architecture"]["options"]["reach_sites"] = layout_sites_in_reach(Scenario.load("data/dense/hh15").layout)
+json.dump(m, open(path, "w"), indent=2)
+PY
+    done
+    out=$(mktemp -d)
+    TWIN_MODELS_DIR=data/dense/models OMP_NUM_THREADS=1 "$TWIN" evaluate --recordings data/dense/hh15-s3.npz \
+        --migration-policy least-loaded,x-dm-c8,x-dm-c16,x-dm-c32,x-dm-c60 --offload-policy nearest-least-loaded \
+        --warmup-s 60 --episode-s 285 --out "$out"
+    mkdir -p results/provisioning/hamburg-x1.5-validation
+    cp "$out"/{summary.md,summary.csv,episodes.csv,paper_a_kpis.png} results/provisioning/hamburg-x1.5-validation/
+    exit 0
+fi
 for seed in ${SEEDS//,/ }; do
     suffix=$([ "$seed" = 1 ] && echo "" || echo "-s$seed")
     [ -f "data/dense/hh15-s$seed.npz" ] || "$TWIN" record --scenario data/dense/hh15 --seed "$seed" \
