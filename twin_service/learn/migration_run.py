@@ -172,9 +172,11 @@ class MigrationRun:
                 hidden=(width, width),
                 activation="tanh",
                 options={
-                    "candidates": args.candidates, "execution": execution, "decision_chunk": args.decision_chunk,
+                    "candidates": args.candidates,
+                    "execution": execution,
+                    "decision_chunk": args.decision_chunk,
                     "reach_sites": layout_sites_in_reach(self.scenario.layout),
-                },  # fmt: skip
+                },
             )
         manifest = ModelManifest(
             name=out_dir.name,

@@ -169,9 +169,10 @@ def spare_units(observation: MigrationObservation) -> NDArray[np.bool_] | None:
     site = _sites(xy.tobytes(), len(rsu))
     if site is None:
         return None
-    room = np.asarray(servers.load_max_bits, dtype=np.float64)[rsu] - np.asarray(
-        observation.predicted_load_bits, dtype=np.float64
-    )[rsu]
+    room = (
+        np.asarray(servers.load_max_bits, dtype=np.float64)[rsu]
+        - np.asarray(observation.predicted_load_bits, dtype=np.float64)[rsu]
+    )
     room = np.where(servers.active[rsu], room, -np.inf)
     # Each site's unit with the most room, the first in layout order among equals.
     order = np.lexsort((rsu, -room, site))
@@ -361,8 +362,8 @@ class TurnScorer:
             self.first_mask, self.first_candidates = np.asarray(observation.mask, dtype=bool), keep
             return PairScores(pr, pc, policy.network_scores(features, pr, n))
         # A re-scored vehicle whose mask the later loads left as it was has the first pass's candidates (they depend
-        # on its own mask, distances and host only); the others' are found again.
-        # At stacked sites the unit that stands in for its site can change with the loads: then every row is found again.
+        # on its own mask, distances and host only); the others' are found again. At stacked sites the unit that
+        # stands in for its site can change with the loads: then every row is found again.
         keep = self.first_candidates[rows]
         spare = spare_units(observation)
         if _same_spare(spare, self.first_spare):
