@@ -158,17 +158,11 @@ def spare_units(observation: MigrationObservation) -> NDArray[np.bool_] | None:
     place it; a vehicle's host stays a candidate whichever unit it is. Units are co-located RSUs (the same plane
     position); None where there are none (the committed city) or the observation carries no positions, so
     decisions there are unchanged."""
-    motion = observation.motion
-    if motion is None:
+    rsu_sites = _rsu_sites_of(observation)
+    if rsu_sites is None or rsu_sites.site is None:
         return None
-    servers = observation.servers
+    servers, site = observation.servers, rsu_sites.site
     rsu = servers.rsu_indices
-    if len(rsu) < 2:
-        return None
-    xy = np.ascontiguousarray(motion.server_xy_m[rsu], dtype=np.float64)
-    site = _sites(xy.tobytes(), len(rsu))
-    if site is None:
-        return None
     room = (
         np.asarray(servers.load_max_bits, dtype=np.float64)[rsu]
         - np.asarray(observation.predicted_load_bits, dtype=np.float64)[rsu]
@@ -242,30 +236,50 @@ def nearest_finite(dist: NDArray[np.float32], k: int) -> NDArray[np.bool_]:
 def sites_in_reach(xy_m: NDArray[np.floating], range_m: NDArray[np.floating]) -> float:
     """How many other RSU sites a site reaches, the median over the sites: how crowded a layout is, as a vehicle
     that can reach one RSU sees it (co-located units are one site; each site's reach is its units' range)."""
-    xy = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
-    if len(xy) < 2:
-        return 0.0
-    sites, site = np.unique(xy, axis=0, return_inverse=True)
-    reach = np.zeros(len(sites))
-    np.maximum.at(reach, site.reshape(-1), np.asarray(range_m, dtype=np.float64))
-    d = np.hypot(*(sites[:, None, :] - sites[None, :, :]).transpose(2, 0, 1))
-    return float(np.median((d <= reach[:, None]).sum(axis=1) - 1))
+    return _RsuSites.of(np.asarray(xy_m, dtype=np.float64).reshape(-1, 2), np.asarray(range_m, dtype=np.float64)).reach
+
+
+class _RsuSites:
+    """Where a layout's RSU units stand (RSUs do not move): each unit's site, where some site holds several units
+    (None otherwise), and :func:`sites_in_reach`."""
+
+    def __init__(self, site: NDArray[np.intp] | None, reach: float) -> None:
+        self.site = site
+        self.reach = reach
+
+    @classmethod
+    def of(cls, xy: NDArray[np.float64], range_m: NDArray[np.float64]) -> _RsuSites:
+        if len(xy) < 2:
+            return cls(None, 0.0)
+        sites, site, count = np.unique(xy, axis=0, return_inverse=True, return_counts=True)
+        site = site.reshape(-1)
+        reach = np.zeros(len(sites))
+        np.maximum.at(reach, site, range_m)
+        d = np.hypot(*(sites[:, None, :] - sites[None, :, :]).transpose(2, 0, 1))
+        site.setflags(write=False)
+        return cls(site if (count > 1).any() else None, float(np.median((d <= reach[:, None]).sum(axis=1) - 1)))
 
 
 @lru_cache(maxsize=16)
-def _reach(xy: bytes, range_m: bytes) -> float:
-    return sites_in_reach(np.frombuffer(xy, dtype=np.float64).reshape(-1, 2), np.frombuffer(range_m, dtype=np.float64))
+def _rsu_sites(xy: bytes, range_m: bytes) -> _RsuSites:
+    return _RsuSites.of(np.frombuffer(xy, dtype=np.float64).reshape(-1, 2), np.frombuffer(range_m, dtype=np.float64))
 
 
-def layout_reach(observation: MigrationObservation) -> float | None:
-    """:func:`sites_in_reach` of the observation's RSUs (asked every turn, computed once per layout); None where the
-    observation carries no server positions."""
+def _rsu_sites_of(observation: MigrationObservation) -> _RsuSites | None:
+    """The observation's :class:`_RsuSites` (asked every turn, computed once per layout); None where it carries no
+    server positions."""
     if observation.motion is None:
         return None
     rsu = observation.servers.rsu_indices
     xy = np.ascontiguousarray(observation.motion.server_xy_m[rsu], dtype=np.float64)
     rng = np.ascontiguousarray(np.asarray(observation.servers.range_m, dtype=np.float64)[rsu])
-    return _reach(xy.tobytes(), rng.tobytes())
+    return _rsu_sites(xy.tobytes(), rng.tobytes())
+
+
+def layout_reach(observation: MigrationObservation) -> float | None:
+    """:func:`sites_in_reach` of the observation's RSUs; None where the observation carries no server positions."""
+    rsu_sites = _rsu_sites_of(observation)
+    return None if rsu_sites is None else rsu_sites.reach
 
 
 def candidates_for(nearest: int, trained_reach: float | None, reach: float | None) -> int:
@@ -280,19 +294,6 @@ def candidates_for(nearest: int, trained_reach: float | None, reach: float | Non
     if not trained_reach or reach is None or reach <= trained_reach:
         return nearest
     return max(nearest, int(round(nearest * reach / trained_reach)))
-
-
-@lru_cache(maxsize=16)
-def _sites(xy: bytes, n: int) -> NDArray[np.intp] | None:
-    """The site of each of ``n`` RSUs from their plane positions (``(n, 2)`` float64 bytes), None where no two share
-    one (RSUs do not move: asked every turn, answered once)."""
-    pos = np.frombuffer(xy, dtype=np.float64).reshape(n, 2)
-    _, site, count = np.unique(pos, axis=0, return_inverse=True, return_counts=True)
-    site = site.reshape(-1)
-    if (count <= 1).all():
-        return None
-    site.setflags(write=False)
-    return site
 
 
 def _same_spare(a: NDArray[np.bool_] | None, b: NDArray[np.bool_] | None) -> bool:
@@ -508,7 +509,7 @@ def _scenario_reach(scenario: str, param_hash: str) -> float | None:
 
 def layout_sites_in_reach(layout: EdgeLayout) -> float:
     """:func:`sites_in_reach` of a scenario's layout."""
-    rsu = np.flatnonzero(np.array([str(t) for t in layout.tiers]) == "rsu")
+    rsu = layout.rsu_indices
     return sites_in_reach(layout.xy_m[rsu], layout.range_m[rsu])
 
 
