@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import socket
@@ -341,7 +342,7 @@ def main() -> None:
     source = f"recorded ticks of {Path(args.recording).name}" if args.recording else "synthetic ticks"
     print(
         f"layout: {len(layout)} servers; {source}, {min(counts)}-{max(counts)} vehicles per tick; uvicorn, 1 worker, "
-        "h11; httpx keep-alive"
+        f"{'httptools' if importlib.util.find_spec('httptools') else 'h11'}; httpx keep-alive"
     )
     print(f"offloading policy of the batch: {args.offload_policy or 'the API default'}")
     print(f"migration policy of the batch: {args.migration_policy or 'the API default'}")

@@ -115,6 +115,8 @@ def main() -> None:
         print(f"  {name:22s} {1e3 * statistics.median(values):7.2f} ms CPU (median)")
     cpu, wall = statistics.median(cpu_ms), statistics.median(wall_ms)
     print(f"  whole request (in-process client) {cpu:7.2f} ms CPU, {wall:7.2f} ms wall (medians)")
+    q = statistics.quantiles(wall_ms, n=100)
+    print(f"  whole request wall: p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, max {max(wall_ms):.2f} ms")
 
 
 if __name__ == "__main__":

@@ -196,3 +196,34 @@ def test_a_crowded_city_is_placed_as_by_the_array_loop(monkeypatch):
     slow = policy.decide(obs, servers, host).target
     assert calls and calls[0] > 200  # the loop was exercised with hundreds of movers
     np.testing.assert_array_equal(fast, slow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), m=st.integers(2, 12))
+def test_the_compiled_placement_equals_the_python_loop(seed: int, n: int, m: int):
+    """numba's kernel places every mover where the Python loop does, loads to the bit; full servers, the satellite's
+    unlimited room, NaN costs (argmin's first NaN) and movers without options included."""
+    from twin_service.policies.compiled import place_one_at_a_time_compiled
+    from twin_service.policies.migration import place_one_at_a_time_python
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, m + 1, size=n)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    options = np.concatenate([np.sort(rng.choice(m, size=c, replace=False)) for c in counts]).astype(np.intp)
+    base = rng.uniform(0.0, 0.3, size=len(options))
+    base[rng.random(len(options)) < 0.03] = np.nan
+    load = rng.uniform(250, 320, size=m) * BITS_PER_MB
+    limit = np.full(m, 300.0 * BITS_PER_MB)
+    sat = np.zeros(m, dtype=bool)
+    sat[-1] = True
+    limit[-1] = np.inf
+    cpu = rng.uniform(20e9, 80e9, size=m)
+    order = rng.permutation(n).astype(np.intp)
+    args = (starts, options, base)
+    tail = (limit, sat, cpu, S_V, TASK.cycles_per_bit, m - 1)
+    load_py, load_jit = load.copy(), load.copy()
+    expected = place_one_at_a_time_python(order, *args, load_py, *tail)
+    got = place_one_at_a_time_compiled(order, *args, load_jit, *tail)
+    assert got is not None, "numba is a dependency: the compiled placement must run"
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(load_jit, load_py)

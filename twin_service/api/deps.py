@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Annotated, Any
 
 import anyio
+import orjson
 from fastapi import Depends, HTTPException, Query, Request, Security, status
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
@@ -83,13 +83,14 @@ async def require_api_key(state: StateDep, key: Annotated[str | None, Security(_
 
 
 class JSONBody(Response):
-    """JSON written with the standard library straight from dicts and lists (no response-model pass).
+    """JSON written by orjson straight from dicts and lists (no response-model pass).
 
-    Used for the decision responses, which are built from numpy arrays with ``tolist()``; non-finite
-    floats are replaced by null before this (``allow_nan=False`` turns any left into an error).
+    Used for the decision responses, which are built from numpy arrays with ``tolist()``: a 1,000-vehicle batch
+    in 0.05 ms against 0.8 ms with the standard library (issue 20). Non-finite floats are replaced by null before
+    this; orjson writes any left as null too (JSON has no NaN).
     """
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
