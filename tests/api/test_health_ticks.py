@@ -7,6 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.conftest import LAYOUT
 from twin_service.api import create_app
 from twin_service.config import Settings
 from twin_service.policies import DEFAULT_MIGRATION_POLICY
@@ -123,3 +124,29 @@ def test_health_counts_the_bridge_fallback_ticks(client, store, layout, make_fle
     body = client.get("/v1/health").json()
     assert body["status"] == "ok"  # the service itself can decide
     assert (body["recent_ticks"], body["recent_fallback_ticks"]) == (30, 20)
+
+
+def test_the_run_context_is_kept_while_the_run_stays_the_same(
+    client, store, filled, monkeypatch
+):
+    """Every RUN_CONTEXT_TTL_S the API asks Redis which run it serves: the same metadata and layout keep the context
+    it built (its server tables with it); a new layout or new parameters give a new one."""
+    from twin_service.api import state as api_state
+
+    twin = client.app.state.twin
+    first = twin.run_context(twin.store())
+    table = first.servers(tuple(s["id"] for s in LAYOUT))
+    clock = [1e6]
+    monkeypatch.setattr(api_state.time, "monotonic", lambda: clock[0])
+    clock[0] += 10 * api_state.RUN_CONTEXT_TTL_S  # due for a check: Redis still says the same run
+    again = twin.run_context(twin.store())
+    assert again is first and again.servers(tuple(s["id"] for s in LAYOUT)) is table
+    moved = [dict(s, x_m=s["x_m"] + 5.0) if s["id"] == "rsu_0" else s for s in LAYOUT]
+    store.write_layout(moved)
+    assert twin.run_context(twin.store()) is first  # checked a moment ago: not asked again yet
+    clock[0] += 10 * api_state.RUN_CONTEXT_TTL_S
+    changed = twin.run_context(twin.store())
+    assert changed is not first and changed.layout[0]["x_m"] == LAYOUT[0]["x_m"] + 5.0
+    store.write_run_meta("test-fleet", "fedcba9876543210")
+    clock[0] += 10 * api_state.RUN_CONTEXT_TTL_S
+    assert twin.run_context(twin.store()).param_hash == "fedcba9876543210"

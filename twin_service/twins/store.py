@@ -200,6 +200,13 @@ class TwinStore(TwinLogs):
         return [] if raw is None else json.loads(raw)
 
     @unavailable_as_error
+    def read_layout_raw(self) -> bytes | None:
+        """The edge-server layout as stored (JSON bytes; None if none was written): to tell whether it changed
+        without decoding it."""
+        raw = self.redis.get(self.keys.layout)
+        return None if raw is None else bytes(raw)
+
+    @unavailable_as_error
     def clear(self) -> int:
         """Delete every key under the prefix (SCAN + UNLINK, never KEYS); return how many.
 
