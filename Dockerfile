@@ -54,7 +54,7 @@ twin_service.policies.per_server,twin_service.policies.af_marl,twin_service.poli
 twin_service.policies.torch_policy,twin_service.predict.neural,twin_service.predict.registry,onnx.helper,\
 onnx.numpy_helper,onnxruntime,safetensors.torch,websockify.websocketproxy \
       --keep-bytecode-under libsumo,traci,sumolib,uvicorn,starlette,fastapi,pydantic,pydantic_core,anyio,httpx,\
-httpcore,h11,redis,typer,click,rich,websockify,prometheus_client \
+httpcore,h11,redis,typer,click,rich,websockify,prometheus_client,numba,llvmlite,orjson,httptools,uvloop \
  && python -m pip uninstall -y pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -82,11 +82,15 @@ COPY . .
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    NUMBA_CACHE_DIR=/var/cache/numba \
     TWIN_API_HOST=0.0.0.0 \
     TWIN_NOVNC_HOST=0.0.0.0
 # The slimmed environment still loads what the stack runs (a broken library fails the build, not the stack).
+# numba compiles least-loaded's placement loop here, into a cache the service's user reads (and may add to).
 RUN python -c "import numpy, torch, libsumo, pyproj, twin_service.api.app, twin_service.bridge.runner; \
-torch.nn.Linear(4, 2)(torch.ones(1, 4)); numpy.linalg.inv(numpy.eye(3))"
+from twin_service.policies import compiled; assert compiled.warm_up(), 'numba cannot compile'; \
+torch.nn.Linear(4, 2)(torch.ones(1, 4)); numpy.linalg.inv(numpy.eye(3))" \
+ && chown -R 10001:10001 /var/cache/numba
 USER 10001
 EXPOSE 8000 6080
 # The api service's command; the bridge service runs `python -m twin_service.webstack up ...`.
