@@ -126,9 +126,7 @@ def test_health_counts_the_bridge_fallback_ticks(client, store, layout, make_fle
     assert (body["recent_ticks"], body["recent_fallback_ticks"]) == (30, 20)
 
 
-def test_the_run_context_is_kept_while_the_run_stays_the_same(
-    client, store, filled, monkeypatch
-):
+def test_the_run_context_is_kept_while_the_run_stays_the_same(client, store, filled, monkeypatch):
     """Every RUN_CONTEXT_TTL_S the API asks Redis which run it serves: the same metadata and layout keep the context
     it built (its server tables with it); a new layout or new parameters give a new one."""
     from twin_service.api import state as api_state
