@@ -16,20 +16,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
 from twin_service.config import BITS_PER_MB, ChannelParams, SatelliteParams, TaskParams
 from twin_service.physics import (
+    MIN_LINK_DISTANCE_M,
     access_latency_s,
+    free_space_gain,
     free_space_rate_bps,
     migration_mask,
     migration_rate_bps,
     satellite_leg_delay_s,
     satellite_propagation_delay_s,
 )
+from twin_service.physics.compiled import pair_latency_compiled
 from twin_service.twins.window import window_mean_aligned
 
 OBS_SPEC_VERSION = "1"
@@ -299,7 +302,49 @@ def pair_latency_s(
     propagation) and the migration latency if the server is not the vehicle's host (Eq. 11-12, over
     ``D_vh + D_vm``, which bounds the distance between the two servers; 0 on the host or for a vehicle
     without one). For the given pairs only: a few per vehicle.
+
+    Compiled with numba where it can be (:func:`twin_service.physics.compiled.pair_latency_compiled`: the same
+    numbers to the bit, tested), several times faster than the array expression
+    :func:`pair_latency_s_numpy`, which is the reference and the fallback.
     """
+    c, task = model.channel, model.task
+    fast = pair_latency_compiled(
+        distances_m,
+        host,
+        rows,
+        cols,
+        is_satellite,
+        gain_at_1m=float(free_space_gain(1.0, c.carrier_hz, c.gain_coefficient)),
+        min_distance_m=MIN_LINK_DISTANCE_M,
+        noise_w=c.noise_w,
+        up=(c.bandwidth_up_hz, c.vehicle_tx_power_w),
+        down=(c.bandwidth_down_hz, c.server_tx_power_w),
+        mig=(c.bandwidth_mig_hz, c.server_tx_power_w),
+        data_bits=task.data_size_mb * BITS_PER_MB,
+        migration_bits=task.migration_size_mb * BITS_PER_MB,
+        satellite_rate_bps=c.satellite_rate_bps,
+        propagation_s=_propagation_s(model.satellite.altitude_m),
+    )
+    if fast is not None:
+        return fast
+    return pair_latency_s_numpy(distances_m, host, rows, cols, is_satellite, model)
+
+
+@lru_cache(maxsize=8)
+def _propagation_s(altitude_m: float) -> float:
+    return float(satellite_propagation_delay_s(altitude_m))
+
+
+def pair_latency_s_numpy(
+    distances_m: NDArray[np.floating],
+    host: NDArray[np.int64],
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    is_satellite: NDArray[np.bool_],
+    model: LatencyModel,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`pair_latency_s` as array expressions: the reference its compiled form is tested against, and its
+    fallback."""
     c, task = model.channel, model.task
     data = task.data_size_mb * BITS_PER_MB
     prop = float(satellite_propagation_delay_s(model.satellite.altitude_m))

@@ -1,4 +1,5 @@
-"""physics is the bottom layer: it imports numpy and the standard library, nothing else of ours."""
+"""physics is the bottom layer: it imports numpy, numba (to compile its pair pricing, with numpy as the fallback) and
+the standard library, nothing else of ours."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import twin_service.physics as physics
 
 PHYSICS_DIR = Path(physics.__file__).parent
-ALLOWED_THIRD_PARTY = {"numpy"}
+ALLOWED_THIRD_PARTY = {"numpy", "numba"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -123,8 +123,9 @@ def test_rho_is_a_fraction_and_every_offloader_is_served_better_than_locally(cas
         d = offload_policy(name, offload=params).decide(x)
         assert d.rho.shape == (n,)
         assert np.all((d.rho >= 0) & (d.rho <= 1))
-        again = expected_outcome(d.rho, x, params)  # the reported outcome is the cost model's
-        assert np.allclose(again.cost, d.cost) and np.array_equal(again.success, d.success)
+        again = expected_outcome(d.rho, x, params)  # the reported outcome is the cost model's, to the bit
+        for field in ("delay_s", "energy_j", "cost", "success", "edge_cpu_hz"):
+            np.testing.assert_array_equal(getattr(d, field), getattr(again, field), err_msg=f"{name}: {field}")
         off = d.rho > 0
         assert np.all(d.success[off]) and np.all(d.cost[off] < local.cost[off])
         assert not np.any(off & (x.host_index < 0))

@@ -39,8 +39,15 @@ def shannon_rate_bps(
     ``noise_w`` is the noise power sigma^2 over the band (NOTES.md: 1e-13 W).
     """
     snr = np.asarray(tx_power_w, dtype=np.float64) * np.asarray(gain, dtype=np.float64) / noise_w
+    return shannon_rate_from_snr_bps(bandwidth_hz, snr)
+
+
+def shannon_rate_from_snr_bps(bandwidth_hz: ArrayLike, snr: ArrayLike) -> NDArray[np.float64]:
+    """Shannon rate ``B log2(1 + SNR)`` of a known SNR, bit/s: :func:`shannon_rate_bps`'s last step, which the
+    compiled pair pricing (:mod:`twin_service.policies.compiled`) shares so that its rates are these to the bit
+    (numpy's ``log1p`` is vectorised and differs from the C library's in the last bit of about 1 % of values)."""
     # log1p keeps the rate accurate (and > 0) where the SNR is tiny, far from the server.
-    return np.asarray(bandwidth_hz, dtype=np.float64) * np.log1p(snr) / np.log(2.0)
+    return np.asarray(bandwidth_hz, dtype=np.float64) * np.log1p(np.asarray(snr, dtype=np.float64)) / np.log(2.0)
 
 
 def free_space_rate_bps(

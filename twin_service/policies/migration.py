@@ -249,6 +249,48 @@ def place_one_at_a_time(
     )  # fmt: skip
 
 
+def candidate_pairs(
+    mask: NDArray[np.bool_], candidates: NDArray[np.intp]
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """The feasible pairs ``(rows, cols)`` of the ``candidates`` (ascending vehicle indices), row-major, and where
+    each vehicle's pairs start (``V + 1``: vehicle v's are ``starts[v]:starts[v + 1]``). Compiled where it can be
+    (:func:`~twin_service.policies.compiled.candidate_pairs_compiled`, tested equal); this is the reference."""
+    compiled_pairs = compiled.candidate_pairs_compiled(mask, candidates)
+    if compiled_pairs is not None:
+        return compiled_pairs
+    cr, pc = np.nonzero(mask[candidates])
+    pr = candidates[cr]
+    return pr, pc, np.searchsorted(pr, np.arange(mask.shape[0] + 1))  # pairs are grouped by vehicle (row-major)
+
+
+def best_moves(
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    base_cost_s: NDArray[np.float64],
+    current: NDArray[np.int64],
+    fits: NDArray[np.bool_],
+    load_bits: NDArray[np.float64],
+    cpu_hz: NDArray[np.float64],
+    cycles_per_bit: float,
+    incoming_bits: float,
+    n: int,
+) -> NDArray[np.float64]:
+    """Each vehicle's lowest expected latency after a move over its pairs (inf where it has none): a pair costs
+    ``base_cost_s + e_v (S'_m + S_v) / C_m`` (a move adds v's data to the new server; it already counts on its
+    host), inf on the vehicle's host or where S_v does not fit. Compiled where it can be
+    (:func:`~twin_service.policies.compiled.best_moves_compiled`, tested equal); this is the reference."""
+    best = compiled.best_moves_compiled(
+        rows, cols, base_cost_s, current, fits, load_bits, cpu_hz, cycles_per_bit, incoming_bits, n
+    )
+    if best is not None:
+        return best
+    e_v, s_v, load, cpu = cycles_per_bit, incoming_bits, load_bits, cpu_hz
+    move = np.where((current[rows] == cols) | ~fits[cols], np.inf, base_cost_s + e_v * (load[cols] + s_v) / cpu[cols])
+    best = np.full(n, np.inf)
+    np.minimum.at(best, rows, move)
+    return best
+
+
 def place_one_at_a_time_python(
     order: NDArray[np.intp],
     starts: NDArray[np.intp],
@@ -397,13 +439,10 @@ class LeastLoadedPolicy:
         with np.errstate(invalid="ignore"):  # inf - inf where a vehicle cannot stay and nothing fits: not a candidate
             gains = stay - fastest > cheapest_move
         candidates = np.flatnonzero(~can_stay | (on_sat < stay) | gains)
-        cr, pc = np.nonzero(mask[candidates])
-        pr = candidates[cr]
+        pr, pc, starts = candidate_pairs(mask, candidates)
         base = self._pair_cost_s(observation.distances_m, current, pr, pc, sat)
         # A move adds v's data to the new server (it already counts on its host).
-        move = np.where((current[pr] == pc) | ~fits[pc], np.inf, base + e_v * (load[pc] + s_v) / cpu[pc])
-        best_move = np.full(n, np.inf)
-        np.minimum.at(best_move, pr, move)
+        best_move = best_moves(pr, pc, base, current, fits, load, cpu, e_v, s_v, n)
         movers = np.flatnonzero(~can_stay | (best_move < stay))
         target = np.where(can_stay, current, -1)
         if movers.size:
@@ -413,7 +452,6 @@ class LeastLoadedPolicy:
             must = ~can_stay[movers]
             gain = np.where(must, np.inf, stay[movers] - best_move[movers])
             order = movers[np.lexsort((movers, -gain))]
-            starts = np.searchsorted(pr, np.arange(n + 1))  # pairs are grouped by vehicle (row-major)
             target[order] = place_one_at_a_time(
                 order, starts, pc, base, load, limit, sat, cpu, s_v, e_v, servers.satellite_index
             )

@@ -130,7 +130,7 @@ class NearestLeastLoadedPolicy:
     def decide(self, inputs: OffloadInputs) -> OffloadDecision:
         n = check_offload_inputs(inputs)
         deadline = np.asarray(inputs.now["deadline_s"], dtype=np.float64)
-        host, _ = _hosts(inputs)
+        host, host_cpu_table = _hosts(inputs)
         local = _outcome(np.zeros(n), np.zeros(n), inputs, self.params)
         attached = host >= 0
         host_cpu = np.asarray(inputs.now["host_cpu_hz"], dtype=np.float64)
@@ -156,6 +156,13 @@ class NearestLeastLoadedPolicy:
         rank = np.arange(n) - start + 1
         offload = np.zeros(n, dtype=bool)
         offload[order] = k >= rank
+        if not offload.any():
+            # Everyone computes locally (with the committed scenarios' prices, every tick): rho = 0 outcomes do not
+            # depend on the host's CPU (Eq. 10's term is 0), so they are ``local``'s, which expected_outcome(0)
+            # would compute again; only the CPU share each vehicle would get is new.
+            zeros = np.zeros(n)
+            share = edge_cpu_share_hz(host, zeros, host_cpu_table)
+            return OffloadDecision(zeros, local.delay_s, local.energy_j, local.cost, local.success, share)
         # Guard against rounding at the boundaries of k: drop any offloader the actual sharing does not
         # serve (dropping one only frees CPU for the rest, so this ends, normally at once).
         while True:
