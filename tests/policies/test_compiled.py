@@ -1,5 +1,5 @@
-"""numba's kernels give least-loaded's and the pair features' numbers to the bit: each against the numpy it replaces,
-and a whole crowded-city decision with the kernels on and off."""
+"""numba's kernels give least-loaded's, the pair features' and the offloading cost model's numbers to the bit: each
+against the numpy it replaces, and a whole crowded-city decision with the kernels on and off."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ KERNEL_CACHES = (
     compiled._compiled_placement,
     physics_compiled._compiled_pair_kernels,
     compiled._compiled_candidate_kernels,
+    physics_compiled._compiled_offload_kernel,
 )
 
 
@@ -146,3 +147,48 @@ def test_a_crowded_city_is_decided_alike_with_the_kernels_off(seed: int, request
     slow = LeastLoadedPolicy().decide(obs, servers, host).target
     assert (slow != np.maximum(host, 0)).sum() > 100  # many movers: the placement was exercised
     np.testing.assert_array_equal(fast, slow)
+
+
+def _column(rng: np.random.Generator, n: int, lo: float, hi: float, odd: float) -> np.ndarray:
+    """Floats in [lo, hi) with a share ``odd`` of zeros, NaNs and infinities."""
+    x = rng.uniform(lo, hi, n)
+    pick = rng.random(n)
+    x[pick < odd / 3] = 0.0
+    x[(pick >= odd / 3) & (pick < 2 * odd / 3)] = np.nan
+    x[(pick >= 2 * odd / 3) & (pick < odd)] = np.inf
+    return x
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 70), odd=st.sampled_from([0.0, 0.1, 0.4]))
+def test_the_compiled_offloading_cost_model_equals_numpys(seed: int, n: int, odd: float):
+    """Paper B's cost model, every one of its fourteen terms to the bit: fractions in [0, 1] with whole and no
+    offloads, zero and NaN and infinite inputs (0/0, x/0), the reward's floor and the deadline's boundary."""
+    from twin_service.config import OffloadParams
+    from twin_service.physics.offload import offload_outcome, offload_outcome_numpy
+
+    rng = np.random.default_rng(seed)
+    rho = rng.choice([0.0, 1.0, 0.5, 0.25], n)
+    partial = rng.random(n) < 0.5
+    rho[partial] = rng.uniform(0.0, 1.0, int(partial.sum()))
+    ranges = ((4e6, 16e6), (0.5e9, 1.5e9), (0.1, 1.0), (1e9, 3e9), (2e7, 1.5e8), (0.0, 4e9))
+    columns = [rho] + [_column(rng, n, lo, hi, odd) for lo, hi in ranges]
+    p = OffloadParams(price_per_task=float(rng.choice([0.0, 1.0])))
+    kwargs = dict(
+        kappa_local=p.kappa_local,
+        kappa_edge=p.kappa_edge,
+        tx_power_w=p.tx_power_w,
+        output_ratio=p.output_ratio,
+        twin_sync_energy_j=p.twin_sync_energy_j,
+        twin_sync_delay_s=p.twin_sync_delay_s,
+        price_per_task=p.price_per_task,
+        energy_max_j=p.energy_max_j,
+        price_max=p.price_max,
+    )
+    assert compiled.warm_up(), "numba is a dependency: every kernel must compile"
+    fast = offload_outcome(*columns, **kwargs)
+    with np.errstate(all="ignore"):
+        slow = offload_outcome_numpy(*columns, **kwargs)
+    for name, got, want in zip(fast._fields, fast, slow, strict=True):
+        assert got.dtype == want.dtype and got.shape == (n,), name
+        np.testing.assert_array_equal(got, want, err_msg=name)

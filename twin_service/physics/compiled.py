@@ -1,13 +1,15 @@
-"""Pair pricing compiled with numba: :func:`twin_service.observe.pair_latency_s`'s access and migration latency of
-(vehicle, server) pairs, the same numbers to the bit as its array expressions (kept as the reference they are tested
-against), without numpy's temporaries for each of a dozen steps.
+"""Physics compiled with numba, the same numbers to the bit as the array expressions they stand for (kept as the
+references they are tested against), in one pass instead of numpy's temporaries for each of a dozen or more steps:
 
-The loops build each link's SNR and each latency; the rates between them are numpy's own
+* :func:`twin_service.observe.pair_latency_s`'s access and migration latency of (vehicle, server) pairs;
+* :func:`twin_service.physics.offload.offload_outcome`, paper B's cost model (only + - * / and comparisons).
+
+The pair loops build each link's SNR and each latency; the rates between them are numpy's own
 (:func:`~twin_service.physics.channel.shannon_rate_from_snr_bps`): its vectorised ``log1p`` differs from the C
 library's, which a compiled loop would call, in the last bit of about 1 % of values on a machine with AVX-512.
 
 Compiled on first use and cached on disk beside this module (``cache=True``). Where numba cannot be imported, or
-compiling fails, or ``TWIN_NO_JIT`` is set, :func:`pair_latency_compiled` returns None and the caller keeps numpy.
+compiling fails, or ``TWIN_NO_JIT`` is set, the ``*_compiled`` functions return None and the callers keep numpy.
 """
 
 from __future__ import annotations
@@ -202,8 +204,8 @@ def pair_latency_compiled(
 
 @cache
 def warm_up() -> bool:
-    """Compile (or load from the disk cache) the pair kernels now, for both distance types, rather than in the
-    first decision. True where they run compiled."""
+    """Compile (or load from the disk cache) the kernels now (the pair pricing for both distance types, the offloading
+    cost model), rather than in the first decision. True where they run compiled."""
     priced = [
         pair_latency_compiled(
             np.ones((1, 2), dtype=dtype), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.intp),
@@ -213,4 +215,90 @@ def warm_up() -> bool:
         )
         for dtype in (np.float32, np.float64)  # the distance matrices' two types
     ]  # fmt: skip
-    return all(p is not None for p in priced)
+    ones = np.ones(1)
+    outcome = offload_outcome_compiled((ones,) * 7, (1.0,) * 10)
+    return outcome is not None and all(p is not None for p in priced)
+
+
+def _offload_outcome_kernel(
+    rho: NDArray[np.float64],
+    data_bits: NDArray[np.float64],
+    cycles: NDArray[np.float64],
+    deadline_s: NDArray[np.float64],
+    vehicle_cpu_hz: NDArray[np.float64],
+    rate_bps: NDArray[np.float64],
+    edge_cpu_hz: NDArray[np.float64],
+    consts: NDArray[np.float64],
+) -> tuple:  # pragma: no cover - runs compiled (its reference is physics.offload.offload_outcome_numpy)
+    # Paper B's cost model per vehicle, each term as physics/offload.py writes it, in its operations' order.
+    kappa_local, kappa_edge, tx_power_w, output_ratio = consts[0], consts[1], consts[2], consts[3]
+    sync_energy_j, sync_delay_s, price_per_task = consts[4], consts[5], consts[6]
+    energy_max_j, price_max, min_cost = consts[7], consts[8], consts[9]
+    n = rho.shape[0]
+    out = np.empty((13, n), dtype=np.float64)
+    success = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        r = rho[i]
+        off = r > 0.0
+        up = r * data_bits[i] / rate_bps[i] if off else 0.0
+        comp = r * cycles[i] / edge_cpu_hz[i] if off else 0.0
+        down = output_ratio * r * data_bits[i] / rate_bps[i] if off else 0.0
+        local_s = (1.0 - r) * cycles[i] / vehicle_cpu_hz[i]
+        remote = up + comp + down + (sync_delay_s if off else 0.0)
+        # np.maximum: NaN if either is NaN, else the larger.
+        delay = remote if remote != remote else (local_s if local_s != local_s or local_s > remote else remote)
+        e_tx = tx_power_w * up
+        e_comp = r * kappa_edge * cycles[i] + (sync_energy_j if off else 0.0)
+        e_down = tx_power_w * down
+        e_local = (1.0 - r) * kappa_local * cycles[i]
+        energy = e_tx + e_comp + e_down + e_local
+        price = r * price_per_task
+        cost = delay / deadline_s[i] + energy / energy_max_j + price / price_max
+        out[0, i] = up
+        out[1, i] = comp
+        out[2, i] = down
+        out[3, i] = local_s
+        out[4, i] = delay
+        out[5, i] = e_tx
+        out[6, i] = e_comp
+        out[7, i] = e_down
+        out[8, i] = e_local
+        out[9, i] = energy
+        out[10, i] = price
+        out[11, i] = cost
+        out[12, i] = 1.0 / (cost if cost != cost or cost >= min_cost else min_cost)
+        success[i] = delay <= deadline_s[i]
+    return out, success
+
+
+@cache
+def _compiled_offload_kernel() -> Callable[..., tuple] | None:
+    if jit_disabled():
+        return None
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(_offload_outcome_kernel)
+    except Exception as exc:  # noqa: BLE001 - any failure to compile keeps numpy, said once
+        log.warning("numba could not compile the offloading cost model (%s): using numpy", exc)
+        return None
+
+
+def offload_outcome_compiled(
+    columns: tuple[NDArray[np.float64], ...], consts: tuple[float, ...]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]] | None:
+    """:func:`twin_service.physics.offload.offload_outcome` compiled, for seven 1-D float64 columns of one length
+    (rho, data, cycles, deadline, vehicle CPU, rate, edge CPU) and its ten constants (the keyword arguments in
+    order, then the reward's floor): its thirteen float terms as rows of one ``(13, V)`` array and the success
+    flags, the same numbers to the bit (only + - * / and comparisons). None where it cannot run compiled."""
+    kernel = None if "offload" in _FAILED else _compiled_offload_kernel()
+    if kernel is None:
+        return None
+    try:
+        return kernel(*columns, np.array(consts, dtype=np.float64))
+    except Exception as exc:  # noqa: BLE001 - a compile error surfaces at the first call: keep numpy
+        log.warning("numba could not run the offloading cost model (%s): using numpy", exc)
+        _FAILED.add("offload")
+        return None

@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from twin_service.physics.compiled import offload_outcome_compiled
+
 
 def _f64(x: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(x, dtype=np.float64)
@@ -167,7 +169,11 @@ def offload_cost(
     return _f64(delay_s) / _f64(deadline_s) + _f64(energy_j) / energy_max_j + _f64(price) / price_max
 
 
-def offload_reward(cost: ArrayLike, min_cost: float = 1e-9) -> NDArray[np.float64]:
+MIN_COST = 1e-9
+"""The floor of the cost in the reward ``1 / Omega_n`` (Eq. 53), so that it stays finite."""
+
+
+def offload_reward(cost: ArrayLike, min_cost: float = MIN_COST) -> NDArray[np.float64]:
     """Reward ``R_n = 1 / Omega_n`` (paper B, Eq. 53); the cost is floored at ``min_cost`` to stay finite."""
     return 1.0 / np.maximum(_f64(cost), min_cost)
 
@@ -219,7 +225,67 @@ def offload_outcome(
 
     ``rate_bps`` is r_n from :func:`~twin_service.physics.channel.offload_rate_bps` and
     ``edge_cpu_hz`` is each vehicle's RSU CPU share f'_m from :func:`edge_cpu_share_hz`.
+
+    For one column per vehicle (1-D arrays of one length, scalar constants) it runs compiled with numba
+    (:func:`twin_service.physics.compiled.offload_outcome_compiled`: one pass instead of some thirty array
+    operations, the same numbers to the bit, tested); :func:`offload_outcome_numpy` is the reference and the
+    fallback, and serves every other shape (broadcasting).
     """
+    columns = tuple(_f64(x) for x in (rho, data_bits, cycles, deadline_s, vehicle_cpu_hz, rate_bps, edge_cpu_hz))
+    consts = (
+        kappa_local, kappa_edge, tx_power_w, output_ratio, twin_sync_energy_j, twin_sync_delay_s, price_per_task,
+        energy_max_j, price_max, MIN_COST,
+    )  # fmt: skip
+    shape = columns[0].shape
+    if (
+        len(shape) == 1
+        and all(c.shape == shape and c.flags.c_contiguous for c in columns)
+        and all(np.ndim(k) == 0 for k in consts)
+    ):
+        fast = offload_outcome_compiled(columns, tuple(float(k) for k in consts))
+        if fast is not None:
+            terms, success = fast
+            return OffloadOutcome(*terms, success=success)
+    return offload_outcome_numpy(
+        rho,
+        data_bits,
+        cycles,
+        deadline_s,
+        vehicle_cpu_hz,
+        rate_bps,
+        edge_cpu_hz,
+        kappa_local=kappa_local,
+        kappa_edge=kappa_edge,
+        tx_power_w=tx_power_w,
+        output_ratio=output_ratio,
+        twin_sync_energy_j=twin_sync_energy_j,
+        twin_sync_delay_s=twin_sync_delay_s,
+        price_per_task=price_per_task,
+        energy_max_j=energy_max_j,
+        price_max=price_max,
+    )
+
+
+def offload_outcome_numpy(
+    rho: ArrayLike,
+    data_bits: ArrayLike,
+    cycles: ArrayLike,
+    deadline_s: ArrayLike,
+    vehicle_cpu_hz: ArrayLike,
+    rate_bps: ArrayLike,
+    edge_cpu_hz: ArrayLike,
+    *,
+    kappa_local: float,
+    kappa_edge: float,
+    tx_power_w: float,
+    output_ratio: float,
+    twin_sync_energy_j: float,
+    twin_sync_delay_s: float,
+    price_per_task: float,
+    energy_max_j: float,
+    price_max: float,
+) -> OffloadOutcome:
+    """:func:`offload_outcome` as array expressions (any broadcastable shapes): the compiled form's reference."""
     up = upload_delay_s(rho, data_bits, rate_bps)
     comp = edge_compute_delay_s(rho, cycles, edge_cpu_hz)
     down = download_delay_s(rho, data_bits, output_ratio, rate_bps)
