@@ -86,7 +86,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TWIN_API_HOST=0.0.0.0 \
     TWIN_NOVNC_HOST=0.0.0.0
 # The slimmed environment still loads what the stack runs (a broken library fails the build, not the stack).
-# numba compiles least-loaded's placement loop here, into a cache the service's user reads (and may add to).
+# numba compiles its kernels here (least-loaded's loops, the pair pricing, paper B's cost model), into a cache the
+# service's user reads (and may add to).
 RUN python -c "import numpy, torch, libsumo, pyproj, twin_service.api.app, twin_service.bridge.runner; \
 from twin_service.policies import compiled; assert compiled.warm_up(), 'numba cannot compile'; \
 torch.nn.Linear(4, 2)(torch.ones(1, 4)); numpy.linalg.inv(numpy.eye(3))" \
