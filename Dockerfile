@@ -40,13 +40,15 @@ RUN mkdir twin_service && touch twin_service/__init__.py README.md \
 # The live stack (bridge, API, dashboard, scenario building and recording) never imports the training and
 # analysis packages (plots, statistics, the RL environments), torch's symbolic-maths dependencies, nor the JWT
 # packages of websockify's token plugins (unused): they are left out, with pip itself; the commands that need
-# them (train, evaluate, predictor) say so.
+# them (train, evaluate, predictor) say so. numba and llvmlite (its LLVM, 0.2 GB) are left out too, to keep the
+# image within 1.5 GB: the image runs the kernels' numpy and Python references (TWIN_NO_JIT below), the same
+# decisions to the bit, slower (README, "Deciding fast").
 # Bytecode is kept for what the stack's processes import (the source is copied for that; the runtime stage
 # copies it again with the rest).
 COPY scripts/slim_venv.py scripts/
 COPY twin_service/ twin_service/
 RUN pip uninstall -y matplotlib contourpy cycler fonttools kiwisolver pillow scipy pettingzoo gymnasium \
-      cloudpickle farama-notifications sympy mpmath networkx jwcrypto cryptography cffi pycparser \
+      cloudpickle farama-notifications sympy mpmath networkx jwcrypto cryptography cffi pycparser numba llvmlite \
  && python scripts/slim_venv.py /opt/venv/lib/python3.11/site-packages \
       --bytecode-of twin_service.cli,twin_service.api.app,twin_service.api.worker,twin_service.bridge.runner,\
 twin_service.bridge.backends,twin_service.webstack,twin_service.policies.learned,twin_service.policies.onnx_graphs,\
@@ -54,7 +56,7 @@ twin_service.policies.per_server,twin_service.policies.af_marl,twin_service.poli
 twin_service.policies.torch_policy,twin_service.predict.neural,twin_service.predict.registry,onnx.helper,\
 onnx.numpy_helper,onnxruntime,safetensors.torch,websockify.websocketproxy \
       --keep-bytecode-under libsumo,traci,sumolib,uvicorn,starlette,fastapi,pydantic,pydantic_core,anyio,httpx,\
-httpcore,h11,redis,typer,click,rich,websockify,prometheus_client,numba,llvmlite,orjson,httptools,uvloop \
+httpcore,h11,redis,typer,click,rich,websockify,prometheus_client,orjson,httptools,uvloop \
  && python -m pip uninstall -y pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -70,6 +72,7 @@ RUN apt-get update \
       libgl1 libglx-mesa0 libgl1-mesa-dri libx11-6 libxext6 libxrender1 libexpat1 libatomic1 libstdc++6 \
       fontconfig-config fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /usr/share/man/* /usr/share/info/* \
+ && find /usr/share/doc -type f ! -name copyright -delete \
  && find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name locale.alias -exec rm -rf {} + \
  && install -d -m 1777 /tmp/.X11-unix \
  && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin twin
@@ -82,16 +85,12 @@ COPY . .
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    NUMBA_CACHE_DIR=/var/cache/numba \
+    TWIN_NO_JIT=1 \
     TWIN_API_HOST=0.0.0.0 \
     TWIN_NOVNC_HOST=0.0.0.0
 # The slimmed environment still loads what the stack runs (a broken library fails the build, not the stack).
-# numba compiles its kernels here (least-loaded's loops, the pair pricing, paper B's cost model), into a cache the
-# service's user reads (and may add to).
-RUN python -c "import numpy, torch, libsumo, pyproj, twin_service.api.app, twin_service.bridge.runner; \
-from twin_service.policies import compiled; assert compiled.warm_up(), 'numba cannot compile'; \
-torch.nn.Linear(4, 2)(torch.ones(1, 4)); numpy.linalg.inv(numpy.eye(3))" \
- && chown -R 10001:10001 /var/cache/numba
+RUN python -c "import numpy, torch, libsumo, pyproj, uvloop, httptools, hiredis, orjson, twin_service.api.app, \
+twin_service.bridge.runner; torch.nn.Linear(4, 2)(torch.ones(1, 4)); numpy.linalg.inv(numpy.eye(3))"
 USER 10001
 EXPOSE 8000 6080
 # The api service's command; the bridge service runs `python -m twin_service.webstack up ...`.

@@ -5,11 +5,12 @@ python scripts/slim_venv.py SITE_PACKAGES [--bytecode-of MODULE,...] [--keep-byt
 1. Files that are byte for byte the same (16 KiB or more) are kept once: the others become relative symlinks
    to it. The eclipse-sumo and libsumo wheels each bundle the same 111 libraries (230 MB), and sumo-data
    repeats files of eclipse-sumo's data.
-2. torch's shared libraries, which still carry a symbol table (libtorch_cpu.so: 90 MB of it), are stripped of
-   what dynamic linking does not need (``strip --strip-unneeded``).
-3. What no command of the image uses is removed: torch's C++ headers, tests and test programs, and its
-   compiler for ``torch.compile`` (``torch._inductor``: the served models run eagerly); SUMO's
-   netedit and the programs the project never runs (it runs sumo, sumo-gui, netconvert, netgenerate and,
+2. torch's shared libraries, which still carry a symbol table (libtorch_cpu.so: 90 MB of it), and the extension
+   modules that ship their debug information (uvloop, httptools, hiredis) are stripped of what dynamic linking
+   does not need (``strip --strip-unneeded``).
+3. What no command of the image uses is removed: torch's C++ headers, tests, test programs and test libraries,
+   and its compiler for ``torch.compile`` (``torch._inductor``: the served models run eagerly); SUMO's netedit
+   and the programs the project never runs (it runs sumo, sumo-gui, netconvert, netgenerate and,
    through randomTrips, duarouter), its C++ client libraries, contributed tools and games, and the
    translations of its GUI (the image runs it in English); onnx's test data and ONNX Runtime's model tools
    (transformer optimisation, quantisation).
@@ -35,10 +36,10 @@ from pathlib import Path
 
 MIN_DEDUP_BYTES = 16 << 10
 MIN_STRIP_BYTES = 1 << 20
-STRIP = ("torch/lib/*.so*",)
-"""Only torch's own libraries: the libraries that auditwheel bundled into other wheels were rewritten by
-patchelf, and stripping those breaks them (numpy's OpenBLAS: "ELF load command address/offset not
-page-aligned")."""
+STRIP = ("torch/lib/*.so*", "uvloop/*.so", "httptools/parser/*.so", "hiredis/*.so")
+"""torch's own libraries and the extension modules that ship their debug information (uvloop's loop: 13.6 MB, 1.6
+MB stripped). Never the libraries that auditwheel bundled into other wheels (``*.libs/``): patchelf rewrote them,
+and stripping those breaks them (numpy's OpenBLAS: "ELF load command address/offset not page-aligned")."""
 KEEP_FIRST = ("eclipse_sumo.libs/", "sumo/")
 """When copies differ only in where they are, the copy under these stays (what sumo and sumo-gui load)."""
 UNUSED = (
@@ -46,6 +47,9 @@ UNUSED = (
     "torch/_inductor",
     "torch/test",
     "torch/share/cmake",
+    "torch/lib/libtorchbind_test.so",
+    "torch/lib/libaoti_custom_ops.so",
+    "torch/lib/libbackend_with_compiler.so",
     "torch/bin/protoc",
     "torch/bin/protoc-3.13.0.0",
     "torch/bin/test_*",
