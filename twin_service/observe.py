@@ -314,7 +314,7 @@ def pair_latency_s(
         rows,
         cols,
         is_satellite,
-        gain_at_1m=float(free_space_gain(1.0, c.carrier_hz, c.gain_coefficient)),
+        gain_at_1m=_gain_at_1m(c.carrier_hz, c.gain_coefficient),
         min_distance_m=MIN_LINK_DISTANCE_M,
         noise_w=c.noise_w,
         up=(c.bandwidth_up_hz, c.vehicle_tx_power_w),
@@ -333,6 +333,11 @@ def pair_latency_s(
 @lru_cache(maxsize=8)
 def _propagation_s(altitude_m: float) -> float:
     return float(satellite_propagation_delay_s(altitude_m))
+
+
+@lru_cache(maxsize=8)
+def _gain_at_1m(carrier_hz: float, gain_coefficient: float) -> float:
+    return float(free_space_gain(1.0, carrier_hz, gain_coefficient))
 
 
 def pair_latency_s_numpy(

@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,30 @@ _FAILED: set[str] = set()
 def jit_disabled() -> bool:
     """Whether ``TWIN_NO_JIT`` turns the compiled kernels off."""
     return os.environ.get(DISABLE_VAR, "") not in ("", "0")
+
+
+def njit_or_none(
+    what: str, *kernels: Callable[..., Any], error_model: str = "numpy"
+) -> tuple[Callable[..., Any], ...] | None:
+    """``kernels`` compiled by numba (``cache=True``, ``nogil``, fastmath off: IEEE operations as written), or None
+    where ``TWIN_NO_JIT`` is set, numba cannot be imported or compiling fails (said once, naming ``what``).
+
+    ``error_model="numpy"``: a division by zero gives inf or NaN, as in numpy, instead of raising."""
+    if jit_disabled():
+        return None
+    try:
+        import numba
+    except (
+        ImportError
+    ):  # pragma: no cover - numba is a dependency (left out of the Docker image, which sets TWIN_NO_JIT)
+        log.warning("numba is not importable: %s runs with numpy", what)
+        return None
+    try:
+        jit = numba.njit(cache=True, nogil=True, error_model=error_model)
+        return tuple(jit(kernel) for kernel in kernels)
+    except Exception as exc:  # noqa: BLE001 - any failure to compile keeps numpy, said once
+        log.warning("numba could not compile %s (%s): using numpy", what, exc)
+        return None
 
 
 def _pair_snr_kernel(
@@ -118,21 +143,8 @@ def _pair_latency_kernel(
 
 
 @cache
-def _compiled_pair_kernels() -> tuple[Callable[..., tuple], Callable[..., tuple]] | None:
-    if jit_disabled():
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        log.warning("numba is not importable: pair latencies are priced with numpy")
-        return None
-    try:
-        # error_model="numpy": a division by zero gives inf or NaN, as in numpy, instead of raising.
-        jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-        return jit(_pair_snr_kernel), jit(_pair_latency_kernel)
-    except Exception as exc:  # noqa: BLE001 - any failure to compile keeps numpy, said once
-        log.warning("numba could not compile the pair pricing (%s): using numpy", exc)
-        return None
+def _compiled_pair_kernels() -> tuple[Callable[..., Any], ...] | None:
+    return njit_or_none("the pair pricing", _pair_snr_kernel, _pair_latency_kernel)
 
 
 def pair_latency_compiled(
@@ -272,18 +284,9 @@ def _offload_outcome_kernel(
 
 
 @cache
-def _compiled_offload_kernel() -> Callable[..., tuple] | None:
-    if jit_disabled():
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(_offload_outcome_kernel)
-    except Exception as exc:  # noqa: BLE001 - any failure to compile keeps numpy, said once
-        log.warning("numba could not compile the offloading cost model (%s): using numpy", exc)
-        return None
+def _compiled_offload_kernel() -> Callable[..., Any] | None:
+    kernels = njit_or_none("the offloading cost model", _offload_outcome_kernel)
+    return None if kernels is None else kernels[0]
 
 
 def offload_outcome_compiled(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -82,19 +83,9 @@ def _placement_kernel(
 
 @cache
 def _compiled_placement() -> Callable[..., NDArray[np.int64]] | None:
-    if physics_compiled.jit_disabled():
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency; a broken install keeps the Python loop
-        log.warning("numba is not importable: least-loaded places its movers with the Python loop")
-        return None
-    try:
-        # fastmath off (the default): IEEE operations as written, so the placements equal the Python loop's.
-        return numba.njit(cache=True, nogil=True)(_placement_kernel)
-    except Exception as exc:  # noqa: BLE001 - any failure to compile keeps the Python loop, said once
-        log.warning("numba could not compile least-loaded's placement (%s): using the Python loop", exc)
-        return None
+    # error_model "python", as the kernel was first compiled: it divides by the servers' CPU only.
+    kernels = physics_compiled.njit_or_none("least-loaded's placement", _placement_kernel, error_model="python")
+    return None if kernels is None else kernels[0]
 
 
 def place_one_at_a_time_compiled(
@@ -195,19 +186,8 @@ def _best_move_kernel(
 
 
 @cache
-def _compiled_candidate_kernels() -> tuple[Callable[..., tuple], Callable[..., NDArray[np.float64]]] | None:
-    if physics_compiled.jit_disabled():
-        return None
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-    try:
-        jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-        return jit(_candidate_pairs_kernel), jit(_best_move_kernel)
-    except Exception as exc:  # noqa: BLE001 - any failure to compile keeps numpy, said once
-        log.warning("numba could not compile least-loaded's candidate pairs (%s): using numpy", exc)
-        return None
+def _compiled_candidate_kernels() -> tuple[Callable[..., Any], ...] | None:
+    return physics_compiled.njit_or_none("least-loaded's candidate pairs", _candidate_pairs_kernel, _best_move_kernel)
 
 
 def candidate_pairs_compiled(
