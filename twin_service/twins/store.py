@@ -193,10 +193,9 @@ class TwinStore(TwinLogs):
         """Store the edge-server layout (JSON-serialisable dicts)."""
         self.redis.set(self.keys.layout, json.dumps(servers, separators=(",", ":")))
 
-    @unavailable_as_error
     def read_layout(self) -> list[dict[str, Any]]:
         """The edge-server layout, or an empty list if none was written."""
-        raw = self.redis.get(self.keys.layout)
+        raw = self.read_layout_raw()
         return [] if raw is None else json.loads(raw)
 
     @unavailable_as_error
