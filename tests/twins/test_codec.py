@@ -106,6 +106,65 @@ def test_aligned_window_mean_equals_the_per_twin_mean(id_sets, seed):
         np.testing.assert_allclose([means["p"][row], means["q"][row]], samples.mean(axis=0), rtol=1e-12)
 
 
+def _window_mean_per_column(current_ids, blocks):  # noqa: ANN001, ANN202 - the window mean as it was first written
+    """Every column summed and counted on its own, whatever the blocks' columns: what the fast paths stand for."""
+    n = len(current_ids)
+    names = list(dict.fromkeys(col for _, _, cols in blocks for col in cols))
+    sums = np.zeros((n, len(names)))
+    seen = np.zeros((n, len(names)), dtype=np.int64)
+    counts = np.zeros(n, dtype=np.int64)
+    order = np.argsort(current_ids, kind="stable")
+    sorted_ids = current_ids[order]
+    for ids, table, cols in blocks:
+        if not n or not len(ids):
+            continue
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
+        hit = sorted_ids[pos] == ids
+        rows = order[pos[hit]]
+        counts[rows] += 1
+        at = np.ix_(rows, [names.index(col) for col in cols])
+        sums[at] += table[hit]
+        seen[at] += 1
+    means = np.divide(sums, seen, out=np.full(sums.shape, np.nan), where=seen > 0).T.copy()
+    return {col: means[j] for j, col in enumerate(names)}, counts
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(["a", "bb", "c\u00e9", "dddd", "e", "ff"]), unique=True),
+            st.lists(st.sampled_from(["p", "q", "r"]), unique=True, min_size=1),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_aligned_window_mean_is_the_per_column_sums_to_the_bit(ticks, same_columns, seed):
+    """The shortcuts (one count for every column when the ticks have the same columns, no alignment for a tick
+    with the current twins in the current rows, no copy when every twin of a tick is still there) change no bit,
+    NaN and infinities included."""
+    rng = np.random.default_rng(seed)
+    current_ids = ticks[-1][0]
+    if seed % 3 == 0:  # several ticks with the current twins in the current order
+        ticks = [(current_ids, cols) for _, cols in ticks]
+    blocks = []
+    for ids, cols in ticks:
+        cols = ("p", "q") if same_columns else tuple(cols)
+        table = rng.normal(scale=1e3, size=(len(ids), len(cols)))
+        table[rng.random(table.shape) < 0.1] = rng.choice([np.nan, np.inf, -np.inf])
+        blocks.append((codec.decode_ids_bytes("\n".join(ids).encode(), len(ids)), table, cols))
+    current = blocks[-1][0]
+    with np.errstate(invalid="ignore"):  # inf - inf
+        means, counts = window_mean_aligned(current, blocks)
+        expected, expected_counts = _window_mean_per_column(current, blocks)
+    np.testing.assert_array_equal(counts, expected_counts)
+    assert list(means) == list(expected)
+    for col in expected:
+        np.testing.assert_array_equal(means[col].view(np.int64), expected[col].view(np.int64))
+
+
 @pytest.mark.parametrize("bad", [["a\nb"], ["a\x00"], [""], ["a", "a"]])
 def test_bad_ids_are_refused(bad):
     with pytest.raises(ValueError):

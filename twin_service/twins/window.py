@@ -25,24 +25,32 @@ def window_mean_aligned(
     n = len(current_ids)
     names = list(dict.fromkeys(col for _, _, cols in blocks for col in cols))
     position = {col: j for j, col in enumerate(names)}
+    # The usual case: every tick has the same columns, so a twin has seen each column as often as it has seen
+    # a tick, and its count divides every column (the same divisor, so the same means to the bit).
+    uniform = all(list(cols) == names for _, _, cols in blocks)
     sums = np.zeros((n, len(names)))
-    seen = np.zeros((n, len(names)), dtype=np.int64)
+    seen = None if uniform else np.zeros((n, len(names)), dtype=np.int64)
     counts = np.zeros(n, dtype=np.int64)
     order = np.argsort(current_ids, kind="stable")
     sorted_ids = current_ids[order]
     for ids, table, cols in blocks:
         if not n or not len(ids):
             continue
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
-        hit = sorted_ids[pos] == ids
-        rows = order[pos[hit]]  # ids are unique per tick, so fancy-index += is exact
-        counts[rows] += 1
-        where = [position[col] for col in cols]
-        if where == list(range(len(names))):  # the usual case: every tick has the same columns
-            sums[rows] += table[hit]
-            seen[rows] += 1
+        rows: slice | np.ndarray
+        if len(ids) == n and np.array_equal(ids, current_ids):  # the same twins in the same rows
+            rows, values = slice(None), table
         else:
-            sums[np.ix_(rows, where)] += table[hit]
-            seen[np.ix_(rows, where)] += 1
-    means = np.divide(sums, seen, out=np.full(sums.shape, np.nan), where=seen > 0).T.copy()
+            pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
+            hit = sorted_ids[pos] == ids
+            rows = order[pos[hit]]  # ids are unique per tick, so fancy-index += is exact
+            values = table if hit.all() else table[hit]
+        counts[rows] += 1
+        if seen is None:
+            sums[rows] += values
+        else:
+            at = np.ix_(np.arange(n)[rows], [position[col] for col in cols])
+            sums[at] += values
+            seen[at] += 1
+    divisor = counts[:, None] if seen is None else seen
+    means = np.divide(sums, divisor, out=np.full(sums.shape, np.nan), where=divisor > 0).T.copy()
     return {col: means[j] for j, col in enumerate(names)}, counts
