@@ -44,7 +44,7 @@ def shannon_rate_bps(
 
 def shannon_rate_from_snr_bps(bandwidth_hz: ArrayLike, snr: ArrayLike) -> NDArray[np.float64]:
     """Shannon rate ``B log2(1 + SNR)`` of a known SNR, bit/s: :func:`shannon_rate_bps`'s last step, which the
-    compiled pair pricing (:mod:`twin_service.policies.compiled`) shares so that its rates are these to the bit
+    compiled pair pricing (:mod:`twin_service.physics.compiled`) shares so that its rates are these to the bit
     (numpy's ``log1p`` is vectorised and differs from the C library's in the last bit of about 1 % of values)."""
     # log1p keeps the rate accurate (and > 0) where the SNR is tiny, far from the server.
     return np.asarray(bandwidth_hz, dtype=np.float64) * np.log1p(np.asarray(snr, dtype=np.float64)) / np.log(2.0)

@@ -50,9 +50,7 @@ def njit_or_none(
         return None
     try:
         import numba
-    except (
-        ImportError
-    ):  # pragma: no cover - numba is a dependency (left out of the Docker image, which sets TWIN_NO_JIT)
+    except ImportError:  # pragma: no cover - a dependency (the Docker image leaves it out and sets TWIN_NO_JIT)
         log.warning("numba is not importable: %s runs with numpy", what)
         return None
     try:

@@ -247,13 +247,7 @@ def offload_outcome(
             terms, success = fast
             return OffloadOutcome(*terms, success=success)
     return offload_outcome_numpy(
-        rho,
-        data_bits,
-        cycles,
-        deadline_s,
-        vehicle_cpu_hz,
-        rate_bps,
-        edge_cpu_hz,
+        *columns,
         kappa_local=kappa_local,
         kappa_edge=kappa_edge,
         tx_power_w=tx_power_w,
